@@ -1,0 +1,476 @@
+//! `ozone cluster up`: a whole local cluster (SCM, 1 or 3 OMs, N datanodes, s3g) as child
+//! processes of this one, sharing one data directory.
+//!
+//! Layout of `DIR`: `conf/ozone-site.xml` (cluster-wide: addresses and settings; point
+//! `OZONE_CONF_DIR` at it for `ozone admin`), and one directory per process — `scm`, `om-1`
+//! (`om-1..3` with `--oms 3`: an OM service `omservice` of nodes `om1..om3`),
+//! `datanode-1..N`, `s3g` — each holding `conf/ozone-site.xml` (cluster-wide plus its own ports
+//! and data dir), `data/`, `<name>.log` and `pid`. Ports are picked once, when the directory is
+//! new, and reused on every later start so that stored block locations stay valid.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use clap::Subcommand;
+use ozone_common::config::parse_site_xml;
+
+type BoxError = Box<dyn std::error::Error>;
+
+#[derive(Subcommand)]
+pub enum ClusterCmd {
+    /// Starts SCM, OM, datanodes and the S3 gateway as child processes, in the foreground.
+    /// Stops them all on SIGINT/SIGTERM. Started again on the same directory, serves every
+    /// object stored before.
+    Up {
+        /// Directory for every process's data, logs and configuration.
+        #[arg(long, default_value = "./data")]
+        data_dir: PathBuf,
+        /// Number of datanodes.
+        #[arg(long, default_value_t = 3)]
+        datanodes: u32,
+        /// Number of OMs: 1, or 3 (an HA OM service). Only for a new cluster directory.
+        #[arg(long, default_value_t = 1, value_parser = parse_oms)]
+        oms: u32,
+        /// S3 endpoint port (0 picks a free one).
+        #[arg(long, default_value_t = 9878)]
+        s3g_port: u16,
+        /// Extra configuration KEY=VALUE for a new cluster (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// Seconds to wait for the cluster to accept writes.
+        #[arg(long, default_value_t = 120)]
+        timeout: u64,
+    },
+}
+
+fn parse_oms(s: &str) -> Result<u32, String> {
+    match s {
+        "1" => Ok(1),
+        "3" => Ok(3),
+        _ => Err(format!("--oms must be 1 or 3, got {s}")),
+    }
+}
+
+pub async fn run(cmd: ClusterCmd) -> Result<(), BoxError> {
+    match cmd {
+        ClusterCmd::Up {
+            data_dir,
+            datanodes,
+            oms,
+            s3g_port,
+            set,
+            timeout,
+        } => {
+            up(
+                data_dir,
+                datanodes,
+                oms,
+                s3g_port,
+                set,
+                Duration::from_secs(timeout),
+            )
+            .await
+        }
+    }
+}
+
+/// A free port, never one this process handed out before (the kernel may offer a just-released
+/// port again, and two roles must not be given the same one).
+fn free_port() -> Result<u16, BoxError> {
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let mut given = GIVEN.lock().map_err(|_| "port registry poisoned")?;
+        if !given.contains(&port) {
+            given.push(port);
+            return Ok(port);
+        }
+    }
+}
+
+type Conf = BTreeMap<String, String>;
+
+fn write_conf(dir: &Path, conf: &Conf) -> Result<(), BoxError> {
+    std::fs::create_dir_all(dir)?;
+    let mut cfg = ozone_common::OzoneConfig::default();
+    for (k, v) in conf {
+        cfg.set(k, v.clone());
+    }
+    let tmp = dir.join("ozone-site.xml.tmp");
+    std::fs::write(&tmp, cfg.to_site_xml())?;
+    std::fs::rename(&tmp, dir.join("ozone-site.xml"))?;
+    Ok(())
+}
+
+fn read_conf(dir: &Path) -> Result<Option<Conf>, BoxError> {
+    let path = dir.join("ozone-site.xml");
+    if !path.exists() {
+        return Ok(None);
+    }
+    Ok(Some(parse_site_xml(&std::fs::read_to_string(&path)?)?))
+}
+
+/// One child process of the cluster.
+struct Proc {
+    name: String,
+    role: &'static str,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl Proc {
+    fn spawn(&mut self) -> Result<(), BoxError> {
+        let exe = std::env::current_exe()?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join(format!("{}.log", self.name)))?;
+        let child = Command::new(exe)
+            .arg(self.role)
+            .env("OZONE_CONF_DIR", self.dir.join("conf"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()?;
+        std::fs::write(self.dir.join("pid"), format!("{}\n", child.id()))?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    fn terminate(&mut self) {
+        if let Some(child) = &self.child
+            && let Some(pid) = rustix::process::Pid::from_raw(child.id() as i32)
+        {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        }
+    }
+
+    /// Waits for exit until `deadline`, then kills.
+    fn reap(&mut self, deadline: Instant) {
+        let Some(child) = &mut self.child else {
+            return;
+        };
+        loop {
+            match child.try_wait() {
+                Ok(Some(_)) => break,
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(50))
+                }
+                _ => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break;
+                }
+            }
+        }
+        let _ = std::fs::remove_file(self.dir.join("pid"));
+        self.child = None;
+    }
+}
+
+/// OM service id `cluster up --oms 3` configures.
+const OM_SERVICE_ID: &str = "omservice";
+
+async fn up(
+    data_dir: PathBuf,
+    datanodes: u32,
+    oms: u32,
+    s3g_port: u16,
+    set: Vec<String>,
+    timeout: Duration,
+) -> Result<(), BoxError> {
+    std::fs::create_dir_all(&data_dir)?;
+    let dir = std::fs::canonicalize(&data_dir)?;
+    let conf_dir = dir.join("conf");
+    let d = |p: &Path| p.display().to_string();
+
+    let cluster = match read_conf(&conf_dir)? {
+        Some(c) => {
+            if !set.is_empty() {
+                tracing::warn!("--set only applies when a cluster directory is new; ignored");
+            }
+            c
+        }
+        None => {
+            let mut c = Conf::new();
+            let s3g_port = if s3g_port == 0 {
+                free_port()?
+            } else {
+                s3g_port
+            };
+            c.insert("ozone.scm.names".into(), "127.0.0.1".into());
+            c.insert(
+                "ozone.scm.client.address".into(),
+                format!("127.0.0.1:{}", free_port()?),
+            );
+            c.insert(
+                "ozone.scm.datanode.address".into(),
+                format!("127.0.0.1:{}", free_port()?),
+            );
+            c.insert(
+                "ozone.om.address".into(),
+                format!("127.0.0.1:{}", free_port()?),
+            );
+            if oms > 1 {
+                let ids: Vec<String> = (1..=oms).map(|i| format!("om{i}")).collect();
+                c.insert("ozone.om.service.ids".into(), OM_SERVICE_ID.into());
+                c.insert(format!("ozone.om.nodes.{OM_SERVICE_ID}"), ids.join(","));
+                for (i, id) in ids.iter().enumerate() {
+                    let addr = if i == 0 {
+                        c["ozone.om.address"].clone()
+                    } else {
+                        format!("127.0.0.1:{}", free_port()?)
+                    };
+                    c.insert(format!("ozone.om.address.{OM_SERVICE_ID}.{id}"), addr);
+                }
+            }
+            c.insert(
+                "ozone.s3g.http-address".into(),
+                format!("0.0.0.0:{s3g_port}"),
+            );
+            c.insert(
+                "ozone.s3g.webadmin.http-address".into(),
+                format!("127.0.0.1:{}", free_port()?),
+            );
+            c.insert(
+                "ozone.server.default.replication".into(),
+                if datanodes >= 3 { "3" } else { "1" }.into(),
+            );
+            for kv in &set {
+                let (k, v) = kv
+                    .split_once('=')
+                    .ok_or_else(|| format!("--set expects KEY=VALUE, got {kv}"))?;
+                c.insert(k.trim().into(), v.trim().into());
+            }
+            write_conf(&conf_dir, &c)?;
+            c
+        }
+    };
+
+    // Per-process configuration: the cluster's plus its own dirs and ports (kept once made).
+    let mut procs = Vec::new();
+    let role_conf = |name: String,
+                     role: &'static str,
+                     extra: &dyn Fn(&Path) -> Result<Conf, BoxError>|
+     -> Result<Proc, BoxError> {
+        let pdir = dir.join(&name);
+        let pconf = pdir.join("conf");
+        let own = match read_conf(&pconf)? {
+            Some(existing) => existing,
+            None => {
+                let mut c = cluster.clone();
+                c.extend(extra(&pdir)?);
+                write_conf(&pconf, &c)?;
+                c
+            }
+        };
+        drop(own);
+        std::fs::create_dir_all(pdir.join("data"))?;
+        Ok(Proc {
+            name,
+            role,
+            dir: pdir,
+            child: None,
+        })
+    };
+    procs.push(role_conf("scm".into(), "scm", &|p| {
+        Ok(Conf::from([
+            ("ozone.metadata.dirs".into(), d(&p.join("data"))),
+            (
+                "ozone.scm.http-address".into(),
+                format!("127.0.0.1:{}", free_port()?),
+            ),
+        ]))
+    })?);
+    for i in 1..=datanodes {
+        procs.push(role_conf(format!("datanode-{i}"), "datanode", &|p| {
+            Ok(Conf::from([
+                ("hdds.datanode.dir".into(), d(&p.join("data"))),
+                ("hdds.datanode.hostname".into(), "127.0.0.1".into()),
+                ("hdds.container.ipc.port".into(), free_port()?.to_string()),
+                (
+                    "hdds.datanode.http-address".into(),
+                    format!("127.0.0.1:{}", free_port()?),
+                ),
+            ]))
+        })?);
+    }
+    // The OM count is the cluster's (an existing directory keeps its own).
+    let om_count = match cluster.get(&format!("ozone.om.nodes.{OM_SERVICE_ID}")) {
+        Some(nodes) if cluster.contains_key("ozone.om.service.ids") => nodes.split(',').count(),
+        _ => 1,
+    };
+    if om_count != oms as usize {
+        tracing::warn!(
+            oms = om_count,
+            "the cluster directory has {om_count} OM(s); --oms {oms} ignored"
+        );
+    }
+    for i in 1..=om_count {
+        procs.push(role_conf(format!("om-{i}"), "om", &|p| {
+            let mut c = Conf::from([
+                ("ozone.metadata.dirs".into(), d(&p.join("data"))),
+                (
+                    "ozone.om.http-address".into(),
+                    format!("127.0.0.1:{}", free_port()?),
+                ),
+            ]);
+            if om_count > 1 {
+                c.insert("ozone.om.node.id".into(), format!("om{i}"));
+            }
+            Ok(c)
+        })?);
+    }
+    procs.push(role_conf("s3g".into(), "s3g", &|_| Ok(Conf::new()))?);
+
+    for p in &mut procs {
+        p.spawn()?;
+        tracing::info!(process = %p.name, "started");
+    }
+
+    let get = |k: &str| cluster.get(k).cloned().unwrap_or_default();
+    let s3_port = get("ozone.s3g.http-address")
+        .rsplit_once(':')
+        .map(|(_, p)| p.to_string())
+        .unwrap_or_default();
+    let endpoint = format!("http://127.0.0.1:{s3_port}");
+    let scm_addr = get("ozone.scm.client.address");
+    let mut cluster_cfg = ozone_common::OzoneConfig::default();
+    for (k, v) in &cluster {
+        cluster_cfg.set(k, v.clone());
+    }
+    let om_addrs = cluster_cfg.om_addresses();
+    let s3_volume = cluster_cfg.get("ozone.s3g.volume.name");
+    let ready = tokio::select! {
+        r = wait_ready(&scm_addr, &om_addrs, &s3_volume, &endpoint, timeout) => r,
+        e = first_exit(&mut procs) => Err(e.into()),
+        _ = ozone_common::shutdown_signal() => Err("interrupted".into()),
+    };
+    if let Err(e) = ready {
+        eprintln!(
+            "cluster did not become ready: {e}; logs are in {}",
+            dir.display()
+        );
+        stop_all(&mut procs);
+        return Err(e);
+    }
+    println!("S3 endpoint: {endpoint}");
+    println!("Configuration: OZONE_CONF_DIR={}", conf_dir.display());
+
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let shutdown = ozone_common::shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            _ = tick.tick() => {
+                for p in &mut procs {
+                    if let Some(child) = &mut p.child
+                        && let Ok(Some(status)) = child.try_wait()
+                    {
+                        tracing::warn!(process = %p.name, %status, "child process exited");
+                        p.child = None;
+                    }
+                }
+            }
+        }
+    }
+    println!("stopping cluster");
+    stop_all(&mut procs);
+    Ok(())
+}
+
+/// SIGTERM in reverse start order (s3g, OMs, datanodes, SCM), then reaps, killing stragglers.
+fn stop_all(procs: &mut [Proc]) {
+    for p in procs.iter_mut().rev() {
+        p.terminate();
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    for p in procs.iter_mut().rev() {
+        p.reap(deadline);
+    }
+}
+
+/// Ready when SCM left safe mode (datanodes registered, a pipeline formed), the OM service
+/// answers a read (so it has a leader) and the S3 endpoint answers.
+async fn wait_ready(
+    scm: &str,
+    oms: &[String],
+    s3_volume: &str,
+    s3: &str,
+    timeout: Duration,
+) -> Result<(), BoxError> {
+    use ozone_proto::scm::scm_client_service_client::ScmClientServiceClient;
+    let deadline = Instant::now() + timeout;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()?;
+    let mut last = String::from("starting");
+    while Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let scm_ok = match ScmClientServiceClient::connect(format!("http://{scm}")).await {
+            Ok(mut c) => match c
+                .safe_mode_status(ozone_proto::scm::SafeModeStatusRequest {})
+                .await
+            {
+                Ok(r) if !r.get_ref().in_safe_mode => true,
+                Ok(r) => {
+                    last = format!(
+                        "SCM in safe mode ({}/{} healthy datanodes)",
+                        r.get_ref().healthy_datanodes,
+                        r.get_ref().required_datanodes
+                    );
+                    false
+                }
+                Err(e) => {
+                    last = format!("SCM: {}", e.message());
+                    false
+                }
+            },
+            Err(e) => {
+                last = format!("SCM not reachable: {e}");
+                false
+            }
+        };
+        if !scm_ok {
+            continue;
+        }
+        let om = om_client::OmClient::connect_with(
+            oms.to_vec(),
+            om_client::OmClientOptions {
+                request_timeout: Duration::from_secs(5),
+                failover_timeout: Duration::from_secs(2),
+                ..Default::default()
+            },
+        )?;
+        if let Err(e) = om.info_volume(s3_volume).await {
+            last = format!("OM: {e}");
+            continue;
+        }
+        match http.get(format!("{s3}/")).send().await {
+            Ok(r) if r.status().is_success() => return Ok(()),
+            Ok(r) => last = format!("S3 gateway answered {}", r.status()),
+            Err(e) => last = format!("S3 gateway not reachable: {e}"),
+        }
+    }
+    Err(format!("timed out; last: {last}").into())
+}
+
+/// Resolves when a child process exits (during start-up, a failed role), naming it.
+async fn first_exit(procs: &mut [Proc]) -> String {
+    loop {
+        for p in procs.iter_mut() {
+            if let Some(child) = &mut p.child
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                p.child = None;
+                return format!("{} exited during start-up ({status}); see its log", p.name);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

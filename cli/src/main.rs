@@ -1,0 +1,119 @@
+//! The `ozone` binary: a thin shell that parses arguments, loads configuration, sets up tracing
+//! and calls into the role crates (`ozone om|scm|datanode|s3g`), runs a local cluster
+//! (`ozone cluster up`), the admin tools (`ozone admin ...`), the load generator (`ozone freon`)
+//! and a health check for containers (`ozone health`).
+
+mod admin;
+mod admin_om;
+mod cluster;
+mod freon;
+mod health;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use ozone_common::OzoneConfig;
+
+#[derive(Parser)]
+#[command(
+    name = "ozone",
+    version,
+    about = "Ozone-RS: an S3-compatible replicated object store"
+)]
+struct Cli {
+    /// Directory holding ozone-site.xml (default: $OZONE_CONF_DIR).
+    #[arg(long, global = true)]
+    conf_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Runs the Ozone Manager (namespace).
+    Om,
+    /// Runs the Storage Container Manager.
+    Scm,
+    /// Runs a datanode.
+    Datanode,
+    /// Runs the S3 gateway.
+    S3g,
+    /// A whole local cluster as child processes.
+    Cluster {
+        #[command(subcommand)]
+        cmd: cluster::ClusterCmd,
+    },
+    /// Cluster administration over gRPC.
+    Admin {
+        #[command(subcommand)]
+        cmd: admin::AdminCmd,
+    },
+    /// Load generators and benchmarks.
+    Freon {
+        #[command(subcommand)]
+        cmd: freon::FreonCmd,
+    },
+    /// Exits 0 when a role's http page answers (for container health checks).
+    Health(health::HealthArgs),
+    /// Prints configuration values.
+    Getconf {
+        /// `confKey <key>` prints one key's value.
+        #[arg(value_name = "confKey")]
+        what: String,
+        key: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_log = match cli.cmd {
+        // openraft logs every vote and election at info.
+        Cmd::Om | Cmd::Scm | Cmd::Datanode | Cmd::S3g | Cmd::Cluster { .. } => "info,openraft=warn",
+        _ => "warn",
+    };
+    ozone_common::telemetry::init(default_log);
+    let cfg = match OzoneConfig::load(cli.conf_dir.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("ozone: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let system = actix_rt::System::with_tokio_rt(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("the tokio runtime can be built")
+    });
+    let result: Result<(), Box<dyn std::error::Error>> = system.block_on(async move {
+        let shutdown = ozone_common::shutdown_signal();
+        match cli.cmd {
+            Cmd::Om => ozone_om::run(cfg, shutdown).await.map_err(Into::into),
+            Cmd::Scm => ozone_scm::run(cfg, shutdown).await.map_err(Into::into),
+            Cmd::Datanode => ozone_datanode::run(cfg, shutdown).await.map_err(Into::into),
+            Cmd::S3g => ozone_s3g::run(cfg, shutdown).await.map_err(Into::into),
+            Cmd::Cluster { cmd } => cluster::run(cmd).await,
+            Cmd::Admin { cmd } => admin::run(&cfg, cmd).await,
+            Cmd::Freon { cmd } => freon::run(cmd).await,
+            Cmd::Health(args) => health::check(&args)
+                .await
+                .map(|ok| println!("{ok}"))
+                .map_err(Into::into),
+            Cmd::Getconf { what, key } => {
+                if what != "confKey" {
+                    return Err(format!("unknown getconf command {what} (try confKey)").into());
+                }
+                println!("{}", cfg.get(&key));
+                Ok(())
+            }
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ozone: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! CRC32C checksums of fixed-size slices of a chunk, as carried by `hdds::ChecksumData`.
+//!
+//! A chunk of `len` bytes has `ceil(len / bytes_per_checksum)` checksums; the last slice may be
+//! shorter. Both the writer (computes once per chunk) and the datanode (verifies before it writes
+//! and again when it reads) use these functions, as does the reader (verifies every response).
+
+use ozone_proto::hdds::ChecksumData;
+
+/// Largest `bytes_per_checksum` accepted: a slice must fit comfortably in one gRPC message.
+pub const MAX_BYTES_PER_CHECKSUM: u32 = 16 * 1024 * 1024;
+
+/// What is wrong with a piece of data and its checksums.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChecksumFault {
+    /// The checksum description itself is unusable (bad slice size, wrong number of checksums).
+    Malformed(String),
+    /// The slice starting at this offset (relative to the data) does not match its checksum.
+    Mismatch { offset: u64 },
+}
+
+impl std::fmt::Display for ChecksumFault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ChecksumFault::Malformed(m) => write!(f, "malformed checksum data: {m}"),
+            ChecksumFault::Mismatch { offset } => {
+                write!(
+                    f,
+                    "CRC32C mismatch in the slice at relative offset {offset}"
+                )
+            }
+        }
+    }
+}
+
+/// Number of slices (and so checksums) of `len` bytes.
+pub fn slice_count(len: u64, bytes_per_checksum: u32) -> u64 {
+    len.div_ceil(u64::from(bytes_per_checksum.max(1)))
+}
+
+/// CRC32C of every `bytes_per_checksum` slice of `data`. `bytes_per_checksum` of 0 is treated as 1.
+pub fn compute(data: &[u8], bytes_per_checksum: u32) -> ChecksumData {
+    let bpc = bytes_per_checksum.max(1);
+    ChecksumData {
+        bytes_per_checksum: bpc,
+        checksums: data.chunks(bpc as usize).map(crc32c::crc32c).collect(),
+    }
+}
+
+/// Checks that `checksum` is well formed for `data` and that every slice matches.
+pub fn verify(data: &[u8], checksum: &ChecksumData) -> Result<(), ChecksumFault> {
+    check_shape(data.len() as u64, checksum)?;
+    let bpc = checksum.bytes_per_checksum as usize;
+    for (i, (slice, expected)) in data.chunks(bpc).zip(&checksum.checksums).enumerate() {
+        if crc32c::crc32c(slice) != *expected {
+            return Err(ChecksumFault::Mismatch {
+                offset: (i * bpc) as u64,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Checks that `checksum` describes `len` bytes: a sane slice size and one checksum per slice.
+pub fn check_shape(len: u64, checksum: &ChecksumData) -> Result<(), ChecksumFault> {
+    let bpc = checksum.bytes_per_checksum;
+    if bpc == 0 || bpc > MAX_BYTES_PER_CHECKSUM {
+        return Err(ChecksumFault::Malformed(format!(
+            "bytes_per_checksum {bpc} is not in 1..={MAX_BYTES_PER_CHECKSUM}"
+        )));
+    }
+    let expected = slice_count(len, bpc);
+    if checksum.checksums.len() as u64 != expected {
+        return Err(ChecksumFault::Malformed(format!(
+            "{} checksums for {len} bytes at {bpc} bytes per checksum (expected {expected})",
+            checksum.checksums.len()
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn computes_one_checksum_per_slice_with_a_short_tail() {
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+        let cs = compute(&data, 4096);
+        assert_eq!(cs.checksums.len(), 3);
+        assert_eq!(cs.checksums[2], crc32c::crc32c(&data[8192..]));
+        assert_eq!(verify(&data, &cs), Ok(()));
+        assert_eq!(slice_count(0, 4096), 0);
+        assert_eq!(verify(&[], &compute(&[], 4096)), Ok(()));
+    }
+
+    #[test]
+    fn detects_a_flipped_byte_and_malformed_descriptions() {
+        let mut data = vec![7u8; 9000];
+        let cs = compute(&data, 4096);
+        data[5000] ^= 1;
+        assert_eq!(
+            verify(&data, &cs),
+            Err(ChecksumFault::Mismatch { offset: 4096 })
+        );
+        let short = ChecksumData {
+            bytes_per_checksum: 4096,
+            checksums: vec![1, 2],
+        };
+        assert!(matches!(
+            verify(&data, &short),
+            Err(ChecksumFault::Malformed(_))
+        ));
+        let zero = ChecksumData {
+            bytes_per_checksum: 0,
+            checksums: vec![],
+        };
+        assert!(matches!(
+            verify(&data, &zero),
+            Err(ChecksumFault::Malformed(_))
+        ));
+    }
+}

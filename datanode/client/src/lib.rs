@@ -1,0 +1,27 @@
+//! Typed gRPC client of the datanode: replicated block writes and verified, failing-over reads.
+//!
+//! Used by the S3 gateway (and by datanodes copying containers) to move block data:
+//! - [`DatanodeClients`]: a cheap-to-clone pool of lazily connected channels, one per datanode.
+//! - [`BlockWriter`]: streams a block to every replica of a pipeline at once, checksumming each
+//!   slice once, and commits it with `PutBlock`; it succeeds only when a majority of the replicas
+//!   durably holds every byte.
+//! - [`read_block`]: streams a byte range from one replica, verifies every checksum, and fails over
+//!   to the next replica, resuming at the first byte not yet returned.
+//! - [`checksum`]: the CRC32C slice checksums shared with the datanode server.
+
+pub mod checksum;
+mod error;
+mod pool;
+mod reader;
+mod writer;
+
+pub use error::{DatanodeClientError, ReplicaFailure};
+pub use pool::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_RPC_TIMEOUT, DatanodeClients};
+pub use reader::{get_block, read_block};
+pub use writer::{BlockWriter, FinishedBlock, WriterOptions};
+
+/// Replicas that must succeed for a write to `replicas` datanodes to count: a strict majority
+/// (1 of 1, 2 of 2, 2 of 3).
+pub fn write_quorum(replicas: usize) -> usize {
+    replicas / 2 + 1
+}

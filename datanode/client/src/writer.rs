@@ -1,0 +1,489 @@
+//! Replicated block writes: one client-streaming `WriteChunk` per replica fed from bounded
+//! channels, then `PutBlock` on every replica that accepted every chunk.
+//!
+//! Each chunk's checksums are computed once and the same `Bytes` is handed to every replica's
+//! stream (reference counted, never copied). A replica that errors, stalls past the RPC timeout or
+//! acknowledges the wrong length is dropped from the write; the write goes on while a majority is
+//! left and fails, naming the dropped datanodes, as soon as it is not.
+
+use bytes::{Bytes, BytesMut};
+use futures::future::join_all;
+use ozone_common::OzoneConfig;
+use ozone_proto::datanode::{PutBlockRequest, WriteChunkRequest, WriteChunkResponse};
+use ozone_proto::hdds::{BlockData, BlockId, ChunkInfo, DatanodeDetails};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::{DatanodeClientError, DatanodeClients, ReplicaFailure, checksum, write_quorum};
+
+/// Writes smaller than this are gathered (copied) into one chunk, so that many tiny writes do not
+/// turn into a block with thousands of chunks; larger writes are sent as they are, without a copy.
+const COALESCE_BYTES: usize = 256 * 1024;
+
+/// How a [`BlockWriter`] cuts and checksums data.
+#[derive(Debug, Clone, Copy)]
+pub struct WriterOptions {
+    /// Bytes covered by one CRC32C (`ozone.client.bytes.per.checksum`).
+    pub bytes_per_checksum: u32,
+    /// Largest chunk, i.e. the most bytes in one `WriteChunk` message (`ozone.scm.chunk.size`).
+    pub chunk_size: usize,
+    /// Messages queued per replica before a write waits for that replica (backpressure).
+    pub queue_depth: usize,
+}
+
+impl Default for WriterOptions {
+    fn default() -> Self {
+        WriterOptions {
+            bytes_per_checksum: 16 * 1024,
+            chunk_size: 4 * 1024 * 1024,
+            queue_depth: 2,
+        }
+    }
+}
+
+impl WriterOptions {
+    /// Reads `ozone.client.bytes.per.checksum` and `ozone.scm.chunk.size`.
+    pub fn from_config(cfg: &OzoneConfig) -> Result<Self, DatanodeClientError> {
+        let bpc = cfg.get_bytes("ozone.client.bytes.per.checksum")?;
+        let chunk = cfg.get_bytes("ozone.scm.chunk.size")?;
+        let options = WriterOptions {
+            bytes_per_checksum: u32::try_from(bpc).unwrap_or(u32::MAX),
+            chunk_size: usize::try_from(chunk).unwrap_or(usize::MAX),
+            ..WriterOptions::default()
+        };
+        options.validate()?;
+        Ok(options)
+    }
+
+    fn validate(&self) -> Result<(), DatanodeClientError> {
+        if self.bytes_per_checksum == 0
+            || self.bytes_per_checksum > checksum::MAX_BYTES_PER_CHECKSUM
+        {
+            return Err(DatanodeClientError::InvalidArgument(format!(
+                "bytes per checksum {} is not in 1..={}",
+                self.bytes_per_checksum,
+                checksum::MAX_BYTES_PER_CHECKSUM
+            )));
+        }
+        // Leave room for the message's other fields and the checksums.
+        let max_chunk = ozone_proto::MAX_MESSAGE_BYTES / 2;
+        if self.chunk_size == 0 || self.chunk_size > max_chunk {
+            return Err(DatanodeClientError::InvalidArgument(format!(
+                "chunk size {} is not in 1..={max_chunk}",
+                self.chunk_size
+            )));
+        }
+        if self.queue_depth == 0 {
+            return Err(DatanodeClientError::InvalidArgument(
+                "queue depth must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A block written and committed on a majority of its replicas.
+#[derive(Debug, Clone)]
+pub struct FinishedBlock {
+    /// What the replicas committed: give this to OM.
+    pub block: BlockData,
+    /// Replicas that failed along the way (the write succeeded without them).
+    pub failed: Vec<ReplicaFailure>,
+}
+
+type CallResult = Result<WriteChunkResponse, tonic::Status>;
+
+/// One replica's side of the write.
+struct Replica {
+    node: DatanodeDetails,
+    /// Feeds the replica's WriteChunk stream; `None` once closed or failed.
+    tx: Option<mpsc::Sender<WriteChunkRequest>>,
+    /// The WriteChunk call, which ends when the stream is closed or the datanode gives up.
+    call: Option<JoinHandle<CallResult>>,
+    failure: Option<String>,
+}
+
+impl Replica {
+    fn live(&self) -> bool {
+        self.failure.is_none()
+    }
+
+    fn fail(&mut self, block_id: BlockId, reason: String) {
+        tracing::warn!(block = %block_id, datanode = %self.node.uuid, endpoint = %self.node.endpoint(),
+            %reason, "replica dropped from block write");
+        self.tx = None;
+        if let Some(call) = self.call.take() {
+            call.abort();
+        }
+        self.failure = Some(reason);
+    }
+
+    /// Closes the stream and waits for the datanode's answer to it.
+    async fn close_stream(&mut self, timeout: std::time::Duration) -> Result<u64, String> {
+        self.tx = None;
+        let Some(mut call) = self.call.take() else {
+            return Err("write stream already gone".into());
+        };
+        match tokio::time::timeout(timeout, &mut call).await {
+            Ok(Ok(Ok(resp))) => Ok(resp.bytes_written),
+            Ok(Ok(Err(status))) => Err(status_text(&status)),
+            Ok(Err(join)) => Err(format!("write stream task failed: {join}")),
+            Err(_) => {
+                call.abort();
+                Err(format!("no answer to the write stream within {timeout:?}"))
+            }
+        }
+    }
+}
+
+fn status_text(status: &tonic::Status) -> String {
+    format!("{:?}: {}", status.code(), status.message())
+}
+
+/// Streams one block to all replicas of a pipeline. Call [`BlockWriter::write`] with the
+/// block's bytes in order, then [`BlockWriter::finish`] (or [`BlockWriter::finish_detailed`]).
+/// Dropping the writer without finishing cancels the streams; nothing is committed.
+pub struct BlockWriter {
+    clients: DatanodeClients,
+    block_id: BlockId,
+    options: WriterOptions,
+    replicas: Vec<Replica>,
+    /// Bytes handed to the replicas so far.
+    len: u64,
+    chunks: Vec<ChunkInfo>,
+    /// Small writes gathered into the next chunk.
+    pending: BytesMut,
+    failed: bool,
+}
+
+impl BlockWriter {
+    /// Opens a WriteChunk stream to every node of the pipeline. Connection problems show up as
+    /// replica failures on the following writes, not here.
+    pub fn open(
+        clients: &DatanodeClients,
+        block_id: BlockId,
+        nodes: Vec<DatanodeDetails>,
+        options: WriterOptions,
+    ) -> Result<BlockWriter, DatanodeClientError> {
+        options.validate()?;
+        if nodes.is_empty() {
+            return Err(DatanodeClientError::NoReplicas { block_id });
+        }
+        let mut replicas = Vec::with_capacity(nodes.len());
+        for node in nodes {
+            let mut replica = Replica {
+                node,
+                tx: None,
+                call: None,
+                failure: None,
+            };
+            match clients.client(&replica.node) {
+                Ok(mut client) => {
+                    let (tx, rx) = mpsc::channel(options.queue_depth);
+                    let call = tokio::spawn(async move {
+                        client
+                            .write_chunk(ReceiverStream::new(rx))
+                            .await
+                            .map(tonic::Response::into_inner)
+                    });
+                    replica.tx = Some(tx);
+                    replica.call = Some(call);
+                }
+                Err(e) => replica.fail(block_id, e.to_string()),
+            }
+            replicas.push(replica);
+        }
+        let mut writer = BlockWriter {
+            clients: clients.clone(),
+            block_id,
+            options,
+            replicas,
+            len: 0,
+            chunks: Vec::new(),
+            pending: BytesMut::new(),
+            failed: false,
+        };
+        writer.check_quorum()?;
+        Ok(writer)
+    }
+
+    pub fn block_id(&self) -> BlockId {
+        self.block_id
+    }
+
+    /// Bytes written so far (including bytes gathered but not yet sent).
+    pub fn len(&self) -> u64 {
+        self.len + self.pending.len() as u64
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Replicas dropped so far.
+    pub fn failed_replicas(&self) -> Vec<ReplicaFailure> {
+        self.replicas
+            .iter()
+            .filter_map(|r| {
+                r.failure.as_ref().map(|reason| ReplicaFailure {
+                    uuid: r.node.uuid.clone(),
+                    endpoint: r.node.endpoint(),
+                    reason: reason.clone(),
+                })
+            })
+            .collect()
+    }
+
+    /// Appends `data` to the block. Waits while the slowest live replica is `queue_depth`
+    /// messages behind. Fails once fewer than a majority of replicas are left.
+    pub async fn write(&mut self, data: Bytes) -> Result<(), DatanodeClientError> {
+        self.check_quorum()?;
+        if data.len() >= COALESCE_BYTES {
+            self.flush_pending().await?;
+            self.send_chunks(data).await
+        } else {
+            self.pending.extend_from_slice(&data);
+            if self.pending.len() >= COALESCE_BYTES {
+                self.flush_pending().await?;
+            }
+            Ok(())
+        }
+    }
+
+    /// Closes the streams, commits the block with `PutBlock` on every replica that took all of
+    /// it, and returns what was committed. Failed replicas (if a majority still succeeded) are
+    /// logged; use [`BlockWriter::finish_detailed`] to get them.
+    pub async fn finish(self) -> Result<BlockData, DatanodeClientError> {
+        Ok(self.finish_detailed().await?.block)
+    }
+
+    /// Like [`BlockWriter::finish`], also returning the replicas that failed.
+    pub async fn finish_detailed(mut self) -> Result<FinishedBlock, DatanodeClientError> {
+        self.flush_pending().await?;
+        self.check_quorum()?;
+        let timeout = self.clients.rpc_timeout();
+        let expected = self.len;
+        let block_id = self.block_id;
+
+        // 1. Every live replica must acknowledge the whole stream.
+        let closes = self
+            .replicas
+            .iter_mut()
+            .filter(|r| r.live())
+            .map(|r| async move {
+                match r.close_stream(timeout).await {
+                    Ok(n) if n == expected => {}
+                    Ok(n) => r.fail(
+                        block_id,
+                        format!("acknowledged {n} bytes of {expected} written"),
+                    ),
+                    Err(reason) => r.fail(block_id, reason),
+                }
+            });
+        join_all(closes).await;
+        self.check_quorum()?;
+
+        // 2. Commit on every replica that has all the bytes.
+        let block = BlockData {
+            block_id: Some(block_id),
+            chunks: std::mem::take(&mut self.chunks),
+            size: expected,
+        };
+        let clients = self.clients.clone();
+        let puts = self.replicas.iter_mut().filter(|r| r.live()).map(|r| {
+            let request = PutBlockRequest {
+                block: Some(block.clone()),
+            };
+            let clients = clients.clone();
+            async move {
+                let result = async {
+                    let mut client = clients.client(&r.node).map_err(|e| e.to_string())?;
+                    let resp = tokio::time::timeout(timeout, client.put_block(request))
+                        .await
+                        .map_err(|_| format!("PutBlock got no answer within {timeout:?}"))?
+                        .map_err(|s| format!("PutBlock: {}", status_text(&s)))?
+                        .into_inner();
+                    if resp.committed_length != expected {
+                        return Err(format!(
+                            "PutBlock committed {} bytes of {expected}",
+                            resp.committed_length
+                        ));
+                    }
+                    Ok(())
+                }
+                .await;
+                if let Err(reason) = result {
+                    r.fail(block_id, reason);
+                }
+            }
+        });
+        join_all(puts).await;
+        self.check_quorum()?;
+        Ok(FinishedBlock {
+            block,
+            failed: self.failed_replicas(),
+        })
+    }
+
+    async fn flush_pending(&mut self) -> Result<(), DatanodeClientError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let data = self.pending.split().freeze();
+        self.send_chunks(data).await
+    }
+
+    /// Cuts `data` into chunks of at most `chunk_size`, checksums each once and sends it to
+    /// every live replica.
+    async fn send_chunks(&mut self, data: Bytes) -> Result<(), DatanodeClientError> {
+        let mut start = 0;
+        while start < data.len() {
+            let end = data.len().min(start + self.options.chunk_size);
+            let piece = data.slice(start..end);
+            let chunk = ChunkInfo {
+                offset: self.len,
+                len: piece.len() as u64,
+                checksum: Some(checksum::compute(&piece, self.options.bytes_per_checksum)),
+            };
+            let request = WriteChunkRequest {
+                block_id: Some(self.block_id),
+                chunk: Some(chunk.clone()),
+                data: piece,
+            };
+            self.fan_out(request).await?;
+            self.len += chunk.len;
+            self.chunks.push(chunk);
+            start = end;
+        }
+        Ok(())
+    }
+
+    async fn fan_out(&mut self, request: WriteChunkRequest) -> Result<(), DatanodeClientError> {
+        let timeout = self.clients.rpc_timeout();
+        let block_id = self.block_id;
+        let sends = self.replicas.iter_mut().filter(|r| r.live()).map(|r| {
+            let request = request.clone();
+            async move {
+                let Some(tx) = r.tx.clone() else {
+                    r.fail(block_id, "write stream closed".into());
+                    return;
+                };
+                match tokio::time::timeout(timeout, tx.send(request)).await {
+                    Ok(Ok(())) => {}
+                    // The call ended (the datanode answered early, so with an error): get why.
+                    Ok(Err(_)) => {
+                        let reason = match r.close_stream(timeout).await {
+                            Ok(n) => format!("write stream ended early after {n} bytes"),
+                            Err(reason) => reason,
+                        };
+                        r.fail(block_id, reason);
+                    }
+                    Err(_) => r.fail(
+                        block_id,
+                        format!("replica accepted no data for {timeout:?}"),
+                    ),
+                }
+            }
+        });
+        join_all(sends).await;
+        self.check_quorum()
+    }
+
+    fn check_quorum(&mut self) -> Result<(), DatanodeClientError> {
+        let live = self.replicas.iter().filter(|r| r.live()).count();
+        if live >= write_quorum(self.replicas.len()) && !self.failed {
+            return Ok(());
+        }
+        if !self.failed {
+            self.failed = true;
+            // Stop the survivors too: without a majority nothing of this block will be committed.
+            for r in &mut self.replicas {
+                r.tx = None;
+                if let Some(call) = r.call.take() {
+                    call.abort();
+                }
+            }
+        }
+        Err(DatanodeClientError::WriteFailed {
+            block_id: self.block_id,
+            replicas: self.replicas.len(),
+            failed: self.failed_replicas(),
+        })
+    }
+}
+
+impl Drop for BlockWriter {
+    fn drop(&mut self) {
+        for r in &mut self.replicas {
+            r.tx = None;
+            if let Some(call) = r.call.take() {
+                call.abort();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quorum_is_a_strict_majority() {
+        assert_eq!(write_quorum(1), 1);
+        assert_eq!(write_quorum(2), 2);
+        assert_eq!(write_quorum(3), 2);
+    }
+
+    #[test]
+    fn options_from_config_use_ozone_keys() {
+        let mut cfg = OzoneConfig::default();
+        cfg.set("ozone.client.bytes.per.checksum", "8KB");
+        cfg.set("ozone.scm.chunk.size", "1MB");
+        let o = WriterOptions::from_config(&cfg).expect("valid options");
+        assert_eq!(o.bytes_per_checksum, 8192);
+        assert_eq!(o.chunk_size, 1 << 20);
+        cfg.set("ozone.client.bytes.per.checksum", "0");
+        assert!(WriterOptions::from_config(&cfg).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_pipeline_without_reachable_majority_fails_naming_the_nodes() {
+        let clients = DatanodeClients::with_timeouts(
+            std::time::Duration::from_millis(500),
+            std::time::Duration::from_secs(2),
+        );
+        let node = |uuid: &str, port: u32| DatanodeDetails {
+            uuid: uuid.into(),
+            host: "127.0.0.1".into(),
+            port,
+            http_port: 0,
+        };
+        // Port 1 on loopback refuses connections.
+        let block_id = BlockId {
+            container_id: 1,
+            local_id: 1,
+        };
+        let mut w = BlockWriter::open(
+            &clients,
+            block_id,
+            vec![node("a", 1), node("b", 1)],
+            WriterOptions::default(),
+        )
+        .expect("open does not connect");
+        let mut result = Ok(());
+        for _ in 0..8 {
+            result = w.write(Bytes::from(vec![1u8; 300_000])).await;
+            if result.is_err() {
+                break;
+            }
+        }
+        let err = match result {
+            Err(e) => e,
+            Ok(()) => w.finish().await.expect_err("nothing is reachable"),
+        };
+        let mut failed = err.failed_datanodes();
+        failed.sort();
+        assert_eq!(failed, vec!["a".to_string(), "b".to_string()], "{err}");
+    }
+}

@@ -1,0 +1,132 @@
+//! The datanode's runtime configuration, read and validated from the Ozone keys it uses.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ozone_common::{ConfigError, OzoneConfig};
+
+use crate::DatanodeError;
+
+/// Validated datanode settings.
+#[derive(Debug, Clone)]
+pub struct DatanodeConfig {
+    /// `hdds.datanode.dir`: identity, lock file and containers. `{hostname}` in it stands for
+    /// the advertised host (replaced by [`DatanodeConfig::with_hostname`]).
+    pub dir: PathBuf,
+    /// `hdds.datanode.hostname`: the host clients and SCM are told to use; empty until known
+    /// when unset (the datanode then finds it: see `hdds.datanode.use.datanode.hostname`).
+    pub hostname: String,
+    /// `hdds.datanode.use.datanode.hostname`: with no hostname set, advertise the DNS name of
+    /// the address SCM is reached from instead of the address itself.
+    pub use_hostname: bool,
+    /// `hdds.container.ipc.port`: gRPC port; 0 picks a free one.
+    pub grpc_port: u16,
+    /// `hdds.datanode.http-address`: `/prom` and the status page.
+    pub http_address: String,
+    /// SCM's datanode-protocol address (`host:port`).
+    pub scm_address: String,
+    /// `hdds.heartbeat.interval`.
+    pub heartbeat_interval: Duration,
+    /// `hdds.datanode.replication.streams.limit`: container copies run at once.
+    pub replication_streams: usize,
+    /// `hdds.container.scrub.enabled`.
+    pub scrub_enabled: bool,
+    /// `hdds.container.scrub.data.scan.interval`: least time between two scans of a container.
+    pub scrub_interval: Duration,
+    /// `hdds.container.scrub.volume.bytes.per.second`.
+    pub scrub_bytes_per_second: u64,
+}
+
+impl DatanodeConfig {
+    pub fn from_ozone(cfg: &OzoneConfig) -> Result<Self, DatanodeError> {
+        let port_key = "hdds.container.ipc.port";
+        let port = cfg.get_u64(port_key)?;
+        let grpc_port = u16::try_from(port).map_err(|_| ConfigError::Invalid {
+            key: port_key.into(),
+            message: format!("{port} is not a TCP port"),
+        })?;
+        let heartbeat_interval = cfg.get_duration("hdds.heartbeat.interval")?;
+        if heartbeat_interval.is_zero() {
+            return Err(ConfigError::Invalid {
+                key: "hdds.heartbeat.interval".into(),
+                message: "must be longer than 0".into(),
+            }
+            .into());
+        }
+        let dir = cfg.get("hdds.datanode.dir");
+        if dir.is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "hdds.datanode.dir".into(),
+                message: "must not be empty".into(),
+            }
+            .into());
+        }
+        let streams = cfg.get_u64("hdds.datanode.replication.streams.limit")?;
+        let scrub_bytes_per_second =
+            cfg.get_bytes("hdds.container.scrub.volume.bytes.per.second")?;
+        if streams == 0 || scrub_bytes_per_second == 0 {
+            return Err(ConfigError::Invalid {
+                key: "hdds.datanode.replication.streams.limit / hdds.container.scrub.volume.bytes.per.second".into(),
+                message: "must be at least 1".into(),
+            }
+            .into());
+        }
+        Ok(DatanodeConfig {
+            replication_streams: usize::try_from(streams).unwrap_or(usize::MAX),
+            scrub_enabled: cfg.get_bool("hdds.container.scrub.enabled")?,
+            scrub_interval: cfg.get_duration("hdds.container.scrub.data.scan.interval")?,
+            scrub_bytes_per_second,
+            dir: PathBuf::from(dir),
+            hostname: cfg.get("hdds.datanode.hostname"),
+            use_hostname: cfg.get_bool("hdds.datanode.use.datanode.hostname")?,
+            grpc_port,
+            http_address: cfg.get("hdds.datanode.http-address"),
+            scm_address: cfg.scm_datanode_address(),
+            heartbeat_interval,
+        })
+    }
+
+    /// The configuration once the advertised host is known: `hostname` set and `{hostname}`
+    /// in the data directory replaced by it (datanodes sharing one volume, as the replicas of
+    /// a scaled compose service do, keep one directory each).
+    pub fn with_hostname(mut self, hostname: String) -> Self {
+        let dir = self.dir.to_string_lossy().replace("{hostname}", &hostname);
+        self.dir = PathBuf::from(dir);
+        self.hostname = hostname;
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_overrides() {
+        let mut cfg = OzoneConfig::default();
+        let c = DatanodeConfig::from_ozone(&cfg).expect("defaults are valid");
+        assert_eq!(c.grpc_port, 9859);
+        assert_eq!((c.hostname.as_str(), c.use_hostname), ("", false));
+        assert_eq!(c.scm_address, "127.0.0.1:9861");
+        assert_eq!(c.heartbeat_interval, Duration::from_secs(3));
+        cfg.set("hdds.container.ipc.port", "70000");
+        assert!(DatanodeConfig::from_ozone(&cfg).is_err());
+        cfg.set("hdds.container.ipc.port", "0");
+        cfg.set("hdds.datanode.hostname", "dn1");
+        cfg.set("ozone.scm.names", "scm");
+        let c = DatanodeConfig::from_ozone(&cfg).expect("valid");
+        assert_eq!((c.grpc_port, c.hostname.as_str()), (0, "dn1"));
+        assert_eq!(c.scm_address, "scm:9861");
+        cfg.set("hdds.datanode.dir", "/data/{hostname}/hdds");
+        cfg.set("hdds.datanode.use.datanode.hostname", "true");
+        let c = DatanodeConfig::from_ozone(&cfg).expect("valid");
+        assert!(c.use_hostname);
+        let c = c.with_hostname("ozone_datanode_2.ozone_default".into());
+        assert_eq!(
+            c.dir,
+            PathBuf::from("/data/ozone_datanode_2.ozone_default/hdds")
+        );
+        cfg.set("hdds.datanode.use.datanode.hostname", "yes");
+        assert!(DatanodeConfig::from_ozone(&cfg).is_err());
+    }
+}

@@ -1,0 +1,411 @@
+//! Starting and stopping a datanode: the data directory (lock, identity, containers), the gRPC
+//! server, the SCM heartbeat loop and the http server with `/prom` and the status page.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::Duration;
+
+use ozone_common::http::StatusFn;
+use ozone_common::{Metrics, OzoneConfig, config::bind_address};
+use ozone_proto::MAX_MESSAGE_BYTES;
+use ozone_proto::datanode::datanode_service_server::DatanodeServiceServer;
+use ozone_proto::hdds::DatanodeDetails;
+use ozone_proto::scm::ContainerReplicaReport;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::config::DatanodeConfig;
+use crate::container::{ContainerSet, ContainerState};
+use crate::identity::{self, DirLock};
+use crate::replication::ReplicateTask;
+use crate::service::DatanodeGrpc;
+use crate::{DatanodeError, address, heartbeat, replication, scrubber};
+
+/// How long `stop` waits for in-flight requests before cutting them off.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// HTTP/2 windows large enough that a 4 MiB chunk is not throttled by flow control.
+const STREAM_WINDOW: u32 = 8 * 1024 * 1024;
+const CONNECTION_WINDOW: u32 = 32 * 1024 * 1024;
+
+/// The datanode's link to SCM, as shown on the status page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScmConnection {
+    /// Not registered yet.
+    Connecting,
+    Registered {
+        cluster_id: String,
+    },
+    /// The last attempt failed (SCM down or refusing); retried every heartbeat interval.
+    Unreachable {
+        error: String,
+    },
+}
+
+impl std::fmt::Display for ScmConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ScmConnection::Connecting => f.write_str("connecting"),
+            ScmConnection::Registered { cluster_id } => {
+                write!(f, "registered (cluster {cluster_id})")
+            }
+            ScmConnection::Unreachable { error } => write!(f, "unreachable: {error}"),
+        }
+    }
+}
+
+/// State shared by the RPC handlers, the heartbeat loop and the status page.
+pub(crate) struct Datanode {
+    pub(crate) config: DatanodeConfig,
+    pub(crate) details: DatanodeDetails,
+    pub(crate) containers: ContainerSet,
+    pub(crate) metrics: Metrics,
+    /// Channels to other datanodes (container copies).
+    pub(crate) clients: datanode_client::DatanodeClients,
+    scm: Mutex<ScmConnection>,
+    lock: Mutex<Option<DirLock>>,
+    replication_tx: tokio::sync::mpsc::UnboundedSender<ReplicateTask>,
+    scrub_tx: tokio::sync::mpsc::UnboundedSender<u64>,
+    /// Deleted-block transactions done since the last heartbeat.
+    delete_acks: Mutex<Vec<u64>>,
+}
+
+impl Datanode {
+    /// Queues a container copy for the replication supervisor.
+    pub(crate) fn request_replication(&self, container_id: u64, sources: Vec<DatanodeDetails>) {
+        if self
+            .replication_tx
+            .send(ReplicateTask {
+                container_id,
+                sources,
+            })
+            .is_err()
+        {
+            tracing::debug!(
+                container = container_id,
+                "replication supervisor stopped; copy dropped"
+            );
+        }
+    }
+
+    /// Asks the scrubber to scan a container now (a read found it corrupt).
+    pub(crate) fn request_scrub(&self, container_id: u64) {
+        if self.config.scrub_enabled && self.scrub_tx.send(container_id).is_err() {
+            tracing::debug!(container = container_id, "scrubber stopped");
+        }
+    }
+
+    pub(crate) fn ack_delete(&self, tx: u64) {
+        self.delete_acks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(tx);
+    }
+
+    pub(crate) fn take_delete_acks(&self) -> Vec<u64> {
+        std::mem::take(&mut *self.delete_acks.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    pub(crate) fn set_scm(&self, state: ScmConnection) {
+        *self.scm.lock().unwrap_or_else(|p| p.into_inner()) = state;
+    }
+
+    fn scm(&self) -> ScmConnection {
+        self.scm.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn status_rows(&self) -> Vec<(String, String)> {
+        let reports = self.containers.reports();
+        let count =
+            |state: ContainerState| reports.iter().filter(|r| r.state == state.as_str()).count();
+        vec![
+            ("uuid".into(), self.details.uuid.clone()),
+            ("gRPC endpoint".into(), self.details.endpoint()),
+            (
+                "data directory".into(),
+                self.config.dir.display().to_string(),
+            ),
+            (
+                "containers".into(),
+                format!(
+                    "{} ({} open, {} closed, {} unhealthy)",
+                    reports.len(),
+                    count(ContainerState::Open),
+                    count(ContainerState::Closed),
+                    count(ContainerState::Unhealthy)
+                ),
+            ),
+            (
+                "blocks".into(),
+                reports
+                    .iter()
+                    .map(|r| r.block_count)
+                    .sum::<u64>()
+                    .to_string(),
+            ),
+            (
+                "used bytes".into(),
+                reports
+                    .iter()
+                    .map(|r| r.used_bytes)
+                    .sum::<u64>()
+                    .to_string(),
+            ),
+            ("SCM".into(), self.config.scm_address.clone()),
+            ("SCM connection".into(), self.scm().to_string()),
+        ]
+    }
+}
+
+fn status_fn(target: Arc<OnceLock<Weak<Datanode>>>) -> StatusFn {
+    Arc::new(move || match target.get().and_then(Weak::upgrade) {
+        Some(node) => node.status_rows(),
+        None => vec![("state".into(), "stopped".into())],
+    })
+}
+
+/// A running datanode started with [`start`].
+pub struct DatanodeHandle {
+    node: Arc<Datanode>,
+    grpc_addr: SocketAddr,
+    http_addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    server: Option<JoinHandle<Result<(), tonic::transport::Error>>>,
+    heartbeat: Option<JoinHandle<()>>,
+}
+
+/// Starts a datanode: locks and loads its directory, binds its gRPC port (0 picks a free one) and
+/// http address, and starts heartbeating to SCM. Returns once it serves requests.
+pub async fn start(cfg: OzoneConfig) -> Result<DatanodeHandle, DatanodeError> {
+    let config = DatanodeConfig::from_ozone(&cfg)?;
+    let hostname = if config.hostname.is_empty() {
+        address::advertised_host(&config.scm_address, config.use_hostname).await?
+    } else {
+        config.hostname.clone()
+    };
+    let config = config.with_hostname(hostname);
+    let dir = config.dir.clone();
+    let (lock, uuid, containers) = tokio::task::spawn_blocking(move || {
+        let lock = identity::lock_dir(&dir)?;
+        let uuid = identity::load_or_create_uuid(&dir)?;
+        let containers = ContainerSet::load(&dir.join("containers"))?;
+        Ok::<_, DatanodeError>((lock, uuid, containers))
+    })
+    .await??;
+
+    let bind = bind_address(&format!("{}:{}", config.hostname, config.grpc_port));
+    let listener = tokio::net::TcpListener::bind(&bind)
+        .await
+        .map_err(|e| DatanodeError::io(format!("binding the gRPC port {bind}"), e))?;
+    let grpc_addr = listener
+        .local_addr()
+        .map_err(|e| DatanodeError::io("reading the bound gRPC address", e))?;
+
+    let metrics = Metrics::new("datanode");
+    let status_target: Arc<OnceLock<Weak<Datanode>>> = Arc::default();
+    let http_addr = ozone_common::http::serve(
+        &config.http_address,
+        metrics.clone(),
+        status_fn(status_target.clone()),
+    )
+    .await
+    .map_err(|e| {
+        DatanodeError::io(
+            format!("binding the http address {}", config.http_address),
+            e,
+        )
+    })?;
+
+    let details = DatanodeDetails {
+        uuid,
+        host: config.hostname.clone(),
+        port: u32::from(grpc_addr.port()),
+        http_port: u32::from(http_addr.port()),
+    };
+    let (replication_tx, replication_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (scrub_tx, scrub_rx) = tokio::sync::mpsc::unbounded_channel();
+    let node = Arc::new(Datanode {
+        config,
+        details,
+        containers,
+        metrics,
+        clients: datanode_client::DatanodeClients::new(),
+        scm: Mutex::new(ScmConnection::Connecting),
+        lock: Mutex::new(Some(lock)),
+        replication_tx,
+        scrub_tx,
+        delete_acks: Mutex::new(Vec::new()),
+    });
+    // Only fails if already set, and it was just created.
+    let _ = status_target.set(Arc::downgrade(&node));
+
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let service = DatanodeServiceServer::new(DatanodeGrpc { node: node.clone() })
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let incoming = TcpListenerStream::new(listener).map(|conn| {
+        if let Ok(stream) = &conn
+            && let Err(e) = stream.set_nodelay(true)
+        {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+        conn
+    });
+    let mut stop_rx = shutdown_rx.clone();
+    let server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .initial_stream_window_size(STREAM_WINDOW)
+            .initial_connection_window_size(CONNECTION_WINDOW)
+            .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .add_service(service)
+            .serve_with_incoming_shutdown(incoming, async move {
+                let _ = stop_rx.wait_for(|&stop| stop).await;
+            }),
+    );
+    tokio::spawn(replication::run(
+        node.clone(),
+        replication_rx,
+        shutdown_rx.clone(),
+    ));
+    if node.config.scrub_enabled {
+        tokio::spawn(scrubber::run(node.clone(), scrub_rx, shutdown_rx.clone()));
+    }
+    let heartbeat = tokio::spawn(heartbeat::run(node.clone(), shutdown_rx));
+    tracing::info!(uuid = %node.details.uuid, grpc = %grpc_addr, http = %http_addr,
+        advertised = %node.details.endpoint(), dir = %node.config.dir.display(), scm = %node.config.scm_address,
+        "datanode started");
+    Ok(DatanodeHandle {
+        node,
+        grpc_addr,
+        http_addr,
+        shutdown,
+        server: Some(server),
+        heartbeat: Some(heartbeat),
+    })
+}
+
+/// Runs a datanode until `shutdown` resolves (or its gRPC server fails), then stops it.
+pub async fn run(
+    cfg: OzoneConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), DatanodeError> {
+    let mut handle = start(cfg).await?;
+    let Some(mut server) = handle.server.take() else {
+        return handle.stop().await;
+    };
+    let ended = tokio::select! {
+        () = shutdown => None,
+        r = &mut server => Some(r),
+    };
+    match ended {
+        None => {
+            tracing::info!("datanode shutting down");
+            handle.server = Some(server);
+            handle.stop().await
+        }
+        Some(result) => {
+            let err = match result {
+                Ok(Ok(())) => DatanodeError::Task("the gRPC server stopped by itself".into()),
+                Ok(Err(e)) => e.into(),
+                Err(join) => join.into(),
+            };
+            tracing::error!(error = %err, "gRPC server ended; stopping the datanode");
+            if let Err(e) = handle.stop().await {
+                tracing::warn!(error = %e, "error while stopping after the server failure");
+            }
+            Err(err)
+        }
+    }
+}
+
+impl DatanodeHandle {
+    /// The bound gRPC address (the real port when configured with 0).
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc_addr
+    }
+
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// What the datanode tells SCM and clients about itself.
+    pub fn details(&self) -> DatanodeDetails {
+        self.node.details.clone()
+    }
+
+    pub fn uuid(&self) -> &str {
+        &self.node.details.uuid
+    }
+
+    pub fn scm_connection(&self) -> ScmConnection {
+        self.node.scm()
+    }
+
+    /// The container report sent to SCM.
+    pub fn containers(&self) -> Vec<ContainerReplicaReport> {
+        self.node.containers.reports()
+    }
+
+    /// Closes a container (as SCM's CloseContainerCommand does): it takes no more writes.
+    pub async fn close_container(&self, container_id: u64) -> Result<(), DatanodeError> {
+        self.node.containers.close_container(container_id).await
+    }
+
+    /// Stops serving: refuses new connections, lets in-flight requests finish (up to a grace
+    /// period), stops heartbeats, closes the containers and releases the data directory.
+    pub async fn stop(mut self) -> Result<(), DatanodeError> {
+        let _ = self.shutdown.send(true);
+        let mut result = Ok(());
+        if let Some(mut server) = self.server.take() {
+            match tokio::time::timeout(SHUTDOWN_GRACE, &mut server).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(e))) => result = Err(e.into()),
+                Ok(Err(join)) => result = Err(join.into()),
+                Err(_) => {
+                    tracing::warn!(
+                        "in-flight requests did not finish within {SHUTDOWN_GRACE:?}; cutting them off"
+                    );
+                    server.abort();
+                }
+            }
+        }
+        if let Some(mut heartbeat) = self.heartbeat.take()
+            && tokio::time::timeout(Duration::from_secs(2), &mut heartbeat)
+                .await
+                .is_err()
+        {
+            heartbeat.abort();
+        }
+        // A request still finishing on the blocking pool keeps its container's database open;
+        // give it a moment, so that a restart in this process can open the databases again.
+        let containers = self.node.containers.shutdown();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while containers.iter().any(|c| Arc::strong_count(c) > 1) {
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(
+                    "containers still in use after shutdown; their databases close when released"
+                );
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        drop(containers);
+        drop(
+            self.node
+                .lock
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take(),
+        );
+        tracing::info!(uuid = %self.node.details.uuid, "datanode stopped");
+        result
+    }
+}
+
+impl Drop for DatanodeHandle {
+    fn drop(&mut self) {
+        // Not stopped explicitly: let the tasks wind down on their own.
+        let _ = self.shutdown.send(true);
+    }
+}

@@ -1,0 +1,10 @@
+//! In-process integration tests of the datanode and its client: datanodes on port 0 with
+//! temporary directories, no SCM unless a test brings a fake one.
+#![allow(clippy::unwrap_used)]
+
+mod failures;
+mod harness;
+mod replication;
+mod restart;
+mod scm;
+mod write_read;

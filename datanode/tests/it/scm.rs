@@ -1,0 +1,163 @@
+//! The datanode against a fake SCM: retries while SCM is down, registers, heartbeats with
+//! reports, registers again when asked, and closes containers on command.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use datanode_client::DatanodeClients;
+use ozone_datanode::ScmConnection;
+use ozone_proto::scm::scm_command::Command;
+use ozone_proto::scm::scm_datanode_service_server::{ScmDatanodeService, ScmDatanodeServiceServer};
+use ozone_proto::scm::{
+    CloseContainerCommand, HeartbeatRequest, HeartbeatResponse, RegisterRequest, RegisterResponse,
+    ScmCommand,
+};
+use tonic::{Request, Response, Status};
+
+use crate::harness::*;
+
+#[derive(Default)]
+struct ScmLog {
+    registrations: Vec<RegisterRequest>,
+    heartbeats: Vec<HeartbeatRequest>,
+    /// Container to close in the next heartbeat reply.
+    close: Option<u64>,
+}
+
+#[derive(Clone, Default)]
+struct FakeScm(Arc<Mutex<ScmLog>>);
+
+#[tonic::async_trait]
+impl ScmDatanodeService for FakeScm {
+    async fn register(
+        &self,
+        request: Request<RegisterRequest>,
+    ) -> Result<Response<RegisterResponse>, Status> {
+        self.0
+            .lock()
+            .unwrap()
+            .registrations
+            .push(request.into_inner());
+        Ok(Response::new(RegisterResponse {
+            cluster_id: "test-cluster".into(),
+        }))
+    }
+
+    async fn heartbeat(
+        &self,
+        request: Request<HeartbeatRequest>,
+    ) -> Result<Response<HeartbeatResponse>, Status> {
+        let mut log = self.0.lock().unwrap();
+        log.heartbeats.push(request.into_inner());
+        let mut reply = HeartbeatResponse {
+            // Pretend to have lost the datanode once, after its first heartbeat.
+            reregister: log.heartbeats.len() == 1,
+            ..Default::default()
+        };
+        if let Some(id) = log.close.take() {
+            reply.commands.push(ScmCommand {
+                command: Some(Command::CloseContainer(CloseContainerCommand {
+                    container_id: id,
+                })),
+            });
+        }
+        Ok(Response::new(reply))
+    }
+}
+
+async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while !cond() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registers_heartbeats_and_obeys_scm() {
+    // SCM's port is chosen now but nothing listens there yet.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let scm_addr = format!("127.0.0.1:{port}");
+    let cluster = Cluster::start_with_scm(1, &scm_addr).await;
+    let node = cluster.node(0);
+    wait_for("SCM to be reported unreachable", || {
+        matches!(node.scm_connection(), ScmConnection::Unreachable { .. })
+    })
+    .await;
+
+    let scm = FakeScm::default();
+    let listener = tokio::net::TcpListener::bind(&scm_addr).await.unwrap();
+    let server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(ScmDatanodeServiceServer::new(scm.clone()))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+
+    let log = scm.0.clone();
+    wait_for("registration, re-registration and heartbeats", || {
+        let l = log.lock().unwrap();
+        l.registrations.len() >= 2 && l.heartbeats.len() >= 2
+    })
+    .await;
+    {
+        let l = log.lock().unwrap();
+        let dn = l.registrations[0].datanode.clone().unwrap();
+        assert_eq!(dn, node.details());
+        let report = l.heartbeats[0].node_report.unwrap();
+        assert!(report.capacity > 0 && report.remaining <= report.capacity);
+    }
+    assert_eq!(
+        node.scm_connection(),
+        ScmConnection::Registered {
+            cluster_id: "test-cluster".into()
+        }
+    );
+
+    // A container appears in the reports, then SCM closes it.
+    let clients = DatanodeClients::new();
+    let bytes = data(10_000, 30);
+    write_block(
+        &clients,
+        cluster.details.clone(),
+        block_id(30, 1),
+        &bytes,
+        &[],
+    )
+    .await
+    .unwrap();
+    log.lock().unwrap().close = Some(30);
+    wait_for("the container to be closed", || {
+        node.containers().first().map(|c| c.state.as_str()) == Some("CLOSED")
+    })
+    .await;
+    let json =
+        std::fs::read_to_string(cluster.dirs[0].join("containers/30/metadata/container.json"))
+            .unwrap();
+    assert!(json.contains("CLOSED"), "{json}");
+    let seen = log.lock().unwrap().heartbeats.len();
+    wait_for("a heartbeat reporting the closed container", || {
+        let l = log.lock().unwrap();
+        l.heartbeats[seen..].iter().any(|h| {
+            h.containers.iter().any(|c| {
+                c.container_id == 30
+                    && c.state == "CLOSED"
+                    && c.block_count == 1
+                    && c.used_bytes == bytes.len() as u64
+            })
+        })
+    })
+    .await;
+    let status = http_get(node.http_addr(), "/").await;
+    assert!(
+        status.contains("registered (cluster test-cluster)"),
+        "{status}"
+    );
+    server.abort();
+}

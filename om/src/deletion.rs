@@ -1,0 +1,101 @@
+//! The block-deleting service: every `ozone.block.deleting.service.interval` it reads the
+//! deleted-blocks table (blocks of deleted and overwritten keys, refused opens and unlisted
+//! parts), hands up to `ozone.key.deleting.limit.per.task` records to SCM's deleted-block log
+//! (`DeleteBlocks`, answered once durable there) and then removes exactly those records with an
+//! [`OmCommand::PurgeDeletedBlocks`] applied through the state machine, so every replica of the
+//! namespace stays identical. A crash between the two steps sends the same blocks again, which
+//! is harmless: deleting a block twice deletes it once.
+//!
+//! With a replicated OM only the leader should run it (a follower's submit is refused).
+
+use std::collections::BTreeMap;
+use std::sync::Weak;
+use std::time::Duration;
+
+use ozone_common::OzoneConfig;
+
+use crate::command::OmCommand;
+use crate::error::OmError;
+use crate::manager::OzoneManager;
+use crate::scm::ScmBlocks;
+
+/// Settings of the service.
+#[derive(Debug, Clone, Copy)]
+pub struct DeletionConfig {
+    /// `ozone.block.deleting.service.interval`.
+    pub interval: Duration,
+    /// `ozone.key.deleting.limit.per.task`: records per round.
+    pub limit: usize,
+}
+
+impl DeletionConfig {
+    pub fn from_config(cfg: &OzoneConfig) -> Result<Self, OmError> {
+        let interval = cfg.get_duration("ozone.block.deleting.service.interval")?;
+        let limit = cfg.get_u64("ozone.key.deleting.limit.per.task")?;
+        if interval.is_zero() || limit == 0 {
+            return Err(OmError::Internal(
+                "ozone.block.deleting.service.interval and ozone.key.deleting.limit.per.task must be positive"
+                    .into(),
+            ));
+        }
+        Ok(DeletionConfig {
+            interval,
+            limit: usize::try_from(limit).unwrap_or(usize::MAX),
+        })
+    }
+}
+
+/// Runs until the OM is dropped.
+pub async fn run(om: Weak<OzoneManager>, scm: ScmBlocks, cfg: DeletionConfig) {
+    let mut tick =
+        tokio::time::interval_at(tokio::time::Instant::now() + cfg.interval, cfg.interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
+    loop {
+        tick.tick().await;
+        let Some(om) = om.upgrade() else { return };
+        match round(&om, &scm, cfg.limit).await {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::info!(records = n, "handed deleted blocks to SCM");
+                if failing {
+                    tracing::info!("block deletion works again");
+                }
+                failing = false;
+            }
+            Err(e) => {
+                if !failing {
+                    tracing::warn!(error = %e, "handing deleted blocks to SCM failed; retrying every interval");
+                }
+                failing = true;
+            }
+        }
+    }
+}
+
+/// One round: returns the number of records handed over and purged.
+pub async fn round(om: &OzoneManager, scm: &ScmBlocks, limit: usize) -> Result<usize, OmError> {
+    let sm = om.state_machine().clone();
+    let records = tokio::task::spawn_blocking(move || sm.snapshot()?.deleted_blocks())
+        .await
+        .map_err(|e| OmError::Internal(format!("database task failed: {e}")))??;
+    let records: Vec<_> = records.into_iter().take(limit).collect();
+    if records.is_empty() {
+        return Ok(0);
+    }
+    let mut groups: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
+    for (_, rec) in &records {
+        for b in &rec.blocks {
+            groups.entry(b.container_id).or_default().push(b.local_id);
+        }
+    }
+    let blocks: usize = groups.values().map(Vec::len).sum();
+    if blocks > 0 {
+        scm.delete_blocks(groups.into_iter().collect()).await?;
+    }
+    let indexes: Vec<u64> = records.iter().map(|(i, _)| *i).collect();
+    let n = indexes.len();
+    om.submit(OmCommand::PurgeDeletedBlocks { indexes }).await?;
+    tracing::debug!(records = n, blocks, "deleted-block records purged");
+    Ok(n)
+}

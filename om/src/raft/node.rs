@@ -1,0 +1,265 @@
+//! One OM's raft node: starts openraft on the log store and state machine, joins (or forms)
+//! the group, and answers the HA questions: who leads, this node's status, leadership transfer.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::ServerState;
+use openraft::error::{InitializeError, RaftError};
+use ozone_proto::om_raft::StartElectionRequest;
+use ozone_proto::om_raft::om_raft_service_client::OmRaftServiceClient;
+
+use super::log_store::{LogStats, LogStore};
+use super::network::Network;
+use super::state_machine::OmStateMachine;
+use super::{HaSettings, NodeId, OmNode, Raft};
+use crate::error::OmError;
+use crate::state_machine::StateMachine;
+
+/// What `ozone admin om roles` shows of one OM.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeStatus {
+    pub node_id: String,
+    pub raft_id: NodeId,
+    pub address: String,
+    /// LEADER, FOLLOWER, CANDIDATE or LEARNER.
+    pub role: &'static str,
+    pub term: u64,
+    pub applied_index: u64,
+    pub last_log_index: u64,
+    pub snapshot_index: u64,
+    pub purged_index: u64,
+    pub leader: Option<OmNode>,
+}
+
+/// A running raft node of an OM.
+pub struct RaftNode {
+    raft: Raft,
+    settings: HaSettings,
+    network: Network,
+    log_stats: Arc<LogStats>,
+    log_open: std::sync::Weak<()>,
+    sm: std::sync::Weak<StateMachine>,
+}
+
+impl RaftNode {
+    /// Opens the log in `db_dir`, starts openraft over `sm` and, when this node's log is empty,
+    /// initializes the group with every configured OM (every OM of a new service does this
+    /// with the same membership, which makes the same first entry; the election sorts out the
+    /// rest). Serving the raft RPCs is the caller's part ([`super::service`]).
+    pub async fn start(
+        settings: HaSettings,
+        db_dir: &Path,
+        sm: Arc<StateMachine>,
+    ) -> Result<Arc<Self>, OmError> {
+        let dir = db_dir.to_path_buf();
+        let log = tokio::task::spawn_blocking(move || LogStore::open(&dir))
+            .await
+            .map_err(|e| OmError::Internal(format!("opening the raft log: {e}")))??;
+        let log_stats = log.stats();
+        let log_open = log.writer_alive();
+        let sm_weak = Arc::downgrade(&sm);
+        let config = Arc::new(settings.raft_config()?);
+        let configured: HashMap<NodeId, String> = settings
+            .peers
+            .iter()
+            .map(|(id, n)| (*id, n.address.clone()))
+            .collect();
+        let network = Network::new(settings.my_id(), configured);
+        let raft = Raft::new(
+            settings.my_id(),
+            config,
+            network.clone(),
+            log,
+            OmStateMachine::new(sm),
+        )
+        .await
+        .map_err(|e| OmError::Internal(format!("starting raft: {e}")))?;
+        let members: BTreeMap<NodeId, OmNode> = settings.peers.clone();
+        match raft.initialize(members).await {
+            Ok(()) => tracing::info!(nodes = settings.peers.len(), "OM raft group initialized"),
+            Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {
+                tracing::debug!("raft log present: joining the existing group")
+            }
+            Err(e) => return Err(OmError::Internal(format!("initializing raft: {e}"))),
+        }
+        Ok(Arc::new(RaftNode {
+            raft,
+            settings,
+            network,
+            log_stats,
+            log_open,
+            sm: sm_weak,
+        }))
+    }
+
+    pub fn raft(&self) -> &Raft {
+        &self.raft
+    }
+
+    pub fn settings(&self) -> &HaSettings {
+        &self.settings
+    }
+
+    pub fn log_stats(&self) -> &Arc<LogStats> {
+        &self.log_stats
+    }
+
+    /// The leader this node knows (maybe itself).
+    pub fn leader(&self) -> Option<(NodeId, OmNode)> {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        let id = m.current_leader?;
+        let node = self
+            .settings
+            .peers
+            .get(&id)
+            .cloned()
+            .or_else(|| m.membership_config.membership().get_node(&id).cloned())?;
+        Some((id, node))
+    }
+
+    pub fn is_leader(&self) -> bool {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        m.state == ServerState::Leader && m.current_leader == Some(m.id)
+    }
+
+    pub fn status(&self) -> NodeStatus {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        let role = match m.state {
+            ServerState::Leader => "LEADER",
+            ServerState::Follower => "FOLLOWER",
+            ServerState::Candidate => "CANDIDATE",
+            ServerState::Learner => "LEARNER",
+            ServerState::Shutdown => "SHUTDOWN",
+        };
+        let leader = m.current_leader.and_then(|id| {
+            self.settings
+                .peers
+                .get(&id)
+                .cloned()
+                .or_else(|| m.membership_config.membership().get_node(&id).cloned())
+        });
+        NodeStatus {
+            node_id: self.settings.me.node_id.clone(),
+            raft_id: m.id,
+            address: self.settings.me.address.clone(),
+            role,
+            term: m.current_term,
+            applied_index: m.last_applied.map_or(0, |l| l.index),
+            last_log_index: m.last_log_index.unwrap_or(0),
+            snapshot_index: m.snapshot.map_or(0, |l| l.index),
+            purged_index: m.purged.map_or(0, |l| l.index),
+            leader,
+        }
+    }
+
+    /// Starts an election here now (a leader transferring leadership asks its target).
+    pub async fn start_election(&self) -> Result<(), OmError> {
+        if self.is_leader() {
+            return Ok(());
+        }
+        self.raft
+            .trigger()
+            .elect()
+            .await
+            .map_err(|e| OmError::Internal(format!("starting an election: {e}")))
+    }
+
+    /// Moves leadership from this node (the leader) to `target`: waits until the target holds
+    /// every entry of the leader's log, then asks it to stand for election; the leader votes
+    /// for it (its log is as long), which makes a majority of 2 of 3. Retried until the
+    /// target leads or `deadline` passes. Returns the new leader's node id.
+    pub async fn transfer_leader(
+        &self,
+        target: &str,
+        deadline: Duration,
+    ) -> Result<String, OmError> {
+        let (target_id, target_node) = self
+            .settings
+            .node(target)
+            .map(|(id, n)| (id, n.clone()))
+            .ok_or_else(|| OmError::invalid(format!("{target} is not a node of the OM service")))?;
+        if !self.is_leader() {
+            return Err(OmError::NotLeader {
+                leader: self.leader().map(|(_, n)| n.address),
+            });
+        }
+        if target_id == self.settings.my_id() {
+            return Ok(target.to_string());
+        }
+        let until = tokio::time::Instant::now() + deadline;
+        let election = self.settings.election_timeout * 3;
+        let mut attempt = 0u32;
+        while tokio::time::Instant::now() < until {
+            attempt += 1;
+            // Caught up: the target matched the leader's last log index.
+            let caught_up = self
+                .raft
+                .wait(Some(election))
+                .metrics(
+                    |m| {
+                        let last = m.last_log_index;
+                        m.replication
+                            .as_ref()
+                            .and_then(|r| r.get(&target_id).cloned().flatten())
+                            .map(|l| Some(l.index))
+                            == Some(last)
+                    },
+                    "target caught up",
+                )
+                .await
+                .is_ok();
+            if !caught_up {
+                tracing::info!(target, attempt, "transfer: target not caught up yet");
+                continue;
+            }
+            let channel = self
+                .network
+                .channel(&target_node.address)
+                .map_err(|e| OmError::Internal(format!("address of {target}: {e}")))?;
+            let mut client = OmRaftServiceClient::new(channel);
+            match tokio::time::timeout(election, client.start_election(StartElectionRequest {}))
+                .await
+            {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!(target, error = %e, "transfer: target refused"),
+                Err(_) => tracing::warn!(target, "transfer: target did not answer"),
+            }
+            let moved = self
+                .raft
+                .wait(Some(election))
+                .metrics(|m| m.current_leader == Some(target_id), "leader moved")
+                .await
+                .is_ok();
+            if moved {
+                tracing::info!(target, attempt, "leadership transferred");
+                return Ok(target.to_string());
+            }
+            if !self.is_leader()
+                && let Some((_, n)) = self.leader()
+            {
+                return Ok(n.node_id);
+            }
+        }
+        Err(OmError::Unavailable(format!(
+            "leadership did not move to {target} within {deadline:?}"
+        )))
+    }
+
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!(error = %e, "raft shutdown");
+        }
+    }
+
+    /// Whether raft's tasks still hold the log file or the state machine (besides `others`
+    /// references the caller knows of).
+    pub fn storage_in_use(&self, others: usize) -> bool {
+        self.log_open.upgrade().is_some() || self.sm.strong_count() > others
+    }
+}

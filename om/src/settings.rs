@@ -1,0 +1,126 @@
+//! OM's runtime settings, read and validated from the Ozone configuration
+//! (keys and defaults are declared in `ozone_common::config`).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ozone_common::OzoneConfig;
+
+use crate::error::OmError;
+use crate::model::validate_resource_name;
+
+/// How long OM waits for SCM to allocate blocks before answering SCM_UNAVAILABLE.
+pub const SCM_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long OM waits to connect to SCM.
+pub const SCM_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Owner of the S3 volume created at first start.
+pub const S3_VOLUME_OWNER: &str = "admin";
+
+#[derive(Clone, Debug)]
+pub struct OmSettings {
+    /// Directory of `om.db`: `ozone.om.db.dirs` (first entry), else `ozone.metadata.dirs`.
+    pub db_dir: PathBuf,
+    /// `ozone.om.address`: the (single) OM's gRPC address. An OM binds `config::bind_address`
+    /// of its own node's address ([`crate::raft::HaSettings::me`]), which is this one for a
+    /// single OM.
+    pub address: String,
+    /// `ozone.om.http-address`.
+    pub http_address: String,
+    /// SCM client gRPC address (`host:port`).
+    pub scm_address: String,
+    /// `ozone.scm.block.size`.
+    pub block_size: u64,
+    /// `ozone.server.default.replication` (1 or 3).
+    pub default_replication: u32,
+    /// `ozone.key.preallocation.max.blocks` (at least 1).
+    pub max_prealloc_blocks: u64,
+    /// `ozone.s3g.volume.name`: created at first start, owner [`S3_VOLUME_OWNER`].
+    pub s3_volume: String,
+    pub scm_timeout: Duration,
+}
+
+impl OmSettings {
+    pub fn from_config(cfg: &OzoneConfig) -> Result<Self, OmError> {
+        let dirs = cfg
+            .get_opt("ozone.om.db.dirs")
+            .unwrap_or_else(|| cfg.get("ozone.metadata.dirs"));
+        let db_dir = dirs.split(',').next().unwrap_or("").trim().to_string();
+        if db_dir.is_empty() {
+            return Err(invalid("ozone.om.db.dirs", "no OM db directory configured"));
+        }
+        let block_size = cfg.get_bytes("ozone.scm.block.size")?;
+        if block_size == 0 {
+            return Err(invalid("ozone.scm.block.size", "must be above 0"));
+        }
+        let default_replication = cfg.get_u64("ozone.server.default.replication")?;
+        if default_replication != 1 && default_replication != 3 {
+            return Err(invalid(
+                "ozone.server.default.replication",
+                "must be 1 or 3",
+            ));
+        }
+        let max_prealloc_blocks = cfg.get_u64("ozone.key.preallocation.max.blocks")?;
+        if max_prealloc_blocks == 0 {
+            return Err(invalid(
+                "ozone.key.preallocation.max.blocks",
+                "must be at least 1",
+            ));
+        }
+        let s3_volume = cfg.get("ozone.s3g.volume.name");
+        validate_resource_name("volume", &s3_volume)
+            .map_err(|e| invalid("ozone.s3g.volume.name", &e.to_string()))?;
+        Ok(OmSettings {
+            db_dir: PathBuf::from(db_dir),
+            address: cfg.get("ozone.om.address"),
+            http_address: cfg.get("ozone.om.http-address"),
+            scm_address: cfg.scm_client_address(),
+            block_size,
+            default_replication: default_replication as u32,
+            max_prealloc_blocks,
+            s3_volume,
+            scm_timeout: SCM_TIMEOUT,
+        })
+    }
+
+    /// Blocks to preallocate for a key of `size_hint` bytes:
+    /// clamp(ceil(size_hint / block_size), 1, max_prealloc_blocks).
+    pub fn blocks_for(&self, size_hint: u64) -> u32 {
+        let n = size_hint.div_ceil(self.block_size);
+        n.clamp(1, self.max_prealloc_blocks).min(u32::MAX as u64) as u32
+    }
+}
+
+fn invalid(key: &str, message: &str) -> OmError {
+    OmError::Config(ozone_common::ConfigError::Invalid {
+        key: key.to_string(),
+        message: message.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_config_and_counts_blocks() {
+        let mut cfg = OzoneConfig::default();
+        cfg.set("ozone.metadata.dirs", "/tmp/meta")
+            .set("ozone.scm.block.size", "1MB")
+            .set("ozone.key.preallocation.max.blocks", "4");
+        let s = OmSettings::from_config(&cfg).expect("valid");
+        assert_eq!(s.db_dir, PathBuf::from("/tmp/meta"));
+        assert_eq!(s.s3_volume, "s3v");
+        assert_eq!(s.blocks_for(0), 1);
+        assert_eq!(s.blocks_for(1), 1);
+        assert_eq!(s.blocks_for(1 << 20), 1);
+        assert_eq!(s.blocks_for((1 << 20) + 1), 2);
+        assert_eq!(s.blocks_for(100 << 20), 4);
+        cfg.set("ozone.om.db.dirs", "/tmp/om1,/tmp/om2");
+        assert_eq!(
+            OmSettings::from_config(&cfg).expect("valid").db_dir,
+            PathBuf::from("/tmp/om1")
+        );
+        cfg.set("ozone.server.default.replication", "2");
+        assert!(OmSettings::from_config(&cfg).is_err());
+    }
+}

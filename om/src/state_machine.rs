@@ -1,0 +1,1471 @@
+//! The apply side of OM: [`StateMachine::apply`] executes one [`OmCommand`] in one redb write
+//! transaction, committed with the applied index before it returns.
+//!
+//! Apply is deterministic: it reads only the command and the prior state (no clock, no random,
+//! no network), so every replica that applies the same commands in the same order holds the
+//! same bytes. A command the namespace refuses changes nothing but the applied index (and, for a
+//! refused OpenKey/AllocateBlock, records the blocks SCM allocated for it as deleted); the
+//! refusal is returned as [`OmResponse::Rejected`]. An `Err` is a storage fault of this node.
+//!
+//! openraft's state machine ([`crate::raft`]) calls [`StateMachine::apply_entries`] with a batch
+//! of committed log entries: one transaction per entry, and only the last one of the batch is
+//! fsynced (redb makes the earlier, non-durable commits durable with it), so a batch costs one
+//! fsync. The last applied log id and membership are stored with the state, and the whole
+//! namespace is exported to / installed from a raft snapshot ([`StateMachine::export`],
+//! [`StateMachine::install`]). A standalone use (tests) calls [`StateMachine::apply_next`].
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use md5::{Digest, Md5};
+use openraft::{EntryPayload, LogId, StoredMembership};
+use ozone_proto::om::OmStatus;
+use redb::{Database, Durability, ReadableTable, Table, WriteTransaction};
+use serde::{Deserialize, Serialize};
+
+use crate::command::{DeleteOutcome, OmCommand, OmResponse};
+use crate::error::{OmError, Rejection};
+use crate::model::{
+    BlockRef, BucketRecord, CommittedBlock, DeletedBlocks, KeyRecord, Location, MIN_PART_SIZE,
+    OpenKeyRecord, PartRecord, PartTarget, UploadRecord, VolumeRecord, unquote, validate_key_name,
+    validate_resource_name,
+};
+use crate::raft::{CommandBatch, Entry, NodeId, OmNode};
+use crate::store::{
+    self, APPLIED_INDEX, BUCKETS, DELETED, KEYS, META, OPEN_KEYS, PARTS, RAFT_APPLIED, RAFT_META,
+    Snapshot, UPLOADS, VOLUMES, bucket_key, bucket_prefix, get, key_key, open_key_key, part_key,
+    parts_prefix, upload_key, volume_key,
+};
+
+/// The last applied raft log id and the membership in effect, stored with the state.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RaftApplied {
+    pub last_applied: Option<LogId<NodeId>>,
+    pub membership: StoredMembership<NodeId, OmNode>,
+}
+
+/// Most commands one raft entry may carry (the position is the low 16 bits of a deleted-blocks
+/// key).
+pub const MAX_BATCH: usize = 256;
+
+/// Where a command sits in the raft log: its entry and its position in the entry's batch.
+#[derive(Clone, Copy, Debug)]
+struct RaftPos {
+    log_id: LogId<NodeId>,
+    pos: usize,
+}
+
+/// Magic first bytes of an exported snapshot.
+const SNAPSHOT_MAGIC: &[u8] = b"OZONE-OM-SNAPSHOT-1\n";
+
+/// The namespace database and the only code that writes it.
+pub struct StateMachine {
+    db: Arc<Database>,
+    path: PathBuf,
+    /// Serializes applies (a refused command takes two transactions).
+    apply_lock: Mutex<()>,
+}
+
+impl StateMachine {
+    /// Opens (or creates) `<dir>/om.db`, creating `dir` if needed.
+    pub fn open(dir: &Path) -> Result<Self, OmError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| OmError::io(format!("creating OM db dir {}", dir.display()), e))?;
+        let path = dir.join(store::DB_FILE);
+        let db = store::open_db(&path)?;
+        Ok(StateMachine {
+            db: Arc::new(db),
+            path,
+            apply_lock: Mutex::new(()),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A consistent read view.
+    pub fn snapshot(&self) -> Result<Snapshot, OmError> {
+        Snapshot::new(&self.db)
+    }
+
+    pub fn applied_index(&self) -> Result<u64, OmError> {
+        self.snapshot()?.applied_index()
+    }
+
+    /// The last applied raft log id and membership.
+    pub fn raft_applied(&self) -> Result<RaftApplied, OmError> {
+        self.snapshot()?.raft_applied()
+    }
+
+    /// Applies `cmd` as log entry `index`, which must be above the applied index.
+    pub fn apply(&self, index: u64, cmd: &OmCommand) -> Result<OmResponse, OmError> {
+        self.apply_at(Some(index), cmd, None, Durability::Immediate)
+            .map(|(_, r)| r)
+    }
+
+    /// Applies `cmd` as the entry after the applied index; returns that index too.
+    pub fn apply_next(&self, cmd: &OmCommand) -> Result<(u64, OmResponse), OmError> {
+        self.apply_at(None, cmd, None, Durability::Immediate)
+    }
+
+    /// Applies committed raft entries in order, one transaction each; only the last is fsynced
+    /// (it makes the earlier ones durable too). Blank and membership entries advance the
+    /// applied log id (and membership) and answer [`OmResponse::Done`].
+    ///
+    /// The commands of one entry ([`CommandBatch`]) are applied in order, each in its own
+    /// transaction, and all get the entry's index as applied index; the blocks a command
+    /// releases are keyed `index << 16 | position in the batch`.
+    pub fn apply_entries(&self, entries: Vec<Entry>) -> Result<Vec<Vec<OmResponse>>, OmError> {
+        let n = entries.len();
+        let mut out = Vec::with_capacity(n);
+        for (i, entry) in entries.into_iter().enumerate() {
+            let last_entry = i + 1 == n;
+            let durability = |last: bool| {
+                if last_entry && last {
+                    Durability::Immediate
+                } else {
+                    Durability::None
+                }
+            };
+            let log_id = entry.log_id;
+            let resp = match entry.payload {
+                EntryPayload::Normal(CommandBatch(cmds)) if !cmds.is_empty() => {
+                    if cmds.len() > MAX_BATCH {
+                        return Err(OmError::Internal(format!(
+                            "entry {} holds {} commands (most {MAX_BATCH})",
+                            log_id.index,
+                            cmds.len()
+                        )));
+                    }
+                    let k = cmds.len();
+                    let mut resps = Vec::with_capacity(k);
+                    for (pos, cmd) in cmds.iter().enumerate() {
+                        let raft = RaftPos { log_id, pos };
+                        let d = durability(pos + 1 == k);
+                        resps.push(self.apply_at(Some(log_id.index), cmd, Some(raft), d)?.1);
+                    }
+                    resps
+                }
+                EntryPayload::Normal(_) | EntryPayload::Blank => {
+                    self.apply_meta(log_id, None, durability(true))?;
+                    Vec::new()
+                }
+                EntryPayload::Membership(m) => {
+                    let m = StoredMembership::new(Some(log_id), m);
+                    self.apply_meta(log_id, Some(m), durability(true))?;
+                    Vec::new()
+                }
+            };
+            out.push(resp);
+        }
+        Ok(out)
+    }
+
+    /// Advances the applied log id (and membership) without a command.
+    fn apply_meta(
+        &self,
+        log_id: LogId<NodeId>,
+        membership: Option<StoredMembership<NodeId, OmNode>>,
+        durability: Durability,
+    ) -> Result<(), OmError> {
+        let _serial = self
+            .apply_lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(durability)
+            .map_err(|e| OmError::Internal(format!("setting durability: {e}")))?;
+        let prev = read_raft_applied(&txn)?;
+        check_raft_order(&prev, log_id.index)?;
+        write_raft_applied(&txn, prev, log_id, membership)?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    fn apply_at(
+        &self,
+        index: Option<u64>,
+        cmd: &OmCommand,
+        raft: Option<RaftPos>,
+        durability: Durability,
+    ) -> Result<(u64, OmResponse), OmError> {
+        let _serial = self
+            .apply_lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let begin = || -> Result<WriteTransaction, OmError> {
+            let mut txn = self.db.begin_write()?;
+            txn.set_durability(durability)
+                .map_err(|e| OmError::Internal(format!("setting durability: {e}")))?;
+            Ok(txn)
+        };
+        let txn = begin()?;
+        let applied = read_applied(&txn)?;
+        let prev_raft = read_raft_applied(&txn)?;
+        let index = match (index, raft) {
+            (Some(i), Some(r)) => {
+                if r.pos == 0 {
+                    check_raft_order(&prev_raft, i)?;
+                }
+                i
+            }
+            (None, _) => applied + 1,
+            (Some(i), None) if i > applied => i,
+            (Some(i), None) => return Err(OmError::OutOfOrder { index: i, applied }),
+        };
+        let deleted_key = match raft {
+            Some(r) => (index << 16) | r.pos as u64,
+            None => index,
+        };
+        let outcome = {
+            let mut w = Writer::open(&txn, deleted_key)?;
+            let r = w.execute(cmd);
+            if r.is_ok() {
+                w.finish(cmd.name())?;
+            }
+            r
+        };
+        let finish = |txn: &WriteTransaction| -> Result<(), OmError> {
+            write_applied(txn, index)?;
+            if let Some(r) = raft {
+                write_raft_applied(txn, prev_raft.clone(), r.log_id, None)?;
+            }
+            Ok(())
+        };
+        match outcome {
+            Ok(resp) => {
+                finish(&txn)?;
+                txn.commit()?;
+                Ok((index, resp))
+            }
+            Err(OmError::Rejected(rejection)) => {
+                txn.abort()?;
+                let txn = begin()?;
+                let orphans = allocated_blocks(cmd);
+                if !orphans.is_empty() {
+                    let rec = DeletedBlocks {
+                        reason: format!("{} rejected", cmd.name()),
+                        blocks: orphans,
+                    };
+                    txn.open_table(DELETED)?
+                        .insert(deleted_key, store::encode(&rec).as_slice())?;
+                }
+                finish(&txn)?;
+                txn.commit()?;
+                Ok((index, OmResponse::Rejected(rejection)))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The whole namespace as snapshot bytes, with the applied log id and membership it holds
+    /// (one read transaction: a consistent cut).
+    pub fn export(&self) -> Result<(RaftApplied, Vec<u8>), OmError> {
+        let snap = self.snapshot()?;
+        let applied = snap.raft_applied()?;
+        let mut out = SNAPSHOT_MAGIC.to_vec();
+        for (table, key, value) in snap.dump()? {
+            if table == "meta" {
+                continue;
+            }
+            out.push(table.len() as u8);
+            out.extend_from_slice(table.as_bytes());
+            for part in [&key, &value] {
+                out.extend_from_slice(&(part.len() as u32).to_be_bytes());
+                out.extend_from_slice(part);
+            }
+        }
+        Ok((applied, out))
+    }
+
+    /// Replaces the whole namespace with a snapshot's (see [`Self::export`]) and records
+    /// `applied` as its applied log id and membership; one durable transaction.
+    pub fn install(&self, applied: &RaftApplied, data: &[u8]) -> Result<(), OmError> {
+        let rows = parse_snapshot(data)?;
+        let _serial = self
+            .apply_lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let txn = self.db.begin_write()?;
+        {
+            let tables = [
+                ("volumes", VOLUMES),
+                ("buckets", BUCKETS),
+                ("keys", KEYS),
+                ("open_keys", OPEN_KEYS),
+                ("multipart_uploads", UPLOADS),
+                ("multipart_parts", PARTS),
+            ];
+            for (_, def) in tables {
+                txn.delete_table(def)?;
+            }
+            txn.delete_table(DELETED)?;
+            let mut deleted = txn.open_table(DELETED)?;
+            let mut open: Vec<(&str, BytesTable<'_>)> = Vec::new();
+            for (name, def) in tables {
+                open.push((name, txn.open_table(def)?));
+            }
+            for (table, key, value) in &rows {
+                if table == "deleted_blocks" {
+                    let k: [u8; 8] = key
+                        .as_slice()
+                        .try_into()
+                        .map_err(|_| corrupt_snapshot("deleted_blocks key is not 8 bytes"))?;
+                    deleted.insert(u64::from_be_bytes(k), value.as_slice())?;
+                    continue;
+                }
+                let t = open
+                    .iter_mut()
+                    .find(|(n, _)| n == table)
+                    .ok_or_else(|| corrupt_snapshot(&format!("unknown table {table}")))?;
+                t.1.insert(key.as_slice(), value.as_slice())?;
+            }
+        }
+        let index = applied.last_applied.map_or(0, |l| l.index);
+        write_applied(&txn, index)?;
+        txn.open_table(RAFT_META)?
+            .insert(RAFT_APPLIED, store::encode(applied).as_slice())?;
+        txn.commit()?;
+        Ok(())
+    }
+}
+
+fn corrupt_snapshot(message: &str) -> OmError {
+    OmError::Corrupt {
+        table: "snapshot",
+        message: message.to_string(),
+    }
+}
+
+/// One (table, key, value) row of a snapshot.
+type SnapshotRow = (String, Vec<u8>, Vec<u8>);
+
+/// The rows of snapshot bytes.
+fn parse_snapshot(data: &[u8]) -> Result<Vec<SnapshotRow>, OmError> {
+    let mut rest = data
+        .strip_prefix(SNAPSHOT_MAGIC)
+        .ok_or_else(|| corrupt_snapshot("not an OM snapshot"))?;
+    let take = |n: usize, rest: &mut &[u8]| -> Result<Vec<u8>, OmError> {
+        if rest.len() < n {
+            return Err(corrupt_snapshot("truncated"));
+        }
+        let (a, b) = rest.split_at(n);
+        *rest = b;
+        Ok(a.to_vec())
+    };
+    let mut rows = Vec::new();
+    while !rest.is_empty() {
+        let n = take(1, &mut rest)?[0] as usize;
+        let table = String::from_utf8(take(n, &mut rest)?)
+            .map_err(|_| corrupt_snapshot("table name is not UTF-8"))?;
+        let mut parts = Vec::with_capacity(2);
+        for _ in 0..2 {
+            let len: [u8; 4] = take(4, &mut rest)?
+                .try_into()
+                .map_err(|_| corrupt_snapshot("truncated length"))?;
+            parts.push(take(u32::from_be_bytes(len) as usize, &mut rest)?);
+        }
+        let value = parts.pop().unwrap_or_default();
+        let key = parts.pop().unwrap_or_default();
+        rows.push((table, key, value));
+    }
+    Ok(rows)
+}
+
+fn read_raft_applied(txn: &WriteTransaction) -> Result<RaftApplied, OmError> {
+    let t = txn.open_table(RAFT_META)?;
+    let v = match t.get(RAFT_APPLIED)? {
+        Some(v) => store::decode("raft_meta", v.value())?,
+        None => RaftApplied::default(),
+    };
+    Ok(v)
+}
+
+fn check_raft_order(prev: &RaftApplied, index: u64) -> Result<(), OmError> {
+    match prev.last_applied {
+        Some(l) if index <= l.index => Err(OmError::OutOfOrder {
+            index,
+            applied: l.index,
+        }),
+        _ => Ok(()),
+    }
+}
+
+fn write_raft_applied(
+    txn: &WriteTransaction,
+    prev: RaftApplied,
+    log_id: LogId<NodeId>,
+    membership: Option<StoredMembership<NodeId, OmNode>>,
+) -> Result<(), OmError> {
+    let rec = RaftApplied {
+        last_applied: Some(log_id),
+        membership: membership.unwrap_or(prev.membership),
+    };
+    txn.open_table(RAFT_META)?
+        .insert(RAFT_APPLIED, store::encode(&rec).as_slice())?;
+    write_applied(txn, log_id.index)
+}
+
+fn read_applied(txn: &WriteTransaction) -> Result<u64, OmError> {
+    let t = txn.open_table(META)?;
+    let v = t.get(APPLIED_INDEX)?.map(|v| v.value()).unwrap_or(0);
+    Ok(v)
+}
+
+fn write_applied(txn: &WriteTransaction, index: u64) -> Result<(), OmError> {
+    txn.open_table(META)?.insert(APPLIED_INDEX, index)?;
+    Ok(())
+}
+
+/// Blocks a command brings from SCM; if the command is refused nothing refers to them.
+fn allocated_blocks(cmd: &OmCommand) -> Vec<BlockRef> {
+    match cmd {
+        OmCommand::OpenKey { locations, .. } => locations.iter().map(|l| l.block).collect(),
+        OmCommand::AllocateBlock { location, .. } => vec![location.block],
+        _ => Vec::new(),
+    }
+}
+
+fn reject<T>(status: OmStatus, message: impl Into<String>) -> Result<T, OmError> {
+    Err(OmError::reject(status, message))
+}
+
+type BytesTable<'t> = Table<'t, &'static [u8], &'static [u8]>;
+
+/// The open tables of one apply transaction, and the blocks it releases.
+struct Writer<'t> {
+    txn: &'t WriteTransaction,
+    index: u64,
+    volumes: BytesTable<'t>,
+    buckets: BytesTable<'t>,
+    keys: BytesTable<'t>,
+    open_keys: BytesTable<'t>,
+    uploads: BytesTable<'t>,
+    parts: BytesTable<'t>,
+    released: Vec<BlockRef>,
+}
+
+impl<'t> Writer<'t> {
+    fn open(txn: &'t WriteTransaction, index: u64) -> Result<Self, OmError> {
+        Ok(Writer {
+            txn,
+            index,
+            volumes: txn.open_table(VOLUMES)?,
+            buckets: txn.open_table(BUCKETS)?,
+            keys: txn.open_table(KEYS)?,
+            open_keys: txn.open_table(OPEN_KEYS)?,
+            uploads: txn.open_table(UPLOADS)?,
+            parts: txn.open_table(PARTS)?,
+            released: Vec::new(),
+        })
+    }
+
+    /// Records the released blocks under this command's index.
+    fn finish(self, reason: &str) -> Result<(), OmError> {
+        if self.released.is_empty() {
+            return Ok(());
+        }
+        let rec = DeletedBlocks {
+            reason: reason.to_string(),
+            blocks: self.released,
+        };
+        self.txn
+            .open_table(DELETED)?
+            .insert(self.index, store::encode(&rec).as_slice())?;
+        Ok(())
+    }
+
+    fn put<T: serde::Serialize>(
+        table: &mut BytesTable<'t>,
+        key: &[u8],
+        value: &T,
+    ) -> Result<(), OmError> {
+        table.insert(key, store::encode(value).as_slice())?;
+        Ok(())
+    }
+
+    fn execute(&mut self, cmd: &OmCommand) -> Result<OmResponse, OmError> {
+        match cmd {
+            OmCommand::CreateVolume {
+                volume,
+                owner,
+                now_ms,
+            } => self.create_volume(volume, owner, *now_ms),
+            OmCommand::DeleteVolume { volume } => self.delete_volume(volume),
+            OmCommand::CreateBucket {
+                volume,
+                bucket,
+                owner,
+                replication,
+                now_ms,
+            } => self.create_bucket(volume, bucket, owner, *replication, *now_ms),
+            OmCommand::DeleteBucket { volume, bucket } => self.delete_bucket(volume, bucket),
+            OmCommand::OpenKey {
+                volume,
+                bucket,
+                key,
+                client_id,
+                owner,
+                replication,
+                locations,
+                part,
+                block_size,
+                now_ms,
+            } => {
+                let rec = OpenKeyRecord {
+                    volume: volume.clone(),
+                    bucket: bucket.clone(),
+                    key: key.clone(),
+                    client_id: *client_id,
+                    owner: owner.clone(),
+                    replication: *replication,
+                    locations: locations.clone(),
+                    part: part.clone(),
+                    creation_time_ms: *now_ms,
+                };
+                self.open_key(rec, *block_size)
+            }
+            OmCommand::AllocateBlock {
+                volume,
+                bucket,
+                key,
+                client_id,
+                location,
+            } => self.allocate_block(volume, bucket, key, *client_id, location),
+            OmCommand::CommitKey {
+                volume,
+                bucket,
+                key,
+                client_id,
+                blocks,
+                size,
+                etag,
+                metadata,
+                part,
+                now_ms,
+            } => self.commit_key(CommitArgs {
+                volume,
+                bucket,
+                key,
+                client_id: *client_id,
+                blocks,
+                size: *size,
+                etag,
+                metadata,
+                part: part.as_ref(),
+                now_ms: *now_ms,
+            }),
+            OmCommand::DeleteKeys {
+                volume,
+                bucket,
+                keys,
+            } => self.delete_keys(volume, bucket, keys),
+            OmCommand::PurgeDeletedBlocks { indexes } => {
+                let mut t = self.txn.open_table(DELETED)?;
+                for i in indexes {
+                    t.remove(*i)?;
+                }
+                Ok(OmResponse::Done)
+            }
+            OmCommand::InitiateMultipartUpload {
+                volume,
+                bucket,
+                key,
+                upload_id,
+                owner,
+                replication,
+                metadata,
+                now_ms,
+            } => {
+                let bucket_rec = self.require_bucket(volume, bucket)?;
+                validate_key_name(key)?;
+                let rec = UploadRecord {
+                    volume: volume.clone(),
+                    bucket: bucket.clone(),
+                    key: key.clone(),
+                    upload_id: upload_id.clone(),
+                    owner: if owner.is_empty() {
+                        bucket_rec.owner.clone()
+                    } else {
+                        owner.clone()
+                    },
+                    replication: if *replication == 0 {
+                        bucket_rec.replication
+                    } else {
+                        *replication
+                    },
+                    metadata: metadata.clone(),
+                    creation_time_ms: *now_ms,
+                };
+                self.initiate_upload(rec)
+            }
+            OmCommand::CompleteMultipartUpload {
+                volume,
+                bucket,
+                key,
+                upload_id,
+                parts,
+                now_ms,
+            } => self.complete_upload(volume, bucket, key, upload_id, parts, *now_ms),
+            OmCommand::AbortMultipartUpload {
+                volume,
+                bucket,
+                key,
+                upload_id,
+            } => self.abort_upload(volume, bucket, key, upload_id),
+        }
+    }
+
+    fn require_bucket(&self, volume: &str, bucket: &str) -> Result<BucketRecord, OmError> {
+        store::require_bucket(&self.volumes, &self.buckets, volume, bucket)
+    }
+
+    fn create_volume(
+        &mut self,
+        volume: &str,
+        owner: &str,
+        now_ms: u64,
+    ) -> Result<OmResponse, OmError> {
+        validate_resource_name("volume", volume)?;
+        let k = volume_key(volume);
+        if self.volumes.get(k.as_slice())?.is_some() {
+            return reject(
+                OmStatus::VolumeAlreadyExists,
+                format!("volume {volume} already exists"),
+            );
+        }
+        let rec = VolumeRecord {
+            name: volume.to_string(),
+            owner: owner.to_string(),
+            creation_time_ms: now_ms,
+        };
+        Self::put(&mut self.volumes, &k, &rec)?;
+        Ok(OmResponse::Volume(rec))
+    }
+
+    fn delete_volume(&mut self, volume: &str) -> Result<OmResponse, OmError> {
+        let k = volume_key(volume);
+        if self.volumes.get(k.as_slice())?.is_none() {
+            return reject(
+                OmStatus::VolumeNotFound,
+                format!("volume {volume} not found"),
+            );
+        }
+        let prefix = format!("/{volume}/").into_bytes();
+        if has_prefix(&self.buckets, &prefix)? {
+            return reject(
+                OmStatus::VolumeNotEmpty,
+                format!("volume {volume} still has buckets"),
+            );
+        }
+        self.volumes.remove(k.as_slice())?;
+        Ok(OmResponse::Done)
+    }
+
+    fn create_bucket(
+        &mut self,
+        volume: &str,
+        bucket: &str,
+        owner: &str,
+        replication: u32,
+        now_ms: u64,
+    ) -> Result<OmResponse, OmError> {
+        validate_resource_name("bucket", bucket)?;
+        let vol: VolumeRecord =
+            get(&self.volumes, "volumes", &volume_key(volume))?.ok_or_else(|| {
+                OmError::reject(
+                    OmStatus::VolumeNotFound,
+                    format!("volume {volume} not found"),
+                )
+            })?;
+        let owner = if owner.is_empty() {
+            vol.owner.as_str()
+        } else {
+            owner
+        };
+        let k = bucket_key(volume, bucket);
+        if let Some(existing) = get::<BucketRecord>(&self.buckets, "buckets", &k)? {
+            let message = if existing.owner == owner {
+                format!("bucket /{volume}/{bucket} already exists and is owned by you")
+            } else {
+                format!("bucket /{volume}/{bucket} already exists and is owned by another user")
+            };
+            return Err(OmError::Rejected(Rejection {
+                status: OmStatus::BucketAlreadyExists,
+                message,
+                owner: Some(existing.owner),
+            }));
+        }
+        let rec = BucketRecord {
+            volume: volume.to_string(),
+            name: bucket.to_string(),
+            owner: owner.to_string(),
+            creation_time_ms: now_ms,
+            replication,
+        };
+        Self::put(&mut self.buckets, &k, &rec)?;
+        Ok(OmResponse::Bucket(rec))
+    }
+
+    fn delete_bucket(&mut self, volume: &str, bucket: &str) -> Result<OmResponse, OmError> {
+        self.require_bucket(volume, bucket)?;
+        let prefix = bucket_prefix(volume, bucket);
+        if has_prefix(&self.keys, &prefix)? {
+            return reject(
+                OmStatus::BucketNotEmpty,
+                format!("bucket /{volume}/{bucket} is not empty"),
+            );
+        }
+        // Incomplete uploads and open keys do not keep a bucket alive: abort them.
+        for (_, u) in drain_prefix::<UploadRecord>(&mut self.uploads, "multipart_uploads", &prefix)?
+        {
+            tracing::debug!(upload = %u.upload_id, key = %u.key, "aborting upload of deleted bucket");
+        }
+        for (_, p) in drain_prefix::<PartRecord>(&mut self.parts, "multipart_parts", &prefix)? {
+            self.released.extend(p.locations.iter().map(|l| l.block));
+        }
+        for (_, o) in drain_prefix::<OpenKeyRecord>(&mut self.open_keys, "open_keys", &prefix)? {
+            self.released.extend(o.locations.iter().map(|l| l.block));
+        }
+        self.buckets.remove(bucket_key(volume, bucket).as_slice())?;
+        Ok(OmResponse::Done)
+    }
+
+    fn open_key(&mut self, mut rec: OpenKeyRecord, block_size: u64) -> Result<OmResponse, OmError> {
+        let bucket = self.require_bucket(&rec.volume, &rec.bucket)?;
+        validate_key_name(&rec.key)?;
+        if let Some(part) = &rec.part {
+            let u = self.require_upload(&rec.volume, &rec.bucket, &rec.key, &part.upload_id)?;
+            rec.replication = u.replication;
+            if rec.owner.is_empty() {
+                rec.owner = u.owner;
+            }
+        } else {
+            if rec.replication == 0 {
+                rec.replication = bucket.replication;
+            }
+            if rec.owner.is_empty() {
+                rec.owner = bucket.owner;
+            }
+        }
+        let k = open_key_key(&rec.volume, &rec.bucket, &rec.key, rec.client_id);
+        if self.open_keys.get(k.as_slice())?.is_some() {
+            return reject(
+                OmStatus::InvalidRequest,
+                format!("client id {} is already in use", rec.client_id),
+            );
+        }
+        Self::put(&mut self.open_keys, &k, &rec)?;
+        Ok(OmResponse::OpenKey {
+            client_id: rec.client_id,
+            locations: rec.locations,
+            block_size,
+        })
+    }
+
+    fn require_open_key(
+        &self,
+        volume: &str,
+        bucket: &str,
+        key: &str,
+        client_id: u64,
+    ) -> Result<(Vec<u8>, OpenKeyRecord), OmError> {
+        let k = open_key_key(volume, bucket, key, client_id);
+        match get::<OpenKeyRecord>(&self.open_keys, "open_keys", &k)? {
+            Some(o) => Ok((k, o)),
+            None => reject(
+                OmStatus::KeyNotFound,
+                format!("no open key /{volume}/{bucket}/{key} with client id {client_id}"),
+            ),
+        }
+    }
+
+    fn require_upload(
+        &self,
+        volume: &str,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<UploadRecord, OmError> {
+        match get(
+            &self.uploads,
+            "multipart_uploads",
+            &upload_key(volume, bucket, key, upload_id),
+        )? {
+            Some(u) => Ok(u),
+            None => {
+                self.require_bucket(volume, bucket)?;
+                Err(store::no_such_upload(volume, bucket, key, upload_id))
+            }
+        }
+    }
+
+    fn allocate_block(
+        &mut self,
+        volume: &str,
+        bucket: &str,
+        key: &str,
+        client_id: u64,
+        location: &Location,
+    ) -> Result<OmResponse, OmError> {
+        let (k, mut open) = self.require_open_key(volume, bucket, key, client_id)?;
+        open.locations.push(location.clone());
+        Self::put(&mut self.open_keys, &k, &open)?;
+        Ok(OmResponse::Block(location.clone()))
+    }
+
+    fn commit_key(&mut self, a: CommitArgs<'_>) -> Result<OmResponse, OmError> {
+        // A part of an upload that is gone (aborted or completed meanwhile).
+        if let Some(p) = a.part {
+            self.require_upload(a.volume, a.bucket, a.key, &p.upload_id)?;
+        }
+        let (ok_key, open) = self.require_open_key(a.volume, a.bucket, a.key, a.client_id)?;
+        self.require_bucket(a.volume, a.bucket)?;
+        if let Some(p) = a.part
+            && open.part.as_ref() != Some(p)
+        {
+            return reject(
+                OmStatus::InvalidRequest,
+                format!(
+                    "commit names part {} of upload {} but the key was opened for {:?}",
+                    p.part_number, p.upload_id, open.part
+                ),
+            );
+        }
+        // Only the blocks listed are kept, in the order listed, with offsets recomputed.
+        let allocated: BTreeMap<BlockRef, &Location> =
+            open.locations.iter().map(|l| (l.block, l)).collect();
+        let mut kept = BTreeSet::new();
+        let mut locations = Vec::with_capacity(a.blocks.len());
+        let mut offset = 0u64;
+        for b in a.blocks {
+            let Some(alloc) = allocated.get(&b.block) else {
+                return reject(
+                    OmStatus::InvalidRequest,
+                    format!("block {} was not allocated to this open key", b.block),
+                );
+            };
+            if !kept.insert(b.block) {
+                return reject(
+                    OmStatus::InvalidRequest,
+                    format!("block {} is listed twice", b.block),
+                );
+            }
+            locations.push(Location {
+                block: b.block,
+                offset,
+                length: b.length,
+                pipeline: alloc.pipeline.clone(),
+                part_number: open.part.as_ref().map_or(0, |p| p.part_number),
+            });
+            offset = offset.saturating_add(b.length);
+        }
+        if offset != a.size {
+            return reject(
+                OmStatus::InvalidRequest,
+                format!(
+                    "size {} differs from the committed blocks' total {offset}",
+                    a.size
+                ),
+            );
+        }
+        let etag = unquote(a.etag).to_string();
+
+        let result = match &open.part {
+            Some(part) => {
+                self.require_upload(a.volume, a.bucket, a.key, &part.upload_id)?;
+                let pk = part_key(a.volume, a.bucket, a.key, &part.upload_id, part.part_number);
+                if let Some(old) = get::<PartRecord>(&self.parts, "multipart_parts", &pk)? {
+                    self.released.extend(old.locations.iter().map(|l| l.block));
+                }
+                let rec = PartRecord {
+                    part_number: part.part_number,
+                    etag: etag.clone(),
+                    size: a.size,
+                    locations: locations.clone(),
+                    modification_time_ms: a.now_ms,
+                };
+                Self::put(&mut self.parts, &pk, &rec)?;
+                KeyRecord {
+                    volume: a.volume.to_string(),
+                    bucket: a.bucket.to_string(),
+                    key: a.key.to_string(),
+                    size: a.size,
+                    etag,
+                    creation_time_ms: open.creation_time_ms,
+                    modification_time_ms: a.now_ms,
+                    locations,
+                    metadata: BTreeMap::new(),
+                    owner: open.owner.clone(),
+                    replication: open.replication,
+                    parts_count: 0,
+                }
+            }
+            None => {
+                let kk = key_key(a.volume, a.bucket, a.key);
+                if let Some(old) = get::<KeyRecord>(&self.keys, "keys", &kk)? {
+                    self.released.extend(old.blocks());
+                }
+                let rec = KeyRecord {
+                    volume: a.volume.to_string(),
+                    bucket: a.bucket.to_string(),
+                    key: a.key.to_string(),
+                    size: a.size,
+                    etag,
+                    creation_time_ms: open.creation_time_ms,
+                    modification_time_ms: a.now_ms,
+                    locations,
+                    metadata: a.metadata.clone(),
+                    owner: open.owner.clone(),
+                    replication: open.replication,
+                    parts_count: 0,
+                };
+                Self::put(&mut self.keys, &kk, &rec)?;
+                rec
+            }
+        };
+        // Preallocated blocks the client did not use.
+        self.released.extend(
+            open.locations
+                .iter()
+                .map(|l| l.block)
+                .filter(|b| !kept.contains(b)),
+        );
+        self.open_keys.remove(ok_key.as_slice())?;
+        Ok(OmResponse::Key(result))
+    }
+
+    fn delete_keys(
+        &mut self,
+        volume: &str,
+        bucket: &str,
+        keys: &[String],
+    ) -> Result<OmResponse, OmError> {
+        self.require_bucket(volume, bucket)?;
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            let error = match validate_key_name(key) {
+                Err(OmError::Rejected(r)) => Some(r),
+                Err(other) => return Err(other),
+                Ok(()) => {
+                    let removed = self.keys.remove(key_key(volume, bucket, key).as_slice())?;
+                    if let Some(v) = removed {
+                        let rec: KeyRecord = store::decode("keys", v.value())?;
+                        self.released.extend(rec.blocks());
+                    }
+                    None
+                }
+            };
+            out.push(DeleteOutcome {
+                key: key.clone(),
+                error,
+            });
+        }
+        Ok(OmResponse::Deleted(out))
+    }
+
+    fn initiate_upload(&mut self, rec: UploadRecord) -> Result<OmResponse, OmError> {
+        let k = upload_key(&rec.volume, &rec.bucket, &rec.key, &rec.upload_id);
+        if self.uploads.get(k.as_slice())?.is_some() {
+            return reject(
+                OmStatus::InvalidRequest,
+                format!("upload id {} is already in use", rec.upload_id),
+            );
+        }
+        Self::put(&mut self.uploads, &k, &rec)?;
+        Ok(OmResponse::Upload(rec))
+    }
+
+    /// Removes an upload and its parts; returns the parts.
+    fn remove_upload(&mut self, upload: &UploadRecord) -> Result<Vec<PartRecord>, OmError> {
+        let (v, b, k, u) = (
+            &upload.volume,
+            &upload.bucket,
+            &upload.key,
+            &upload.upload_id,
+        );
+        let parts = drain_prefix::<PartRecord>(
+            &mut self.parts,
+            "multipart_parts",
+            &parts_prefix(v, b, k, u),
+        )?;
+        self.uploads.remove(upload_key(v, b, k, u).as_slice())?;
+        // Parts still being written: their blocks are released now; committing them later
+        // answers NO_SUCH_MULTIPART_UPLOAD.
+        let open_prefix = [key_key(v, b, k).as_slice(), b"\0"].concat();
+        let (open, _) = store::scan::<OpenKeyRecord>(
+            &self.open_keys,
+            "open_keys",
+            &open_prefix,
+            Bound::Included(open_prefix.as_slice()),
+            usize::MAX,
+        )?;
+        for (ok, o) in open {
+            if o.part.as_ref().is_some_and(|p| &p.upload_id == u) {
+                self.open_keys.remove(ok.as_slice())?;
+                self.released.extend(o.locations.iter().map(|l| l.block));
+            }
+        }
+        Ok(parts.into_iter().map(|(_, p)| p).collect())
+    }
+
+    fn complete_upload(
+        &mut self,
+        volume: &str,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        listed: &[(u32, String)],
+        now_ms: u64,
+    ) -> Result<OmResponse, OmError> {
+        let upload = self.require_upload(volume, bucket, key, upload_id)?;
+        if listed.is_empty() {
+            return reject(OmStatus::InvalidRequest, "at least one part must be listed");
+        }
+        for w in listed.windows(2) {
+            if w[1].0 <= w[0].0 {
+                return reject(
+                    OmStatus::InvalidPartOrder,
+                    format!(
+                        "part {} follows part {}: parts must be in ascending order",
+                        w[1].0, w[0].0
+                    ),
+                );
+            }
+        }
+        let prefix = parts_prefix(volume, bucket, key, upload_id);
+        let (stored, _) = store::scan::<PartRecord>(
+            &self.parts,
+            "multipart_parts",
+            &prefix,
+            Bound::Included(prefix.as_slice()),
+            usize::MAX,
+        )?;
+        let stored: BTreeMap<u32, PartRecord> = stored
+            .into_iter()
+            .map(|(_, p)| (p.part_number, p))
+            .collect();
+        let mut chosen = Vec::with_capacity(listed.len());
+        for (n, etag) in listed {
+            match stored.get(n) {
+                Some(p) if unquote(&p.etag) == unquote(etag) => chosen.push(p),
+                Some(_) => {
+                    return reject(
+                        OmStatus::InvalidPart,
+                        format!("part {n}: the ETag does not match the uploaded part"),
+                    );
+                }
+                None => {
+                    return reject(OmStatus::InvalidPart, format!("part {n} was not uploaded"));
+                }
+            }
+        }
+        for p in &chosen[..chosen.len() - 1] {
+            if p.size < MIN_PART_SIZE {
+                return reject(
+                    OmStatus::EntityTooSmall,
+                    format!(
+                        "part {} is {} bytes; every part but the last must be at least {MIN_PART_SIZE}",
+                        p.part_number, p.size
+                    ),
+                );
+            }
+        }
+
+        let mut locations = Vec::new();
+        let mut offset = 0u64;
+        let mut digests = Md5::new();
+        for p in &chosen {
+            for l in &p.locations {
+                locations.push(Location {
+                    offset,
+                    part_number: p.part_number,
+                    ..l.clone()
+                });
+                offset = offset.saturating_add(l.length);
+            }
+            digests.update(part_digest(&p.etag));
+        }
+        let size = chosen.iter().map(|p| p.size).sum::<u64>();
+        let etag = format!("{}-{}", hex::encode(digests.finalize()), chosen.len());
+        let listed_numbers: BTreeSet<u32> = listed.iter().map(|(n, _)| *n).collect();
+
+        let parts = self.remove_upload(&upload)?;
+        for p in parts
+            .iter()
+            .filter(|p| !listed_numbers.contains(&p.part_number))
+        {
+            self.released.extend(p.locations.iter().map(|l| l.block));
+        }
+        let kk = key_key(volume, bucket, key);
+        if let Some(old) = get::<KeyRecord>(&self.keys, "keys", &kk)? {
+            self.released.extend(old.blocks());
+        }
+        let rec = KeyRecord {
+            volume: volume.to_string(),
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            size,
+            etag,
+            creation_time_ms: upload.creation_time_ms,
+            modification_time_ms: now_ms,
+            locations,
+            metadata: upload.metadata.clone(),
+            owner: upload.owner.clone(),
+            replication: upload.replication,
+            parts_count: listed.len() as u32,
+        };
+        Self::put(&mut self.keys, &kk, &rec)?;
+        Ok(OmResponse::Key(rec))
+    }
+
+    fn abort_upload(
+        &mut self,
+        volume: &str,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<OmResponse, OmError> {
+        let upload = self.require_upload(volume, bucket, key, upload_id)?;
+        for p in self.remove_upload(&upload)? {
+            self.released.extend(p.locations.iter().map(|l| l.block));
+        }
+        Ok(OmResponse::Done)
+    }
+}
+
+/// Arguments of CommitKey, borrowed from the command.
+struct CommitArgs<'a> {
+    volume: &'a str,
+    bucket: &'a str,
+    key: &'a str,
+    client_id: u64,
+    blocks: &'a [CommittedBlock],
+    size: u64,
+    etag: &'a str,
+    metadata: &'a BTreeMap<String, String>,
+    part: Option<&'a PartTarget>,
+    now_ms: u64,
+}
+
+/// The binary MD5 of a part from its ETag (hex). A part ETag that is not 32 hex digits (written
+/// by something other than the S3 gateway) contributes its own bytes instead.
+fn part_digest(etag: &str) -> Vec<u8> {
+    let e = unquote(etag);
+    match hex::decode(e) {
+        Ok(d) if d.len() == 16 => d,
+        _ => e.as_bytes().to_vec(),
+    }
+}
+
+/// Whether any key of `table` starts with `prefix`.
+fn has_prefix(table: &BytesTable<'_>, prefix: &[u8]) -> Result<bool, OmError> {
+    let mut it = table.range::<&[u8]>((Bound::Included(prefix), Bound::Unbounded))?;
+    match it.next() {
+        Some(item) => Ok(item?.0.value().starts_with(prefix)),
+        None => Ok(false),
+    }
+}
+
+/// Removes and returns every record whose key starts with `prefix`.
+fn drain_prefix<T: serde::de::DeserializeOwned>(
+    table: &mut BytesTable<'_>,
+    name: &'static str,
+    prefix: &[u8],
+) -> Result<Vec<(Vec<u8>, T)>, OmError> {
+    let (rows, _) = store::scan::<T>(table, name, prefix, Bound::Included(prefix), usize::MAX)?;
+    for (k, _) in &rows {
+        table.remove(k.as_slice())?;
+    }
+    Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{NodeRecord, PipelineRecord};
+
+    fn loc(local_id: u64) -> Location {
+        Location {
+            block: BlockRef {
+                container_id: 1,
+                local_id,
+            },
+            offset: 0,
+            length: 0,
+            pipeline: PipelineRecord {
+                id: "p1".into(),
+                nodes: vec![NodeRecord {
+                    uuid: "dn1".into(),
+                    host: "127.0.0.1".into(),
+                    port: 9859,
+                    http_port: 9882,
+                }],
+                replication: 1,
+                state: "OPEN".into(),
+            },
+            part_number: 0,
+        }
+    }
+
+    fn committed(local_id: u64, length: u64) -> CommittedBlock {
+        CommittedBlock {
+            block: BlockRef {
+                container_id: 1,
+                local_id,
+            },
+            length,
+        }
+    }
+
+    fn open(key: &str, client_id: u64, blocks: &[u64], part: Option<PartTarget>) -> OmCommand {
+        OmCommand::OpenKey {
+            volume: "vol".into(),
+            bucket: "bkt".into(),
+            key: key.into(),
+            client_id,
+            owner: String::new(),
+            replication: 0,
+            locations: blocks.iter().map(|b| loc(*b)).collect(),
+            part,
+            block_size: 1 << 20,
+            now_ms: 1000 + client_id,
+        }
+    }
+
+    fn commit(
+        key: &str,
+        client_id: u64,
+        blocks: &[(u64, u64)],
+        etag: &str,
+        part: Option<PartTarget>,
+    ) -> OmCommand {
+        OmCommand::CommitKey {
+            volume: "vol".into(),
+            bucket: "bkt".into(),
+            key: key.into(),
+            client_id,
+            blocks: blocks.iter().map(|(b, l)| committed(*b, *l)).collect(),
+            size: blocks.iter().map(|(_, l)| l).sum(),
+            etag: etag.into(),
+            metadata: BTreeMap::from([("Content-Type".to_string(), "text/plain".to_string())]),
+            part,
+            now_ms: 2000 + client_id,
+        }
+    }
+
+    fn part(n: u32) -> Option<PartTarget> {
+        Some(PartTarget {
+            upload_id: "up-1".into(),
+            part_number: n,
+        })
+    }
+
+    fn script() -> Vec<OmCommand> {
+        vec![
+            OmCommand::CreateVolume {
+                volume: "vol".into(),
+                owner: "admin".into(),
+                now_ms: 1,
+            },
+            OmCommand::CreateBucket {
+                volume: "vol".into(),
+                bucket: "bkt".into(),
+                owner: "alice".into(),
+                replication: 3,
+                now_ms: 2,
+            },
+            open("a/1", 11, &[1, 2], None),
+            OmCommand::AllocateBlock {
+                volume: "vol".into(),
+                bucket: "bkt".into(),
+                key: "a/1".into(),
+                client_id: 11,
+                location: loc(3),
+            },
+            // Uses blocks 1 and 3; 2 is released.
+            commit("a/1", 11, &[(1, 100), (3, 50)], "\"e1\"", None),
+            // Overwrite: 1 and 3 are released.
+            open("a/1", 12, &[4], None),
+            commit("a/1", 12, &[(4, 10)], "e2", None),
+            open("b", 13, &[5], None),
+            commit("b", 13, &[(5, 7)], "e3", None),
+            // Rejected: no such bucket; block 6 is recorded as deleted.
+            OmCommand::OpenKey {
+                volume: "vol".into(),
+                bucket: "nope".into(),
+                key: "x".into(),
+                client_id: 14,
+                owner: String::new(),
+                replication: 0,
+                locations: vec![loc(6)],
+                part: None,
+                block_size: 1 << 20,
+                now_ms: 3,
+            },
+            OmCommand::DeleteKeys {
+                volume: "vol".into(),
+                bucket: "bkt".into(),
+                keys: vec!["b".into(), "missing".into()],
+            },
+            OmCommand::InitiateMultipartUpload {
+                volume: "vol".into(),
+                bucket: "bkt".into(),
+                key: "mp".into(),
+                upload_id: "up-1".into(),
+                owner: String::new(),
+                replication: 0,
+                metadata: BTreeMap::from([("x-amz-meta-a".to_string(), "1".to_string())]),
+                now_ms: 4,
+            },
+            open("mp", 15, &[7], part(1)),
+            commit(
+                "mp",
+                15,
+                &[(7, MIN_PART_SIZE)],
+                "0cc175b9c0f1b6a831c399e269772661",
+                part(1),
+            ),
+            open("mp", 16, &[8], part(2)),
+            commit(
+                "mp",
+                16,
+                &[(8, 3)],
+                "92eb5ffee6ae2fec3ad71c777531578f",
+                part(2),
+            ),
+            open("mp", 17, &[9], part(3)),
+            commit(
+                "mp",
+                17,
+                &[(9, 3)],
+                "4a8a08f09d37b73795649038408b5f33",
+                part(3),
+            ),
+            OmCommand::CompleteMultipartUpload {
+                volume: "vol".into(),
+                bucket: "bkt".into(),
+                key: "mp".into(),
+                upload_id: "up-1".into(),
+                parts: vec![
+                    (1, "\"0cc175b9c0f1b6a831c399e269772661\"".into()),
+                    (2, "92eb5ffee6ae2fec3ad71c777531578f".into()),
+                ],
+                now_ms: 5,
+            },
+        ]
+    }
+
+    fn run(dir: &Path) -> (StateMachine, Vec<OmResponse>) {
+        let sm = StateMachine::open(dir).expect("open");
+        let resps = script()
+            .iter()
+            .enumerate()
+            .map(|(i, c)| sm.apply(i as u64 + 1, c).expect("apply"))
+            .collect();
+        (sm, resps)
+    }
+
+    #[test]
+    fn commands_and_responses_round_trip_through_serde() {
+        let d = tempfile::tempdir().expect("tmp");
+        let (_, responses) = run(d.path());
+        for c in script() {
+            let bytes = serde_json::to_vec(&c).expect("serialize");
+            assert_eq!(
+                serde_json::from_slice::<OmCommand>(&bytes).expect("deserialize"),
+                c
+            );
+        }
+        for r in responses {
+            let bytes = serde_json::to_vec(&r).expect("serialize");
+            assert_eq!(
+                serde_json::from_slice::<OmResponse>(&bytes).expect("deserialize"),
+                r
+            );
+        }
+    }
+
+    #[test]
+    fn apply_is_deterministic_and_durable() {
+        let (d1, d2) = (
+            tempfile::tempdir().expect("tmp"),
+            tempfile::tempdir().expect("tmp"),
+        );
+        let (sm1, r1) = run(d1.path());
+        let (sm2, r2) = run(d2.path());
+        assert_eq!(r1, r2);
+        let dump1 = sm1.snapshot().expect("snap").dump().expect("dump");
+        assert_eq!(dump1, sm2.snapshot().expect("snap").dump().expect("dump"));
+        assert_eq!(sm1.applied_index().expect("idx"), script().len() as u64);
+
+        // The rejected OpenKey is a response, not an error.
+        assert!(matches!(&r1[9], OmResponse::Rejected(r) if r.status == OmStatus::BucketNotFound));
+
+        let snap = sm1.snapshot().expect("snap");
+        let a1 = snap
+            .key("vol", "bkt", "a/1")
+            .expect("read")
+            .expect("exists");
+        assert_eq!(
+            (a1.size, a1.etag.as_str(), a1.owner.as_str(), a1.replication),
+            (10, "e2", "alice", 3)
+        );
+        assert!(snap.key("vol", "bkt", "b").expect("read").is_none());
+
+        let mp = snap.key("vol", "bkt", "mp").expect("read").expect("exists");
+        let mut md5s = Md5::new();
+        md5s.update(hex::decode("0cc175b9c0f1b6a831c399e269772661").expect("hex"));
+        md5s.update(hex::decode("92eb5ffee6ae2fec3ad71c777531578f").expect("hex"));
+        assert_eq!(mp.etag, format!("{}-2", hex::encode(md5s.finalize())));
+        assert_eq!(mp.size, MIN_PART_SIZE + 3);
+        assert_eq!(mp.parts_count, 2);
+        assert_eq!(
+            mp.metadata.get("x-amz-meta-a").map(String::as_str),
+            Some("1")
+        );
+        let offs: Vec<(u64, u64, u32)> = mp
+            .locations
+            .iter()
+            .map(|l| (l.block.local_id, l.offset, l.part_number))
+            .collect();
+        assert_eq!(offs, vec![(7, 0, 1), (8, MIN_PART_SIZE, 2)]);
+        assert!(
+            snap.upload("vol", "bkt", "mp", "up-1")
+                .expect("read")
+                .is_none()
+        );
+
+        let mut deleted: Vec<u64> = snap
+            .deleted_blocks()
+            .expect("deleted")
+            .into_iter()
+            .flat_map(|(_, d)| d.blocks)
+            .map(|b| b.local_id)
+            .collect();
+        deleted.sort();
+        // 2 unused, 1+3 overwritten, 6 rejected open, 5 deleted key, 9 unlisted part.
+        assert_eq!(deleted, vec![1, 2, 3, 5, 6, 9]);
+
+        drop(snap);
+        drop(sm1);
+        let reopened = StateMachine::open(d1.path()).expect("reopen");
+        assert_eq!(
+            reopened.snapshot().expect("snap").dump().expect("dump"),
+            dump1
+        );
+        assert!(matches!(
+            reopened.apply(3, &script()[0]),
+            Err(OmError::OutOfOrder { index: 3, .. })
+        ));
+        let (next, _) = reopened
+            .apply_next(&OmCommand::DeleteVolume {
+                volume: "nope".into(),
+            })
+            .expect("apply");
+        assert_eq!(next, script().len() as u64 + 1);
+    }
+}

@@ -1,0 +1,613 @@
+//! The OM database (one redb file, `om.db`): table definitions, key encoding and every read.
+//!
+//! Keys are bytes that sort so each listing is a range scan:
+//! - volumes `/vol`, buckets `/vol/bucket`, keys `/vol/bucket/key`;
+//! - open keys `/vol/bucket/key\0<client id, 20 digits>`;
+//! - multipart uploads `/vol/bucket/key\0<upload id>`, their parts
+//!   `/vol/bucket/key\0<upload id>\0<part number, 5 digits>`;
+//! - deleted blocks by the applied index of the command that released them (with openraft:
+//!   `log index << 16 | position of the command in the entry`);
+//! - `meta`: the applied index; `raft_meta`: the applied raft log id and membership.
+//!
+//! Volume and bucket names have no `/` and key names no NUL (see [`crate::model`]), so these
+//! encodings are unambiguous. Values are JSON-encoded [`crate::model`] records.
+//! Writes happen only in [`crate::state_machine`]; reads go through a [`Snapshot`].
+
+use std::ops::Bound;
+use std::path::Path;
+
+use ozone_proto::om::OmStatus;
+use redb::{
+    Database, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata,
+    TableDefinition,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::OmError;
+use crate::model::{
+    BucketRecord, DeletedBlocks, KeyRecord, OpenKeyRecord, PartRecord, UploadRecord, VolumeRecord,
+    page_size,
+};
+
+pub(crate) type BytesTable = TableDefinition<'static, &'static [u8], &'static [u8]>;
+
+pub(crate) const META: TableDefinition<'static, &'static str, u64> = TableDefinition::new("meta");
+pub(crate) const VOLUMES: BytesTable = TableDefinition::new("volumes");
+pub(crate) const BUCKETS: BytesTable = TableDefinition::new("buckets");
+pub(crate) const KEYS: BytesTable = TableDefinition::new("keys");
+pub(crate) const OPEN_KEYS: BytesTable = TableDefinition::new("open_keys");
+pub(crate) const UPLOADS: BytesTable = TableDefinition::new("multipart_uploads");
+pub(crate) const PARTS: BytesTable = TableDefinition::new("multipart_parts");
+pub(crate) const DELETED: TableDefinition<'static, u64, &'static [u8]> =
+    TableDefinition::new("deleted_blocks");
+
+/// Raft bookkeeping of the state machine (JSON values).
+pub(crate) const RAFT_META: TableDefinition<'static, &'static str, &'static [u8]> =
+    TableDefinition::new("raft_meta");
+/// `raft_meta` key of the [`crate::state_machine::RaftApplied`] record.
+pub(crate) const RAFT_APPLIED: &str = "applied";
+
+/// `meta` key of the index of the last applied command.
+pub(crate) const APPLIED_INDEX: &str = "applied_index";
+
+/// Name of the database file inside the OM db directory.
+pub const DB_FILE: &str = "om.db";
+
+/// Opens (or creates) the database and makes sure every table exists.
+pub(crate) fn open_db(path: &Path) -> Result<Database, OmError> {
+    let db = Database::create(path)?;
+    let txn = db.begin_write()?;
+    {
+        txn.open_table(META)?;
+        for t in [VOLUMES, BUCKETS, KEYS, OPEN_KEYS, UPLOADS, PARTS] {
+            txn.open_table(t)?;
+        }
+        txn.open_table(DELETED)?;
+        txn.open_table(RAFT_META)?;
+    }
+    txn.commit()?;
+    Ok(db)
+}
+
+// ---- key encoding ----
+
+pub(crate) fn volume_key(volume: &str) -> Vec<u8> {
+    format!("/{volume}").into_bytes()
+}
+
+pub(crate) fn bucket_key(volume: &str, bucket: &str) -> Vec<u8> {
+    format!("/{volume}/{bucket}").into_bytes()
+}
+
+/// Prefix of every key, open key and upload of a bucket.
+pub(crate) fn bucket_prefix(volume: &str, bucket: &str) -> Vec<u8> {
+    format!("/{volume}/{bucket}/").into_bytes()
+}
+
+pub(crate) fn key_key(volume: &str, bucket: &str, key: &str) -> Vec<u8> {
+    format!("/{volume}/{bucket}/{key}").into_bytes()
+}
+
+pub(crate) fn open_key_key(volume: &str, bucket: &str, key: &str, client_id: u64) -> Vec<u8> {
+    format!("/{volume}/{bucket}/{key}\0{client_id:020}").into_bytes()
+}
+
+pub(crate) fn upload_key(volume: &str, bucket: &str, key: &str, upload_id: &str) -> Vec<u8> {
+    format!("/{volume}/{bucket}/{key}\0{upload_id}").into_bytes()
+}
+
+/// Prefix of every part of an upload.
+pub(crate) fn parts_prefix(volume: &str, bucket: &str, key: &str, upload_id: &str) -> Vec<u8> {
+    format!("/{volume}/{bucket}/{key}\0{upload_id}\0").into_bytes()
+}
+
+pub(crate) fn part_key(
+    volume: &str,
+    bucket: &str,
+    key: &str,
+    upload_id: &str,
+    part: u32,
+) -> Vec<u8> {
+    format!("/{volume}/{bucket}/{key}\0{upload_id}\0{part:05}").into_bytes()
+}
+
+/// The smallest byte string greater than every string starting with `prefix` (`None`: no bound).
+pub(crate) fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut v = prefix.to_vec();
+    while let Some(last) = v.pop() {
+        if last < u8::MAX {
+            v.push(last + 1);
+            return Some(v);
+        }
+    }
+    None
+}
+
+// ---- values ----
+
+pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).expect("OM records have string map keys and always serialize")
+}
+
+pub(crate) fn decode<T: DeserializeOwned>(table: &'static str, bytes: &[u8]) -> Result<T, OmError> {
+    serde_json::from_slice(bytes).map_err(|e| OmError::Corrupt {
+        table,
+        message: e.to_string(),
+    })
+}
+
+pub(crate) fn get<T: DeserializeOwned>(
+    table: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    name: &'static str,
+    key: &[u8],
+) -> Result<Option<T>, OmError> {
+    match table.get(key)? {
+        None => Ok(None),
+        Some(v) => decode(name, v.value()).map(Some),
+    }
+}
+
+/// Records of a scan with their db keys, and whether more follow.
+pub(crate) type Scanned<T> = (Vec<(Vec<u8>, T)>, bool);
+
+/// One entry of a table dump: (table, key, value).
+pub type DumpEntry = (&'static str, Vec<u8>, Vec<u8>);
+
+/// Every record of `table` whose key starts with `prefix`, from `start` on, at most `limit`
+/// (plus whether more follow).
+pub(crate) fn scan<T: DeserializeOwned>(
+    table: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    name: &'static str,
+    prefix: &[u8],
+    start: Bound<&[u8]>,
+    limit: usize,
+) -> Result<Scanned<T>, OmError> {
+    let mut out = Vec::new();
+    for item in table.range::<&[u8]>((start, Bound::Unbounded))? {
+        let (k, v) = item?;
+        let k = k.value();
+        if !k.starts_with(prefix) {
+            break;
+        }
+        if out.len() == limit {
+            return Ok((out, true));
+        }
+        out.push((k.to_vec(), decode(name, v.value())?));
+    }
+    Ok((out, false))
+}
+
+/// The start of a prefix scan: `prefix`, or after `start_after` when that sorts later.
+fn scan_start<'a>(prefix: &'a [u8], start_after: Option<&'a [u8]>) -> Bound<&'a [u8]> {
+    match start_after {
+        Some(s) if s >= prefix => Bound::Excluded(s),
+        _ => Bound::Included(prefix),
+    }
+}
+
+/// The bucket, or VOLUME_NOT_FOUND / BUCKET_NOT_FOUND.
+pub(crate) fn require_bucket(
+    volumes: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    buckets: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    volume: &str,
+    bucket: &str,
+) -> Result<BucketRecord, OmError> {
+    if let Some(b) = get(buckets, "buckets", &bucket_key(volume, bucket))? {
+        return Ok(b);
+    }
+    if volumes.get(volume_key(volume).as_slice())?.is_none() {
+        return Err(OmError::reject(
+            OmStatus::VolumeNotFound,
+            format!("volume {volume} not found"),
+        ));
+    }
+    Err(OmError::reject(
+        OmStatus::BucketNotFound,
+        format!("bucket /{volume}/{bucket} not found"),
+    ))
+}
+
+/// A ListKeys query (already validated).
+#[derive(Clone, Debug, Default)]
+pub struct ListKeysQuery {
+    pub prefix: String,
+    pub start_after: String,
+    pub delimiter: String,
+    pub max_keys: u32,
+}
+
+/// One page of ListKeys.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KeyListing {
+    pub keys: Vec<KeyRecord>,
+    pub common_prefixes: Vec<String>,
+    pub truncated: bool,
+    pub next_start_after: String,
+}
+
+/// Sizes of the tables, for the status page and gauges.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub applied_index: u64,
+    pub volumes: u64,
+    pub buckets: u64,
+    pub keys: u64,
+    pub open_keys: u64,
+    pub multipart_uploads: u64,
+    pub deleted_block_batches: u64,
+}
+
+/// A consistent read view of the database.
+pub struct Snapshot {
+    txn: ReadTransaction,
+}
+
+impl Snapshot {
+    pub(crate) fn new(db: &Database) -> Result<Self, OmError> {
+        Ok(Snapshot {
+            txn: db.begin_read()?,
+        })
+    }
+
+    pub fn applied_index(&self) -> Result<u64, OmError> {
+        let t = self.txn.open_table(META)?;
+        Ok(t.get(APPLIED_INDEX)?.map(|v| v.value()).unwrap_or(0))
+    }
+
+    /// The last applied raft log id and membership (defaults before the first entry).
+    pub fn raft_applied(&self) -> Result<crate::state_machine::RaftApplied, OmError> {
+        let t = self.txn.open_table(RAFT_META)?;
+        match t.get(RAFT_APPLIED)? {
+            Some(v) => decode("raft_meta", v.value()),
+            None => Ok(Default::default()),
+        }
+    }
+
+    pub fn volume(&self, volume: &str) -> Result<Option<VolumeRecord>, OmError> {
+        get(
+            &self.txn.open_table(VOLUMES)?,
+            "volumes",
+            &volume_key(volume),
+        )
+    }
+
+    /// The volume, or VOLUME_NOT_FOUND.
+    pub fn require_volume(&self, volume: &str) -> Result<VolumeRecord, OmError> {
+        self.volume(volume)?.ok_or_else(|| {
+            OmError::reject(
+                OmStatus::VolumeNotFound,
+                format!("volume {volume} not found"),
+            )
+        })
+    }
+
+    /// The bucket, or VOLUME_NOT_FOUND / BUCKET_NOT_FOUND.
+    pub fn require_bucket(&self, volume: &str, bucket: &str) -> Result<BucketRecord, OmError> {
+        require_bucket(
+            &self.txn.open_table(VOLUMES)?,
+            &self.txn.open_table(BUCKETS)?,
+            volume,
+            bucket,
+        )
+    }
+
+    pub fn key(&self, volume: &str, bucket: &str, key: &str) -> Result<Option<KeyRecord>, OmError> {
+        get(
+            &self.txn.open_table(KEYS)?,
+            "keys",
+            &key_key(volume, bucket, key),
+        )
+    }
+
+    pub fn open_key(
+        &self,
+        volume: &str,
+        bucket: &str,
+        key: &str,
+        client_id: u64,
+    ) -> Result<Option<OpenKeyRecord>, OmError> {
+        get(
+            &self.txn.open_table(OPEN_KEYS)?,
+            "open_keys",
+            &open_key_key(volume, bucket, key, client_id),
+        )
+    }
+
+    pub fn upload(
+        &self,
+        volume: &str,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<Option<UploadRecord>, OmError> {
+        get(
+            &self.txn.open_table(UPLOADS)?,
+            "multipart_uploads",
+            &upload_key(volume, bucket, key, upload_id),
+        )
+    }
+
+    /// The upload, or NO_SUCH_MULTIPART_UPLOAD (BUCKET_NOT_FOUND when the bucket is gone).
+    pub fn require_upload(
+        &self,
+        volume: &str,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<UploadRecord, OmError> {
+        if let Some(u) = self.upload(volume, bucket, key, upload_id)? {
+            return Ok(u);
+        }
+        self.require_bucket(volume, bucket)?;
+        Err(no_such_upload(volume, bucket, key, upload_id))
+    }
+
+    pub fn list_volumes(
+        &self,
+        prefix: &str,
+        start_after: &str,
+        max: u32,
+    ) -> Result<Vec<VolumeRecord>, OmError> {
+        let p = volume_key(prefix);
+        let s = (!start_after.is_empty()).then(|| volume_key(start_after));
+        let t = self.txn.open_table(VOLUMES)?;
+        let (rows, _) = scan(
+            &t,
+            "volumes",
+            &p,
+            scan_start(&p, s.as_deref()),
+            page_size(max),
+        )?;
+        Ok(rows.into_iter().map(|(_, v)| v).collect())
+    }
+
+    pub fn list_buckets(
+        &self,
+        volume: &str,
+        prefix: &str,
+        start_after: &str,
+        max: u32,
+    ) -> Result<Vec<BucketRecord>, OmError> {
+        self.require_volume(volume)?;
+        let p = bucket_key(volume, prefix);
+        let s = (!start_after.is_empty()).then(|| bucket_key(volume, start_after));
+        let t = self.txn.open_table(BUCKETS)?;
+        let (rows, _) = scan(
+            &t,
+            "buckets",
+            &p,
+            scan_start(&p, s.as_deref()),
+            page_size(max),
+        )?;
+        Ok(rows.into_iter().map(|(_, b)| b).collect())
+    }
+
+    /// ListKeys: a range scan from `prefix` / `start_after`. With a delimiter, keys whose rest
+    /// after the prefix contains it are rolled into one common prefix; the scan then jumps past
+    /// every key under that prefix, so a folder of any size costs one seek.
+    pub fn list_keys(
+        &self,
+        volume: &str,
+        bucket: &str,
+        q: &ListKeysQuery,
+    ) -> Result<KeyListing, OmError> {
+        self.require_bucket(volume, bucket)?;
+        let table = self.txn.open_table(KEYS)?;
+        let base = bucket_prefix(volume, bucket);
+        let full_prefix = [base.as_slice(), q.prefix.as_bytes()].concat();
+        let max = page_size(q.max_keys);
+        let delim = q.delimiter.as_bytes();
+
+        // Where the scan starts: the prefix, or after start_after when that sorts later; after
+        // every key under start_after when it is a common prefix.
+        let mut lower: Bound<Vec<u8>> = Bound::Included(full_prefix.clone());
+        if !q.start_after.is_empty() && q.start_after.as_bytes() >= q.prefix.as_bytes() {
+            let sa = [base.as_slice(), q.start_after.as_bytes()].concat();
+            let rest = &q.start_after.as_bytes()[q.prefix.len().min(q.start_after.len())..];
+            let is_common_prefix = !delim.is_empty()
+                && q.start_after.starts_with(&q.prefix)
+                && find(rest, delim).map(|i| i + delim.len()) == Some(rest.len());
+            lower = if is_common_prefix {
+                match prefix_end(&sa) {
+                    Some(end) => Bound::Included(end),
+                    None => return Ok(KeyListing::default()),
+                }
+            } else {
+                Bound::Excluded(sa)
+            };
+        }
+
+        let mut out = KeyListing::default();
+        let mut emitted = 0usize;
+        'scan: loop {
+            let bounds = (lower.as_ref().map(Vec::as_slice), Bound::Unbounded);
+            let mut jump: Option<Vec<u8>> = None;
+            for item in table.range::<&[u8]>(bounds)? {
+                let (k, v) = item?;
+                let k = k.value();
+                if !k.starts_with(&full_prefix) {
+                    break 'scan;
+                }
+                if emitted == max {
+                    out.truncated = true;
+                    break 'scan;
+                }
+                emitted += 1;
+                let name = &k[base.len()..];
+                let rest = &name[q.prefix.len()..];
+                let rolled = find(rest, delim).map(|i| &name[..q.prefix.len() + i + delim.len()]);
+                match rolled {
+                    Some(cp) => {
+                        // Continue after every key under this common prefix.
+                        let cp_full = [base.as_slice(), cp].concat();
+                        let cp = String::from_utf8(cp.to_vec()).map_err(|e| OmError::Corrupt {
+                            table: "keys",
+                            message: format!("key is not UTF-8: {e}"),
+                        })?;
+                        out.next_start_after = cp.clone();
+                        out.common_prefixes.push(cp);
+                        match prefix_end(&cp_full) {
+                            Some(end) => jump = Some(end),
+                            None => break 'scan,
+                        }
+                        break;
+                    }
+                    None => {
+                        let rec: KeyRecord = decode("keys", v.value())?;
+                        out.next_start_after = rec.key.clone();
+                        out.keys.push(KeyRecord {
+                            locations: Vec::new(),
+                            ..rec
+                        });
+                    }
+                }
+            }
+            match jump {
+                Some(j) => lower = Bound::Included(j),
+                None => break,
+            }
+        }
+        Ok(out)
+    }
+
+    /// Parts of an upload after `marker`, at most `max` (capped), and whether more follow.
+    pub fn list_parts(
+        &self,
+        upload: &UploadRecord,
+        marker: u32,
+        max: u32,
+    ) -> Result<(Vec<PartRecord>, bool), OmError> {
+        let (v, b, k, u) = (
+            &upload.volume,
+            &upload.bucket,
+            &upload.key,
+            &upload.upload_id,
+        );
+        let prefix = parts_prefix(v, b, k, u);
+        let start = part_key(v, b, k, u, marker.saturating_add(1));
+        let t = self.txn.open_table(PARTS)?;
+        let (rows, more) = scan(
+            &t,
+            "multipart_parts",
+            &prefix,
+            Bound::Included(start.as_slice()),
+            page_size(max),
+        )?;
+        Ok((rows.into_iter().map(|(_, p)| p).collect(), more))
+    }
+
+    /// Uploads in progress in a bucket whose key starts with `prefix`, in key order.
+    pub fn list_uploads(
+        &self,
+        volume: &str,
+        bucket: &str,
+        prefix: &str,
+        max: u32,
+    ) -> Result<Vec<UploadRecord>, OmError> {
+        self.require_bucket(volume, bucket)?;
+        let p = key_key(volume, bucket, prefix);
+        let t = self.txn.open_table(UPLOADS)?;
+        let (rows, _) = scan(
+            &t,
+            "multipart_uploads",
+            &p,
+            Bound::Included(&p),
+            page_size(max),
+        )?;
+        Ok(rows.into_iter().map(|(_, u)| u).collect())
+    }
+
+    /// Every batch of deleted blocks, by the applied index that released it.
+    pub fn deleted_blocks(&self) -> Result<Vec<(u64, DeletedBlocks)>, OmError> {
+        let t = self.txn.open_table(DELETED)?;
+        let mut out = Vec::new();
+        for item in t.iter()? {
+            let (k, v) = item?;
+            out.push((k.value(), decode("deleted_blocks", v.value())?));
+        }
+        Ok(out)
+    }
+
+    pub fn counts(&self) -> Result<Counts, OmError> {
+        Ok(Counts {
+            applied_index: self.applied_index()?,
+            volumes: self.txn.open_table(VOLUMES)?.len()?,
+            buckets: self.txn.open_table(BUCKETS)?.len()?,
+            keys: self.txn.open_table(KEYS)?.len()?,
+            open_keys: self.txn.open_table(OPEN_KEYS)?.len()?,
+            multipart_uploads: self.txn.open_table(UPLOADS)?.len()?,
+            deleted_block_batches: self.txn.open_table(DELETED)?.len()?,
+        })
+    }
+
+    /// Every entry of every table as (table, key, value) bytes, in order: the whole state, for
+    /// comparing replicas (and, later, snapshots).
+    pub fn dump(&self) -> Result<Vec<DumpEntry>, OmError> {
+        let mut out = Vec::new();
+        {
+            let t = self.txn.open_table(META)?;
+            for item in t.iter()? {
+                let (k, v) = item?;
+                out.push((
+                    "meta",
+                    k.value().as_bytes().to_vec(),
+                    v.value().to_be_bytes().to_vec(),
+                ));
+            }
+        }
+        for (name, def) in [
+            ("volumes", VOLUMES),
+            ("buckets", BUCKETS),
+            ("keys", KEYS),
+            ("open_keys", OPEN_KEYS),
+            ("multipart_uploads", UPLOADS),
+            ("multipart_parts", PARTS),
+        ] {
+            let t = self.txn.open_table(def)?;
+            for item in t.iter()? {
+                let (k, v) = item?;
+                out.push((name, k.value().to_vec(), v.value().to_vec()));
+            }
+        }
+        let t = self.txn.open_table(DELETED)?;
+        for item in t.iter()? {
+            let (k, v) = item?;
+            out.push((
+                "deleted_blocks",
+                k.value().to_be_bytes().to_vec(),
+                v.value().to_vec(),
+            ));
+        }
+        Ok(out)
+    }
+}
+
+pub(crate) fn no_such_upload(volume: &str, bucket: &str, key: &str, upload_id: &str) -> OmError {
+    OmError::reject(
+        OmStatus::NoSuchMultipartUpload,
+        format!("no multipart upload {upload_id} of /{volume}/{bucket}/{key}"),
+    )
+}
+
+/// Position of `needle` in `hay`.
+pub(crate) fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.is_empty() || needle.len() > hay.len() {
+        return None;
+    }
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_end_bounds_the_prefix() {
+        assert_eq!(prefix_end(b"ab"), Some(b"ac".to_vec()));
+        assert_eq!(prefix_end(b"a\xff"), Some(b"b".to_vec()));
+        assert_eq!(prefix_end(b"\xff\xff"), None);
+        assert_eq!(find(b"a/b/c", b"/"), Some(1));
+        assert_eq!(find(b"abc", b""), None);
+    }
+}

@@ -1,0 +1,135 @@
+//! Bucket operations: ListBuckets, CreateBucket, HeadBucket, DeleteBucket, GetBucketLocation,
+//! GetBucketVersioning.
+
+use actix_web::{HttpResponse, web};
+use om_client::OmClientError;
+use ozone_proto::om::{CreateBucketRequest, ListBucketsRequest, OmStatus};
+
+use super::{Ctx, iso8601, xml_ok};
+use crate::body::read_small;
+use crate::error::{S3Error, S3ErrorCode, S3Result};
+use crate::xml::{self, XmlWriter};
+
+pub async fn list_buckets(ctx: &Ctx<'_>) -> S3Result<HttpResponse> {
+    let mut buckets = Vec::new();
+    let mut start_after = String::new();
+    loop {
+        let page = ctx
+            .gw
+            .om
+            .list_buckets(ListBucketsRequest {
+                volume: ctx.volume(),
+                prefix: String::new(),
+                start_after: start_after.clone(),
+                max: 1000,
+            })
+            .await
+            .map_err(|e| S3Error::from_om(e, "/"))?;
+        let n = page.buckets.len();
+        if let Some(last) = page.buckets.last() {
+            start_after = last.name.clone();
+        }
+        buckets.extend(page.buckets);
+        if n < 1000 {
+            break;
+        }
+    }
+    let mut w = XmlWriter::new();
+    w.root("ListAllMyBucketsResult");
+    w.open("Owner");
+    w.elem("ID", &ctx.user);
+    w.elem("DisplayName", &ctx.user);
+    w.close("Owner");
+    w.open("Buckets");
+    for b in &buckets {
+        w.open("Bucket");
+        w.elem("Name", &b.name);
+        w.elem("CreationDate", &iso8601(b.creation_time_ms));
+        w.close("Bucket");
+    }
+    w.close("Buckets");
+    w.close("ListAllMyBucketsResult");
+    Ok(xml_ok(w.finish()))
+}
+
+pub async fn create_bucket(ctx: &Ctx<'_>, payload: web::Payload) -> S3Result<HttpResponse> {
+    crate::router::validate_bucket_name(&ctx.bucket)?;
+    let body = read_small(payload, 64 * 1024).await?;
+    if !body.iter().all(u8::is_ascii_whitespace) {
+        xml::parse::<xml::CreateBucketConfiguration>(&body)?;
+    }
+    let result = ctx
+        .gw
+        .om
+        .create_bucket(CreateBucketRequest {
+            volume: ctx.volume(),
+            bucket: ctx.bucket.clone(),
+            owner: ctx.user.clone(),
+            replication: 0,
+        })
+        .await;
+    match result {
+        Ok(_) => Ok(HttpResponse::Ok()
+            .insert_header(("location", format!("/{}", ctx.bucket)))
+            .finish()),
+        Err(e) if e.status() == OmStatus::BucketAlreadyExists => {
+            Err(already_exists(ctx, e).await.with_resource(ctx.resource()))
+        }
+        Err(e) => Err(S3Error::from_om(e, &ctx.resource())),
+    }
+}
+
+/// Tells BucketAlreadyOwnedByYou from BucketAlreadyExists by the existing bucket's owner.
+async fn already_exists(ctx: &Ctx<'_>, err: OmClientError) -> S3Error {
+    let owner = match err.owner() {
+        Some(o) => o.to_string(),
+        None => ctx
+            .gw
+            .om
+            .info_bucket(&ctx.volume(), &ctx.bucket)
+            .await
+            .map(|b| b.owner)
+            .unwrap_or_default(),
+    };
+    if owner == ctx.user {
+        S3Error::new(S3ErrorCode::BucketAlreadyOwnedByYou)
+    } else {
+        S3Error::new(S3ErrorCode::BucketAlreadyExists)
+    }
+}
+
+pub async fn head_bucket(ctx: &Ctx<'_>) -> S3Result<HttpResponse> {
+    ctx.gw
+        .om
+        .info_bucket(&ctx.volume(), &ctx.bucket)
+        .await
+        .map_err(|e| S3Error::from_om(e, &ctx.resource()))?;
+    Ok(HttpResponse::Ok()
+        .insert_header(("x-amz-bucket-region", "us-east-1"))
+        .finish())
+}
+
+pub async fn delete_bucket(ctx: &Ctx<'_>) -> S3Result<HttpResponse> {
+    ctx.gw
+        .om
+        .delete_bucket(&ctx.volume(), &ctx.bucket)
+        .await
+        .map_err(|e| S3Error::from_om(e, &ctx.resource()))?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+pub async fn get_location(ctx: &Ctx<'_>) -> S3Result<HttpResponse> {
+    head_bucket(ctx).await?;
+    let mut w = XmlWriter::new();
+    w.root("LocationConstraint");
+    w.close("LocationConstraint");
+    Ok(xml_ok(w.finish()))
+}
+
+pub async fn get_versioning(ctx: &Ctx<'_>) -> S3Result<HttpResponse> {
+    head_bucket(ctx).await?;
+    let mut w = XmlWriter::new();
+    w.root("VersioningConfiguration");
+    w.close("VersioningConfiguration");
+    Ok(xml_ok(w.finish()))
+}

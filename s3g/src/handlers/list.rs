@@ -1,0 +1,141 @@
+//! ListObjects (v1) and ListObjectsV2.
+
+use actix_web::HttpResponse;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use ozone_proto::om::ListKeysRequest;
+
+use super::{Ctx, iso8601, quoted, url_encode, xml_ok};
+use crate::error::{S3Error, S3ErrorCode, S3Result};
+use crate::xml::XmlWriter;
+
+/// `max-keys`: a non-negative integer; larger than the limit is the limit.
+fn max_keys(ctx: &Ctx<'_>) -> S3Result<u32> {
+    let limit = ctx.gw.settings.max_keys;
+    match ctx.query.get("max-keys") {
+        None => Ok(limit),
+        Some(v) => match v.trim().parse::<i64>() {
+            Ok(n) if n >= 0 => Ok(n.min(limit as i64) as u32),
+            _ => Err(S3Error::msg(
+                S3ErrorCode::InvalidArgument,
+                "max-keys must be a non-negative integer",
+            )
+            .with_resource(ctx.resource())),
+        },
+    }
+}
+
+pub async fn list_objects(ctx: &Ctx<'_>, v2: bool) -> S3Result<HttpResponse> {
+    let max = max_keys(ctx)?;
+    let prefix = ctx.query.get("prefix").unwrap_or("").to_string();
+    let delimiter = ctx.query.get("delimiter").unwrap_or("").to_string();
+    let url = match ctx.query.get("encoding-type") {
+        None => false,
+        Some("url") => true,
+        Some(_) => {
+            return Err(S3Error::msg(
+                S3ErrorCode::InvalidArgument,
+                "Invalid Encoding Method specified in Request",
+            ));
+        }
+    };
+    let token = ctx.query.get("continuation-token");
+    let start_after = if v2 {
+        match token {
+            Some(t) => B64
+                .decode(t)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or_else(|| {
+                    S3Error::msg(
+                        S3ErrorCode::InvalidArgument,
+                        "The continuation token provided is incorrect",
+                    )
+                })?,
+            None => ctx.query.get("start-after").unwrap_or("").to_string(),
+        }
+    } else {
+        ctx.query.get("marker").unwrap_or("").to_string()
+    };
+    let enc = |s: &str| if url { url_encode(s) } else { s.to_string() };
+
+    let (keys, prefixes, truncated, next) = if max == 0 {
+        // Still answers NoSuchBucket for a missing bucket.
+        super::bucket::head_bucket(ctx).await?;
+        (Vec::new(), Vec::new(), false, String::new())
+    } else {
+        let page = ctx
+            .gw
+            .om
+            .list_keys(ListKeysRequest {
+                volume: ctx.volume(),
+                bucket: ctx.bucket.clone(),
+                prefix: prefix.clone(),
+                start_after: start_after.clone(),
+                delimiter: delimiter.clone(),
+                max_keys: max,
+            })
+            .await
+            .map_err(|e| S3Error::from_om(e, &ctx.resource()))?;
+        (
+            page.keys,
+            page.common_prefixes,
+            page.truncated,
+            page.next_start_after,
+        )
+    };
+
+    let mut w = XmlWriter::new();
+    w.root("ListBucketResult");
+    w.elem("Name", &ctx.bucket);
+    w.elem("Prefix", &enc(&prefix));
+    if v2 {
+        if let Some(t) = token {
+            w.elem("ContinuationToken", t);
+        }
+        if let Some(s) = ctx.query.get("start-after") {
+            w.elem("StartAfter", &enc(s));
+        }
+        w.elem("KeyCount", &(keys.len() + prefixes.len()).to_string());
+    } else {
+        w.elem("Marker", &enc(&start_after));
+    }
+    w.elem("MaxKeys", &max.to_string());
+    if !delimiter.is_empty() {
+        w.elem("Delimiter", &enc(&delimiter));
+    }
+    if url {
+        w.elem("EncodingType", "url");
+    }
+    w.elem("IsTruncated", if truncated { "true" } else { "false" });
+    if truncated {
+        if v2 {
+            w.elem("NextContinuationToken", &B64.encode(next.as_bytes()));
+        } else {
+            w.elem("NextMarker", &enc(&next));
+        }
+    }
+    let fetch_owner = !v2 || ctx.query.get("fetch-owner") == Some("true");
+    for k in &keys {
+        w.open("Contents");
+        w.elem("Key", &enc(&k.key));
+        w.elem("LastModified", &iso8601(k.modification_time_ms));
+        w.elem("ETag", &quoted(&k.etag));
+        w.elem("Size", &k.size.to_string());
+        if fetch_owner {
+            w.open("Owner");
+            w.elem("ID", &k.owner);
+            w.elem("DisplayName", &k.owner);
+            w.close("Owner");
+        }
+        w.elem("StorageClass", "STANDARD");
+        w.close("Contents");
+    }
+    for p in &prefixes {
+        w.open("CommonPrefixes");
+        w.elem("Prefix", &enc(p));
+        w.close("CommonPrefixes");
+    }
+    w.close("ListBucketResult");
+    Ok(xml_ok(w.finish()))
+}

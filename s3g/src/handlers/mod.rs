@@ -1,0 +1,192 @@
+//! Thin S3 handlers: read headers and query, call OM / object I/O, write headers and XML.
+
+mod bucket;
+mod list;
+mod multipart;
+mod object;
+
+use actix_web::{HttpRequest, HttpResponse, web};
+
+pub use object::parse_range;
+
+use std::collections::HashMap;
+
+use ozone_proto::om::KeyInfo;
+
+use crate::Gateway;
+use crate::body::{Body, BodySpec, BodySummary};
+use crate::error::{S3Error, S3ErrorCode, S3Result};
+use crate::object_io::{WriteTarget, read_object, write_object};
+use crate::router::{Endpoint, Query};
+
+/// One request's context after routing and authentication.
+pub struct Ctx<'a> {
+    pub gw: &'a Gateway,
+    pub req: &'a HttpRequest,
+    pub query: &'a Query,
+    pub user: String,
+    pub bucket: String,
+    pub key: String,
+}
+
+impl Ctx<'_> {
+    pub fn volume(&self) -> String {
+        self.gw.settings.volume.clone()
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.req.headers().get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Streams `body` into this request's key, or into part `upload` of it.
+    pub async fn write<S, E>(
+        &self,
+        upload: Option<(String, u32)>,
+        metadata: HashMap<String, String>,
+        body: Body<S>,
+        spec: &BodySpec,
+    ) -> S3Result<(BodySummary, KeyInfo)>
+    where
+        S: futures::Stream<Item = Result<bytes::Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let target = WriteTarget {
+            bucket: &self.bucket,
+            key: &self.key,
+            owner: &self.user,
+            upload,
+            metadata,
+        };
+        write_object(self.gw, target, body, spec)
+            .await
+            .map_err(|e| e.with_resource(self.resource()))
+    }
+
+    /// Copies bytes `[start, end)` of `source` into this request's key (or part `upload`).
+    pub async fn write_copy(
+        &self,
+        upload: Option<(String, u32)>,
+        metadata: HashMap<String, String>,
+        source: &KeyInfo,
+        start: u64,
+        end: u64,
+    ) -> S3Result<(BodySummary, KeyInfo)> {
+        let spec = BodySpec {
+            decoded_length: Some(end - start),
+            ..BodySpec::default()
+        };
+        let stream = Box::pin(read_object(
+            &self.gw.dn,
+            self.gw.scm.clone(),
+            source,
+            start,
+            end,
+        ));
+        self.write(upload, metadata, Body::new(stream, &spec), &spec)
+            .await
+    }
+
+    /// `/bucket` or `/bucket/key`, for error `<Resource>`.
+    pub fn resource(&self) -> String {
+        if self.key.is_empty() {
+            format!("/{}", self.bucket)
+        } else {
+            format!("/{}/{}", self.bucket, self.key)
+        }
+    }
+}
+
+pub async fn handle(
+    ctx: Ctx<'_>,
+    endpoint: Endpoint,
+    payload: web::Payload,
+) -> S3Result<HttpResponse> {
+    if !ctx.bucket.is_empty() && endpoint != Endpoint::CreateBucket {
+        // Names that cannot exist are answered as missing buckets, as AWS does.
+        if crate::router::validate_bucket_name(&ctx.bucket).is_err() {
+            return Err(S3Error::new(S3ErrorCode::NoSuchBucket).with_resource(ctx.resource()));
+        }
+    }
+    if ctx.key.len() > 1024 {
+        return Err(S3Error::new(S3ErrorCode::KeyTooLongError).with_resource(ctx.resource()));
+    }
+    match endpoint {
+        Endpoint::ListBuckets => bucket::list_buckets(&ctx).await,
+        Endpoint::CreateBucket => bucket::create_bucket(&ctx, payload).await,
+        Endpoint::HeadBucket => bucket::head_bucket(&ctx).await,
+        Endpoint::DeleteBucket => bucket::delete_bucket(&ctx).await,
+        Endpoint::GetBucketLocation => bucket::get_location(&ctx).await,
+        Endpoint::GetBucketVersioning => bucket::get_versioning(&ctx).await,
+        Endpoint::ListObjects { v2 } => list::list_objects(&ctx, v2).await,
+        Endpoint::DeleteObjects => object::delete_objects(&ctx, payload).await,
+        Endpoint::ListMultipartUploads => multipart::list_uploads(&ctx).await,
+        Endpoint::PutObject => object::put_object(&ctx, payload).await,
+        Endpoint::CopyObject => object::copy_object(&ctx).await,
+        Endpoint::GetObject => object::get_object(&ctx, false).await,
+        Endpoint::HeadObject => object::get_object(&ctx, true).await,
+        Endpoint::DeleteObject => object::delete_object(&ctx).await,
+        Endpoint::CreateMultipartUpload => multipart::create(&ctx).await,
+        Endpoint::UploadPart {
+            upload_id,
+            part_number,
+        } => multipart::upload_part(&ctx, payload, upload_id, part_number).await,
+        Endpoint::UploadPartCopy {
+            upload_id,
+            part_number,
+        } => multipart::upload_part_copy(&ctx, upload_id, part_number).await,
+        Endpoint::GetObjectAttributes => object::get_attributes(&ctx).await,
+        Endpoint::CompleteMultipartUpload { upload_id } => {
+            multipart::complete(&ctx, payload, upload_id).await
+        }
+        Endpoint::AbortMultipartUpload { upload_id } => multipart::abort(&ctx, upload_id).await,
+        Endpoint::ListParts { upload_id } => multipart::list_parts(&ctx, upload_id).await,
+    }
+}
+
+/// The answer to a stored body (PutObject, UploadPart): its ETag and verified checksum.
+pub fn stored(summary: &BodySummary) -> HttpResponse {
+    let mut resp = HttpResponse::Ok();
+    resp.insert_header(("etag", quoted(&hex::encode(summary.md5))));
+    if let Some((algo, value)) = &summary.checksum {
+        resp.insert_header((algo.header(), value.as_str()));
+    }
+    resp.finish()
+}
+
+/// An XML 200 response.
+pub fn xml_ok(body: String) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/xml")
+        .body(body)
+}
+
+/// ISO 8601 with milliseconds, as S3 XML carries timestamps.
+pub fn iso8601(ms: u64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let f = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    t.format(&f).unwrap_or_default()
+}
+
+/// RFC 1123 date for `Last-Modified`.
+pub fn http_date(ms: u64) -> String {
+    httpdate::fmt_http_date(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms))
+}
+
+/// `"etag"` as headers and XML carry it.
+pub fn quoted(etag: &str) -> String {
+    format!("\"{}\"", etag.trim_matches('"'))
+}
+
+/// Percent-encodes keys for `encoding-type=url` listings.
+pub fn url_encode(s: &str) -> String {
+    const SET: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~')
+        .remove(b'/');
+    percent_encoding::utf8_percent_encode(s, SET).to_string()
+}

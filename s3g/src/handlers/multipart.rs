@@ -1,0 +1,271 @@
+//! Multipart uploads: Create, UploadPart, Complete, Abort, ListParts, ListMultipartUploads.
+
+use actix_web::{HttpResponse, web};
+use ozone_proto::om::{
+    CompleteMultipartUploadRequest, CompletePart, InitiateMultipartUploadRequest,
+    ListMultipartUploadsRequest, ListPartsRequest,
+};
+
+use super::object::metadata_from_headers;
+use super::{Ctx, iso8601, quoted, xml_ok};
+use crate::body::{Body, BodySpec, read_small};
+use crate::error::{S3Error, S3ErrorCode, S3Result};
+use crate::xml::{self, XmlWriter};
+
+pub async fn create(ctx: &Ctx<'_>) -> S3Result<HttpResponse> {
+    let metadata = metadata_from_headers(ctx)?;
+    let info = ctx
+        .gw
+        .om
+        .initiate_multipart_upload(InitiateMultipartUploadRequest {
+            volume: ctx.volume(),
+            bucket: ctx.bucket.clone(),
+            key: ctx.key.clone(),
+            owner: ctx.user.clone(),
+            replication: 0,
+            metadata: metadata.into_iter().collect(),
+        })
+        .await
+        .map_err(|e| S3Error::from_om(e, &ctx.resource()))?;
+    let mut w = XmlWriter::new();
+    w.root("InitiateMultipartUploadResult");
+    w.elem("Bucket", &ctx.bucket);
+    w.elem("Key", &ctx.key);
+    w.elem("UploadId", &info.upload_id);
+    w.close("InitiateMultipartUploadResult");
+    Ok(xml_ok(w.finish()))
+}
+
+pub async fn upload_part(
+    ctx: &Ctx<'_>,
+    payload: web::Payload,
+    upload_id: String,
+    part_number: u32,
+) -> S3Result<HttpResponse> {
+    let spec =
+        BodySpec::from_headers(ctx.req.headers()).map_err(|e| e.with_resource(ctx.resource()))?;
+    let upload = Some((upload_id, part_number));
+    let (summary, _) = ctx
+        .write(upload, Default::default(), Body::new(payload, &spec), &spec)
+        .await?;
+    Ok(super::stored(&summary))
+}
+
+pub async fn complete(
+    ctx: &Ctx<'_>,
+    payload: web::Payload,
+    upload_id: String,
+) -> S3Result<HttpResponse> {
+    let body = read_small(payload, 1 << 20).await?;
+    let req: xml::CompleteMultipartUpload =
+        xml::parse(&body).map_err(|e| e.with_resource(ctx.resource()))?;
+    if req.parts.is_empty() {
+        return Err(S3Error::msg(
+            S3ErrorCode::MalformedXML,
+            "You must specify at least one part",
+        )
+        .with_resource(ctx.resource()));
+    }
+    let info = ctx
+        .gw
+        .om
+        .complete_multipart_upload(CompleteMultipartUploadRequest {
+            volume: ctx.volume(),
+            bucket: ctx.bucket.clone(),
+            key: ctx.key.clone(),
+            upload_id,
+            parts: req
+                .parts
+                .into_iter()
+                .map(|p| CompletePart {
+                    part_number: p.part_number,
+                    etag: p.etag.trim_matches('"').to_string(),
+                })
+                .collect(),
+        })
+        .await
+        .map_err(|e| S3Error::from_om(e, &ctx.resource()))?;
+    let mut w = XmlWriter::new();
+    w.root("CompleteMultipartUploadResult");
+    w.elem("Location", &format!("/{}/{}", ctx.bucket, ctx.key));
+    w.elem("Bucket", &ctx.bucket);
+    w.elem("Key", &ctx.key);
+    w.elem("ETag", &quoted(&info.etag));
+    w.close("CompleteMultipartUploadResult");
+    Ok(xml_ok(w.finish()))
+}
+
+pub async fn abort(ctx: &Ctx<'_>, upload_id: String) -> S3Result<HttpResponse> {
+    ctx.gw
+        .om
+        .abort_multipart_upload(&ctx.volume(), &ctx.bucket, &ctx.key, &upload_id)
+        .await
+        .map_err(|e| S3Error::from_om(e, &ctx.resource()))?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+fn parse_u32(ctx: &Ctx<'_>, name: &str, default: u32) -> S3Result<u32> {
+    match ctx.query.get(name) {
+        None => Ok(default),
+        Some(v) => v.parse().map_err(|_| {
+            S3Error::msg(
+                S3ErrorCode::InvalidArgument,
+                format!("{name} must be a non-negative integer"),
+            )
+        }),
+    }
+}
+
+pub async fn list_parts(ctx: &Ctx<'_>, upload_id: String) -> S3Result<HttpResponse> {
+    let max_parts = parse_u32(ctx, "max-parts", 1000)?.min(1000);
+    let marker = parse_u32(ctx, "part-number-marker", 0)?;
+    let resp = ctx
+        .gw
+        .om
+        .list_parts(ListPartsRequest {
+            volume: ctx.volume(),
+            bucket: ctx.bucket.clone(),
+            key: ctx.key.clone(),
+            upload_id: upload_id.clone(),
+            part_number_marker: marker,
+            max_parts,
+        })
+        .await
+        .map_err(|e| S3Error::from_om(e, &ctx.resource()))?;
+    let owner = resp
+        .upload
+        .as_ref()
+        .map(|u| u.owner.clone())
+        .unwrap_or_default();
+    let mut w = XmlWriter::new();
+    w.root("ListPartsResult");
+    w.elem("Bucket", &ctx.bucket);
+    w.elem("Key", &ctx.key);
+    w.elem("UploadId", &upload_id);
+    for tag in ["Initiator", "Owner"] {
+        w.open(tag);
+        w.elem("ID", &owner);
+        w.elem("DisplayName", &owner);
+        w.close(tag);
+    }
+    w.elem("StorageClass", "STANDARD");
+    w.elem("PartNumberMarker", &marker.to_string());
+    w.elem(
+        "NextPartNumberMarker",
+        &resp.next_part_number_marker.to_string(),
+    );
+    w.elem("MaxParts", &max_parts.to_string());
+    w.elem("IsTruncated", if resp.truncated { "true" } else { "false" });
+    for p in &resp.parts {
+        w.open("Part");
+        w.elem("PartNumber", &p.part_number.to_string());
+        w.elem("LastModified", &iso8601(p.modification_time_ms));
+        w.elem("ETag", &quoted(&p.etag));
+        w.elem("Size", &p.size.to_string());
+        w.close("Part");
+    }
+    w.close("ListPartsResult");
+    Ok(xml_ok(w.finish()))
+}
+
+pub async fn list_uploads(ctx: &Ctx<'_>) -> S3Result<HttpResponse> {
+    let max = parse_u32(ctx, "max-uploads", 1000)?.min(1000);
+    let prefix = ctx.query.get("prefix").unwrap_or("").to_string();
+    let resp = ctx
+        .gw
+        .om
+        .list_multipart_uploads(ListMultipartUploadsRequest {
+            volume: ctx.volume(),
+            bucket: ctx.bucket.clone(),
+            prefix: prefix.clone(),
+            max_uploads: max,
+        })
+        .await
+        .map_err(|e| S3Error::from_om(e, &ctx.resource()))?;
+    let mut w = XmlWriter::new();
+    w.root("ListMultipartUploadsResult");
+    w.elem("Bucket", &ctx.bucket);
+    w.elem("KeyMarker", "");
+    w.elem("UploadIdMarker", "");
+    w.elem("Prefix", &prefix);
+    w.elem("MaxUploads", &max.to_string());
+    w.elem("IsTruncated", "false");
+    for u in &resp.uploads {
+        w.open("Upload");
+        w.elem("Key", &u.key);
+        w.elem("UploadId", &u.upload_id);
+        for tag in ["Initiator", "Owner"] {
+            w.open(tag);
+            w.elem("ID", &u.owner);
+            w.elem("DisplayName", &u.owner);
+            w.close(tag);
+        }
+        w.elem("StorageClass", "STANDARD");
+        w.elem("Initiated", &iso8601(u.creation_time_ms));
+        w.close("Upload");
+    }
+    w.close("ListMultipartUploadsResult");
+    Ok(xml_ok(w.finish()))
+}
+
+/// `x-amz-copy-source-range: bytes=first-last` against a source of `size` bytes.
+fn copy_range(v: &str, size: u64) -> S3Result<(u64, u64)> {
+    let invalid = || {
+        S3Error::msg(
+            S3ErrorCode::InvalidArgument,
+            format!("Range specified is not valid for source object of size: {size}"),
+        )
+    };
+    let (a, b) = v
+        .trim()
+        .strip_prefix("bytes=")
+        .and_then(|r| r.split_once('-'))
+        .ok_or_else(invalid)?;
+    let (first, last): (u64, u64) = (
+        a.trim().parse().map_err(|_| invalid())?,
+        b.trim().parse().map_err(|_| invalid())?,
+    );
+    if first > last || last >= size {
+        return Err(invalid());
+    }
+    Ok((first, last + 1))
+}
+
+/// UploadPartCopy: a part made of (a range of) an existing object, streamed through the gateway.
+pub async fn upload_part_copy(
+    ctx: &Ctx<'_>,
+    upload_id: String,
+    part_number: u32,
+) -> S3Result<HttpResponse> {
+    let (_, _, source) = super::object::copy_source(ctx).await?;
+    let (start, end) = match ctx.header("x-amz-copy-source-range") {
+        Some(r) => copy_range(r, source.size)?,
+        None => (0, source.size),
+    };
+    let upload = Some((upload_id, part_number));
+    let (summary, info) = ctx
+        .write_copy(upload, Default::default(), &source, start, end)
+        .await?;
+    let mut w = XmlWriter::new();
+    w.root("CopyPartResult");
+    w.elem("LastModified", &iso8601(info.modification_time_ms));
+    w.elem("ETag", &quoted(&hex::encode(summary.md5)));
+    w.close("CopyPartResult");
+    Ok(xml_ok(w.finish()))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::copy_range;
+
+    #[test]
+    fn copy_ranges() {
+        assert_eq!(copy_range("bytes=0-9", 100).unwrap(), (0, 10));
+        assert_eq!(copy_range("bytes=90-99", 100).unwrap(), (90, 100));
+        assert!(copy_range("bytes=90-100", 100).is_err());
+        assert!(copy_range("bytes=5-1", 100).is_err());
+        assert!(copy_range("bytes=-5", 100).is_err());
+        assert!(copy_range("0-5", 100).is_err());
+    }
+}

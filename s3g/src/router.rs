@@ -1,0 +1,325 @@
+//! Parses a request into one [`Endpoint`] (method + bucket + key + sub-resource), once.
+//! A sub-resource the gateway does not implement is `NotImplemented`, never a fallthrough.
+
+use actix_web::http::Method;
+
+use crate::error::{S3Error, S3ErrorCode, S3Result};
+
+/// Decoded query parameters, in request order.
+#[derive(Debug, Default, Clone)]
+pub struct Query(pub Vec<(String, String)>);
+
+impl Query {
+    pub fn parse(raw: &str) -> S3Result<Self> {
+        let mut out = Vec::new();
+        for part in raw.split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = part.split_once('=').unwrap_or((part, ""));
+            out.push((decode_query(k)?, decode_query(v)?));
+        }
+        Ok(Query(out))
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn has(&self, name: &str) -> bool {
+        self.0.iter().any(|(k, _)| k == name)
+    }
+}
+
+fn decode_query(s: &str) -> S3Result<String> {
+    let s = s.replace('+', " ");
+    percent_encoding::percent_decode_str(&s)
+        .decode_utf8()
+        .map(|c| c.into_owned())
+        .map_err(|_| S3Error::new(S3ErrorCode::InvalidURI))
+}
+
+/// Decodes a percent-encoded path segment (where `+` is a literal plus).
+pub fn decode_path(s: &str) -> S3Result<String> {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8()
+        .map(|c| c.into_owned())
+        .map_err(|_| S3Error::new(S3ErrorCode::InvalidURI))
+}
+
+/// Bucket sub-resources S3 defines that this gateway does not implement.
+const UNSUPPORTED_BUCKET: &[&str] = &[
+    "accelerate",
+    "acl",
+    "analytics",
+    "cors",
+    "encryption",
+    "intelligent-tiering",
+    "inventory",
+    "lifecycle",
+    "logging",
+    "metrics",
+    "notification",
+    "object-lock",
+    "ownershipControls",
+    "policy",
+    "policyStatus",
+    "publicAccessBlock",
+    "replication",
+    "requestPayment",
+    "tagging",
+    "versions",
+    "website",
+];
+
+/// Object sub-resources S3 defines that this gateway does not implement.
+const UNSUPPORTED_OBJECT: &[&str] = &[
+    "acl",
+    "legal-hold",
+    "restore",
+    "retention",
+    "select",
+    "tagging",
+    "torrent",
+    "versionId",
+];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    ListBuckets,
+    CreateBucket,
+    HeadBucket,
+    DeleteBucket,
+    GetBucketLocation,
+    GetBucketVersioning,
+    ListObjects { v2: bool },
+    DeleteObjects,
+    ListMultipartUploads,
+    PutObject,
+    CopyObject,
+    GetObject,
+    HeadObject,
+    DeleteObject,
+    CreateMultipartUpload,
+    UploadPart { upload_id: String, part_number: u32 },
+    UploadPartCopy { upload_id: String, part_number: u32 },
+    GetObjectAttributes,
+    CompleteMultipartUpload { upload_id: String },
+    AbortMultipartUpload { upload_id: String },
+    ListParts { upload_id: String },
+}
+
+impl Endpoint {
+    /// The operation name, as AWS names it (metrics, logs).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Endpoint::ListBuckets => "ListBuckets",
+            Endpoint::CreateBucket => "CreateBucket",
+            Endpoint::HeadBucket => "HeadBucket",
+            Endpoint::DeleteBucket => "DeleteBucket",
+            Endpoint::GetBucketLocation => "GetBucketLocation",
+            Endpoint::GetBucketVersioning => "GetBucketVersioning",
+            Endpoint::ListObjects { v2: true } => "ListObjectsV2",
+            Endpoint::ListObjects { v2: false } => "ListObjects",
+            Endpoint::DeleteObjects => "DeleteObjects",
+            Endpoint::ListMultipartUploads => "ListMultipartUploads",
+            Endpoint::PutObject => "PutObject",
+            Endpoint::CopyObject => "CopyObject",
+            Endpoint::GetObject => "GetObject",
+            Endpoint::HeadObject => "HeadObject",
+            Endpoint::DeleteObject => "DeleteObject",
+            Endpoint::CreateMultipartUpload => "CreateMultipartUpload",
+            Endpoint::UploadPart { .. } => "UploadPart",
+            Endpoint::UploadPartCopy { .. } => "UploadPartCopy",
+            Endpoint::GetObjectAttributes => "GetObjectAttributes",
+            Endpoint::CompleteMultipartUpload { .. } => "CompleteMultipartUpload",
+            Endpoint::AbortMultipartUpload { .. } => "AbortMultipartUpload",
+            Endpoint::ListParts { .. } => "ListParts",
+        }
+    }
+
+    /// Picks the operation. `copy_source` is whether `x-amz-copy-source` was sent.
+    pub fn parse(
+        method: &Method,
+        bucket: Option<&str>,
+        key: Option<&str>,
+        q: &Query,
+        copy_source: bool,
+    ) -> S3Result<Endpoint> {
+        let not_implemented = |what: &str| {
+            Err(S3Error::msg(
+                S3ErrorCode::NotImplemented,
+                format!("{what} is not implemented"),
+            ))
+        };
+        let method_not_allowed = || Err(S3Error::new(S3ErrorCode::MethodNotAllowed));
+        let Some(_bucket) = bucket else {
+            return match *method {
+                Method::GET => Ok(Endpoint::ListBuckets),
+                _ => method_not_allowed(),
+            };
+        };
+        let Some(_key) = key else {
+            if let Some(sub) = UNSUPPORTED_BUCKET.iter().find(|s| q.has(s)) {
+                return not_implemented(&format!("bucket sub-resource ?{sub}"));
+            }
+            return match *method {
+                Method::PUT if q.has("versioning") => not_implemented("PutBucketVersioning"),
+                Method::PUT => Ok(Endpoint::CreateBucket),
+                Method::HEAD => Ok(Endpoint::HeadBucket),
+                Method::DELETE => Ok(Endpoint::DeleteBucket),
+                Method::GET if q.has("location") => Ok(Endpoint::GetBucketLocation),
+                Method::GET if q.has("versioning") => Ok(Endpoint::GetBucketVersioning),
+                Method::GET if q.has("uploads") => Ok(Endpoint::ListMultipartUploads),
+                Method::GET => Ok(Endpoint::ListObjects {
+                    v2: q.get("list-type") == Some("2"),
+                }),
+                Method::POST if q.has("delete") => Ok(Endpoint::DeleteObjects),
+                _ => method_not_allowed(),
+            };
+        };
+        if let Some(sub) = UNSUPPORTED_OBJECT.iter().find(|s| q.has(s)) {
+            return not_implemented(&format!("object sub-resource ?{sub}"));
+        }
+        let upload_id = q.get("uploadId").map(str::to_string);
+        match (method.clone(), upload_id) {
+            (Method::PUT, Some(upload_id)) => {
+                let part_number = parse_part_number(q.get("partNumber"))?;
+                if copy_source {
+                    Ok(Endpoint::UploadPartCopy {
+                        upload_id,
+                        part_number,
+                    })
+                } else {
+                    Ok(Endpoint::UploadPart {
+                        upload_id,
+                        part_number,
+                    })
+                }
+            }
+            (Method::POST, Some(upload_id)) => Ok(Endpoint::CompleteMultipartUpload { upload_id }),
+            (Method::DELETE, Some(upload_id)) => Ok(Endpoint::AbortMultipartUpload { upload_id }),
+            (Method::GET, Some(upload_id)) => Ok(Endpoint::ListParts { upload_id }),
+            (Method::POST, None) if q.has("uploads") => Ok(Endpoint::CreateMultipartUpload),
+            (Method::PUT, None) if copy_source => Ok(Endpoint::CopyObject),
+            (Method::PUT, None) => Ok(Endpoint::PutObject),
+            (Method::GET, None) if q.has("attributes") => Ok(Endpoint::GetObjectAttributes),
+            (Method::GET, None) => Ok(Endpoint::GetObject),
+            (Method::HEAD, None) => Ok(Endpoint::HeadObject),
+            (Method::DELETE, None) => Ok(Endpoint::DeleteObject),
+            _ => method_not_allowed(),
+        }
+    }
+}
+
+pub fn parse_part_number(v: Option<&str>) -> S3Result<u32> {
+    let n: u32 = v.and_then(|v| v.parse().ok()).ok_or_else(|| {
+        S3Error::msg(
+            S3ErrorCode::InvalidArgument,
+            "Part number must be an integer between 1 and 10000, inclusive",
+        )
+    })?;
+    if !(1..=10000).contains(&n) {
+        return Err(S3Error::msg(
+            S3ErrorCode::InvalidArgument,
+            "Part number must be an integer between 1 and 10000, inclusive",
+        ));
+    }
+    Ok(n)
+}
+
+/// S3 bucket naming rules (the strict, current ones).
+pub fn validate_bucket_name(name: &str) -> S3Result<()> {
+    let bad = || Err(S3Error::new(S3ErrorCode::InvalidBucketName).with_resource(name));
+    let b = name.as_bytes();
+    if !(3..=63).contains(&b.len()) {
+        return bad();
+    }
+    if !b
+        .iter()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'.' || *c == b'-')
+    {
+        return bad();
+    }
+    let edge_ok = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+    if !edge_ok(b[0]) || !edge_ok(b[b.len() - 1]) {
+        return bad();
+    }
+    if name.contains("..") || name.contains(".-") || name.contains("-.") {
+        return bad();
+    }
+    if name.parse::<std::net::Ipv4Addr>().is_ok() {
+        return bad();
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn ep(m: Method, b: Option<&str>, k: Option<&str>, q: &str) -> S3Result<Endpoint> {
+        Endpoint::parse(&m, b, k, &Query::parse(q).unwrap(), false)
+    }
+
+    #[test]
+    fn routes() {
+        assert_eq!(
+            ep(Method::GET, None, None, "").unwrap(),
+            Endpoint::ListBuckets
+        );
+        assert_eq!(
+            ep(Method::GET, Some("b"), None, "list-type=2&prefix=a").unwrap(),
+            Endpoint::ListObjects { v2: true }
+        );
+        assert_eq!(
+            ep(Method::POST, Some("b"), None, "delete").unwrap(),
+            Endpoint::DeleteObjects
+        );
+        assert_eq!(
+            ep(Method::PUT, Some("b"), Some("k"), "partNumber=3&uploadId=u").unwrap(),
+            Endpoint::UploadPart {
+                upload_id: "u".into(),
+                part_number: 3
+            }
+        );
+        assert_eq!(
+            ep(Method::PUT, Some("b"), Some("k"), "x-id=PutObject").unwrap(),
+            Endpoint::PutObject
+        );
+        assert_eq!(
+            ep(Method::GET, Some("b"), None, "policy").unwrap_err().code,
+            S3ErrorCode::NotImplemented
+        );
+        assert_eq!(
+            ep(Method::PUT, Some("b"), Some("k"), "partNumber=0&uploadId=u")
+                .unwrap_err()
+                .code,
+            S3ErrorCode::InvalidArgument
+        );
+        assert_eq!(
+            ep(Method::POST, Some("b"), None, "").unwrap_err().code,
+            S3ErrorCode::MethodNotAllowed
+        );
+    }
+
+    #[test]
+    fn bucket_names() {
+        for ok in ["abc", "my-bucket.v2", "a1b"] {
+            validate_bucket_name(ok).unwrap();
+        }
+        for bad in [
+            "ab",
+            "Abc",
+            "a_b",
+            "-ab",
+            "ab-",
+            "a..b",
+            "192.168.1.1",
+            &"a".repeat(64),
+        ] {
+            assert!(validate_bucket_name(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,287 @@
+//! Typed gRPC clients of SCM.
+//!
+//! - [`ScmClient`] speaks `ScmClientService` (port 9860): OM allocates blocks, admin tools list
+//!   datanodes, containers and pipelines and read the safe-mode state.
+//! - [`ScmDatanodeClient`] speaks `ScmDatanodeService` (port 9861): datanodes register and
+//!   heartbeat.
+//!
+//! Both connect lazily (the first call dials; a broken connection is re-dialled on the next
+//! call), apply connect and per-call timeouts, and map gRPC statuses to [`ScmClientError`],
+//! where [`ScmClientError::Unavailable`] (SCM down, in safe mode, no healthy pipeline) is the
+//! retryable case.
+
+use std::time::Duration;
+
+pub use ozone_proto::{hdds, scm as pb};
+use pb::scm_client_service_client::ScmClientServiceClient;
+use pb::scm_datanode_service_client::ScmDatanodeServiceClient;
+use tonic::transport::{Channel, Endpoint};
+
+/// Time allowed to establish a connection.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Time allowed for one call.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScmClientError {
+    #[error("bad SCM address {addr:?}: {message}")]
+    InvalidAddress { addr: String, message: String },
+    /// SCM cannot serve the call now: unreachable, shutting down, in safe mode or without a
+    /// healthy pipeline. Worth retrying later.
+    #[error("SCM unavailable: {0}")]
+    Unavailable(String),
+    #[error("SCM call timed out: {0}")]
+    Timeout(String),
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// Any other status.
+    #[error("SCM call failed: {0}")]
+    Rpc(tonic::Status),
+}
+
+impl ScmClientError {
+    /// Whether retrying the same call later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            ScmClientError::Unavailable(_) | ScmClientError::Timeout(_)
+        )
+    }
+}
+
+impl From<tonic::Status> for ScmClientError {
+    fn from(s: tonic::Status) -> Self {
+        use tonic::Code;
+        match s.code() {
+            Code::Unavailable => ScmClientError::Unavailable(s.message().to_string()),
+            Code::DeadlineExceeded | Code::Cancelled => {
+                ScmClientError::Timeout(s.message().to_string())
+            }
+            Code::NotFound => ScmClientError::NotFound(s.message().to_string()),
+            Code::InvalidArgument => ScmClientError::InvalidArgument(s.message().to_string()),
+            _ => ScmClientError::Rpc(s),
+        }
+    }
+}
+
+pub type Result<T, E = ScmClientError> = std::result::Result<T, E>;
+
+/// A lazy channel to `addr` (`host:port` or a full `http://host:port` URI).
+fn channel(addr: &str) -> Result<Channel> {
+    let uri = if addr.contains("://") {
+        addr.to_string()
+    } else {
+        format!("http://{addr}")
+    };
+    let endpoint = Endpoint::from_shared(uri).map_err(|e| ScmClientError::InvalidAddress {
+        addr: addr.to_string(),
+        message: e.to_string(),
+    })?;
+    Ok(endpoint
+        .connect_timeout(CONNECT_TIMEOUT)
+        .timeout(CALL_TIMEOUT)
+        .tcp_nodelay(true)
+        .connect_lazy())
+}
+
+/// Client of `ScmClientService`. Cheap to clone; clones share the connection.
+#[derive(Clone, Debug)]
+pub struct ScmClient {
+    inner: ScmClientServiceClient<Channel>,
+}
+
+impl ScmClient {
+    /// A client of the SCM client service at `addr` (see `OzoneConfig::scm_client_address`).
+    /// Does not dial until the first call. Must be called inside a tokio runtime.
+    pub fn connect(addr: &str) -> Result<Self> {
+        let inner = ScmClientServiceClient::new(channel(addr)?)
+            .max_decoding_message_size(ozone_proto::MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(ozone_proto::MAX_MESSAGE_BYTES);
+        Ok(ScmClient { inner })
+    }
+
+    /// Allocates `num_blocks` blocks of `size` bytes (0: SCM's block size) with replication 1
+    /// or 3 (0: SCM's default), avoiding pipelines with any of `exclude_datanodes` (uuids).
+    pub async fn allocate_block(
+        &self,
+        size: u64,
+        num_blocks: u32,
+        replication: u32,
+        owner: &str,
+        exclude_datanodes: &[String],
+    ) -> Result<Vec<pb::AllocatedBlock>> {
+        let req = pb::AllocateBlockRequest {
+            size,
+            num_blocks,
+            replication,
+            owner: owner.to_string(),
+            exclude_datanodes: exclude_datanodes.to_vec(),
+        };
+        Ok(self
+            .inner
+            .clone()
+            .allocate_block(req)
+            .await?
+            .into_inner()
+            .blocks)
+    }
+
+    pub async fn list_datanodes(&self) -> Result<Vec<pb::DatanodeInfo>> {
+        Ok(self
+            .inner
+            .clone()
+            .list_datanodes(pb::ListDatanodesRequest {})
+            .await?
+            .into_inner()
+            .datanodes)
+    }
+
+    /// Containers with id greater than `start`, ascending, at most `count` (0: all).
+    pub async fn list_containers(&self, start: u64, count: u32) -> Result<Vec<pb::ContainerInfo>> {
+        Ok(self
+            .inner
+            .clone()
+            .list_containers(pb::ListContainersRequest { start, count })
+            .await?
+            .into_inner()
+            .containers)
+    }
+
+    /// One container with its replicas; [`ScmClientError::NotFound`] if SCM has no such id.
+    pub async fn get_container(&self, container_id: u64) -> Result<pb::ContainerInfo> {
+        Ok(self
+            .inner
+            .clone()
+            .get_container(pb::GetContainerRequest { container_id })
+            .await?
+            .into_inner())
+    }
+
+    pub async fn list_pipelines(&self) -> Result<Vec<hdds::Pipeline>> {
+        Ok(self
+            .inner
+            .clone()
+            .list_pipelines(pb::ListPipelinesRequest {})
+            .await?
+            .into_inner()
+            .pipelines)
+    }
+
+    /// Appends blocks to delete, as (container id, local ids), to SCM's deleted-block log;
+    /// returns once they are durable there.
+    pub async fn delete_blocks(&self, groups: Vec<(u64, Vec<u64>)>) -> Result<u32> {
+        let req = pb::DeleteBlocksRequest {
+            groups: groups
+                .into_iter()
+                .map(|(container_id, local_ids)| pb::BlockGroup {
+                    container_id,
+                    local_ids,
+                })
+                .collect(),
+        };
+        Ok(self
+            .inner
+            .clone()
+            .delete_blocks(req)
+            .await?
+            .into_inner()
+            .transactions)
+    }
+
+    /// Starts decommissioning the datanode named by uuid, `host:port` or a unique host.
+    pub async fn decommission(&self, datanode: &str) -> Result<pb::DatanodeAdminResponse> {
+        let req = pb::DatanodeAdminRequest {
+            datanode: datanode.to_string(),
+        };
+        Ok(self
+            .inner
+            .clone()
+            .decommission_datanode(req)
+            .await?
+            .into_inner())
+    }
+
+    /// Puts a datanode back in service.
+    pub async fn recommission(&self, datanode: &str) -> Result<pb::DatanodeAdminResponse> {
+        let req = pb::DatanodeAdminRequest {
+            datanode: datanode.to_string(),
+        };
+        Ok(self
+            .inner
+            .clone()
+            .recommission_datanode(req)
+            .await?
+            .into_inner())
+    }
+
+    pub async fn safe_mode_status(&self) -> Result<pb::SafeModeStatusResponse> {
+        Ok(self
+            .inner
+            .clone()
+            .safe_mode_status(pb::SafeModeStatusRequest {})
+            .await?
+            .into_inner())
+    }
+}
+
+/// Client of `ScmDatanodeService`, used by datanodes. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct ScmDatanodeClient {
+    inner: ScmDatanodeServiceClient<Channel>,
+}
+
+impl ScmDatanodeClient {
+    /// A client of the SCM datanode service at `addr` (see
+    /// `OzoneConfig::scm_datanode_address`). Does not dial until the first call.
+    pub fn connect(addr: &str) -> Result<Self> {
+        let inner = ScmDatanodeServiceClient::new(channel(addr)?)
+            .max_decoding_message_size(ozone_proto::MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(ozone_proto::MAX_MESSAGE_BYTES);
+        Ok(ScmDatanodeClient { inner })
+    }
+
+    /// Registers the datanode with its node and full container report; returns the cluster id.
+    pub async fn register(&self, req: pb::RegisterRequest) -> Result<pb::RegisterResponse> {
+        Ok(self.inner.clone().register(req).await?.into_inner())
+    }
+
+    /// Sends a heartbeat (with a full container report); the response carries commands and
+    /// `reregister` when SCM does not know the datanode.
+    pub async fn heartbeat(&self, req: pb::HeartbeatRequest) -> Result<pb::HeartbeatResponse> {
+        Ok(self.inner.clone().heartbeat(req).await?.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maps_statuses() {
+        let e = ScmClientError::from(tonic::Status::unavailable("SCM is in safe mode"));
+        assert!(matches!(e, ScmClientError::Unavailable(ref m) if m.contains("safe mode")));
+        assert!(e.is_retryable());
+        let e = ScmClientError::from(tonic::Status::not_found("container 3"));
+        assert!(matches!(e, ScmClientError::NotFound(_)));
+        assert!(!e.is_retryable());
+        assert!(matches!(
+            ScmClientError::from(tonic::Status::internal("x")),
+            ScmClientError::Rpc(_)
+        ));
+    }
+
+    #[tokio::test]
+    async fn connect_is_lazy_and_checks_the_address() {
+        assert!(ScmClient::connect("127.0.0.1:1").is_ok());
+        assert!(matches!(
+            ScmClient::connect("bad address with spaces"),
+            Err(ScmClientError::InvalidAddress { .. })
+        ));
+        // Nothing listens on port 1: the call fails as unavailable.
+        let c = ScmClient::connect("127.0.0.1:1").expect("lazy");
+        let e = c.safe_mode_status().await.expect_err("nothing listens");
+        assert!(e.is_retryable(), "{e:?}");
+    }
+}

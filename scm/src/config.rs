@@ -1,0 +1,159 @@
+//! SCM's runtime configuration, read from [`OzoneConfig`] and validated once at start.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ozone_common::OzoneConfig;
+
+use crate::error::ScmError;
+use crate::model::Factor;
+
+/// Everything SCM reads from the configuration, validated.
+#[derive(Clone, Debug)]
+pub struct ScmConfig {
+    /// Directory of `scm.db` (`ozone.scm.db.dirs`, else `ozone.metadata.dirs`).
+    pub db_dir: PathBuf,
+    /// Advertised client address (`ozone.scm.client.address`); SCM binds its port.
+    pub client_address: String,
+    /// Advertised datanode address (`ozone.scm.datanode.address`); SCM binds its port.
+    pub datanode_address: String,
+    /// `ozone.scm.http-address`.
+    pub http_address: String,
+    /// `ozone.server.default.replication`.
+    pub default_factor: Factor,
+    /// `ozone.scm.container.size`: a container whose allocations reach it is closed.
+    pub container_size: u64,
+    /// `ozone.scm.block.size`: the block size used when a request gives none.
+    pub block_size: u64,
+    /// `ozone.scm.pipeline.owner.container.count`: open containers kept per pipeline.
+    pub owner_container_count: usize,
+    /// `ozone.scm.datanode.pipeline.limit`: open pipelines of each factor a datanode may join.
+    pub pipeline_limit: usize,
+    /// `hdds.scm.safemode.min.datanode`, with 0 replaced by the default factor's node count.
+    pub safemode_min_datanodes: u32,
+    /// `ozone.scm.stale.node.interval`.
+    pub stale_interval: Duration,
+    /// `ozone.scm.dead.node.interval`.
+    pub dead_interval: Duration,
+    /// `hdds.scm.replication.thread.interval`: how often the ReplicationManager runs.
+    pub replication_interval: Duration,
+    /// `hdds.scm.replication.event.timeout`: how long a replication or replica deletion the
+    /// ReplicationManager asked for counts as in flight.
+    pub replication_timeout: Duration,
+    /// `hdds.scm.block.deletion.per-interval.max`: blocks per DeleteBlocks command.
+    pub deletion_blocks_per_heartbeat: usize,
+    /// `hdds.heartbeat.interval`: a deleted-block transaction not acknowledged within a few of
+    /// these is sent again.
+    pub heartbeat_interval: Duration,
+}
+
+impl ScmConfig {
+    pub fn from_ozone(cfg: &OzoneConfig) -> Result<Self, ScmError> {
+        let db_dir = cfg
+            .get_opt("ozone.scm.db.dirs")
+            .or_else(|| cfg.get_opt("ozone.metadata.dirs"))
+            .ok_or_else(|| {
+                ScmError::InvalidConfig(
+                    "ozone.scm.db.dirs and ozone.metadata.dirs are unset".into(),
+                )
+            })?;
+        // Ozone allows a comma-separated list; SCM keeps one database, in the first directory.
+        let db_dir = db_dir.split(',').next().unwrap_or_default().trim();
+        let replication = cfg.get_u64("ozone.server.default.replication")?;
+        let default_factor = Factor::from_count(replication).ok_or_else(|| {
+            ScmError::InvalidConfig(format!(
+                "ozone.server.default.replication must be 1 or 3, got {replication}"
+            ))
+        })?;
+        let container_size = cfg.get_bytes("ozone.scm.container.size")?;
+        let block_size = cfg.get_bytes("ozone.scm.block.size")?;
+        if container_size == 0 || block_size == 0 {
+            return Err(ScmError::InvalidConfig(
+                "ozone.scm.container.size and ozone.scm.block.size must be positive".into(),
+            ));
+        }
+        if block_size > container_size {
+            return Err(ScmError::InvalidConfig(format!(
+                "ozone.scm.block.size ({block_size}) exceeds ozone.scm.container.size ({container_size})"
+            )));
+        }
+        let owner_container_count = cfg.get_u64("ozone.scm.pipeline.owner.container.count")?;
+        let pipeline_limit = cfg.get_u64("ozone.scm.datanode.pipeline.limit")?;
+        if owner_container_count == 0 || pipeline_limit == 0 {
+            return Err(ScmError::InvalidConfig(
+                "ozone.scm.pipeline.owner.container.count and ozone.scm.datanode.pipeline.limit must be at least 1"
+                    .into(),
+            ));
+        }
+        let min = cfg.get_u64("hdds.scm.safemode.min.datanode")?;
+        let safemode_min_datanodes = if min == 0 {
+            default_factor.as_u32()
+        } else {
+            u32::try_from(min).map_err(|_| {
+                ScmError::InvalidConfig(format!("hdds.scm.safemode.min.datanode too large: {min}"))
+            })?
+        };
+        let stale_interval = cfg.get_duration("ozone.scm.stale.node.interval")?;
+        let dead_interval = cfg.get_duration("ozone.scm.dead.node.interval")?;
+        if stale_interval.is_zero() || dead_interval <= stale_interval {
+            return Err(ScmError::InvalidConfig(format!(
+                "need 0 < ozone.scm.stale.node.interval ({stale_interval:?}) < ozone.scm.dead.node.interval ({dead_interval:?})"
+            )));
+        }
+        let replication_interval = cfg.get_duration("hdds.scm.replication.thread.interval")?;
+        let replication_timeout = cfg.get_duration("hdds.scm.replication.event.timeout")?;
+        if replication_interval.is_zero() || replication_timeout.is_zero() {
+            return Err(ScmError::InvalidConfig(
+                "hdds.scm.replication.thread.interval and hdds.scm.replication.event.timeout must be positive".into(),
+            ));
+        }
+        let per_heartbeat = cfg
+            .get_u64("hdds.scm.block.deletion.per-interval.max")?
+            .max(1);
+        Ok(ScmConfig {
+            replication_interval,
+            replication_timeout,
+            deletion_blocks_per_heartbeat: usize::try_from(per_heartbeat).unwrap_or(usize::MAX),
+            heartbeat_interval: cfg.get_duration("hdds.heartbeat.interval")?,
+            db_dir: PathBuf::from(db_dir),
+            client_address: cfg.scm_client_address(),
+            datanode_address: cfg.scm_datanode_address(),
+            http_address: cfg.get("ozone.scm.http-address"),
+            default_factor,
+            container_size,
+            block_size,
+            owner_container_count: usize::try_from(owner_container_count).unwrap_or(usize::MAX),
+            pipeline_limit: usize::try_from(pipeline_limit).unwrap_or(usize::MAX),
+            safemode_min_datanodes,
+            stale_interval,
+            dead_interval,
+        })
+    }
+
+    /// How often the state actor re-evaluates node health, pipelines and flushes state.
+    pub fn tick_interval(&self) -> Duration {
+        (self.stale_interval / 4).clamp(Duration::from_millis(50), Duration::from_secs(1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_checked() {
+        let mut cfg = OzoneConfig::default();
+        let scm = ScmConfig::from_ozone(&cfg).expect("defaults are valid");
+        assert_eq!(scm.default_factor, Factor::Three);
+        assert_eq!(scm.safemode_min_datanodes, 3);
+        assert_eq!(scm.container_size, 5 << 30);
+        cfg.set("ozone.server.default.replication", "2");
+        assert!(ScmConfig::from_ozone(&cfg).is_err());
+        cfg.set("ozone.server.default.replication", "1");
+        cfg.set("ozone.scm.dead.node.interval", "10s");
+        assert!(ScmConfig::from_ozone(&cfg).is_err());
+        cfg.set("ozone.scm.dead.node.interval", "60s");
+        let scm = ScmConfig::from_ozone(&cfg).expect("valid");
+        assert_eq!(scm.safemode_min_datanodes, 1);
+    }
+}

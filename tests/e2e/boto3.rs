@@ -1,0 +1,26 @@
+//! boto3: the object API, listings with delimiter and pagination over 2,500 keys, and bad input
+//! answered as AWS S3 answers it while the gateway keeps serving.
+
+use ozone_tests::{Cluster, ClusterOpts, ok};
+
+#[test]
+fn boto3_api_and_bad_input() {
+    let c = Cluster::start(ClusterOpts::default());
+    let out = ok(c.python("boto3_api.py", &[]));
+    assert!(out.contains("boto3_api OK"), "{out}");
+    let out = ok(c.python("bad_input.py", &[]));
+    assert!(out.contains("bad_input OK"), "{out}");
+    // The gateway is still up and serving after all of that.
+    let out = ok(c.aws(&["s3api", "list-buckets"]));
+    assert!(out.contains("Buckets"), "{out}");
+}
+
+#[test]
+fn s3_api_copy_parts_attributes_presigned_virtual_host() {
+    let c = Cluster::start(ClusterOpts {
+        set: vec![("ozone.s3g.domain.name".into(), "s3.local".into())],
+        ..Default::default()
+    });
+    let out = ok(c.python("s3_api.py", &[]));
+    assert!(out.contains("s3_api OK"), "{out}");
+}

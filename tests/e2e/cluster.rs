@@ -1,0 +1,123 @@
+//! `ozone cluster up` itself: its directory layout, every role's `/prom` and status page, the
+//! admin views of a healthy cluster, and a clean stop on SIGTERM.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use ozone_tests::{Cluster, ClusterOpts, ok};
+
+/// A plain HTTP GET; returns status line + body.
+fn http_get(addr: &str, path: &str) -> String {
+    let addr = addr.replace("0.0.0.0", "127.0.0.1");
+    let mut s = TcpStream::connect(&addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+fn conf_value(c: &Cluster, role: &str, key: &str) -> String {
+    let text = std::fs::read_to_string(c.dir().join(role).join("conf/ozone-site.xml")).unwrap();
+    let needle = format!("<name>{key}</name><value>");
+    let start = text
+        .find(&needle)
+        .unwrap_or_else(|| panic!("{key} not in {role} conf"))
+        + needle.len();
+    text[start..].split('<').next().unwrap().to_string()
+}
+
+#[test]
+fn cluster_layout_metrics_admin_and_clean_stop() {
+    let mut c = Cluster::start(ClusterOpts::default());
+    ok(c.aws(&["s3", "mb", "s3://metrics-bucket"]));
+
+    let roles = [
+        "scm",
+        "om-1",
+        "datanode-1",
+        "datanode-2",
+        "datanode-3",
+        "s3g",
+    ];
+    let pids = c.role_pids();
+    for role in roles {
+        let dir = c.dir().join(role);
+        assert!(
+            dir.join("data").is_dir() || role == "s3g",
+            "{role} has no data dir"
+        );
+        assert!(
+            dir.join(format!("{role}.log")).is_file(),
+            "{role} has no log"
+        );
+        assert!(
+            pids.iter().any(|(r, _)| r == role),
+            "{role} has no pid file"
+        );
+    }
+
+    for (role, key, op) in [
+        ("scm", "ozone.scm.http-address", "ozone_scm_requests_total"),
+        ("om-1", "ozone.om.http-address", "ozone_om_requests_total"),
+        (
+            "datanode-1",
+            "hdds.datanode.http-address",
+            "ozone_datanode_",
+        ),
+        (
+            "s3g",
+            "ozone.s3g.webadmin.http-address",
+            "ozone_s3g_requests_total{op=\"CreateBucket\"",
+        ),
+    ] {
+        let addr = conf_value(&c, role, key);
+        let prom = http_get(&addr, "/prom");
+        assert!(prom.starts_with("HTTP/1.1 200"), "{role} /prom: {prom}");
+        assert!(prom.contains(op), "{role} /prom lacks {op}: {prom}");
+        let page = http_get(&addr, "/");
+        assert!(page.contains("Ozone-RS"), "{role} status page: {page}");
+    }
+
+    let nodes: serde_json::Value =
+        serde_json::from_str(&ok(c.ozone(&["admin", "datanode", "list", "--json"]))).unwrap();
+    let nodes = nodes.as_array().unwrap();
+    assert_eq!(nodes.len(), 3, "{nodes:?}");
+    assert!(nodes.iter().all(|n| n["health"] == "HEALTHY"), "{nodes:?}");
+    let pipelines: serde_json::Value =
+        serde_json::from_str(&ok(c.ozone(&["admin", "pipeline", "list", "--json"]))).unwrap();
+    assert!(
+        pipelines
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["replication"] == 3 && p["nodes"].as_array().unwrap().len() == 3),
+        "{pipelines}"
+    );
+    let safemode: serde_json::Value =
+        serde_json::from_str(&ok(c.ozone(&["admin", "safemode", "status", "--json"]))).unwrap();
+    assert_eq!(safemode["in_safe_mode"], false, "{safemode}");
+    // Human-readable output works too.
+    let text = ok(c.ozone(&["admin", "datanode", "list"]));
+    assert!(text.contains("HEALTHY"), "{text}");
+
+    c.stop();
+    for (role, pid) in pids {
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}")).exists()
+                || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .is_ok_and(|s| s.contains(") Z")),
+            "{role} (pid {pid}) still running after cluster up stopped"
+        );
+    }
+    assert!(
+        c.role_pids().is_empty(),
+        "pid files left: {:?}",
+        c.role_pids()
+    );
+}

@@ -1,0 +1,43 @@
+"""Shared helpers of the end-to-end Python scripts (boto3 and raw HTTP)."""
+import http.client
+import sys
+import urllib.parse
+
+import boto3
+from botocore.config import Config
+
+
+def endpoint():
+    return sys.argv[1]
+
+
+def s3():
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint(),
+        region_name="us-east-1",
+        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 2}),
+    )
+
+
+def raw(method, path, body=b"", headers=None):
+    """One plain HTTP request; returns (status, headers dict, body bytes)."""
+    u = urllib.parse.urlparse(endpoint())
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=60)
+    h = {"Authorization": "AWS4-HMAC-SHA256 Credential=testuser/20260101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=0"}
+    h.update(headers or {})
+    conn.request(method, path, body=body, headers=h)
+    r = conn.getresponse()
+    data = r.read()
+    hdrs = {k.lower(): v for k, v in r.getheaders()}
+    conn.close()
+    return r.status, hdrs, data
+
+
+def expect_error(resp, status, code):
+    st, hdrs, body = resp
+    text = body.decode("utf-8", "replace")
+    assert st == status, f"expected {status} {code}, got {st}: {text}"
+    assert f"<Code>{code}</Code>" in text, f"expected {code}: {text}"
+    assert "x-amz-request-id" in hdrs, f"no request id header: {hdrs}"
+    assert "<RequestId>" in text, f"no RequestId in body: {text}"

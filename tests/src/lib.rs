@@ -1,0 +1,512 @@
+//! The multi-process test harness: starts `ozone cluster up` (the release binary, built by
+//! `.ci/run`) on a temp dir with free ports, waits until it accepts writes, and drives it with
+//! real clients (the aws CLI, boto3 scripts, `ozone admin`). It can SIGKILL every process and
+//! start the cluster again on the same directory. Dropping a [`Cluster`] kills what is left;
+//! the directory (logs included) is kept when the test failed.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ sits in the workspace")
+        .to_path_buf()
+}
+
+/// The release build made by `compose/build.sh` (and `.ci/run`): statically linked, so the
+/// same binary runs here and in the `FROM scratch` image.
+pub fn static_ozone_bin() -> PathBuf {
+    workspace().join("target/x86_64-unknown-linux-gnu/release/ozone")
+}
+
+/// The `ozone` binary under test: `$OZONE_BIN`, else the newer of target/release/ozone and the
+/// static release build ([`static_ozone_bin`]).
+pub fn ozone_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("OZONE_BIN") {
+        return PathBuf::from(p);
+    }
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let candidates = [workspace().join("target/release/ozone"), static_ozone_bin()];
+    candidates
+        .iter()
+        .filter_map(|p| modified(p).map(|t| (t, p)))
+        .max_by_key(|(t, _)| *t)
+        .map(|(_, p)| p.clone())
+        .unwrap_or_else(|| {
+            panic!(
+                "no release binary: run `bash compose/build.sh --binary-only` (.ci/run does) \
+                 or `cargo build --release --bin ozone` first"
+            )
+        })
+}
+
+/// A tool from the project's test virtualenv (`.venv`, made by .ci/setup), else from PATH.
+pub fn tool(name: &str) -> PathBuf {
+    let venv = std::env::var_os("OZONE_TEST_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join(".venv"));
+    let p = venv.join("bin").join(name);
+    if p.exists() { p } else { PathBuf::from(name) }
+}
+
+pub struct ClusterOpts {
+    pub datanodes: u32,
+    /// OMs: 1, or 3 (an HA OM service, `om-1..3`).
+    pub oms: u32,
+    /// Extra `--set KEY=VALUE` configuration.
+    pub set: Vec<(String, String)>,
+}
+
+impl Default for ClusterOpts {
+    fn default() -> Self {
+        ClusterOpts {
+            datanodes: 3,
+            oms: 1,
+            set: Vec::new(),
+        }
+    }
+}
+
+pub struct Cluster {
+    dir: Option<tempfile::TempDir>,
+    path: PathBuf,
+    opts: ClusterOpts,
+    up: Option<Child>,
+    pub endpoint: String,
+}
+
+impl Cluster {
+    pub fn start(opts: ClusterOpts) -> Cluster {
+        let dir = tempfile::Builder::new()
+            .prefix("ozone-it-")
+            .tempdir()
+            .expect("temp dir");
+        let path = dir.path().to_path_buf();
+        let mut c = Cluster {
+            dir: Some(dir),
+            path,
+            opts,
+            up: None,
+            endpoint: String::new(),
+        };
+        c.launch();
+        c
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn conf_dir(&self) -> PathBuf {
+        self.path.join("conf")
+    }
+
+    fn launch(&mut self) {
+        let mut cmd = Command::new(ozone_bin());
+        cmd.arg("cluster")
+            .arg("up")
+            .arg("--data-dir")
+            .arg(&self.path)
+            .arg("--datanodes")
+            .arg(self.opts.datanodes.to_string())
+            .arg("--oms")
+            .arg(self.opts.oms.to_string())
+            .arg("--s3g-port")
+            .arg("0");
+        // Short heartbeats so replica reports arrive quickly.
+        let mut set = vec![("hdds.heartbeat.interval".to_string(), "1s".to_string())];
+        set.extend(self.opts.set.iter().cloned());
+        for (k, v) in &set {
+            cmd.arg("--set").arg(format!("{k}={v}"));
+        }
+        let log = std::fs::File::create(self.path.join(format!(
+            "cluster-up-{}.log",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis())
+                .unwrap_or(0)
+        )))
+        .expect("cluster log");
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start ozone cluster up");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        self.up = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(ep) = line.strip_prefix("S3 endpoint: ") {
+                        self.endpoint = ep.trim().to_string();
+                        break;
+                    }
+                }
+                Err(_) => panic!(
+                    "cluster did not print its S3 endpoint in time; logs in {}",
+                    self.path.display()
+                ),
+            }
+        }
+        // Keep draining stdout so the child never blocks on a full pipe.
+        std::thread::spawn(move || for _ in rx {});
+    }
+
+    /// Pids of every role process, from their `pid` files.
+    pub fn role_pids(&self) -> Vec<(String, i32)> {
+        let mut out = Vec::new();
+        if let Ok(entries) = std::fs::read_dir(&self.path) {
+            for e in entries.flatten() {
+                let pid_file = e.path().join("pid");
+                if let Ok(text) = std::fs::read_to_string(&pid_file)
+                    && let Ok(pid) = text.trim().parse()
+                {
+                    out.push((e.file_name().to_string_lossy().into_owned(), pid));
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// SIGKILLs `ozone cluster up` and every role process.
+    pub fn kill_all(&mut self) {
+        if let Some(mut up) = self.up.take() {
+            let _ = up.kill();
+            let _ = up.wait();
+        }
+        for (_, pid) in self.role_pids() {
+            signal(pid, rustix::process::Signal::KILL);
+        }
+        // Wait until every pid is gone so ports are free for a restart.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline
+            && self
+                .role_pids()
+                .iter()
+                .any(|(_, pid)| Path::new(&format!("/proc/{pid}")).exists() && !is_zombie(*pid))
+        {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGKILLs one role process (`scm`, `om-1`, `datanode-2`, `s3g`, ...) and waits until it is
+    /// gone. `cluster up` notices and leaves it down.
+    pub fn kill_role(&mut self, name: &str) {
+        let pid_file = self.path.join(name).join("pid");
+        let pid: i32 = std::fs::read_to_string(&pid_file)
+            .unwrap_or_else(|e| panic!("no pid file for {name}: {e}"))
+            .trim()
+            .parse()
+            .expect("pid file holds a pid");
+        signal(pid, rustix::process::Signal::KILL);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline
+            && Path::new(&format!("/proc/{pid}")).exists()
+            && !is_zombie(pid)
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = std::fs::remove_file(pid_file);
+    }
+
+    /// Starts one role process again with its own configuration (`DIR/<name>/conf`), appending
+    /// to its log and writing its pid file, as `cluster up` does.
+    pub fn start_role(&mut self, name: &str) {
+        let role = name.split('-').next().unwrap_or(name);
+        let dir = self.path.join(name);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join(format!("{name}.log")))
+            .expect("role log");
+        let child = Command::new(ozone_bin())
+            .arg(role)
+            .env("OZONE_CONF_DIR", dir.join("conf"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log handle"))
+            .stderr(log)
+            .spawn()
+            .expect("start role");
+        std::fs::write(dir.join("pid"), format!("{}\n", child.id())).expect("pid file");
+        // The process is reaped by the kernel's init once this handle is dropped; kill_all
+        // finds it by its pid file.
+        drop(child);
+    }
+
+    /// Starts `ozone cluster up` again on the same directory.
+    pub fn restart(&mut self) {
+        self.launch();
+    }
+
+    /// SIGTERM to `cluster up`, which stops its children; waits for it.
+    pub fn stop(&mut self) {
+        if let Some(mut up) = self.up.take() {
+            signal(up.id() as i32, rustix::process::Signal::TERM);
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = up.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = up.kill();
+            let _ = up.wait();
+        }
+    }
+
+    /// Runs `ozone <args>` against this cluster.
+    pub fn ozone(&self, args: &[&str]) -> Output {
+        Command::new(ozone_bin())
+            .args(args)
+            .env("OZONE_CONF_DIR", self.conf_dir())
+            .output()
+            .expect("run ozone")
+    }
+
+    /// `ozone admin om roles --json`: one object per OM (`id`, `address`, `role`, `term`,
+    /// `applied_index`, `snapshot_index`, `purged_index`, ...).
+    pub fn om_roles(&self) -> Vec<serde_json::Value> {
+        let out = ok(self.ozone(&["admin", "om", "roles", "--json"]));
+        match serde_json::from_str(&out) {
+            Ok(serde_json::Value::Array(v)) => v,
+            other => panic!("om roles --json printed {out:?}: {other:?}"),
+        }
+    }
+
+    /// The role directory (`om-2`) of the OM that leads, waiting up to `within`.
+    pub fn om_leader(&self, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(l) = self
+                .om_roles()
+                .iter()
+                .find(|r| r["role"] == "LEADER")
+                .and_then(|r| r["id"].as_str())
+            {
+                return om_dir(l);
+            }
+            assert!(Instant::now() < deadline, "no OM leader within {within:?}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// `host:port` of the S3 endpoint.
+    pub fn s3_addr(&self) -> String {
+        self.endpoint
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_string()
+    }
+
+    /// Runs the aws CLI with this cluster's endpoint and test credentials.
+    pub fn aws(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new(tool("aws"));
+        cmd.arg("--endpoint-url").arg(&self.endpoint).args(args);
+        self.client_env(&mut cmd);
+        cmd.output().expect("run aws CLI")
+    }
+
+    /// Runs a script from tests/py with the endpoint as its first argument.
+    pub fn python(&self, script: &str, args: &[&str]) -> Output {
+        let mut cmd = Command::new(tool("python3"));
+        cmd.arg(workspace().join("tests/py").join(script))
+            .arg(&self.endpoint)
+            .args(args);
+        self.client_env(&mut cmd);
+        cmd.output().expect("run python")
+    }
+
+    /// A command for any S3 client, with the test credentials in its environment.
+    pub fn client(&self, program: &str) -> Command {
+        let mut cmd = Command::new(tool(program));
+        self.client_env(&mut cmd);
+        cmd
+    }
+
+    fn client_env(&self, cmd: &mut Command) {
+        cmd.env("AWS_ACCESS_KEY_ID", "testuser")
+            .env("AWS_SECRET_ACCESS_KEY", "testsecret")
+            .env("AWS_DEFAULT_REGION", "us-east-1")
+            .env("AWS_CONFIG_FILE", self.path.join("no-aws-config"))
+            .env(
+                "AWS_SHARED_CREDENTIALS_FILE",
+                self.path.join("no-aws-credentials"),
+            )
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            // A CA bundle from the environment makes some clients (rclone) refuse plain http.
+            .env_remove("AWS_CA_BUNDLE")
+            .env("PYTHONUNBUFFERED", "1");
+    }
+}
+
+/// The role directory of OM node `om2`: `om-2`.
+pub fn om_dir(node_id: &str) -> String {
+    match node_id.strip_prefix("om") {
+        Some(n) if n.chars().all(|c| c.is_ascii_digit()) => format!("om-{n}"),
+        _ => node_id.to_string(),
+    }
+}
+
+/// A plain HTTP/1.1 request to `addr` (unsigned S3 works with security off): returns the
+/// status code and body. Connection errors and timeouts are `Err`.
+pub fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    timeout: Duration,
+) -> std::io::Result<(u16, Vec<u8>)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(timeout))?;
+    s.set_write_timeout(Some(timeout))?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )?;
+    s.write_all(body)?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let text_end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| std::io::Error::other("no http header end"))?;
+    let head = String::from_utf8_lossy(&raw[..text_end]).into_owned();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("bad status line in {head:?}")))?;
+    let mut body = raw[text_end + 4..].to_vec();
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        body = dechunk(&body);
+    }
+    Ok((status, body))
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(eol) = b.windows(2).position(|w| w == b"\r\n") {
+        let size =
+            usize::from_str_radix(String::from_utf8_lossy(&b[..eol]).trim(), 16).unwrap_or(0);
+        if size == 0 || b.len() < eol + 2 + size {
+            break;
+        }
+        out.extend_from_slice(&b[eol + 2..eol + 2 + size]);
+        b = &b[(eol + 4 + size).min(b.len())..];
+    }
+    out
+}
+
+fn signal(pid: i32, sig: rustix::process::Signal) {
+    if let Some(pid) = rustix::process::Pid::from_raw(pid) {
+        let _ = rustix::process::kill_process(pid, sig);
+    }
+}
+
+fn is_zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+        .unwrap_or(true)
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.kill_all();
+        if std::thread::panicking()
+            && let Some(dir) = self.dir.take()
+        {
+            let kept = dir.keep();
+            eprintln!(
+                "test failed; cluster directory with logs kept at {}",
+                kept.display()
+            );
+        }
+    }
+}
+
+/// Asserts a command succeeded, showing its output otherwise; returns stdout.
+#[track_caller]
+pub fn ok(out: Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "command failed ({}):\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        stdout,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// Writes `len` bytes of repeatable pseudo-random data to `path`.
+pub fn write_random_file(path: &Path, len: usize, seed: u64) {
+    use std::io::Write;
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).expect("create file"));
+    let mut x = seed | 1;
+    let mut left = len;
+    let mut buf = [0u8; 8];
+    while left > 0 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        buf.copy_from_slice(&x.to_le_bytes());
+        let n = left.min(8);
+        f.write_all(&buf[..n]).expect("write file");
+        left -= n;
+    }
+    f.flush().expect("flush file");
+}
+
+/// Every block file (`*.block`) under `dir`, e.g. one datanode's directory, sorted.
+pub fn block_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "block") {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Whether two files have identical bytes.
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    let (Ok(x), Ok(y)) = (std::fs::read(a), std::fs::read(b)) else {
+        return false;
+    };
+    x == y
+}
