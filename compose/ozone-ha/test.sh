@@ -19,7 +19,16 @@ AWS="${AWS:-aws}"
 export AWS_ACCESS_KEY_ID=composetest AWS_SECRET_ACCESS_KEY=anything AWS_DEFAULT_REGION=us-east-1
 export AWS_EC2_METADATA_DISABLED=true
 unset AWS_CA_BUNDLE
-ENDPOINT="http://127.0.0.1:${OZONE_S3G_PORT}"
+ENDPOINT="http://127.0.0.1:${OZONE_S3G_PORT##*:}"
+# The S3 port as published: OZONE_S3G_PORT may leave the host port to Docker ("127.0.0.1:"
+# publishes on a port the engine picks, which no other test can take meanwhile), so it is read
+# back after every `up`.
+resolve_endpoint() {
+  local published
+  published="$(docker-compose port s3g 9878)" || fail "s3g publishes no port for 9878"
+  ENDPOINT="http://127.0.0.1:${published##*:}"
+  log "S3 on $ENDPOINT"
+}
 START=$SECONDS
 log() { printf '[compose-ha test %4ds] %s\n' "$((SECONDS - START))" "$*"; }
 fail() { log "FAILED: $*"; exit 1; }
@@ -70,6 +79,7 @@ leader() {
 log "up -d --scale datanode=3"
 docker-compose up -d --scale datanode=3 >/dev/null
 wait_healthy
+resolve_endpoint
 log "healthy"
 
 s3 s3 mb s3://ha-bucket >/dev/null

@@ -31,7 +31,16 @@ AWS="${AWS:-aws}"
 PYTHON="${PYTHON:-python3}"
 export AWS_ACCESS_KEY_ID=composetest AWS_SECRET_ACCESS_KEY=anything AWS_DEFAULT_REGION=us-east-1
 export AWS_EC2_METADATA_DISABLED=true
-ENDPOINT="http://127.0.0.1:${OZONE_S3G_PORT}"
+ENDPOINT="http://127.0.0.1:${OZONE_S3G_PORT##*:}"
+# The S3 port as published: OZONE_S3G_PORT may leave the host port to Docker ("127.0.0.1:"
+# publishes on a port the engine picks, which no other test can take meanwhile), so it is read
+# back after every `up`.
+resolve_endpoint() {
+  local published
+  published="$(docker-compose port s3g 9878)" || fail "s3g publishes no port for 9878"
+  ENDPOINT="http://127.0.0.1:${published##*:}"
+  log "S3 on $ENDPOINT"
+}
 BUCKET=compose-test
 START=$SECONDS
 
@@ -136,12 +145,13 @@ read_all() {
   log "$what: all ${#keys[@]} objects read back identical"
 }
 
-log "image $OZONE_IMAGE, project $COMPOSE_PROJECT_NAME, S3 on $ENDPOINT"
+log "image $OZONE_IMAGE, project $COMPOSE_PROJECT_NAME"
 docker image inspect "$OZONE_IMAGE" >/dev/null 2>&1 || fail "image $OZONE_IMAGE is missing: run compose/build.sh"
 
 # 1. Up with three datanodes.
 docker-compose up -d --scale datanode=3
 wait_healthy 3
+resolve_endpoint
 docker-compose ps
 eventually 60 "3 datanodes registered by container name" three_registered_by_name
 eventually 60 "an open pipeline of 3 datanodes" pipeline_of_three
@@ -163,6 +173,7 @@ read_all "round trip"
 docker-compose down
 docker-compose up -d --scale datanode=3
 wait_healthy 3
+resolve_endpoint
 eventually 60 "3 datanodes back by container name" three_registered_by_name
 uuids_after="$(admin datanode list --json | jq_py "' '.join(sorted(n['datanode']['uuid'] for n in d))")"
 [ "$uuids_before" = "$uuids_after" ] || fail "datanodes changed identity across down/up: $uuids_before -> $uuids_after"
