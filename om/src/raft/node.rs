@@ -42,6 +42,9 @@ pub struct RaftNode {
     log_stats: Arc<LogStats>,
     log_open: std::sync::Weak<()>,
     sm: std::sync::Weak<StateMachine>,
+    /// When this node last became leader (its term and the moment): a transfer waits out the
+    /// lease openraft starts at that moment, during which this node refuses every vote.
+    leader_since: Arc<std::sync::Mutex<Option<(u64, tokio::time::Instant)>>>,
 }
 
 impl RaftNode {
@@ -85,6 +88,8 @@ impl RaftNode {
             }
             Err(e) => return Err(OmError::Internal(format!("initializing raft: {e}"))),
         }
+        let leader_since = Arc::new(std::sync::Mutex::new(None));
+        tokio::spawn(track_leadership(raft.metrics(), leader_since.clone()));
         Ok(Arc::new(RaftNode {
             raft,
             settings,
@@ -92,6 +97,7 @@ impl RaftNode {
             log_stats,
             log_open,
             sm: sm_weak,
+            leader_since,
         }))
     }
 
@@ -194,9 +200,20 @@ impl RaftNode {
         }
         let until = tokio::time::Instant::now() + deadline;
         let election = self.settings.election_timeout * 3;
+        // openraft grants no vote while the leader lease it keeps since its last vote change
+        // runs (election_timeout_max): for a leader that is since it was elected. The other
+        // followers refuse as long as heartbeats arrive, so this leader's vote is the one the
+        // target needs.
+        let lease = self.settings.election_timeout * 2 + Duration::from_millis(20);
         let mut attempt = 0u32;
         while tokio::time::Instant::now() < until {
             attempt += 1;
+            let since = self.leader_since.lock().map(|g| *g).unwrap_or(None);
+            if let Some((_, since)) = since
+                && since + lease > tokio::time::Instant::now()
+            {
+                tokio::time::sleep_until(since + lease).await;
+            }
             // Caught up: the target matched the leader's last log index.
             let caught_up = self
                 .raft
@@ -261,5 +278,28 @@ impl RaftNode {
     /// references the caller knows of).
     pub fn storage_in_use(&self, others: usize) -> bool {
         self.log_open.upgrade().is_some() || self.sm.strong_count() > others
+    }
+}
+
+/// Records when this node becomes leader (per term) until raft stops.
+async fn track_leadership(
+    mut metrics: tokio::sync::watch::Receiver<openraft::RaftMetrics<NodeId, OmNode>>,
+    since: Arc<std::sync::Mutex<Option<(u64, tokio::time::Instant)>>>,
+) {
+    loop {
+        let now = {
+            let m = metrics.borrow_and_update();
+            (m.state == ServerState::Leader).then_some(m.current_term)
+        };
+        if let Ok(mut s) = since.lock() {
+            match (now, *s) {
+                (Some(term), Some((t, _))) if t == term => {}
+                (Some(term), _) => *s = Some((term, tokio::time::Instant::now())),
+                (None, _) => *s = None,
+            }
+        }
+        if metrics.changed().await.is_err() {
+            return;
+        }
     }
 }
