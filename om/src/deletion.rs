@@ -6,7 +6,7 @@
 //! namespace stays identical. A crash between the two steps sends the same blocks again, which
 //! is harmless: deleting a block twice deletes it once.
 //!
-//! With a replicated OM only the leader should run it (a follower's submit is refused).
+//! With a replicated OM only the leader runs a round; followers skip theirs.
 
 use std::collections::BTreeMap;
 use std::sync::Weak;
@@ -54,6 +54,9 @@ pub async fn run(om: Weak<OzoneManager>, scm: ScmBlocks, cfg: DeletionConfig) {
     loop {
         tick.tick().await;
         let Some(om) = om.upgrade() else { return };
+        if !om.raft_node().is_leader() {
+            continue;
+        }
         match round(&om, &scm, cfg.limit).await {
             Ok(0) => {}
             Ok(n) => {
@@ -76,10 +79,9 @@ pub async fn run(om: Weak<OzoneManager>, scm: ScmBlocks, cfg: DeletionConfig) {
 /// One round: returns the number of records handed over and purged.
 pub async fn round(om: &OzoneManager, scm: &ScmBlocks, limit: usize) -> Result<usize, OmError> {
     let sm = om.state_machine().clone();
-    let records = tokio::task::spawn_blocking(move || sm.snapshot()?.deleted_blocks())
+    let records = tokio::task::spawn_blocking(move || sm.snapshot()?.deleted_blocks_first(limit))
         .await
         .map_err(|e| OmError::Internal(format!("database task failed: {e}")))??;
-    let records: Vec<_> = records.into_iter().take(limit).collect();
     if records.is_empty() {
         return Ok(0);
     }

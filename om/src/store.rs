@@ -520,9 +520,14 @@ impl Snapshot {
 
     /// Every batch of deleted blocks, by the applied index that released it.
     pub fn deleted_blocks(&self) -> Result<Vec<(u64, DeletedBlocks)>, OmError> {
+        self.deleted_blocks_first(usize::MAX)
+    }
+
+    /// The first `limit` deleted-block records, oldest first.
+    pub fn deleted_blocks_first(&self, limit: usize) -> Result<Vec<(u64, DeletedBlocks)>, OmError> {
         let t = self.txn.open_table(DELETED)?;
         let mut out = Vec::new();
-        for item in t.iter()? {
+        for item in t.iter()?.take(limit) {
             let (k, v) = item?;
             out.push((k.value(), decode("deleted_blocks", v.value())?));
         }
