@@ -501,6 +501,79 @@ mod tests {
     }
 
     #[test]
+    fn records_written_before_tags_still_load() {
+        let key: KeyRecord = serde_json::from_str(
+            r#"{"volume":"v","bucket":"b","key":"k","size":1,"etag":"e","creation_time_ms":1,
+            "modification_time_ms":2,"locations":[],"metadata":{},"owner":"o","replication":3,
+            "parts_count":0}"#,
+        )
+        .expect("old key record");
+        assert!(key.tags.is_empty() && key.upload_id.is_empty());
+        let bucket: BucketRecord = serde_json::from_str(
+            r#"{"volume":"v","name":"b","owner":"o","creation_time_ms":1,"replication":3}"#,
+        )
+        .expect("old bucket record");
+        assert!(bucket.tags.is_empty());
+        let upload: UploadRecord = serde_json::from_str(
+            r#"{"volume":"v","bucket":"b","key":"k","upload_id":"u","owner":"o","replication":3,
+            "metadata":{},"creation_time_ms":1}"#,
+        )
+        .expect("old upload record");
+        assert!(upload.tags.is_empty());
+        // A raft log entry written before conditions and tags.
+        let cmd: crate::command::OmCommand = serde_json::from_str(
+            r#"{"CompleteMultipartUpload":{"volume":"v","bucket":"b","key":"k","upload_id":"u",
+            "parts":[[1,"e"]],"now_ms":5}}"#,
+        )
+        .expect("old command");
+        assert!(matches!(
+            cmd,
+            crate::command::OmCommand::CompleteMultipartUpload {
+                condition: None,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn write_conditions() {
+        let key = |etag: &str| KeyRecord {
+            volume: "v".into(),
+            bucket: "b".into(),
+            key: "k".into(),
+            size: 0,
+            etag: etag.into(),
+            creation_time_ms: 0,
+            modification_time_ms: 0,
+            locations: Vec::new(),
+            metadata: BTreeMap::new(),
+            owner: "o".into(),
+            replication: 3,
+            parts_count: 0,
+            tags: BTreeMap::new(),
+            upload_id: String::new(),
+        };
+        let none_match = WriteCondition {
+            if_none_match: true,
+            if_match: None,
+        };
+        assert!(none_match.holds(None).is_ok());
+        assert!(none_match.holds(Some(&key("e"))).is_err());
+        let if_match = WriteCondition::from_proto(Some(&om::WriteCondition {
+            if_none_match: false,
+            if_match: "\"e\"".into(),
+        }))
+        .expect("a condition");
+        assert!(if_match.holds(Some(&key("e"))).is_ok());
+        assert!(if_match.holds(Some(&key("f"))).is_err());
+        assert!(if_match.holds(None).is_err());
+        assert_eq!(
+            WriteCondition::from_proto(Some(&om::WriteCondition::default())),
+            None
+        );
+    }
+
+    #[test]
     fn key_names_and_helpers() {
         assert!(validate_key_name("a/b/c ü").is_ok());
         assert!(validate_key_name("").is_err());

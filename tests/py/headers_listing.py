@@ -53,6 +53,19 @@ assert c.get_object(Bucket=B, Key="dated", IfUnmodifiedSince=after)["Body"].read
 assert err(c.get_object, Bucket=B, Key="dated", IfUnmodifiedSince=before) == ("PreconditionFailed", 412)
 assert err(c.head_object, Bucket=B, Key="dated", IfUnmodifiedSince=before)[1] == 412
 
+# CopyObject / UploadPartCopy preconditions on the source by date
+src = {"Bucket": B, "Key": "dated"}
+c.copy_object(Bucket=B, Key="dated-copy", CopySource=src, CopySourceIfModifiedSince=before)
+c.copy_object(Bucket=B, Key="dated-copy", CopySource=src, CopySourceIfUnmodifiedSince=after)
+assert err(c.copy_object, Bucket=B, Key="dated-copy2", CopySource=src,
+           CopySourceIfModifiedSince=after) == ("PreconditionFailed", 412)
+assert err(c.copy_object, Bucket=B, Key="dated-copy2", CopySource=src,
+           CopySourceIfUnmodifiedSince=before) == ("PreconditionFailed", 412)
+up = c.create_multipart_upload(Bucket=B, Key="dated-mp")
+assert err(c.upload_part_copy, Bucket=B, Key="dated-mp", UploadId=up["UploadId"], PartNumber=1,
+           CopySource=src, CopySourceIfMatch='"nope"') == ("PreconditionFailed", 412)
+c.abort_multipart_upload(Bucket=B, Key="dated-mp", UploadId=up["UploadId"])
+
 # ---- stored headers ----
 expires = datetime.datetime(2030, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc)
 c.put_object(Bucket=B, Key="hdrs", Body=b"h", ContentType="text/x-h", CacheControl="no-cache",
