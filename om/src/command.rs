@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::Rejection;
 use crate::model::{
     BucketRecord, CommittedBlock, KeyRecord, Location, PartTarget, UploadRecord, VolumeRecord,
+    WriteCondition,
 };
 
 /// A mutation of the namespace, ready to apply.
@@ -72,6 +73,12 @@ pub enum OmCommand {
         /// The part the client says it commits; must match the open key's.
         part: Option<PartTarget>,
         now_ms: u64,
+        /// Tags of the new key (not of a part).
+        #[serde(default)]
+        tags: BTreeMap<String, String>,
+        /// Checked against the current key when committing (not for a part).
+        #[serde(default)]
+        condition: Option<WriteCondition>,
     },
     /// Deletes keys; missing keys are fine. Used by DeleteKey (one key) and DeleteKeys.
     DeleteKeys {
@@ -89,6 +96,8 @@ pub enum OmCommand {
         replication: u32,
         metadata: BTreeMap<String, String>,
         now_ms: u64,
+        #[serde(default)]
+        tags: BTreeMap<String, String>,
     },
     CompleteMultipartUpload {
         volume: String,
@@ -98,12 +107,27 @@ pub enum OmCommand {
         /// (part number, etag) in the order the client listed them.
         parts: Vec<(u32, String)>,
         now_ms: u64,
+        #[serde(default)]
+        condition: Option<WriteCondition>,
     },
     AbortMultipartUpload {
         volume: String,
         bucket: String,
         key: String,
         upload_id: String,
+    },
+    /// Replaces a key's tags (empty: none).
+    SetKeyTags {
+        volume: String,
+        bucket: String,
+        key: String,
+        tags: BTreeMap<String, String>,
+    },
+    /// Replaces a bucket's tags (empty: none).
+    SetBucketTags {
+        volume: String,
+        bucket: String,
+        tags: BTreeMap<String, String>,
     },
     /// Removes deleted-block records (by the index that released them) that SCM has taken
     /// over into its deleted-block log (see [`crate::deletion`]).
@@ -128,6 +152,8 @@ impl OmCommand {
             OmCommand::CompleteMultipartUpload { .. } => "CompleteMultipartUpload",
             OmCommand::AbortMultipartUpload { .. } => "AbortMultipartUpload",
             OmCommand::PurgeDeletedBlocks { .. } => "PurgeDeletedBlocks",
+            OmCommand::SetKeyTags { .. } => "SetKeyTags",
+            OmCommand::SetBucketTags { .. } => "SetBucketTags",
         }
     }
 }

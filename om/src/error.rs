@@ -147,7 +147,9 @@ pub fn grpc_code(status: OmStatus) -> Code {
         InvalidRequest | InvalidPart | InvalidPartOrder | EntityTooSmall => Code::InvalidArgument,
         VolumeNotFound | BucketNotFound | KeyNotFound | NoSuchMultipartUpload => Code::NotFound,
         VolumeAlreadyExists | BucketAlreadyExists => Code::AlreadyExists,
-        VolumeNotEmpty | BucketNotEmpty | NotLeader => Code::FailedPrecondition,
+        VolumeNotEmpty | BucketNotEmpty | NotLeader | PreconditionFailed => {
+            Code::FailedPrecondition
+        }
         ScmUnavailable | OmUnavailable => Code::Unavailable,
         PermissionDenied => Code::PermissionDenied,
     }

@@ -10,6 +10,7 @@
 //! - [`state_machine`]: the deterministic apply of commands, one redb transaction each, with the
 //!   applied raft log id;
 //! - [`store`]: tables, key encoding and reads; [`model`]: the stored records;
+//! - [`tags`]: the S3 tag limits;
 //! - [`deletion`]: hands the blocks of deleted keys to SCM's deleted-block log.
 //!
 //! The `ozone` binary calls [`run`]; tests call [`start`] with port 0 and use
@@ -27,6 +28,7 @@ pub mod service;
 pub mod settings;
 pub mod state_machine;
 pub mod store;
+pub mod tags;
 
 pub use command::{OmCommand, OmResponse};
 pub use error::{OmError, Rejection};

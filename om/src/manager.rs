@@ -22,15 +22,16 @@ use openraft::error::{CheckIsLeaderError, RaftError};
 use crate::command::{OmCommand, OmResponse};
 use crate::error::OmError;
 use crate::model::{
-    CommittedBlock, MAX_PART_NUMBER, PartTarget, page_size, resolve_replication, validate_key_name,
-    validate_resource_name,
+    CommittedBlock, MAX_PART_NUMBER, PartTarget, WriteCondition, page_size, resolve_replication,
+    validate_key_name, validate_resource_name,
 };
 use crate::raft::node::RaftNode;
 use crate::raft::proposer::{ProposeError, Proposer};
 use crate::scm::ScmBlocks;
 use crate::settings::{OmSettings, S3_VOLUME_OWNER};
 use crate::state_machine::StateMachine;
-use crate::store::{Counts, ListKeysQuery, Snapshot};
+use crate::store::{Counts, ListKeysQuery, Snapshot, UploadsQuery};
+use crate::tags::{MAX_BUCKET_TAGS, MAX_KEY_TAGS, check_tags};
 
 /// Pause before retrying a read whose heartbeat round missed a quorum.
 const READ_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
@@ -449,6 +450,8 @@ impl OzoneManager {
             metadata: req.metadata.into_iter().collect::<BTreeMap<_, _>>(),
             part,
             now_ms: now_ms(),
+            tags: check_tags(req.tags, MAX_KEY_TAGS)?,
+            condition: WriteCondition::from_proto(req.condition.as_ref()),
         };
         match self.submit(cmd).await? {
             OmResponse::Key(k) => Ok(k.to_proto(true)),
@@ -567,6 +570,7 @@ impl OzoneManager {
             replication: req.replication,
             metadata: req.metadata.into_iter().collect(),
             now_ms: now_ms(),
+            tags: check_tags(req.tags, MAX_KEY_TAGS)?,
         };
         match self.submit(cmd).await? {
             OmResponse::Upload(u) => Ok((&u).into()),
@@ -590,6 +594,7 @@ impl OzoneManager {
                 .map(|p| (p.part_number, p.etag))
                 .collect(),
             now_ms: now_ms(),
+            condition: WriteCondition::from_proto(req.condition.as_ref()),
         };
         match self.submit(cmd).await? {
             OmResponse::Key(k) => Ok(k.to_proto(true)),
@@ -638,11 +643,54 @@ impl OzoneManager {
     ) -> Result<om::ListMultipartUploadsResponse, OmError> {
         let max = page_size(req.max_uploads) as u32;
         self.read(move |s| {
-            let uploads = s.list_uploads(&req.volume, &req.bucket, &req.prefix, max)?;
+            let q = UploadsQuery {
+                prefix: req.prefix,
+                delimiter: req.delimiter,
+                key_marker: req.key_marker,
+                upload_id_marker: req.upload_id_marker,
+                max,
+            };
+            let page = s.list_uploads(&req.volume, &req.bucket, &q)?;
             Ok(om::ListMultipartUploadsResponse {
-                uploads: uploads.iter().map(Into::into).collect(),
+                uploads: page.uploads.iter().map(Into::into).collect(),
+                common_prefixes: page.common_prefixes,
+                truncated: page.truncated,
+                next_key_marker: page.next_key_marker,
+                next_upload_id_marker: page.next_upload_id_marker,
             })
         })
         .await
+    }
+
+    // ---- tags ----
+
+    pub async fn set_key_tags(&self, req: om::SetKeyTagsRequest) -> Result<om::KeyInfo, OmError> {
+        check_key_ref(&req.volume, &req.bucket, &req.key)?;
+        let cmd = OmCommand::SetKeyTags {
+            volume: req.volume,
+            bucket: req.bucket,
+            key: req.key,
+            tags: check_tags(req.tags, MAX_KEY_TAGS)?,
+        };
+        match self.submit(cmd).await? {
+            OmResponse::Key(k) => Ok(k.to_proto(false)),
+            other => Err(unexpected("SetKeyTags", other)),
+        }
+    }
+
+    pub async fn set_bucket_tags(
+        &self,
+        req: om::SetBucketTagsRequest,
+    ) -> Result<om::BucketInfo, OmError> {
+        check_bucket_ref(&req.volume, &req.bucket)?;
+        let cmd = OmCommand::SetBucketTags {
+            volume: req.volume,
+            bucket: req.bucket,
+            tags: check_tags(req.tags, MAX_BUCKET_TAGS)?,
+        };
+        match self.submit(cmd).await? {
+            OmResponse::Bucket(b) => Ok((&b).into()),
+            other => Err(unexpected("SetBucketTags", other)),
+        }
     }
 }

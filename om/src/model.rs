@@ -68,6 +68,9 @@ pub struct BucketRecord {
     pub owner: String,
     pub creation_time_ms: u64,
     pub replication: u32,
+    /// S3 bucket tags.
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,6 +87,52 @@ pub struct KeyRecord {
     pub owner: String,
     pub replication: u32,
     pub parts_count: u32,
+    /// S3 object tags.
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    /// The multipart upload this key was completed from (empty for a plain write): completing
+    /// that upload again answers this key, as S3 does.
+    #[serde(default)]
+    pub upload_id: String,
+}
+
+/// An S3 conditional write (`If-None-Match: *`, `If-Match: <etag>`), checked in apply against
+/// the key as it is when the write commits.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriteCondition {
+    /// The key must not exist.
+    pub if_none_match: bool,
+    /// The key must exist with this ETag.
+    pub if_match: Option<String>,
+}
+
+impl WriteCondition {
+    /// From the proto form; `None` when it asks for nothing.
+    pub fn from_proto(c: Option<&om::WriteCondition>) -> Option<Self> {
+        let c = c?;
+        let cond = WriteCondition {
+            if_none_match: c.if_none_match,
+            if_match: (!c.if_match.is_empty()).then(|| unquote(&c.if_match).to_string()),
+        };
+        (cond != WriteCondition::default()).then_some(cond)
+    }
+
+    /// Whether the condition holds for the current key `current`.
+    pub fn holds(&self, current: Option<&KeyRecord>) -> Result<(), String> {
+        if self.if_none_match && current.is_some() {
+            return Err("the key exists (If-None-Match: *)".into());
+        }
+        if let Some(want) = &self.if_match {
+            match current {
+                None => return Err("the key does not exist (If-Match)".into()),
+                Some(k) if want != "*" && unquote(&k.etag) != unquote(want) => {
+                    return Err(format!("the key's ETag is {} (If-Match: {want})", k.etag));
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The multipart part an open key will become when committed.
@@ -117,6 +166,9 @@ pub struct UploadRecord {
     pub replication: u32,
     pub metadata: BTreeMap<String, String>,
     pub creation_time_ms: u64,
+    /// Tags the key gets on completion.
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -358,6 +410,7 @@ impl From<&BucketRecord> for om::BucketInfo {
             owner: b.owner.clone(),
             creation_time_ms: b.creation_time_ms,
             replication: b.replication,
+            tags: b.tags.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         }
     }
 }
@@ -386,6 +439,11 @@ impl KeyRecord {
             owner: self.owner.clone(),
             replication: self.replication,
             parts_count: self.parts_count,
+            tags: self
+                .tags
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
         }
     }
 
@@ -440,6 +498,79 @@ mod tests {
         ] {
             assert!(validate_resource_name("bucket", bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn records_written_before_tags_still_load() {
+        let key: KeyRecord = serde_json::from_str(
+            r#"{"volume":"v","bucket":"b","key":"k","size":1,"etag":"e","creation_time_ms":1,
+            "modification_time_ms":2,"locations":[],"metadata":{},"owner":"o","replication":3,
+            "parts_count":0}"#,
+        )
+        .expect("old key record");
+        assert!(key.tags.is_empty() && key.upload_id.is_empty());
+        let bucket: BucketRecord = serde_json::from_str(
+            r#"{"volume":"v","name":"b","owner":"o","creation_time_ms":1,"replication":3}"#,
+        )
+        .expect("old bucket record");
+        assert!(bucket.tags.is_empty());
+        let upload: UploadRecord = serde_json::from_str(
+            r#"{"volume":"v","bucket":"b","key":"k","upload_id":"u","owner":"o","replication":3,
+            "metadata":{},"creation_time_ms":1}"#,
+        )
+        .expect("old upload record");
+        assert!(upload.tags.is_empty());
+        // A raft log entry written before conditions and tags.
+        let cmd: crate::command::OmCommand = serde_json::from_str(
+            r#"{"CompleteMultipartUpload":{"volume":"v","bucket":"b","key":"k","upload_id":"u",
+            "parts":[[1,"e"]],"now_ms":5}}"#,
+        )
+        .expect("old command");
+        assert!(matches!(
+            cmd,
+            crate::command::OmCommand::CompleteMultipartUpload {
+                condition: None,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn write_conditions() {
+        let key = |etag: &str| KeyRecord {
+            volume: "v".into(),
+            bucket: "b".into(),
+            key: "k".into(),
+            size: 0,
+            etag: etag.into(),
+            creation_time_ms: 0,
+            modification_time_ms: 0,
+            locations: Vec::new(),
+            metadata: BTreeMap::new(),
+            owner: "o".into(),
+            replication: 3,
+            parts_count: 0,
+            tags: BTreeMap::new(),
+            upload_id: String::new(),
+        };
+        let none_match = WriteCondition {
+            if_none_match: true,
+            if_match: None,
+        };
+        assert!(none_match.holds(None).is_ok());
+        assert!(none_match.holds(Some(&key("e"))).is_err());
+        let if_match = WriteCondition::from_proto(Some(&om::WriteCondition {
+            if_none_match: false,
+            if_match: "\"e\"".into(),
+        }))
+        .expect("a condition");
+        assert!(if_match.holds(Some(&key("e"))).is_ok());
+        assert!(if_match.holds(Some(&key("f"))).is_err());
+        assert!(if_match.holds(None).is_err());
+        assert_eq!(
+            WriteCondition::from_proto(Some(&om::WriteCondition::default())),
+            None
+        );
     }
 
     #[test]

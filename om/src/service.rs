@@ -162,4 +162,18 @@ impl OmService for OmGrpc {
     ) -> Result<Response<ListMultipartUploadsResponse>, Status> {
         rpc!(self, "ListMultipartUploads", list_multipart_uploads, r)
     }
+
+    async fn set_key_tags(
+        &self,
+        r: Request<SetKeyTagsRequest>,
+    ) -> Result<Response<KeyInfo>, Status> {
+        rpc!(self, "SetKeyTags", set_key_tags, r)
+    }
+
+    async fn set_bucket_tags(
+        &self,
+        r: Request<SetBucketTagsRequest>,
+    ) -> Result<Response<BucketInfo>, Status> {
+        rpc!(self, "SetBucketTags", set_bucket_tags, r)
+    }
 }

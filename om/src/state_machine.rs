@@ -29,8 +29,8 @@ use crate::command::{DeleteOutcome, OmCommand, OmResponse};
 use crate::error::{OmError, Rejection};
 use crate::model::{
     BlockRef, BucketRecord, CommittedBlock, DeletedBlocks, KeyRecord, Location, MIN_PART_SIZE,
-    OpenKeyRecord, PartRecord, PartTarget, UploadRecord, VolumeRecord, unquote, validate_key_name,
-    validate_resource_name,
+    OpenKeyRecord, PartRecord, PartTarget, UploadRecord, VolumeRecord, WriteCondition, unquote,
+    validate_key_name, validate_resource_name,
 };
 use crate::raft::{CommandBatch, Entry, NodeId, OmNode};
 use crate::store::{
@@ -546,6 +546,8 @@ impl<'t> Writer<'t> {
                 metadata,
                 part,
                 now_ms,
+                tags,
+                condition,
             } => self.commit_key(CommitArgs {
                 volume,
                 bucket,
@@ -557,6 +559,8 @@ impl<'t> Writer<'t> {
                 metadata,
                 part: part.as_ref(),
                 now_ms: *now_ms,
+                tags,
+                condition: condition.as_ref(),
             }),
             OmCommand::DeleteKeys {
                 volume,
@@ -579,6 +583,7 @@ impl<'t> Writer<'t> {
                 replication,
                 metadata,
                 now_ms,
+                tags,
             } => {
                 let bucket_rec = self.require_bucket(volume, bucket)?;
                 validate_key_name(key)?;
@@ -599,6 +604,7 @@ impl<'t> Writer<'t> {
                     },
                     metadata: metadata.clone(),
                     creation_time_ms: *now_ms,
+                    tags: tags.clone(),
                 };
                 self.initiate_upload(rec)
             }
@@ -609,13 +615,48 @@ impl<'t> Writer<'t> {
                 upload_id,
                 parts,
                 now_ms,
-            } => self.complete_upload(volume, bucket, key, upload_id, parts, *now_ms),
+                condition,
+            } => self.complete_upload(
+                (volume, bucket, key),
+                upload_id,
+                parts,
+                *now_ms,
+                condition.as_ref(),
+            ),
             OmCommand::AbortMultipartUpload {
                 volume,
                 bucket,
                 key,
                 upload_id,
             } => self.abort_upload(volume, bucket, key, upload_id),
+            OmCommand::SetKeyTags {
+                volume,
+                bucket,
+                key,
+                tags,
+            } => {
+                self.require_bucket(volume, bucket)?;
+                let kk = key_key(volume, bucket, key);
+                let Some(mut rec) = get::<KeyRecord>(&self.keys, "keys", &kk)? else {
+                    return reject(
+                        OmStatus::KeyNotFound,
+                        format!("key /{volume}/{bucket}/{key} not found"),
+                    );
+                };
+                rec.tags = tags.clone();
+                Self::put(&mut self.keys, &kk, &rec)?;
+                Ok(OmResponse::Key(rec))
+            }
+            OmCommand::SetBucketTags {
+                volume,
+                bucket,
+                tags,
+            } => {
+                let mut rec = self.require_bucket(volume, bucket)?;
+                rec.tags = tags.clone();
+                Self::put(&mut self.buckets, &bucket_key(volume, bucket), &rec)?;
+                Ok(OmResponse::Bucket(rec))
+            }
         }
     }
 
@@ -705,6 +746,7 @@ impl<'t> Writer<'t> {
             owner: owner.to_string(),
             creation_time_ms: now_ms,
             replication,
+            tags: BTreeMap::new(),
         };
         Self::put(&mut self.buckets, &k, &rec)?;
         Ok(OmResponse::Bucket(rec))
@@ -902,11 +944,25 @@ impl<'t> Writer<'t> {
                     owner: open.owner.clone(),
                     replication: open.replication,
                     parts_count: 0,
+                    tags: BTreeMap::new(),
+                    upload_id: String::new(),
                 }
             }
             None => {
                 let kk = key_key(a.volume, a.bucket, a.key);
-                if let Some(old) = get::<KeyRecord>(&self.keys, "keys", &kk)? {
+                let old = get::<KeyRecord>(&self.keys, "keys", &kk)?;
+                if let Some(c) = a.condition
+                    && let Err(why) = c.holds(old.as_ref())
+                {
+                    // The write is over: its open key and blocks go, the key stays as it is.
+                    self.released.extend(open.locations.iter().map(|l| l.block));
+                    self.open_keys.remove(ok_key.as_slice())?;
+                    return Ok(OmResponse::Rejected(Rejection::new(
+                        OmStatus::PreconditionFailed,
+                        format!("/{}/{}/{}: {why}", a.volume, a.bucket, a.key),
+                    )));
+                }
+                if let Some(old) = old {
                     self.released.extend(old.blocks());
                 }
                 let rec = KeyRecord {
@@ -922,6 +978,8 @@ impl<'t> Writer<'t> {
                     owner: open.owner.clone(),
                     replication: open.replication,
                     parts_count: 0,
+                    tags: a.tags.clone(),
+                    upload_id: String::new(),
                 };
                 Self::put(&mut self.keys, &kk, &rec)?;
                 rec
@@ -1014,14 +1072,33 @@ impl<'t> Writer<'t> {
 
     fn complete_upload(
         &mut self,
-        volume: &str,
-        bucket: &str,
-        key: &str,
+        (volume, bucket, key): (&str, &str, &str),
         upload_id: &str,
         listed: &[(u32, String)],
         now_ms: u64,
+        condition: Option<&WriteCondition>,
     ) -> Result<OmResponse, OmError> {
-        let upload = self.require_upload(volume, bucket, key, upload_id)?;
+        let kk = key_key(volume, bucket, key);
+        let upload = match self.require_upload(volume, bucket, key, upload_id) {
+            Ok(u) => u,
+            Err(OmError::Rejected(r)) if r.status == OmStatus::NoSuchMultipartUpload => {
+                // Completing again while the key is still this upload's result answers it.
+                return match get::<KeyRecord>(&self.keys, "keys", &kk)? {
+                    Some(k) if k.upload_id == upload_id => Ok(OmResponse::Key(k)),
+                    _ => Err(OmError::Rejected(r)),
+                };
+            }
+            Err(e) => return Err(e),
+        };
+        let current = get::<KeyRecord>(&self.keys, "keys", &kk)?;
+        if let Some(c) = condition
+            && let Err(why) = c.holds(current.as_ref())
+        {
+            return reject(
+                OmStatus::PreconditionFailed,
+                format!("/{volume}/{bucket}/{key}: {why}"),
+            );
+        }
         if listed.is_empty() {
             return reject(OmStatus::InvalidRequest, "at least one part must be listed");
         }
@@ -1100,8 +1177,7 @@ impl<'t> Writer<'t> {
         {
             self.released.extend(p.locations.iter().map(|l| l.block));
         }
-        let kk = key_key(volume, bucket, key);
-        if let Some(old) = get::<KeyRecord>(&self.keys, "keys", &kk)? {
+        if let Some(old) = current {
             self.released.extend(old.blocks());
         }
         let rec = KeyRecord {
@@ -1117,6 +1193,8 @@ impl<'t> Writer<'t> {
             owner: upload.owner.clone(),
             replication: upload.replication,
             parts_count: listed.len() as u32,
+            tags: upload.tags.clone(),
+            upload_id: upload_id.to_string(),
         };
         Self::put(&mut self.keys, &kk, &rec)?;
         Ok(OmResponse::Key(rec))
@@ -1149,6 +1227,8 @@ struct CommitArgs<'a> {
     metadata: &'a BTreeMap<String, String>,
     part: Option<&'a PartTarget>,
     now_ms: u64,
+    tags: &'a BTreeMap<String, String>,
+    condition: Option<&'a WriteCondition>,
 }
 
 /// The binary MD5 of a part from its ETag (hex). A part ETag that is not 32 hex digits (written
@@ -1254,6 +1334,8 @@ mod tests {
             metadata: BTreeMap::from([("Content-Type".to_string(), "text/plain".to_string())]),
             part,
             now_ms: 2000 + client_id,
+            tags: BTreeMap::new(),
+            condition: None,
         }
     }
 
@@ -1320,6 +1402,7 @@ mod tests {
                 replication: 0,
                 metadata: BTreeMap::from([("x-amz-meta-a".to_string(), "1".to_string())]),
                 now_ms: 4,
+                tags: BTreeMap::from([("t".to_string(), "v".to_string())]),
             },
             open("mp", 15, &[7], part(1)),
             commit(
@@ -1355,6 +1438,7 @@ mod tests {
                     (2, "92eb5ffee6ae2fec3ad71c777531578f".into()),
                 ],
                 now_ms: 5,
+                condition: None,
             },
         ]
     }
@@ -1467,5 +1551,153 @@ mod tests {
             })
             .expect("apply");
         assert_eq!(next, script().len() as u64 + 1);
+    }
+
+    fn cond(if_none_match: bool, if_match: Option<&str>) -> Option<WriteCondition> {
+        Some(WriteCondition {
+            if_none_match,
+            if_match: if_match.map(str::to_string),
+        })
+    }
+
+    fn commit_if(key: &str, client_id: u64, block: u64, c: Option<WriteCondition>) -> OmCommand {
+        match commit(key, client_id, &[(block, 5)], "etag-new", None) {
+            OmCommand::CommitKey {
+                volume,
+                bucket,
+                key,
+                client_id,
+                blocks,
+                size,
+                etag,
+                metadata,
+                part,
+                now_ms,
+                ..
+            } => OmCommand::CommitKey {
+                volume,
+                bucket,
+                key,
+                client_id,
+                blocks,
+                size,
+                etag,
+                metadata,
+                part,
+                now_ms,
+                tags: BTreeMap::from([("k".to_string(), "v".to_string())]),
+                condition: c,
+            },
+            other => other,
+        }
+    }
+
+    #[test]
+    fn conditional_writes_tags_and_completing_twice() {
+        let d = tempfile::tempdir().expect("tmp");
+        let (sm, _) = run(d.path());
+        let apply = |c: &OmCommand| sm.apply_next(c).expect("apply").1;
+        let status = |r: &OmResponse| match r {
+            OmResponse::Rejected(r) => Some(r.status),
+            _ => None,
+        };
+        // If-None-Match: * on an existing key fails; its open key and block are gone.
+        apply(&open("a/1", 30, &[30], None));
+        let r = apply(&commit_if("a/1", 30, 30, cond(true, None)));
+        assert_eq!(status(&r), Some(OmStatus::PreconditionFailed));
+        let snap = sm.snapshot().expect("snap");
+        assert!(
+            snap.open_key("vol", "bkt", "a/1", 30)
+                .expect("read")
+                .is_none()
+        );
+        assert!(
+            snap.deleted_blocks()
+                .expect("deleted")
+                .iter()
+                .any(|(_, d)| d.blocks.iter().any(|b| b.local_id == 30))
+        );
+        assert_eq!(
+            snap.key("vol", "bkt", "a/1")
+                .expect("read")
+                .expect("kept")
+                .etag,
+            "e2"
+        );
+        // ... and on a fresh key succeeds, with tags; a second one then fails.
+        apply(&open("fresh", 31, &[31], None));
+        apply(&open("fresh", 32, &[32], None));
+        let r = apply(&commit_if("fresh", 31, 31, cond(true, None)));
+        assert!(
+            matches!(&r, OmResponse::Key(k) if k.tags.get("k").map(String::as_str) == Some("v"))
+        );
+        let r = apply(&commit_if("fresh", 32, 32, cond(true, None)));
+        assert_eq!(status(&r), Some(OmStatus::PreconditionFailed));
+        // If-Match: the ETag must be the current one; a missing key fails.
+        apply(&open("a/1", 33, &[33], None));
+        let r = apply(&commit_if("a/1", 33, 33, cond(false, Some("\"wrong\""))));
+        assert_eq!(status(&r), Some(OmStatus::PreconditionFailed));
+        apply(&open("a/1", 34, &[34], None));
+        let r = apply(&commit_if("a/1", 34, 34, cond(false, Some("\"e2\""))));
+        assert!(matches!(&r, OmResponse::Key(k) if k.etag == "etag-new"));
+        apply(&open("nokey", 35, &[35], None));
+        let r = apply(&commit_if("nokey", 35, 35, cond(false, Some("e2"))));
+        assert_eq!(status(&r), Some(OmStatus::PreconditionFailed));
+
+        // Completing the completed upload again answers the same key; tags came from it.
+        let again = OmCommand::CompleteMultipartUpload {
+            volume: "vol".into(),
+            bucket: "bkt".into(),
+            key: "mp".into(),
+            upload_id: "up-1".into(),
+            parts: vec![(1, "x".into())],
+            now_ms: 9,
+            condition: None,
+        };
+        let before = sm
+            .snapshot()
+            .expect("snap")
+            .key("vol", "bkt", "mp")
+            .expect("read")
+            .expect("exists");
+        assert_eq!(before.tags.get("t").map(String::as_str), Some("v"));
+        assert_eq!(before.upload_id, "up-1");
+        assert_eq!(apply(&again), OmResponse::Key(before));
+        // Not once the key was written over.
+        apply(&open("mp", 36, &[36], None));
+        apply(&commit("mp", 36, &[(36, 1)], "e", None));
+        assert_eq!(
+            status(&apply(&again)),
+            Some(OmStatus::NoSuchMultipartUpload)
+        );
+
+        // Tags of keys and buckets.
+        let tags = BTreeMap::from([("a".to_string(), "b".to_string())]);
+        let r = apply(&OmCommand::SetKeyTags {
+            volume: "vol".into(),
+            bucket: "bkt".into(),
+            key: "mp".into(),
+            tags: tags.clone(),
+        });
+        assert!(matches!(&r, OmResponse::Key(k) if k.tags == tags));
+        let r = apply(&OmCommand::SetKeyTags {
+            volume: "vol".into(),
+            bucket: "bkt".into(),
+            key: "missing".into(),
+            tags: tags.clone(),
+        });
+        assert_eq!(status(&r), Some(OmStatus::KeyNotFound));
+        let r = apply(&OmCommand::SetBucketTags {
+            volume: "vol".into(),
+            bucket: "bkt".into(),
+            tags: tags.clone(),
+        });
+        assert!(matches!(&r, OmResponse::Bucket(b) if b.tags == tags));
+        let b = sm
+            .snapshot()
+            .expect("snap")
+            .require_bucket("vol", "bkt")
+            .expect("bucket");
+        assert_eq!(b.tags, tags);
     }
 }

@@ -226,6 +226,27 @@ pub struct KeyListing {
     pub next_start_after: String,
 }
 
+/// A ListMultipartUploads query.
+#[derive(Clone, Debug, Default)]
+pub struct UploadsQuery {
+    pub prefix: String,
+    pub delimiter: String,
+    pub key_marker: String,
+    pub upload_id_marker: String,
+    pub max: u32,
+}
+
+/// One page of ListMultipartUploads.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UploadListing {
+    pub uploads: Vec<UploadRecord>,
+    pub common_prefixes: Vec<String>,
+    pub truncated: bool,
+    /// The last key (or common prefix) and upload id returned.
+    pub next_key_marker: String,
+    pub next_upload_id_marker: String,
+}
+
 /// Sizes of the tables, for the status page and gauges.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counts {
@@ -497,25 +518,96 @@ impl Snapshot {
         Ok((rows.into_iter().map(|(_, p)| p).collect(), more))
     }
 
-    /// Uploads in progress in a bucket whose key starts with `prefix`, in key order.
+    /// ListMultipartUploads: uploads in progress whose key starts with the prefix, in key (then
+    /// upload id) order, after the markers; with a delimiter, keys whose rest after the prefix
+    /// contains it are rolled into one common prefix and the scan jumps past all of them.
     pub fn list_uploads(
         &self,
         volume: &str,
         bucket: &str,
-        prefix: &str,
-        max: u32,
-    ) -> Result<Vec<UploadRecord>, OmError> {
+        q: &UploadsQuery,
+    ) -> Result<UploadListing, OmError> {
         self.require_bucket(volume, bucket)?;
-        let p = key_key(volume, bucket, prefix);
         let t = self.txn.open_table(UPLOADS)?;
-        let (rows, _) = scan(
-            &t,
-            "multipart_uploads",
-            &p,
-            Bound::Included(&p),
-            page_size(max),
-        )?;
-        Ok(rows.into_iter().map(|(_, u)| u).collect())
+        let base = bucket_prefix(volume, bucket);
+        let full_prefix = [base.as_slice(), q.prefix.as_bytes()].concat();
+        let max = page_size(q.max);
+        let delim = q.delimiter.as_bytes();
+
+        let mut lower: Bound<Vec<u8>> = Bound::Included(full_prefix.clone());
+        if !q.key_marker.is_empty() {
+            let km = [base.as_slice(), q.key_marker.as_bytes()].concat();
+            let rest = q
+                .key_marker
+                .strip_prefix(q.prefix.as_str())
+                .map(str::as_bytes);
+            let is_common_prefix = !delim.is_empty()
+                && rest.is_some_and(|r| find(r, delim).map(|i| i + delim.len()) == Some(r.len()));
+            let (start, excluded) = if is_common_prefix {
+                match prefix_end(&km) {
+                    Some(end) => (end, false),
+                    None => return Ok(UploadListing::default()),
+                }
+            } else if !q.upload_id_marker.is_empty() {
+                // After this upload of the marker key.
+                let at = [km.as_slice(), b"\0", q.upload_id_marker.as_bytes()].concat();
+                (at, true)
+            } else {
+                // After every upload of the marker key ("key\0id" < "key\x01").
+                ([km.as_slice(), b"\x01"].concat(), false)
+            };
+            if start >= full_prefix {
+                lower = if excluded {
+                    Bound::Excluded(start)
+                } else {
+                    Bound::Included(start)
+                };
+            }
+        }
+
+        let mut out = UploadListing::default();
+        let mut emitted = 0usize;
+        'scan: loop {
+            let bounds = (lower.as_ref().map(Vec::as_slice), Bound::Unbounded);
+            let mut jump: Option<Vec<u8>> = None;
+            for item in t.range::<&[u8]>(bounds)? {
+                let (k, v) = item?;
+                if !k.value().starts_with(&full_prefix) {
+                    break 'scan;
+                }
+                if emitted == max {
+                    out.truncated = true;
+                    break 'scan;
+                }
+                emitted += 1;
+                let u: UploadRecord = decode("multipart_uploads", v.value())?;
+                let rest = u.key.get(q.prefix.len()..).unwrap_or("");
+                match find(rest.as_bytes(), delim) {
+                    Some(i) if !delim.is_empty() => {
+                        let cp = u.key[..q.prefix.len() + i + delim.len()].to_string();
+                        let cp_full = [base.as_slice(), cp.as_bytes()].concat();
+                        out.next_key_marker = cp.clone();
+                        out.next_upload_id_marker = String::new();
+                        out.common_prefixes.push(cp);
+                        match prefix_end(&cp_full) {
+                            Some(end) => jump = Some(end),
+                            None => break 'scan,
+                        }
+                        break;
+                    }
+                    _ => {
+                        out.next_key_marker = u.key.clone();
+                        out.next_upload_id_marker = u.upload_id.clone();
+                        out.uploads.push(u);
+                    }
+                }
+            }
+            match jump {
+                Some(j) => lower = Bound::Included(j),
+                None => break,
+            }
+        }
+        Ok(out)
     }
 
     /// Every batch of deleted blocks, by the applied index that released it.

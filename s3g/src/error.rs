@@ -40,6 +40,7 @@ s3_codes! {
     BucketAlreadyExists = 409, "The requested bucket name is not available. The bucket namespace is shared by all users of the system. Please select a different name and try again.";
     BucketAlreadyOwnedByYou = 409, "Your previous request to create the named bucket succeeded and you already own it.";
     BucketNotEmpty = 409, "The bucket you tried to delete is not empty";
+    ConditionalRequestConflict = 409, "A conflicting operation occurred. If using PutObject you can retry the request. If using multipart upload you should initiate another CreateMultipartUpload request and re-upload each part.";
     EntityTooSmall = 400, "Your proposed upload is smaller than the minimum allowed object size.";
     EntityTooLarge = 400, "Your proposed upload exceeds the maximum allowed object size.";
     IncompleteBody = 400, "You did not provide the number of bytes specified by the Content-Length HTTP header.";
@@ -52,6 +53,7 @@ s3_codes! {
     InvalidPartOrder = 400, "The list of parts was not in ascending order. Parts must be ordered by part number.";
     InvalidRange = 416, "The requested range is not satisfiable";
     InvalidRequest = 400, "Invalid Request";
+    InvalidTag = 400, "The tag provided was not a valid tag.";
     InvalidURI = 400, "Couldn't parse the specified URI.";
     KeyTooLongError = 400, "Your key is too long";
     MalformedXML = 400, "The XML you provided was not well-formed or did not validate against our published schema.";
@@ -60,6 +62,7 @@ s3_codes! {
     MissingContentLength = 411, "You must provide the Content-Length HTTP header.";
     NoSuchBucket = 404, "The specified bucket does not exist";
     NoSuchKey = 404, "The specified key does not exist.";
+    NoSuchTagSet = 404, "The TagSet does not exist";
     NoSuchUpload = 404, "The specified multipart upload does not exist. The upload ID might not be valid, or the multipart upload might have been aborted or completed.";
     NotImplemented = 501, "A header or query you provided implies functionality that is not implemented.";
     PreconditionFailed = 412, "At least one of the preconditions you specified did not hold.";
@@ -132,6 +135,9 @@ impl S3Error {
             OmStatus::EntityTooSmall => S3ErrorCode::EntityTooSmall,
             OmStatus::InvalidRequest => S3ErrorCode::InvalidRequest,
             OmStatus::PermissionDenied => S3ErrorCode::AccessDenied,
+            // OM checks a conditional write again when it commits; the gateway checked it before
+            // the upload (412 there), so failing now means a concurrent write got there first.
+            OmStatus::PreconditionFailed => S3ErrorCode::ConditionalRequestConflict,
             OmStatus::NotLeader | OmStatus::ScmUnavailable | OmStatus::OmUnavailable => {
                 S3ErrorCode::ServiceUnavailable
             }

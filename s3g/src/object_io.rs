@@ -26,7 +26,7 @@ use datanode_client::{BlockWriter, DatanodeClientError, DatanodeClients, WriterO
 use futures::{Stream, StreamExt};
 use ozone_proto::hdds::{BlockId, DatanodeDetails};
 use ozone_proto::om::{
-    AllocateKeyBlockRequest, CommitKeyRequest, KeyInfo, KeyLocation, OpenKeyRequest,
+    AllocateKeyBlockRequest, CommitKeyRequest, KeyInfo, KeyLocation, OpenKeyRequest, WriteCondition,
 };
 use scm_client::ScmClient;
 
@@ -40,7 +40,25 @@ pub struct WriteTarget<'a> {
     pub key: &'a str,
     pub owner: &'a str,
     pub upload: Option<(String, u32)>,
+    pub attrs: KeyAttrs,
+}
+
+/// What a new key gets besides its bytes (a multipart part takes none of it).
+#[derive(Clone, Debug, Default)]
+pub struct KeyAttrs {
     pub metadata: HashMap<String, String>,
+    pub tags: HashMap<String, String>,
+    /// An S3 conditional write, checked by OM atomically with the commit.
+    pub condition: Option<WriteCondition>,
+}
+
+impl From<HashMap<String, String>> for KeyAttrs {
+    fn from(metadata: HashMap<String, String>) -> Self {
+        KeyAttrs {
+            metadata,
+            ..KeyAttrs::default()
+        }
+    }
 }
 
 fn datanode_error(e: impl std::fmt::Display) -> S3Error {
@@ -164,7 +182,11 @@ where
         committed.push(finish_block(gw, &ctx, last, &mut key_offset).await?);
     }
     let summary = body.finish(spec)?;
-    let mut metadata = target.metadata;
+    let KeyAttrs {
+        mut metadata,
+        tags,
+        condition,
+    } = target.attrs;
     if let Some((algo, value)) = &summary.checksum {
         metadata.insert(algo.header().to_string(), value.clone());
     }
@@ -181,6 +203,8 @@ where
             metadata,
             upload_id,
             part_number,
+            tags,
+            condition,
         })
         .await
         .map_err(|e| S3Error::from_om(e, &resource))?;

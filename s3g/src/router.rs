@@ -67,7 +67,6 @@ const UNSUPPORTED_BUCKET: &[&str] = &[
     "publicAccessBlock",
     "replication",
     "requestPayment",
-    "tagging",
     "versions",
     "website",
 ];
@@ -79,7 +78,6 @@ const UNSUPPORTED_OBJECT: &[&str] = &[
     "restore",
     "retention",
     "select",
-    "tagging",
     "torrent",
     "versionId",
 ];
@@ -107,6 +105,12 @@ pub enum Endpoint {
     CompleteMultipartUpload { upload_id: String },
     AbortMultipartUpload { upload_id: String },
     ListParts { upload_id: String },
+    GetBucketTagging,
+    PutBucketTagging,
+    DeleteBucketTagging,
+    GetObjectTagging,
+    PutObjectTagging,
+    DeleteObjectTagging,
 }
 
 impl Endpoint {
@@ -135,6 +139,12 @@ impl Endpoint {
             Endpoint::CompleteMultipartUpload { .. } => "CompleteMultipartUpload",
             Endpoint::AbortMultipartUpload { .. } => "AbortMultipartUpload",
             Endpoint::ListParts { .. } => "ListParts",
+            Endpoint::GetBucketTagging => "GetBucketTagging",
+            Endpoint::PutBucketTagging => "PutBucketTagging",
+            Endpoint::DeleteBucketTagging => "DeleteBucketTagging",
+            Endpoint::GetObjectTagging => "GetObjectTagging",
+            Endpoint::PutObjectTagging => "PutObjectTagging",
+            Endpoint::DeleteObjectTagging => "DeleteObjectTagging",
         }
     }
 
@@ -163,6 +173,14 @@ impl Endpoint {
             if let Some(sub) = UNSUPPORTED_BUCKET.iter().find(|s| q.has(s)) {
                 return not_implemented(&format!("bucket sub-resource ?{sub}"));
             }
+            if q.has("tagging") {
+                return match *method {
+                    Method::GET => Ok(Endpoint::GetBucketTagging),
+                    Method::PUT => Ok(Endpoint::PutBucketTagging),
+                    Method::DELETE => Ok(Endpoint::DeleteBucketTagging),
+                    _ => method_not_allowed(),
+                };
+            }
             return match *method {
                 Method::PUT if q.has("versioning") => not_implemented("PutBucketVersioning"),
                 Method::PUT => Ok(Endpoint::CreateBucket),
@@ -180,6 +198,14 @@ impl Endpoint {
         };
         if let Some(sub) = UNSUPPORTED_OBJECT.iter().find(|s| q.has(s)) {
             return not_implemented(&format!("object sub-resource ?{sub}"));
+        }
+        if q.has("tagging") {
+            return match *method {
+                Method::GET => Ok(Endpoint::GetObjectTagging),
+                Method::PUT => Ok(Endpoint::PutObjectTagging),
+                Method::DELETE => Ok(Endpoint::DeleteObjectTagging),
+                _ => method_not_allowed(),
+            };
         }
         let upload_id = q.get("uploadId").map(str::to_string);
         match (method.clone(), upload_id) {
@@ -301,6 +327,18 @@ mod tests {
         assert_eq!(
             ep(Method::POST, Some("b"), None, "").unwrap_err().code,
             S3ErrorCode::MethodNotAllowed
+        );
+        assert_eq!(
+            ep(Method::PUT, Some("b"), None, "tagging").unwrap(),
+            Endpoint::PutBucketTagging
+        );
+        assert_eq!(
+            ep(Method::DELETE, Some("b"), Some("k"), "tagging").unwrap(),
+            Endpoint::DeleteObjectTagging
+        );
+        assert_eq!(
+            ep(Method::GET, Some("b"), Some("k"), "tagging").unwrap(),
+            Endpoint::GetObjectTagging
         );
     }
 

@@ -108,6 +108,27 @@ pub struct CreateBucketConfiguration {
     pub location_constraint: Option<String>,
 }
 
+/// `<Tagging>` body of PutObjectTagging / PutBucketTagging.
+#[derive(Debug, Deserialize)]
+pub struct Tagging {
+    #[serde(rename = "TagSet")]
+    pub tag_set: TagSet,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct TagSet {
+    #[serde(rename = "Tag", default)]
+    pub tags: Vec<Tag>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Tag {
+    #[serde(rename = "Key")]
+    pub key: String,
+    #[serde(rename = "Value", default)]
+    pub value: String,
+}
+
 /// Parses a request body; anything that is not the expected document is MalformedXML.
 pub fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> S3Result<T> {
     let text = std::str::from_utf8(body).map_err(|_| S3Error::new(S3ErrorCode::MalformedXML))?;

@@ -24,3 +24,14 @@ fn s3_api_copy_parts_attributes_presigned_virtual_host() {
     let out = ok(c.python("s3_api.py", &[]));
     assert!(out.contains("s3_api OK"), "{out}");
 }
+
+/// Tagging, conditional writes (a deterministic race: 409), completing twice, ListMultipartUploads,
+/// every named error code through boto3; listings, dates, stored headers, checksums.
+#[test]
+fn tagging_conditional_writes_uploads_and_error_codes() {
+    let c = Cluster::start(ClusterOpts::default());
+    let out = ok(c.python("tags_conditions.py", &[]));
+    assert!(out.contains("tags_conditions OK"), "{out}");
+    let out = ok(c.python("headers_listing.py", &[]));
+    assert!(out.contains("headers_listing OK"), "{out}");
+}

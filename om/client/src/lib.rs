@@ -556,6 +556,24 @@ impl OmClient {
         })
         .await
     }
+
+    // ---- tags ----
+
+    /// Replaces a key's tags (empty: deletes them); answers the key without locations.
+    pub async fn set_key_tags(&self, req: SetKeyTagsRequest) -> Result<KeyInfo> {
+        self.call("SetKeyTags", req, |mut c, r| async move {
+            c.set_key_tags(r).await
+        })
+        .await
+    }
+
+    /// Replaces a bucket's tags (empty: deletes them).
+    pub async fn set_bucket_tags(&self, req: SetBucketTagsRequest) -> Result<BucketInfo> {
+        self.call("SetBucketTags", req, |mut c, r| async move {
+            c.set_bucket_tags(r).await
+        })
+        .await
+    }
 }
 
 #[cfg(test)]

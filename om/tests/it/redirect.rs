@@ -45,6 +45,8 @@ not_leader! {
     abort_multipart_upload(MultipartUploadRef) -> Empty;
     list_parts(ListPartsRequest) -> ListPartsResponse;
     list_multipart_uploads(ListMultipartUploadsRequest) -> ListMultipartUploadsResponse;
+    set_key_tags(SetKeyTagsRequest) -> KeyInfo;
+    set_bucket_tags(SetBucketTagsRequest) -> BucketInfo;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,19 +4,18 @@ mod bucket;
 mod list;
 mod multipart;
 mod object;
+mod tagging;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 
 pub use object::parse_range;
-
-use std::collections::HashMap;
 
 use ozone_proto::om::KeyInfo;
 
 use crate::Gateway;
 use crate::body::{Body, BodySpec, BodySummary};
 use crate::error::{S3Error, S3ErrorCode, S3Result};
-use crate::object_io::{WriteTarget, read_object, write_object};
+use crate::object_io::{KeyAttrs, WriteTarget, read_object, write_object};
 use crate::router::{Endpoint, Query};
 
 /// One request's context after routing and authentication.
@@ -42,7 +41,7 @@ impl Ctx<'_> {
     pub async fn write<S, E>(
         &self,
         upload: Option<(String, u32)>,
-        metadata: HashMap<String, String>,
+        attrs: impl Into<KeyAttrs>,
         body: Body<S>,
         spec: &BodySpec,
     ) -> S3Result<(BodySummary, KeyInfo)>
@@ -55,7 +54,7 @@ impl Ctx<'_> {
             key: &self.key,
             owner: &self.user,
             upload,
-            metadata,
+            attrs: attrs.into(),
         };
         write_object(self.gw, target, body, spec)
             .await
@@ -66,7 +65,7 @@ impl Ctx<'_> {
     pub async fn write_copy(
         &self,
         upload: Option<(String, u32)>,
-        metadata: HashMap<String, String>,
+        attrs: impl Into<KeyAttrs>,
         source: &KeyInfo,
         start: u64,
         end: u64,
@@ -82,7 +81,7 @@ impl Ctx<'_> {
             start,
             end,
         ));
-        self.write(upload, metadata, Body::new(stream, &spec), &spec)
+        self.write(upload, attrs, Body::new(stream, &spec), &spec)
             .await
     }
 
@@ -140,6 +139,12 @@ pub async fn handle(
         }
         Endpoint::AbortMultipartUpload { upload_id } => multipart::abort(&ctx, upload_id).await,
         Endpoint::ListParts { upload_id } => multipart::list_parts(&ctx, upload_id).await,
+        Endpoint::GetBucketTagging => tagging::get_bucket_tagging(&ctx).await,
+        Endpoint::PutBucketTagging => tagging::put_bucket_tagging(&ctx, payload).await,
+        Endpoint::DeleteBucketTagging => tagging::delete_bucket_tagging(&ctx).await,
+        Endpoint::GetObjectTagging => tagging::get_object_tagging(&ctx).await,
+        Endpoint::PutObjectTagging => tagging::put_object_tagging(&ctx, payload).await,
+        Endpoint::DeleteObjectTagging => tagging::delete_object_tagging(&ctx).await,
     }
 }
 

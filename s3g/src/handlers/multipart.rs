@@ -6,14 +6,16 @@ use ozone_proto::om::{
     ListMultipartUploadsRequest, ListPartsRequest,
 };
 
-use super::object::metadata_from_headers;
-use super::{Ctx, iso8601, quoted, xml_ok};
+use super::object::{metadata_from_headers, write_condition};
+use super::{Ctx, iso8601, quoted, url_encode, xml_ok};
 use crate::body::{Body, BodySpec, read_small};
 use crate::error::{S3Error, S3ErrorCode, S3Result};
+use crate::object_io::KeyAttrs;
 use crate::xml::{self, XmlWriter};
 
 pub async fn create(ctx: &Ctx<'_>) -> S3Result<HttpResponse> {
     let metadata = metadata_from_headers(ctx)?;
+    let tags = super::tagging::tags_from_header(ctx)?;
     let info = ctx
         .gw
         .om
@@ -24,6 +26,7 @@ pub async fn create(ctx: &Ctx<'_>) -> S3Result<HttpResponse> {
             owner: ctx.user.clone(),
             replication: 0,
             metadata: metadata.into_iter().collect(),
+            tags,
         })
         .await
         .map_err(|e| S3Error::from_om(e, &ctx.resource()))?;
@@ -46,7 +49,12 @@ pub async fn upload_part(
         BodySpec::from_headers(ctx.req.headers()).map_err(|e| e.with_resource(ctx.resource()))?;
     let upload = Some((upload_id, part_number));
     let (summary, _) = ctx
-        .write(upload, Default::default(), Body::new(payload, &spec), &spec)
+        .write(
+            upload,
+            KeyAttrs::default(),
+            Body::new(payload, &spec),
+            &spec,
+        )
         .await?;
     Ok(super::stored(&summary))
 }
@@ -66,6 +74,7 @@ pub async fn complete(
         )
         .with_resource(ctx.resource()));
     }
+    let condition = write_condition(ctx).await?;
     let info = ctx
         .gw
         .om
@@ -82,6 +91,7 @@ pub async fn complete(
                     etag: p.etag.trim_matches('"').to_string(),
                 })
                 .collect(),
+            condition,
         })
         .await
         .map_err(|e| S3Error::from_om(e, &ctx.resource()))?;
@@ -170,29 +180,64 @@ pub async fn list_parts(ctx: &Ctx<'_>, upload_id: String) -> S3Result<HttpRespon
 
 pub async fn list_uploads(ctx: &Ctx<'_>) -> S3Result<HttpResponse> {
     let max = parse_u32(ctx, "max-uploads", 1000)?.min(1000);
-    let prefix = ctx.query.get("prefix").unwrap_or("").to_string();
-    let resp = ctx
-        .gw
-        .om
-        .list_multipart_uploads(ListMultipartUploadsRequest {
-            volume: ctx.volume(),
-            bucket: ctx.bucket.clone(),
-            prefix: prefix.clone(),
-            max_uploads: max,
-        })
-        .await
-        .map_err(|e| S3Error::from_om(e, &ctx.resource()))?;
+    let param = |name: &str| ctx.query.get(name).unwrap_or("").to_string();
+    let (prefix, delimiter) = (param("prefix"), param("delimiter"));
+    let (key_marker, upload_id_marker) = (param("key-marker"), param("upload-id-marker"));
+    let url = match ctx.query.get("encoding-type") {
+        None => false,
+        Some("url") => true,
+        Some(_) => {
+            return Err(S3Error::msg(
+                S3ErrorCode::InvalidArgument,
+                "Invalid Encoding Method specified in Request",
+            ));
+        }
+    };
+    let enc = |s: &str| if url { url_encode(s) } else { s.to_string() };
+    let resp = if max == 0 {
+        // Still answers NoSuchBucket for a missing bucket.
+        super::bucket::head_bucket(ctx).await?;
+        Default::default()
+    } else {
+        ctx.gw
+            .om
+            .list_multipart_uploads(ListMultipartUploadsRequest {
+                volume: ctx.volume(),
+                bucket: ctx.bucket.clone(),
+                prefix: prefix.clone(),
+                max_uploads: max,
+                delimiter: delimiter.clone(),
+                key_marker: key_marker.clone(),
+                upload_id_marker: if key_marker.is_empty() {
+                    String::new()
+                } else {
+                    upload_id_marker.clone()
+                },
+            })
+            .await
+            .map_err(|e| S3Error::from_om(e, &ctx.resource()))?
+    };
     let mut w = XmlWriter::new();
     w.root("ListMultipartUploadsResult");
     w.elem("Bucket", &ctx.bucket);
-    w.elem("KeyMarker", "");
-    w.elem("UploadIdMarker", "");
-    w.elem("Prefix", &prefix);
+    w.elem("KeyMarker", &enc(&key_marker));
+    w.elem("UploadIdMarker", &upload_id_marker);
+    if resp.truncated {
+        w.elem("NextKeyMarker", &enc(&resp.next_key_marker));
+        w.elem("NextUploadIdMarker", &resp.next_upload_id_marker);
+    }
+    if !delimiter.is_empty() {
+        w.elem("Delimiter", &enc(&delimiter));
+    }
+    w.elem("Prefix", &enc(&prefix));
     w.elem("MaxUploads", &max.to_string());
-    w.elem("IsTruncated", "false");
+    w.elem("IsTruncated", if resp.truncated { "true" } else { "false" });
+    if url {
+        w.elem("EncodingType", "url");
+    }
     for u in &resp.uploads {
         w.open("Upload");
-        w.elem("Key", &u.key);
+        w.elem("Key", &enc(&u.key));
         w.elem("UploadId", &u.upload_id);
         for tag in ["Initiator", "Owner"] {
             w.open(tag);
@@ -203,6 +248,11 @@ pub async fn list_uploads(ctx: &Ctx<'_>) -> S3Result<HttpResponse> {
         w.elem("StorageClass", "STANDARD");
         w.elem("Initiated", &iso8601(u.creation_time_ms));
         w.close("Upload");
+    }
+    for p in &resp.common_prefixes {
+        w.open("CommonPrefixes");
+        w.elem("Prefix", &enc(p));
+        w.close("CommonPrefixes");
     }
     w.close("ListMultipartUploadsResult");
     Ok(xml_ok(w.finish()))
@@ -244,7 +294,7 @@ pub async fn upload_part_copy(
     };
     let upload = Some((upload_id, part_number));
     let (summary, info) = ctx
-        .write_copy(upload, Default::default(), &source, start, end)
+        .write_copy(upload, KeyAttrs::default(), &source, start, end)
         .await?;
     let mut w = XmlWriter::new();
     w.root("CopyPartResult");

@@ -5,12 +5,12 @@ use std::collections::HashMap;
 use actix_web::body::SizedStream;
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, HttpResponseBuilder, web};
-use ozone_proto::om::{KeyInfo, OmStatus};
+use ozone_proto::om::{KeyInfo, OmStatus, WriteCondition};
 
 use super::{Ctx, http_date, quoted, xml_ok};
 use crate::body::{Body, BodySpec, read_small};
 use crate::error::{S3Error, S3ErrorCode, S3Result};
-use crate::object_io::read_object;
+use crate::object_io::{KeyAttrs, read_object};
 use crate::xml::{self, XmlWriter};
 
 /// Stored request headers that GET and HEAD give back.
@@ -59,11 +59,68 @@ pub fn metadata_from_headers(ctx: &Ctx<'_>) -> S3Result<HashMap<String, String>>
 pub async fn put_object(ctx: &Ctx<'_>, payload: web::Payload) -> S3Result<HttpResponse> {
     let spec =
         BodySpec::from_headers(ctx.req.headers()).map_err(|e| e.with_resource(ctx.resource()))?;
-    let metadata = metadata_from_headers(ctx)?;
+    let attrs = KeyAttrs {
+        metadata: metadata_from_headers(ctx)?,
+        tags: super::tagging::tags_from_header(ctx)?,
+        condition: write_condition(ctx).await?,
+    };
     let (summary, _) = ctx
-        .write(None, metadata, Body::new(payload, &spec), &spec)
+        .write(None, attrs, Body::new(payload, &spec), &spec)
         .await?;
     Ok(super::stored(&summary))
+}
+
+/// The conditional write a PutObject / CopyObject / CompleteMultipartUpload asks for
+/// (`If-None-Match: *`, `If-Match: <etag>`), checked now against the current key (412
+/// PreconditionFailed; If-Match on a missing key: 404 NoSuchKey) and handed to OM, which checks
+/// it again atomically when the key commits: failing there means a concurrent write got there
+/// first (409 ConditionalRequestConflict, see [`S3Error::from_om`]).
+pub async fn write_condition(ctx: &Ctx<'_>) -> S3Result<Option<WriteCondition>> {
+    let if_none_match = ctx.header("if-none-match").map(str::trim);
+    let if_match = ctx.header("if-match").map(str::trim);
+    if if_none_match.is_none() && if_match.is_none() {
+        return Ok(None);
+    }
+    if let Some(v) = if_none_match
+        && v != "*"
+    {
+        return Err(S3Error::msg(
+            S3ErrorCode::NotImplemented,
+            "A header you provided implies functionality that is not implemented: If-None-Match on a write only accepts '*'",
+        )
+        .with_resource(ctx.resource()));
+    }
+    let current = match ctx
+        .gw
+        .om
+        .lookup_key(&ctx.volume(), &ctx.bucket, &ctx.key)
+        .await
+    {
+        Ok(info) => Some(info),
+        Err(e) if e.status() == OmStatus::KeyNotFound => None,
+        Err(e) => return Err(S3Error::from_om(e, &ctx.resource())),
+    };
+    let failed =
+        || Err(S3Error::new(S3ErrorCode::PreconditionFailed).with_resource(ctx.resource()));
+    if if_none_match.is_some() && current.is_some() {
+        return failed();
+    }
+    if let Some(want) = if_match {
+        let want = want.trim_start_matches("W/").trim_matches('"');
+        match &current {
+            None => {
+                return Err(S3Error::new(S3ErrorCode::NoSuchKey).with_resource(ctx.resource()));
+            }
+            Some(info) if want != "*" && info.etag.trim_matches('"') != want => return failed(),
+            Some(_) => {}
+        }
+    }
+    Ok(Some(WriteCondition {
+        if_none_match: if_none_match.is_some(),
+        if_match: if_match
+            .map(|m| m.trim_start_matches("W/").trim_matches('"').to_string())
+            .unwrap_or_default(),
+    }))
 }
 
 /// Parses a `Range: bytes=...` header against an object of `size` bytes.
@@ -160,6 +217,9 @@ fn object_headers(ctx: &Ctx<'_>, resp: &mut HttpResponseBuilder, info: &KeyInfo)
     }
     if info.parts_count > 0 {
         resp.insert_header(("x-amz-mp-parts-count", info.parts_count.to_string()));
+    }
+    if !info.tags.is_empty() {
+        resp.insert_header(("x-amz-tagging-count", info.tags.len().to_string()));
     }
     for (param, header) in [
         ("response-content-type", "content-type"),
@@ -318,7 +378,22 @@ pub async fn copy_object(ctx: &Ctx<'_>) -> S3Result<HttpResponse> {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect()
     };
-    let (summary, written) = ctx.write_copy(None, metadata, &info, 0, info.size).await?;
+    let tags = match ctx.header("x-amz-tagging-directive").unwrap_or("COPY") {
+        "COPY" => info.tags.clone(),
+        "REPLACE" => super::tagging::tags_from_header(ctx)?,
+        _ => {
+            return Err(S3Error::msg(
+                S3ErrorCode::InvalidArgument,
+                "Unknown tagging directive.",
+            ));
+        }
+    };
+    let attrs = KeyAttrs {
+        metadata,
+        tags,
+        condition: write_condition(ctx).await?,
+    };
+    let (summary, written) = ctx.write_copy(None, attrs, &info, 0, info.size).await?;
     let mut w = XmlWriter::new();
     w.root("CopyObjectResult");
     w.elem(
