@@ -149,7 +149,7 @@ pub fn grpc_code(status: OmStatus) -> Code {
         VolumeAlreadyExists | BucketAlreadyExists => Code::AlreadyExists,
         VolumeNotEmpty | BucketNotEmpty | NotLeader => Code::FailedPrecondition,
         ScmUnavailable | OmUnavailable => Code::Unavailable,
-        PermissionDenied => Code::PermissionDenied,
+        PermissionDenied | InvalidAccessKey | SignatureMismatch => Code::PermissionDenied,
     }
 }
 

@@ -10,6 +10,7 @@
 //! - [`state_machine`]: the deterministic apply of commands, one redb transaction each, with the
 //!   applied raft log id;
 //! - [`store`]: tables, key encoding and reads; [`model`]: the stored records;
+//! - [`security`]: S3 secrets, SigV4 verification and bucket ACLs (`ozone.security.enabled`);
 //! - [`deletion`]: hands the blocks of deleted keys to SCM's deleted-block log.
 //!
 //! The `ozone` binary calls [`run`]; tests call [`start`] with port 0 and use
@@ -22,6 +23,7 @@ pub mod manager;
 pub mod model;
 pub mod raft;
 pub mod scm;
+pub mod security;
 pub mod server;
 pub mod service;
 pub mod settings;

@@ -45,6 +45,10 @@ not_leader! {
     abort_multipart_upload(MultipartUploadRef) -> Empty;
     list_parts(ListPartsRequest) -> ListPartsResponse;
     list_multipart_uploads(ListMultipartUploadsRequest) -> ListMultipartUploadsResponse;
+    get_s3_secret(S3SecretRequest) -> S3Secret;
+    revoke_s3_secret(S3SecretRequest) -> Empty;
+    verify_s3_signature(VerifyS3SignatureRequest) -> VerifyS3SignatureResponse;
+    set_bucket_acl(SetBucketAclRequest) -> BucketInfo;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,7 +8,7 @@ use ozone_proto::om::{
 
 use super::object::metadata_from_headers;
 use super::{Ctx, iso8601, quoted, xml_ok};
-use crate::body::{Body, BodySpec, read_small};
+use crate::body::{Body, read_small};
 use crate::error::{S3Error, S3ErrorCode, S3Result};
 use crate::xml::{self, XmlWriter};
 
@@ -43,7 +43,7 @@ pub async fn upload_part(
     part_number: u32,
 ) -> S3Result<HttpResponse> {
     let spec =
-        BodySpec::from_headers(ctx.req.headers()).map_err(|e| e.with_resource(ctx.resource()))?;
+        ctx.body_spec()?;
     let upload = Some((upload_id, part_number));
     let (summary, _) = ctx
         .write(upload, Default::default(), Body::new(payload, &spec), &spec)
