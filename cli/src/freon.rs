@@ -171,7 +171,9 @@ pub async fn run(cmd: FreonCmd) -> Result<(), BoxError> {
                 .await?;
             }
             if created {
-                let _ = sign(&signer, http.delete(&url), "DELETE", &url).send().await;
+                let _ = sign(&signer, http.delete(&url), "DELETE", &url)
+                    .send()
+                    .await;
             }
             println!("Successful executions: {ok}");
             Ok(())

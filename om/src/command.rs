@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Rejection;
 use crate::model::{
-    AclGrant, BucketRecord, CommittedBlock, S3SecretRecord, KeyRecord, Location, PartTarget, UploadRecord, VolumeRecord,
+    AclGrant, BucketRecord, CommittedBlock, KeyRecord, Location, PartTarget, S3SecretRecord,
+    UploadRecord, VolumeRecord,
 };
 
 /// A mutation of the namespace, ready to apply.

@@ -210,7 +210,9 @@ impl OzoneManager {
         };
         match self.submit(cmd).await? {
             OmResponse::Bucket(b) => Ok((&b).into()),
-            other => Err(OmError::Internal(format!("SetBucketAcl applied as {other:?}"))),
+            other => Err(OmError::Internal(format!(
+                "SetBucketAcl applied as {other:?}"
+            ))),
         }
     }
 }

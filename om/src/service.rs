@@ -170,7 +170,10 @@ impl OmService for OmGrpc {
         rpc!(self, "GetS3Secret", get_s3_secret, r)
     }
 
-    async fn revoke_s3_secret(&self, r: Request<S3SecretRequest>) -> Result<Response<Empty>, Status> {
+    async fn revoke_s3_secret(
+        &self,
+        r: Request<S3SecretRequest>,
+    ) -> Result<Response<Empty>, Status> {
         rpc!(self, "RevokeS3Secret", revoke_s3_secret, r)
     }
 

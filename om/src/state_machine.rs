@@ -28,15 +28,15 @@ use serde::{Deserialize, Serialize};
 use crate::command::{DeleteOutcome, OmCommand, OmResponse};
 use crate::error::{OmError, Rejection};
 use crate::model::{
-    AclGrant, BlockRef, BucketRecord, CommittedBlock, DeletedBlocks, S3SecretRecord, KeyRecord, Location, MIN_PART_SIZE,
-    OpenKeyRecord, PartRecord, PartTarget, UploadRecord, VolumeRecord, unquote, validate_key_name,
-    validate_resource_name,
+    AclGrant, BlockRef, BucketRecord, CommittedBlock, DeletedBlocks, KeyRecord, Location,
+    MIN_PART_SIZE, OpenKeyRecord, PartRecord, PartTarget, S3SecretRecord, UploadRecord,
+    VolumeRecord, unquote, validate_key_name, validate_resource_name,
 };
 use crate::raft::{CommandBatch, Entry, NodeId, OmNode};
 use crate::store::{
     self, APPLIED_INDEX, BUCKETS, DELETED, KEYS, META, OPEN_KEYS, PARTS, RAFT_APPLIED, RAFT_META,
-    S3_SECRETS, Snapshot, UPLOADS, VOLUMES, bucket_key, bucket_prefix, get, key_key, open_key_key, part_key,
-    parts_prefix, upload_key, volume_key,
+    S3_SECRETS, Snapshot, UPLOADS, VOLUMES, bucket_key, bucket_prefix, get, key_key, open_key_key,
+    part_key, parts_prefix, upload_key, volume_key,
 };
 
 /// The last applied raft log id and the membership in effect, stored with the state.
@@ -645,7 +645,9 @@ impl<'t> Writer<'t> {
         if user.is_empty() {
             return reject(OmStatus::InvalidRequest, "an S3 secret needs a user name");
         }
-        if let Some(existing) = get::<S3SecretRecord>(&self.s3_secrets, "s3_secrets", user.as_bytes())? {
+        if let Some(existing) =
+            get::<S3SecretRecord>(&self.s3_secrets, "s3_secrets", user.as_bytes())?
+        {
             return Ok(OmResponse::S3Secret(existing));
         }
         let rec = S3SecretRecord {
@@ -1562,7 +1564,10 @@ mod tests {
             OmResponse::Rejected(_)
         ));
         let snap = sm.snapshot().expect("snap");
-        assert_eq!(snap.s3_secret("alice").expect("read").expect("some").secret, "s1");
+        assert_eq!(
+            snap.s3_secret("alice").expect("read").expect("some").secret,
+            "s1"
+        );
         assert_eq!(snap.require_bucket("vol", "bkt").expect("bucket").acl, acl);
         drop(snap);
 
@@ -1578,7 +1583,13 @@ mod tests {
         apply(OmCommand::RevokeS3Secret {
             user: "alice".into(),
         });
-        assert!(sm.snapshot().expect("snap").s3_secret("alice").expect("read").is_none());
+        assert!(
+            sm.snapshot()
+                .expect("snap")
+                .s3_secret("alice")
+                .expect("read")
+                .is_none()
+        );
 
         // A bucket record written before ACLs existed still loads.
         let old: BucketRecord = serde_json::from_str(

@@ -62,7 +62,9 @@ pub(crate) fn open_db(path: &Path) -> Result<Database, OmError> {
     let txn = db.begin_write()?;
     {
         txn.open_table(META)?;
-        for t in [VOLUMES, BUCKETS, KEYS, OPEN_KEYS, UPLOADS, PARTS, S3_SECRETS] {
+        for t in [
+            VOLUMES, BUCKETS, KEYS, OPEN_KEYS, UPLOADS, PARTS, S3_SECRETS,
+        ] {
             txn.open_table(t)?;
         }
         txn.open_table(DELETED)?;

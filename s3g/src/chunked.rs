@@ -398,12 +398,18 @@ mod tests {
             b'a',
             "bd80c730a21e5b8d04586a2213dd63b9a0e99e0e2307b0ade35a65485a288648",
         );
-        assert!(matches!(run(&bad_sig, 1000), Err(ChunkedError::Signature(_))));
+        assert!(matches!(
+            run(&bad_sig, 1000),
+            Err(ChunkedError::Signature(_))
+        ));
         let bad_data = build(
             b'b',
             "ad80c730a21e5b8d04586a2213dd63b9a0e99e0e2307b0ade35a65485a288648",
         );
-        assert!(matches!(run(&bad_data, 1000), Err(ChunkedError::Signature(_))));
+        assert!(matches!(
+            run(&bad_data, 1000),
+            Err(ChunkedError::Signature(_))
+        ));
         let unsigned = b"3\r\nabc\r\n0\r\n\r\n";
         assert!(matches!(run(unsigned, 5), Err(ChunkedError::Signature(_))));
     }

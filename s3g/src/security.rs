@@ -102,8 +102,7 @@ pub fn allowed(bucket: &BucketInfo, id: &Identity, perm: Perm) -> bool {
     }
     bucket.acl.iter().any(|g| {
         let grantee = g.grantee == ALL_USERS
-            || (id.authenticated
-                && (g.grantee == id.user || g.grantee == AUTHENTICATED_USERS));
+            || (id.authenticated && (g.grantee == id.user || g.grantee == AUTHENTICATED_USERS));
         grantee && (g.permission == "FULL_CONTROL" || g.permission == perm.acl_name())
     })
 }
@@ -173,11 +172,7 @@ pub async fn authenticate(
         ));
     } else {
         let bucket = match bucket {
-            Some(b) => gw
-                .om
-                .info_bucket(&gw.settings.volume, b)
-                .await
-                .ok(),
+            Some(b) => gw.om.info_bucket(&gw.settings.volume, b).await.ok(),
             None => None,
         };
         return Ok(Identity {
@@ -279,11 +274,7 @@ pub async fn authorize(
 }
 
 /// The source bucket of a copy needs READ too.
-pub async fn authorize_copy_source(
-    gw: &Gateway,
-    id: &Identity,
-    bucket: &str,
-) -> S3Result<()> {
+pub async fn authorize_copy_source(gw: &Gateway, id: &Identity, bucket: &str) -> S3Result<()> {
     if !gw.settings.security {
         return Ok(());
     }

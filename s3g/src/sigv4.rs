@@ -35,7 +35,10 @@ pub struct SigV4Request {
 impl SigV4Request {
     /// `date/region/service/aws4_request`.
     pub fn scope(&self) -> String {
-        format!("{}/{}/{}/aws4_request", self.date, self.region, self.service)
+        format!(
+            "{}/{}/{}/aws4_request",
+            self.date, self.region, self.service
+        )
     }
 }
 
@@ -89,8 +92,8 @@ pub fn parse_authorization(header: &str, amz_date: &str) -> S3Result<SigV4Reques
             "the authorization header needs Credential, SignedHeaders and Signature",
         ));
     };
-    let (access_key, date, region, service) = parse_credential(credential)
-        .ok_or_else(|| bad_auth("the Credential is malformed"))?;
+    let (access_key, date, region, service) =
+        parse_credential(credential).ok_or_else(|| bad_auth("the Credential is malformed"))?;
     Ok(SigV4Request {
         access_key,
         date,
@@ -342,7 +345,11 @@ mod tests {
             .collect();
         let q = Query::parse("max-keys=2&prefix=J").unwrap();
         let creq = canonical_request("GET", "/", &q, &h, &signed, EMPTY_SHA256);
-        let sts = string_to_sign("20130524T000000Z", "20130524/us-east-1/s3/aws4_request", &creq);
+        let sts = string_to_sign(
+            "20130524T000000Z",
+            "20130524/us-east-1/s3/aws4_request",
+            &creq,
+        );
         let key = sigv4::signing_key(SECRET, "20130524", "us-east-1", "s3");
         assert_eq!(
             sigv4::sign(&key, &sts),
@@ -350,7 +357,11 @@ mod tests {
         );
         let q = Query::parse("lifecycle").unwrap();
         let creq = canonical_request("GET", "/", &q, &h, &signed, EMPTY_SHA256);
-        let sts = string_to_sign("20130524T000000Z", "20130524/us-east-1/s3/aws4_request", &creq);
+        let sts = string_to_sign(
+            "20130524T000000Z",
+            "20130524/us-east-1/s3/aws4_request",
+            &creq,
+        );
         assert_eq!(
             sigv4::sign(&key, &sts),
             "fea454ca298b7da1c68078a5d1bdbfbbe0d65c699e0f91ac7a200a0136783543"
@@ -418,6 +429,45 @@ mod tests {
         ] {
             assert!(parse_authorization(h, "").is_err(), "{h}");
         }
-        assert!(parse_presigned(&Query::parse("X-Amz-Algorithm=AWS4-HMAC-SHA256").unwrap()).is_err());
+        assert!(
+            parse_presigned(&Query::parse("X-Amz-Algorithm=AWS4-HMAC-SHA256").unwrap()).is_err()
+        );
+    }
+
+    /// Mutated Authorization headers and queries never panic the parsers (the fuzz target
+    /// `request` does the same at scale).
+    #[test]
+    fn random_mutations_never_panic() {
+        let base = "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request,SignedHeaders=host;range;x-amz-date,Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41";
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let alphabet = b"/=,; %&AWS4-HMAC-SHA256aws4_request0123456789\xc3\xa9";
+        for _ in 0..5000 {
+            let mut b = base.as_bytes().to_vec();
+            for _ in 0..(next() % 6) {
+                let pos = (next() as usize) % (b.len() + 1);
+                match next() % 3 {
+                    0 if pos < b.len() => {
+                        b.remove(pos);
+                    }
+                    1 => b.insert(pos, alphabet[(next() as usize) % alphabet.len()]),
+                    _ => b.truncate(pos),
+                }
+            }
+            let text = String::from_utf8_lossy(&b);
+            if let Ok(sig) = parse_authorization(&text, "20130524T000000Z") {
+                assert!(!sig.access_key.is_empty() && sig.date.len() == 8);
+            }
+            if let Ok(q) = Query::parse(&text.replace([',', ' '], "&")) {
+                let _ = parse_presigned(&q);
+                let creq = canonical_request("GET", &text, &q, &HeaderMap::new(), &[], "x");
+                let _ = string_to_sign(&text, &text, &creq);
+            }
+        }
     }
 }

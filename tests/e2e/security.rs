@@ -16,7 +16,8 @@ fn security_sigv4_acls_and_secrets() {
 
     // The admin credential is in the conf dir, readable by its owner only.
     let file = c.conf_dir().join("admin.secret");
-    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&file).unwrap().permissions());
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&file).unwrap().permissions());
     assert_eq!(mode & 0o777, 0o600, "{}", file.display());
 
     // Without (or with a wrong) admin credential, secrets cannot be managed.
@@ -34,7 +35,10 @@ fn security_sigv4_acls_and_secrets() {
                 .unwrap();
             let err = String::from_utf8_lossy(&out.stderr);
             assert!(!out.status.success(), "{cmd} with {k}={v:?} succeeded");
-            assert!(err.contains("PERMISSION_DENIED") || err.contains("admin credential"), "{err}");
+            assert!(
+                err.contains("PERMISSION_DENIED") || err.contains("admin credential"),
+                "{err}"
+            );
         }
     }
 
@@ -51,14 +55,41 @@ fn security_sigv4_acls_and_secrets() {
     let src = c.dir().join("big.bin");
     ozone_tests::write_random_file(&src, 20 * 1024 * 1024 + 12345, 7);
     let dst = c.dir().join("big.back");
-    ok(c.aws_as(&ak_a, &sk_a, &["s3", "cp", src.to_str().unwrap(), "s3://alice-bucket/big.bin"]));
-    ok(c.aws_as(&ak_a, &sk_a, &["s3", "cp", "s3://alice-bucket/big.bin", dst.to_str().unwrap()]));
+    ok(c.aws_as(
+        &ak_a,
+        &sk_a,
+        &[
+            "s3",
+            "cp",
+            src.to_str().unwrap(),
+            "s3://alice-bucket/big.bin",
+        ],
+    ));
+    ok(c.aws_as(
+        &ak_a,
+        &sk_a,
+        &[
+            "s3",
+            "cp",
+            "s3://alice-bucket/big.bin",
+            dst.to_str().unwrap(),
+        ],
+    ));
     assert!(ozone_tests::same_file(&src, &dst), "bytes differ");
     let out = c.aws_as(&ak_a, "not-the-secret", &["s3", "ls", "s3://alice-bucket/"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("SignatureDoesNotMatch"));
     // Bob's READ grant was replaced by WRITE: he cannot read the big object.
-    let out = c.aws_as(&ak_b, &sk_b, &["s3", "cp", "s3://alice-bucket/big.bin", dst.to_str().unwrap()]);
+    let out = c.aws_as(
+        &ak_b,
+        &sk_b,
+        &[
+            "s3",
+            "cp",
+            "s3://alice-bucket/big.bin",
+            dst.to_str().unwrap(),
+        ],
+    );
     assert!(!out.status.success());
 
     // A revoked secret stops working at once.

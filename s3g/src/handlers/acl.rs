@@ -72,7 +72,10 @@ pub fn canned(acl: &str) -> S3Result<Vec<(String, &'static str)>> {
 }
 
 /// The grants of `x-amz-grant-<perm>: id="u1", uri="..."` headers.
-pub fn header_grants(value: &str, permission: &'static str) -> S3Result<Vec<(String, &'static str)>> {
+pub fn header_grants(
+    value: &str,
+    permission: &'static str,
+) -> S3Result<Vec<(String, &'static str)>> {
     let mut out = Vec::new();
     for item in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         let (kind, v) = item
@@ -257,11 +260,17 @@ mod tests {
     #[test]
     fn canned_and_header_grants() {
         assert!(canned("private").unwrap().is_empty());
-        assert_eq!(canned("public-read").unwrap(), vec![("*".to_string(), "READ")]);
+        assert_eq!(
+            canned("public-read").unwrap(),
+            vec![("*".to_string(), "READ")]
+        );
         assert!(canned("nope").is_err());
         assert_eq!(
-            header_grants("id=\"bob\", uri=\"http://acs.amazonaws.com/groups/global/AllUsers\"", "READ")
-                .unwrap(),
+            header_grants(
+                "id=\"bob\", uri=\"http://acs.amazonaws.com/groups/global/AllUsers\"",
+                "READ"
+            )
+            .unwrap(),
             vec![("bob".to_string(), "READ"), ("*".to_string(), "READ")]
         );
         assert!(header_grants("bob", "READ").is_err());

@@ -42,8 +42,7 @@ pub async fn upload_part(
     upload_id: String,
     part_number: u32,
 ) -> S3Result<HttpResponse> {
-    let spec =
-        ctx.body_spec()?;
+    let spec = ctx.body_spec()?;
     let upload = Some((upload_id, part_number));
     let (summary, _) = ctx
         .write(upload, Default::default(), Body::new(payload, &spec), &spec)

@@ -57,8 +57,7 @@ pub fn metadata_from_headers(ctx: &Ctx<'_>) -> S3Result<HashMap<String, String>>
 }
 
 pub async fn put_object(ctx: &Ctx<'_>, payload: web::Payload) -> S3Result<HttpResponse> {
-    let spec =
-        ctx.body_spec()?;
+    let spec = ctx.body_spec()?;
     let metadata = metadata_from_headers(ctx)?;
     let (summary, _) = ctx
         .write(None, metadata, Body::new(payload, &spec), &spec)
