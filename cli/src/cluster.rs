@@ -246,6 +246,20 @@ async fn up(
                     .ok_or_else(|| format!("--set expects KEY=VALUE, got {kv}"))?;
                 c.insert(k.trim().into(), v.trim().into());
             }
+            let security = c
+                .get("ozone.security.enabled")
+                .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+            if security && !c.contains_key("ozone.om.admin.secret.file") {
+                // One admin credential for every OM and for the CLI run with this conf dir.
+                let file = conf_dir.join(ozone_om::security::ADMIN_SECRET_FILE);
+                if !file.exists() {
+                    ozone_om::security::write_secret_file(
+                        &file,
+                        &ozone_om::security::new_secret(),
+                    )?;
+                }
+                c.insert("ozone.om.admin.secret.file".into(), d(&file));
+            }
             write_conf(&conf_dir, &c)?;
             c
         }
@@ -360,6 +374,9 @@ async fn up(
     }
     println!("S3 endpoint: {endpoint}");
     println!("Configuration: OZONE_CONF_DIR={}", conf_dir.display());
+    if let Some(f) = cluster.get("ozone.om.admin.secret.file") {
+        println!("Security on; admin credential: {f} (ozone s3 getsecret -u USER)");
+    }
 
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let shutdown = ozone_common::shutdown_signal();
@@ -452,7 +469,10 @@ async fn wait_ready(
             continue;
         }
         match http.get(format!("{s3}/")).send().await {
-            Ok(r) if r.status().is_success() => return Ok(()),
+            // 403: security is on and the probe carries no credentials.
+            Ok(r) if r.status().is_success() || r.status() == reqwest::StatusCode::FORBIDDEN => {
+                return Ok(());
+            }
             Ok(r) => last = format!("S3 gateway answered {}", r.status()),
             Err(e) => last = format!("S3 gateway not reachable: {e}"),
         }

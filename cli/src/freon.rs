@@ -1,5 +1,6 @@
 //! `ozone freon`: load generators. `s3bench` measures PUT/GET throughput of large objects and
-//! operations per second of small ones through a real S3 endpoint (security off: unsigned).
+//! operations per second of small ones through a real S3 endpoint (unsigned, or SigV4-signed
+//! with `--access-key`/`--secret` for a cluster with security on).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -40,7 +41,83 @@ pub enum FreonCmd {
         /// Concurrent small-object requests.
         #[arg(long, default_value_t = 32)]
         small_concurrency: usize,
+        /// Sign requests (SigV4, UNSIGNED-PAYLOAD) with this access key (security on).
+        #[arg(long, requires = "secret")]
+        access_key: Option<String>,
+        /// The secret of --access-key.
+        #[arg(long)]
+        secret: Option<String>,
     },
+}
+
+/// Signs freon's requests with SigV4 (headers host, x-amz-content-sha256, x-amz-date).
+#[derive(Clone)]
+struct Signer {
+    access_key: String,
+    secret: String,
+}
+
+fn sign(
+    signer: &Option<Signer>,
+    req: reqwest::RequestBuilder,
+    method: &str,
+    url: &str,
+) -> reqwest::RequestBuilder {
+    let Some(s) = signer else { return req };
+    let Ok(u) = reqwest::Url::parse(url) else {
+        return req;
+    };
+    let host = match u.port() {
+        Some(p) => format!("{}:{p}", u.host_str().unwrap_or("")),
+        None => u.host_str().unwrap_or("").to_string(),
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (t, date) = amz_date(now);
+    let payload = "UNSIGNED-PAYLOAD";
+    let creq = format!(
+        "{method}\n{}\n\nhost:{host}\nx-amz-content-sha256:{payload}\nx-amz-date:{t}\n\nhost;x-amz-content-sha256;x-amz-date\n{payload}",
+        u.path()
+    );
+    let scope = format!("{date}/us-east-1/s3/aws4_request");
+    let sts = ozone_s3g::sigv4::string_to_sign(&t, &scope, &creq);
+    let key = ozone_common::sigv4::signing_key(&s.secret, &date, "us-east-1", "s3");
+    let sig = ozone_common::sigv4::sign(&key, &sts);
+    req.header("x-amz-date", t)
+        .header("x-amz-content-sha256", payload)
+        .header(
+            "authorization",
+            format!(
+                "AWS4-HMAC-SHA256 Credential={}/{scope}, SignedHeaders=host;x-amz-content-sha256;x-amz-date, Signature={sig}",
+                s.access_key
+            ),
+        )
+}
+
+/// (`yyyyMMdd'T'HHmmss'Z'`, `yyyyMMdd`) of a Unix time.
+fn amz_date(secs: u64) -> (String, String) {
+    let days = secs / 86400;
+    let rem = secs % 86400;
+    // Civil date from days since the epoch (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    let date = format!("{y:04}{m:02}{d:02}");
+    let t = format!(
+        "{date}T{:02}{:02}{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    );
+    (t, date)
 }
 
 pub async fn run(cmd: FreonCmd) -> Result<(), BoxError> {
@@ -54,7 +131,13 @@ pub async fn run(cmd: FreonCmd) -> Result<(), BoxError> {
             small_size,
             small_count,
             small_concurrency,
+            access_key,
+            secret,
         } => {
+            let signer = access_key.map(|access_key| Signer {
+                access_key,
+                secret: secret.unwrap_or_default(),
+            });
             let size = parse_bytes(&size).ok_or("invalid --size")?;
             let small_size = parse_bytes(&small_size).ok_or("invalid --small-size")?;
             let http = reqwest::Client::builder()
@@ -67,17 +150,18 @@ pub async fn run(cmd: FreonCmd) -> Result<(), BoxError> {
                 None => (format!("freon-{}", std::process::id()), true),
             };
             let url = format!("{base}/{bucket}");
-            let r = http.put(&url).send().await?;
+            let r = sign(&signer, http.put(&url), "PUT", &url).send().await?;
             if !r.status().is_success() && r.status().as_u16() != 409 {
                 return Err(format!("creating bucket {bucket}: {}", r.status()).into());
             }
             let mut ok = 0;
             if count > 0 {
-                ok += phase(&http, &url, "large", size, count, concurrency).await?;
+                ok += phase(&http, &signer, &url, "large", size, count, concurrency).await?;
             }
             if small_count > 0 {
                 ok += phase(
                     &http,
+                    &signer,
                     &url,
                     "small",
                     small_size,
@@ -87,7 +171,9 @@ pub async fn run(cmd: FreonCmd) -> Result<(), BoxError> {
                 .await?;
             }
             if created {
-                let _ = http.delete(&url).send().await;
+                let _ = sign(&signer, http.delete(&url), "DELETE", &url)
+                    .send()
+                    .await;
             }
             println!("Successful executions: {ok}");
             Ok(())
@@ -131,6 +217,7 @@ fn human(bytes: u64) -> String {
 
 async fn phase(
     http: &reqwest::Client,
+    signer: &Option<Signer>,
     url: &str,
     name: &str,
     size: u64,
@@ -142,8 +229,7 @@ async fn phase(
     let started = Instant::now();
     let puts = futures::stream::iter(0..count)
         .map(|i| {
-            let req = http
-                .put(key(i))
+            let req = sign(signer, http.put(key(i)), "PUT", &key(i))
                 .header("content-length", size)
                 .body(body(size, &pattern));
             async move {
@@ -167,7 +253,7 @@ async fn phase(
     let started = Instant::now();
     let gets = futures::stream::iter(0..count)
         .map(|i| {
-            let req = http.get(key(i));
+            let req = sign(signer, http.get(key(i)), "GET", &key(i));
             let read = read.clone();
             async move {
                 let r = req.send().await?;
@@ -210,7 +296,7 @@ async fn phase(
         get_secs
     );
     futures::stream::iter(0..count)
-        .map(|i| http.delete(key(i)).send())
+        .map(|i| sign(signer, http.delete(key(i)), "DELETE", &key(i)).send())
         .buffer_unordered(concurrency.max(1))
         .collect::<Vec<_>>()
         .await;

@@ -1,13 +1,15 @@
 //! The `ozone` binary: a thin shell that parses arguments, loads configuration, sets up tracing
 //! and calls into the role crates (`ozone om|scm|datanode|s3g`), runs a local cluster
 //! (`ozone cluster up`), the admin tools (`ozone admin ...`), the load generator (`ozone freon`)
-//! and a health check for containers (`ozone health`).
+//! S3 secrets (`ozone s3 getsecret|revokesecret`) and a health check for containers
+//! (`ozone health`).
 
 mod admin;
 mod admin_om;
 mod cluster;
 mod freon;
 mod health;
+mod s3;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -54,6 +56,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: freon::FreonCmd,
     },
+    /// S3 secrets (security on): `getsecret`, `revokesecret`.
+    S3 {
+        #[command(subcommand)]
+        cmd: s3::S3Cmd,
+    },
     /// Exits 0 when a role's http page answers (for container health checks).
     Health(health::HealthArgs),
     /// Prints configuration values.
@@ -96,6 +103,7 @@ fn main() -> ExitCode {
             Cmd::Cluster { cmd } => cluster::run(cmd).await,
             Cmd::Admin { cmd } => admin::run(&cfg, cmd).await,
             Cmd::Freon { cmd } => freon::run(cmd).await,
+            Cmd::S3 { cmd } => s3::run(&cfg, cmd).await,
             Cmd::Health(args) => health::check(&args)
                 .await
                 .map(|ok| println!("{ok}"))

@@ -40,6 +40,8 @@ keys! {
     "ozone.s3g.http-address" = "0.0.0.0:9878" : "S3 gateway address.";
     "ozone.s3g.webadmin.http-address" = "0.0.0.0:19878" : "S3 gateway web admin address (/prom, status page).";
     "ozone.s3g.volume.name" = "s3v" : "Volume that holds the S3 buckets.";
+    "ozone.security.enabled" = "false" : "Security: the S3 gateway verifies AWS SigV4 signatures against per-user secrets kept by OM, and bucket owners and ACLs decide who may do what. Off: any access key is accepted and names the user.";
+    "ozone.om.admin.secret.file" = "" : "File holding the admin credential that `ozone s3 getsecret|revokesecret` must present (OM reads it; the CLI reads it too, or $OZONE_ADMIN_SECRET). Empty: <OM db dir>/admin.secret, created (mode 0600) by OM at start when security is on.";
     "ozone.s3g.domain.name" = "" : "Comma-separated domains for virtual-host-style bucket addressing.";
     "ozone.s3g.list.max.keys.limit" = "1000" : "Largest page ListObjects returns.";
     "ozone.s3g.client.buffer.size" = "1MB" : "Bytes of a request body the S3 gateway gathers before sending them to the datanodes as one piece (bounds memory per upload).";

@@ -5,6 +5,7 @@
 pub mod config;
 pub mod http;
 pub mod metrics;
+pub mod sigv4;
 pub mod telemetry;
 
 pub use config::{ConfigError, OzoneConfig};

@@ -151,7 +151,7 @@ pub fn grpc_code(status: OmStatus) -> Code {
             Code::FailedPrecondition
         }
         ScmUnavailable | OmUnavailable => Code::Unavailable,
-        PermissionDenied => Code::PermissionDenied,
+        PermissionDenied | InvalidAccessKey | SignatureMismatch => Code::PermissionDenied,
     }
 }
 

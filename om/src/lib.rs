@@ -11,6 +11,7 @@
 //!   applied raft log id;
 //! - [`store`]: tables, key encoding and reads; [`model`]: the stored records;
 //! - [`tags`]: the S3 tag limits;
+//! - [`security`]: S3 secrets, SigV4 verification and bucket ACLs (`ozone.security.enabled`);
 //! - [`deletion`]: hands the blocks of deleted keys to SCM's deleted-block log.
 //!
 //! The `ozone` binary calls [`run`]; tests call [`start`] with port 0 and use
@@ -23,6 +24,7 @@ pub mod manager;
 pub mod model;
 pub mod raft;
 pub mod scm;
+pub mod security;
 pub mod server;
 pub mod service;
 pub mod settings;

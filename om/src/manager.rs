@@ -177,7 +177,7 @@ impl OzoneManager {
     }
 
     /// A linearizable read: [`Self::ensure_linearizable`], then `f` on a database snapshot.
-    async fn read<T: Send + 'static>(
+    pub(crate) async fn read<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Snapshot) -> Result<T, OmError> + Send + 'static,
     ) -> Result<T, OmError> {

@@ -71,6 +71,28 @@ pub struct BucketRecord {
     /// S3 bucket tags.
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
+    /// ACL grants beyond the owner's FULL_CONTROL (S3 bucket ACLs).
+    #[serde(default)]
+    pub acl: Vec<AclGrant>,
+}
+
+/// One bucket ACL grant: `grantee` is a user, `*` (everyone) or `@authenticated`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AclGrant {
+    pub grantee: String,
+    /// READ, WRITE, READ_ACP, WRITE_ACP or FULL_CONTROL.
+    pub permission: String,
+}
+
+/// Permissions a bucket ACL grant may carry.
+pub const ACL_PERMISSIONS: &[&str] = &["READ", "WRITE", "READ_ACP", "WRITE_ACP", "FULL_CONTROL"];
+
+/// A user's S3 secret (security on). The access key is the user name, as in Ozone.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct S3SecretRecord {
+    pub user: String,
+    pub secret: String,
+    pub creation_time_ms: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -411,6 +433,14 @@ impl From<&BucketRecord> for om::BucketInfo {
             creation_time_ms: b.creation_time_ms,
             replication: b.replication,
             tags: b.tags.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            acl: b
+                .acl
+                .iter()
+                .map(|g| om::BucketGrant {
+                    grantee: g.grantee.clone(),
+                    permission: g.permission.clone(),
+                })
+                .collect(),
         }
     }
 }

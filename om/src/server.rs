@@ -48,7 +48,8 @@ pub struct OmServer {
 /// A single OM also waits until it leads its one-node group and the S3 volume exists; an OM of
 /// a 3-node service returns once it serves (its peers may not be up yet).
 pub async fn start(cfg: OzoneConfig) -> Result<OmServer, OmError> {
-    let settings = OmSettings::from_config(&cfg)?;
+    let mut settings = OmSettings::from_config(&cfg)?;
+    settings.admin_secret = crate::security::load_admin_secret(&settings)?;
     let mut ha = HaSettings::from_config(&cfg)?;
     let dir = settings.db_dir.clone();
     let sm = tokio::task::spawn_blocking(move || StateMachine::open(&dir))

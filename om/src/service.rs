@@ -176,4 +176,32 @@ impl OmService for OmGrpc {
     ) -> Result<Response<BucketInfo>, Status> {
         rpc!(self, "SetBucketTags", set_bucket_tags, r)
     }
+
+    async fn get_s3_secret(
+        &self,
+        r: Request<S3SecretRequest>,
+    ) -> Result<Response<S3Secret>, Status> {
+        rpc!(self, "GetS3Secret", get_s3_secret, r)
+    }
+
+    async fn revoke_s3_secret(
+        &self,
+        r: Request<S3SecretRequest>,
+    ) -> Result<Response<Empty>, Status> {
+        rpc!(self, "RevokeS3Secret", revoke_s3_secret, r)
+    }
+
+    async fn verify_s3_signature(
+        &self,
+        r: Request<VerifyS3SignatureRequest>,
+    ) -> Result<Response<VerifyS3SignatureResponse>, Status> {
+        rpc!(self, "VerifyS3Signature", verify_s3_signature, r)
+    }
+
+    async fn set_bucket_acl(
+        &self,
+        r: Request<SetBucketAclRequest>,
+    ) -> Result<Response<BucketInfo>, Status> {
+        rpc!(self, "SetBucketAcl", set_bucket_acl, r)
+    }
 }

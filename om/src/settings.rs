@@ -37,6 +37,12 @@ pub struct OmSettings {
     /// `ozone.s3g.volume.name`: created at first start, owner [`S3_VOLUME_OWNER`].
     pub s3_volume: String,
     pub scm_timeout: Duration,
+    /// `ozone.security.enabled`.
+    pub security: bool,
+    /// `ozone.om.admin.secret.file`, else `<db_dir>/admin.secret`.
+    pub admin_secret_file: PathBuf,
+    /// The admin credential, read (or created) at start when security is on.
+    pub admin_secret: Option<String>,
 }
 
 impl OmSettings {
@@ -69,7 +75,14 @@ impl OmSettings {
         let s3_volume = cfg.get("ozone.s3g.volume.name");
         validate_resource_name("volume", &s3_volume)
             .map_err(|e| invalid("ozone.s3g.volume.name", &e.to_string()))?;
+        let admin_secret_file = match cfg.get_opt("ozone.om.admin.secret.file") {
+            Some(f) => PathBuf::from(f),
+            None => PathBuf::from(&db_dir).join(crate::security::ADMIN_SECRET_FILE),
+        };
         Ok(OmSettings {
+            security: cfg.get_bool("ozone.security.enabled")?,
+            admin_secret_file,
+            admin_secret: None,
             db_dir: PathBuf::from(db_dir),
             address: cfg.get("ozone.om.address"),
             http_address: cfg.get("ozone.om.http-address"),

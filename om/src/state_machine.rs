@@ -28,15 +28,15 @@ use serde::{Deserialize, Serialize};
 use crate::command::{DeleteOutcome, OmCommand, OmResponse};
 use crate::error::{OmError, Rejection};
 use crate::model::{
-    BlockRef, BucketRecord, CommittedBlock, DeletedBlocks, KeyRecord, Location, MIN_PART_SIZE,
-    OpenKeyRecord, PartRecord, PartTarget, UploadRecord, VolumeRecord, WriteCondition, unquote,
-    validate_key_name, validate_resource_name,
+    AclGrant, BlockRef, BucketRecord, CommittedBlock, DeletedBlocks, KeyRecord, Location,
+    MIN_PART_SIZE, OpenKeyRecord, PartRecord, PartTarget, S3SecretRecord, UploadRecord,
+    VolumeRecord, WriteCondition, unquote, validate_key_name, validate_resource_name,
 };
 use crate::raft::{CommandBatch, Entry, NodeId, OmNode};
 use crate::store::{
     self, APPLIED_INDEX, BUCKETS, DELETED, KEYS, META, OPEN_KEYS, PARTS, RAFT_APPLIED, RAFT_META,
-    Snapshot, UPLOADS, VOLUMES, bucket_key, bucket_prefix, get, key_key, open_key_key, part_key,
-    parts_prefix, upload_key, volume_key,
+    S3_SECRETS, Snapshot, UPLOADS, VOLUMES, bucket_key, bucket_prefix, get, key_key, open_key_key,
+    part_key, parts_prefix, upload_key, volume_key,
 };
 
 /// The last applied raft log id and the membership in effect, stored with the state.
@@ -298,6 +298,7 @@ impl StateMachine {
                 ("open_keys", OPEN_KEYS),
                 ("multipart_uploads", UPLOADS),
                 ("multipart_parts", PARTS),
+                ("s3_secrets", S3_SECRETS),
             ];
             for (_, def) in tables {
                 txn.delete_table(def)?;
@@ -445,6 +446,7 @@ struct Writer<'t> {
     open_keys: BytesTable<'t>,
     uploads: BytesTable<'t>,
     parts: BytesTable<'t>,
+    s3_secrets: BytesTable<'t>,
     released: Vec<BlockRef>,
 }
 
@@ -459,6 +461,7 @@ impl<'t> Writer<'t> {
             open_keys: txn.open_table(OPEN_KEYS)?,
             uploads: txn.open_table(UPLOADS)?,
             parts: txn.open_table(PARTS)?,
+            s3_secrets: txn.open_table(S3_SECRETS)?,
             released: Vec::new(),
         })
     }
@@ -503,6 +506,20 @@ impl<'t> Writer<'t> {
                 now_ms,
             } => self.create_bucket(volume, bucket, owner, *replication, *now_ms),
             OmCommand::DeleteBucket { volume, bucket } => self.delete_bucket(volume, bucket),
+            OmCommand::CreateS3Secret {
+                user,
+                secret,
+                now_ms,
+            } => self.create_s3_secret(user, secret, *now_ms),
+            OmCommand::RevokeS3Secret { user } => {
+                self.s3_secrets.remove(user.as_bytes())?;
+                Ok(OmResponse::Done)
+            }
+            OmCommand::SetBucketAcl {
+                volume,
+                bucket,
+                acl,
+            } => self.set_bucket_acl(volume, bucket, acl),
             OmCommand::OpenKey {
                 volume,
                 bucket,
@@ -660,6 +677,41 @@ impl<'t> Writer<'t> {
         }
     }
 
+    fn create_s3_secret(
+        &mut self,
+        user: &str,
+        secret: &str,
+        now_ms: u64,
+    ) -> Result<OmResponse, OmError> {
+        if user.is_empty() {
+            return reject(OmStatus::InvalidRequest, "an S3 secret needs a user name");
+        }
+        if let Some(existing) =
+            get::<S3SecretRecord>(&self.s3_secrets, "s3_secrets", user.as_bytes())?
+        {
+            return Ok(OmResponse::S3Secret(existing));
+        }
+        let rec = S3SecretRecord {
+            user: user.to_string(),
+            secret: secret.to_string(),
+            creation_time_ms: now_ms,
+        };
+        Self::put(&mut self.s3_secrets, user.as_bytes(), &rec)?;
+        Ok(OmResponse::S3Secret(rec))
+    }
+
+    fn set_bucket_acl(
+        &mut self,
+        volume: &str,
+        bucket: &str,
+        acl: &[AclGrant],
+    ) -> Result<OmResponse, OmError> {
+        let mut rec = self.require_bucket(volume, bucket)?;
+        rec.acl = acl.to_vec();
+        Self::put(&mut self.buckets, &bucket_key(volume, bucket), &rec)?;
+        Ok(OmResponse::Bucket(rec))
+    }
+
     fn require_bucket(&self, volume: &str, bucket: &str) -> Result<BucketRecord, OmError> {
         store::require_bucket(&self.volumes, &self.buckets, volume, bucket)
     }
@@ -747,6 +799,7 @@ impl<'t> Writer<'t> {
             creation_time_ms: now_ms,
             replication,
             tags: BTreeMap::new(),
+            acl: Vec::new(),
         };
         Self::put(&mut self.buckets, &k, &rec)?;
         Ok(OmResponse::Bucket(rec))
@@ -1699,5 +1752,82 @@ mod tests {
             .require_bucket("vol", "bkt")
             .expect("bucket");
         assert_eq!(b.tags, tags);
+    }
+
+    #[test]
+    fn s3_secrets_and_bucket_acls_apply_and_travel_in_snapshots() {
+        let d = tempfile::tempdir().expect("tmp");
+        let sm = StateMachine::open(d.path()).expect("open");
+        let apply = |c: OmCommand| sm.apply_next(&c).expect("apply").1;
+        apply(script()[0].clone());
+        apply(script()[1].clone());
+        let secret = |user: &str, secret: &str| OmCommand::CreateS3Secret {
+            user: user.into(),
+            secret: secret.into(),
+            now_ms: 1,
+        };
+        let OmResponse::S3Secret(first) = apply(secret("alice", "s1")) else {
+            panic!("no secret")
+        };
+        assert_eq!(first.secret, "s1");
+        // A second create keeps (and answers) the first secret.
+        let OmResponse::S3Secret(again) = apply(secret("alice", "s2")) else {
+            panic!("no secret")
+        };
+        assert_eq!(again.secret, "s1");
+        let acl = vec![AclGrant {
+            grantee: "bob".into(),
+            permission: "READ".into(),
+        }];
+        let OmResponse::Bucket(b) = apply(OmCommand::SetBucketAcl {
+            volume: "vol".into(),
+            bucket: "bkt".into(),
+            acl: acl.clone(),
+        }) else {
+            panic!("no bucket")
+        };
+        assert_eq!(b.acl, acl);
+        assert!(matches!(
+            apply(OmCommand::SetBucketAcl {
+                volume: "vol".into(),
+                bucket: "missing".into(),
+                acl: vec![],
+            }),
+            OmResponse::Rejected(_)
+        ));
+        let snap = sm.snapshot().expect("snap");
+        assert_eq!(
+            snap.s3_secret("alice").expect("read").expect("some").secret,
+            "s1"
+        );
+        assert_eq!(snap.require_bucket("vol", "bkt").expect("bucket").acl, acl);
+        drop(snap);
+
+        // Snapshots carry secrets and ACLs.
+        let (applied, data) = sm.export().expect("export");
+        let d2 = tempfile::tempdir().expect("tmp");
+        let other = StateMachine::open(d2.path()).expect("open");
+        other.install(&applied, &data).expect("install");
+        let snap = other.snapshot().expect("snap");
+        assert!(snap.s3_secret("alice").expect("read").is_some());
+        assert_eq!(snap.require_bucket("vol", "bkt").expect("bucket").acl, acl);
+
+        apply(OmCommand::RevokeS3Secret {
+            user: "alice".into(),
+        });
+        assert!(
+            sm.snapshot()
+                .expect("snap")
+                .s3_secret("alice")
+                .expect("read")
+                .is_none()
+        );
+
+        // A bucket record written before ACLs existed still loads.
+        let old: BucketRecord = serde_json::from_str(
+            r#"{"volume":"v","name":"b","owner":"o","creation_time_ms":1,"replication":3}"#,
+        )
+        .expect("old record");
+        assert!(old.acl.is_empty());
     }
 }

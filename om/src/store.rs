@@ -26,8 +26,8 @@ use serde::de::DeserializeOwned;
 
 use crate::error::OmError;
 use crate::model::{
-    BucketRecord, DeletedBlocks, KeyRecord, OpenKeyRecord, PartRecord, UploadRecord, VolumeRecord,
-    page_size,
+    BucketRecord, DeletedBlocks, KeyRecord, OpenKeyRecord, PartRecord, S3SecretRecord,
+    UploadRecord, VolumeRecord, page_size,
 };
 
 pub(crate) type BytesTable = TableDefinition<'static, &'static [u8], &'static [u8]>;
@@ -39,6 +39,8 @@ pub(crate) const KEYS: BytesTable = TableDefinition::new("keys");
 pub(crate) const OPEN_KEYS: BytesTable = TableDefinition::new("open_keys");
 pub(crate) const UPLOADS: BytesTable = TableDefinition::new("multipart_uploads");
 pub(crate) const PARTS: BytesTable = TableDefinition::new("multipart_parts");
+/// S3 secrets by user (security on): key the user name, value [`S3SecretRecord`].
+pub(crate) const S3_SECRETS: BytesTable = TableDefinition::new("s3_secrets");
 pub(crate) const DELETED: TableDefinition<'static, u64, &'static [u8]> =
     TableDefinition::new("deleted_blocks");
 
@@ -60,7 +62,9 @@ pub(crate) fn open_db(path: &Path) -> Result<Database, OmError> {
     let txn = db.begin_write()?;
     {
         txn.open_table(META)?;
-        for t in [VOLUMES, BUCKETS, KEYS, OPEN_KEYS, UPLOADS, PARTS] {
+        for t in [
+            VOLUMES, BUCKETS, KEYS, OPEN_KEYS, UPLOADS, PARTS, S3_SECRETS,
+        ] {
             txn.open_table(t)?;
         }
         txn.open_table(DELETED)?;
@@ -310,6 +314,15 @@ impl Snapshot {
             &self.txn.open_table(BUCKETS)?,
             volume,
             bucket,
+        )
+    }
+
+    /// `user`'s S3 secret, if any.
+    pub fn s3_secret(&self, user: &str) -> Result<Option<S3SecretRecord>, OmError> {
+        get(
+            &self.txn.open_table(S3_SECRETS)?,
+            "s3_secrets",
+            user.as_bytes(),
         )
     }
 
@@ -660,6 +673,7 @@ impl Snapshot {
             ("open_keys", OPEN_KEYS),
             ("multipart_uploads", UPLOADS),
             ("multipart_parts", PARTS),
+            ("s3_secrets", S3_SECRETS),
         ] {
             let t = self.txn.open_table(def)?;
             for item in t.iter()? {

@@ -75,7 +75,7 @@ fn non_empty(key: &str) -> S3Result<String> {
 const MAX_PRESIGNED_EXPIRY: u64 = 7 * 24 * 3600;
 
 /// A presigned URL is valid from `X-Amz-Date` for `X-Amz-Expires` seconds.
-fn check_presigned_expiry(query: &Query) -> S3Result<()> {
+pub(crate) fn check_presigned_expiry(query: &Query) -> S3Result<()> {
     let bad = |m: &str| {
         Err(S3Error::msg(
             S3ErrorCode::AuthorizationQueryParametersError,

@@ -29,6 +29,8 @@ pub struct BodySpec {
     /// Additional checksum: its algorithm and, when sent as a header, its value.
     /// `None` as value means it comes in the aws-chunked trailer.
     pub checksum: Option<(ChecksumAlgo, Option<String>)>,
+    /// Security on, signed streaming upload: checks every chunk signature.
+    pub chunk_signer: Option<crate::sigv4::ChunkSigner>,
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -139,7 +141,10 @@ where
     pub fn new(stream: S, spec: &BodySpec) -> Self {
         Body {
             stream,
-            decoder: spec.chunked.then(ChunkedDecoder::new),
+            decoder: spec.chunked.then(|| match &spec.chunk_signer {
+                Some(signer) => ChunkedDecoder::signed(signer.clone()),
+                None => ChunkedDecoder::new(),
+            }),
             queue: VecDeque::new(),
             scratch: Vec::new(),
             md5: Md5::new(),
@@ -258,6 +263,10 @@ fn chunked_error(e: ChunkedError) -> S3Error {
     match e {
         ChunkedError::Truncated => S3Error::msg(S3ErrorCode::IncompleteBody, e.to_string()),
         ChunkedError::Malformed(_) => S3Error::msg(S3ErrorCode::InvalidRequest, e.to_string()),
+        ChunkedError::Signature(_) => {
+            tracing::info!(error = %e, "rejected a signed streaming upload");
+            S3Error::msg(S3ErrorCode::SignatureDoesNotMatch, e.to_string())
+        }
     }
 }
 

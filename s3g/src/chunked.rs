@@ -7,6 +7,9 @@
 //! ```
 
 use bytes::{Buf, Bytes, BytesMut};
+use sha2::{Digest, Sha256};
+
+use crate::sigv4::ChunkSigner;
 
 /// Longest chunk header or trailer line accepted.
 const MAX_LINE: usize = 4096;
@@ -19,6 +22,30 @@ pub enum ChunkedError {
     Malformed(&'static str),
     #[error("aws-chunked body ended before its final chunk")]
     Truncated,
+    /// A chunk (or trailer) signature of a signed streaming upload does not match.
+    #[error("chunk signature mismatch: {0}")]
+    Signature(&'static str),
+}
+
+/// The chunk signature check of a signed streaming body: the chain and the current chunk.
+struct ChunkCheck {
+    signer: ChunkSigner,
+    /// The current chunk's declared signature and the hash of its data so far.
+    pending: Option<(String, Sha256)>,
+}
+
+impl ChunkCheck {
+    fn verify_pending(&mut self) -> Result<(), ChunkedError> {
+        if let Some((sig, hasher)) = self.pending.take() {
+            let digest: [u8; 32] = hasher.finalize().into();
+            if !self.signer.verify(&digest, &sig) {
+                return Err(ChunkedError::Signature(
+                    "a chunk-signature does not match the chunk",
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug)]
@@ -39,6 +66,7 @@ pub struct ChunkedDecoder {
     line: BytesMut,
     trailer_bytes: usize,
     trailers: Vec<(String, String)>,
+    check: Option<ChunkCheck>,
 }
 
 impl Default for ChunkedDecoder {
@@ -54,7 +82,18 @@ impl ChunkedDecoder {
             line: BytesMut::new(),
             trailer_bytes: 0,
             trailers: Vec::new(),
+            check: None,
         }
+    }
+
+    /// A decoder that checks every chunk signature (STREAMING-AWS4-HMAC-SHA256-PAYLOAD).
+    pub fn signed(signer: ChunkSigner) -> Self {
+        let mut d = Self::new();
+        d.check = Some(ChunkCheck {
+            signer,
+            pending: None,
+        });
+        d
     }
 
     /// Consumes `input`, pushing decoded data slices into `out`.
@@ -63,7 +102,11 @@ impl ChunkedDecoder {
             match self.state {
                 State::Data(n) => {
                     let take = (n.min(input.len() as u64)) as usize;
-                    out.push(input.split_to(take));
+                    let piece = input.split_to(take);
+                    if let Some((_, h)) = self.check.as_mut().and_then(|c| c.pending.as_mut()) {
+                        h.update(&piece);
+                    }
+                    out.push(piece);
                     let left = n - take as u64;
                     self.state = if left == 0 {
                         State::DataEnd
@@ -78,6 +121,9 @@ impl ChunkedDecoder {
                     if !self.line.is_empty() {
                         return Err(ChunkedError::Malformed("chunk data longer than its size"));
                     }
+                    if let Some(c) = &mut self.check {
+                        c.verify_pending()?;
+                    }
                     self.state = State::Header;
                 }
                 State::Header => {
@@ -85,6 +131,15 @@ impl ChunkedDecoder {
                         continue;
                     }
                     let size = parse_header(&self.line)?;
+                    if let Some(c) = &mut self.check {
+                        let sig = chunk_signature(&self.line).ok_or(ChunkedError::Signature(
+                            "a chunk of a signed streaming upload has no chunk-signature",
+                        ))?;
+                        c.pending = Some((sig, Sha256::new()));
+                        if size == 0 {
+                            c.verify_pending()?;
+                        }
+                    }
                     self.line.clear();
                     self.state = if size == 0 {
                         State::Trailers
@@ -153,12 +208,48 @@ impl ChunkedDecoder {
     /// Ends the body: an error unless the final chunk (and its trailers) arrived.
     pub fn finish(self) -> Result<Vec<(String, String)>, ChunkedError> {
         match self.state {
-            State::Done => Ok(self.trailers),
+            State::Done => {}
             // Some clients stop right after the last chunk's line without the closing CRLF.
-            State::Trailers if self.line.is_empty() => Ok(self.trailers),
-            _ => Err(ChunkedError::Truncated),
+            State::Trailers if self.line.is_empty() => {}
+            _ => return Err(ChunkedError::Truncated),
         }
+        if let Some(c) = &self.check {
+            let sig = self
+                .trailers
+                .iter()
+                .find(|(k, _)| k == "x-amz-trailer-signature")
+                .map(|(_, v)| v.clone());
+            let signed: String = self
+                .trailers
+                .iter()
+                .filter(|(k, _)| k != "x-amz-trailer-signature")
+                .map(|(k, v)| format!("{k}:{v}\n"))
+                .collect();
+            match sig {
+                Some(sig) if !c.signer.verify_trailer(&signed, &sig) => {
+                    return Err(ChunkedError::Signature(
+                        "the trailer signature does not match",
+                    ));
+                }
+                None if !signed.is_empty() => {
+                    return Err(ChunkedError::Signature(
+                        "trailers of a signed upload need x-amz-trailer-signature",
+                    ));
+                }
+                _ => {}
+            }
+        }
+        Ok(self.trailers)
     }
+}
+
+/// The `chunk-signature=` extension of a chunk header line.
+fn chunk_signature(line: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(line).ok()?;
+    text.split(';')
+        .skip(1)
+        .find_map(|ext| ext.trim().strip_prefix("chunk-signature="))
+        .map(|s| s.trim().to_ascii_lowercase())
 }
 
 fn parse_header(line: &[u8]) -> Result<u64, ChunkedError> {
@@ -260,5 +351,66 @@ mod tests {
             let split = decode_in_pieces(&body, 1 + (rnd() as usize) % 7);
             assert_eq!(whole, split, "{:?}", String::from_utf8_lossy(&body));
         }
+    }
+
+    /// AWS's streaming example body (65536 + 1024 bytes of 'a'): every chunk signature is
+    /// checked, in any split of the input; a changed signature or byte is refused.
+    #[test]
+    fn aws_signed_streaming_body() {
+        let key = ozone_common::sigv4::signing_key(
+            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+            "20130524",
+            "us-east-1",
+            "s3",
+        );
+        let signer = ChunkSigner {
+            key,
+            amz_date: "20130524T000000Z".into(),
+            scope: "20130524/us-east-1/s3/aws4_request".into(),
+            previous: "4f232c4386841ef735655705268965c44a0e4690baa4adea153f7db9fa80a0a9".into(),
+        };
+        let build = |data_byte: u8, sig1: &str| {
+            let mut body = Vec::new();
+            body.extend_from_slice(format!("10000;chunk-signature={sig1}\r\n").as_bytes());
+            body.extend(std::iter::repeat_n(data_byte, 65536));
+            body.extend_from_slice(b"\r\n400;chunk-signature=0055627c9e194cb4542bae2aa5492e3c1575bbb81b612b7d234b86a503ef5497\r\n");
+            body.extend(std::iter::repeat_n(b'a', 1024));
+            body.extend_from_slice(b"\r\n0;chunk-signature=b6c6ea8a5354eaf15b3cb7646744f4275b71ea724fed81ceb9323e279d449df9\r\n\r\n");
+            body
+        };
+        let run = |body: &[u8], piece: usize| -> Result<usize, ChunkedError> {
+            let mut d = ChunkedDecoder::signed(signer.clone());
+            let mut out = Vec::new();
+            for p in body.chunks(piece) {
+                d.feed(Bytes::copy_from_slice(p), &mut out)?;
+            }
+            d.finish()?;
+            Ok(out.iter().map(|b| b.len()).sum())
+        };
+        let good = build(
+            b'a',
+            "ad80c730a21e5b8d04586a2213dd63b9a0e99e0e2307b0ade35a65485a288648",
+        );
+        for piece in [7, 1000, 70000] {
+            assert_eq!(run(&good, piece).unwrap(), 66560);
+        }
+        let bad_sig = build(
+            b'a',
+            "bd80c730a21e5b8d04586a2213dd63b9a0e99e0e2307b0ade35a65485a288648",
+        );
+        assert!(matches!(
+            run(&bad_sig, 1000),
+            Err(ChunkedError::Signature(_))
+        ));
+        let bad_data = build(
+            b'b',
+            "ad80c730a21e5b8d04586a2213dd63b9a0e99e0e2307b0ade35a65485a288648",
+        );
+        assert!(matches!(
+            run(&bad_data, 1000),
+            Err(ChunkedError::Signature(_))
+        ));
+        let unsigned = b"3\r\nabc\r\n0\r\n\r\n";
+        assert!(matches!(run(unsigned, 5), Err(ChunkedError::Signature(_))));
     }
 }

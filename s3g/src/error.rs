@@ -35,6 +35,7 @@ macro_rules! s3_codes {
 
 s3_codes! {
     AccessDenied = 403, "Access Denied";
+    AuthorizationHeaderMalformed = 400, "The authorization header is malformed.";
     AuthorizationQueryParametersError = 400, "Error parsing the X-Amz-Credential parameter or the presigned URL's query parameters.";
     BadDigest = 400, "The Content-MD5 or checksum you specified did not match what we received.";
     BucketAlreadyExists = 409, "The requested bucket name is not available. The bucket namespace is shared by all users of the system. Please select a different name and try again.";
@@ -45,6 +46,7 @@ s3_codes! {
     EntityTooLarge = 400, "Your proposed upload exceeds the maximum allowed object size.";
     IncompleteBody = 400, "You did not provide the number of bytes specified by the Content-Length HTTP header.";
     InternalError = 500, "We encountered an internal error. Please try again.";
+    InvalidAccessKeyId = 403, "The AWS access key Id you provided does not exist in our records.";
     InvalidArgument = 400, "Invalid Argument";
     InvalidBucketName = 400, "The specified bucket is not valid.";
     InvalidDigest = 400, "The Content-MD5 you specified is not valid.";
@@ -66,6 +68,7 @@ s3_codes! {
     NoSuchUpload = 404, "The specified multipart upload does not exist. The upload ID might not be valid, or the multipart upload might have been aborted or completed.";
     NotImplemented = 501, "A header or query you provided implies functionality that is not implemented.";
     PreconditionFailed = 412, "At least one of the preconditions you specified did not hold.";
+    RequestTimeTooSkewed = 403, "The difference between the request time and the server's time is too large.";
     ServiceUnavailable = 503, "Please reduce your request rate.";
     SignatureDoesNotMatch = 403, "The request signature we calculated does not match the signature you provided.";
     XAmzContentSHA256Mismatch = 400, "The provided 'x-amz-content-sha256' header does not match what was computed.";
@@ -138,6 +141,8 @@ impl S3Error {
             // OM checks a conditional write again when it commits; the gateway checked it before
             // the upload (412 there), so failing now means a concurrent write got there first.
             OmStatus::PreconditionFailed => S3ErrorCode::ConditionalRequestConflict,
+            OmStatus::InvalidAccessKey => S3ErrorCode::InvalidAccessKeyId,
+            OmStatus::SignatureMismatch => S3ErrorCode::SignatureDoesNotMatch,
             OmStatus::NotLeader | OmStatus::ScmUnavailable | OmStatus::OmUnavailable => {
                 S3ErrorCode::ServiceUnavailable
             }

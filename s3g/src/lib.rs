@@ -2,7 +2,8 @@
 //! request into OM metadata calls and datanode block I/O. Stateless: any number of gateways can
 //! serve one cluster.
 //!
-//! Request flow: [`router::Endpoint::parse`] picks the operation once, [`auth`] names the user,
+//! Request flow: [`router::Endpoint::parse`] picks the operation once, [`auth`] names the user
+//! (with security on, [`security`] checks the SigV4 signature with OM and the bucket's ACL),
 //! a thin handler in [`handlers`] reads headers and writes XML, [`object_io`] streams bodies to
 //! and from the datanodes, and every error is rendered by [`error::S3Error`].
 
@@ -14,6 +15,8 @@ pub mod error;
 mod handlers;
 pub mod object_io;
 pub mod router;
+pub mod security;
+pub mod sigv4;
 pub mod xml;
 
 use std::future::Future;
@@ -58,6 +61,8 @@ pub struct Settings {
     pub retry_buffer: u64,
     pub max_keys: u32,
     pub domains: Vec<String>,
+    /// `ozone.security.enabled`: SigV4 checked against OM's secrets, owners and ACLs enforced.
+    pub security: bool,
 }
 
 impl Settings {
@@ -72,6 +77,7 @@ impl Settings {
             .get_bytes("ozone.s3g.client.buffer.size")?
             .clamp(64 * 1024, chunk_size as u64) as usize;
         Ok(Settings {
+            security: cfg.get_bool("ozone.security.enabled")?,
             volume: cfg.get("ozone.s3g.volume.name"),
             chunk_size,
             buffer_size,
@@ -310,12 +316,23 @@ async fn route(
         None => e,
     })?;
     *op = endpoint.name();
-    let user = auth::access_key(req, &query)?;
+    let identity = if gw.settings.security {
+        let id = security::authenticate(gw, req, &query, target.bucket.as_deref()).await?;
+        security::authorize(gw, &id, &endpoint, target.bucket.as_deref().unwrap_or("")).await?;
+        id
+    } else {
+        security::Identity {
+            user: auth::access_key(req, &query)?,
+            authenticated: true,
+            ..Default::default()
+        }
+    };
     let ctx = handlers::Ctx {
         gw,
         req,
         query: &query,
-        user,
+        user: identity.user.clone(),
+        identity,
         bucket: target.bucket.unwrap_or_default(),
         key: target.key.unwrap_or_default(),
     };

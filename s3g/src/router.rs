@@ -50,7 +50,6 @@ pub fn decode_path(s: &str) -> S3Result<String> {
 /// Bucket sub-resources S3 defines that this gateway does not implement.
 const UNSUPPORTED_BUCKET: &[&str] = &[
     "accelerate",
-    "acl",
     "analytics",
     "cors",
     "encryption",
@@ -90,6 +89,9 @@ pub enum Endpoint {
     DeleteBucket,
     GetBucketLocation,
     GetBucketVersioning,
+    GetBucketAcl,
+    PutBucketAcl,
+    GetObjectAcl,
     ListObjects { v2: bool },
     DeleteObjects,
     ListMultipartUploads,
@@ -123,6 +125,9 @@ impl Endpoint {
             Endpoint::DeleteBucket => "DeleteBucket",
             Endpoint::GetBucketLocation => "GetBucketLocation",
             Endpoint::GetBucketVersioning => "GetBucketVersioning",
+            Endpoint::GetBucketAcl => "GetBucketAcl",
+            Endpoint::PutBucketAcl => "PutBucketAcl",
+            Endpoint::GetObjectAcl => "GetObjectAcl",
             Endpoint::ListObjects { v2: true } => "ListObjectsV2",
             Endpoint::ListObjects { v2: false } => "ListObjects",
             Endpoint::DeleteObjects => "DeleteObjects",
@@ -182,6 +187,9 @@ impl Endpoint {
                 };
             }
             return match *method {
+                Method::GET if q.has("acl") => Ok(Endpoint::GetBucketAcl),
+                Method::PUT if q.has("acl") => Ok(Endpoint::PutBucketAcl),
+                _ if q.has("acl") => method_not_allowed(),
                 Method::PUT if q.has("versioning") => not_implemented("PutBucketVersioning"),
                 Method::PUT => Ok(Endpoint::CreateBucket),
                 Method::HEAD => Ok(Endpoint::HeadBucket),
@@ -196,6 +204,9 @@ impl Endpoint {
                 _ => method_not_allowed(),
             };
         };
+        if *method == Method::GET && q.has("acl") && !q.has("versionId") {
+            return Ok(Endpoint::GetObjectAcl);
+        }
         if let Some(sub) = UNSUPPORTED_OBJECT.iter().find(|s| q.has(s)) {
             return not_implemented(&format!("object sub-resource ?{sub}"));
         }

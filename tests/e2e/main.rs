@@ -10,3 +10,4 @@ mod compose;
 mod datanode_loss;
 mod durability;
 mod om_ha;
+mod security;

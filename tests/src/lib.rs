@@ -340,9 +340,34 @@ impl Cluster {
         cmd
     }
 
+    /// Runs the aws CLI with the credentials `access_key` / `secret` (security on).
+    pub fn aws_as(&self, access_key: &str, secret: &str, args: &[&str]) -> Output {
+        let mut cmd = Command::new(tool("aws"));
+        cmd.arg("--endpoint-url").arg(&self.endpoint).args(args);
+        self.client_env_as(&mut cmd, access_key, secret);
+        cmd.output().expect("run aws CLI")
+    }
+
+    /// `ozone s3 getsecret -u user` with the cluster's admin credential: (access key, secret).
+    pub fn getsecret(&self, user: &str) -> (String, String) {
+        let out = ok(self.ozone(&["s3", "getsecret", "-u", user]));
+        let field = |name: &str| {
+            out.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .unwrap_or_else(|| panic!("no {name} in {out:?}"))
+                .trim()
+                .to_string()
+        };
+        (field("awsAccessKey="), field("awsSecret="))
+    }
+
     fn client_env(&self, cmd: &mut Command) {
-        cmd.env("AWS_ACCESS_KEY_ID", "testuser")
-            .env("AWS_SECRET_ACCESS_KEY", "testsecret")
+        self.client_env_as(cmd, "testuser", "testsecret");
+    }
+
+    fn client_env_as(&self, cmd: &mut Command, access_key: &str, secret: &str) {
+        cmd.env("AWS_ACCESS_KEY_ID", access_key)
+            .env("AWS_SECRET_ACCESS_KEY", secret)
             .env("AWS_DEFAULT_REGION", "us-east-1")
             .env("AWS_CONFIG_FILE", self.path.join("no-aws-config"))
             .env(

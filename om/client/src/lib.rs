@@ -403,6 +403,40 @@ impl OmClient {
         .map(|_| ())
     }
 
+    // ---- security ----
+
+    pub async fn get_s3_secret(&self, req: S3SecretRequest) -> Result<S3Secret> {
+        self.call("GetS3Secret", req, |mut c, r| async move {
+            c.get_s3_secret(r).await
+        })
+        .await
+    }
+
+    pub async fn revoke_s3_secret(&self, req: S3SecretRequest) -> Result<()> {
+        self.call("RevokeS3Secret", req, |mut c, r| async move {
+            c.revoke_s3_secret(r).await
+        })
+        .await
+        .map(|_| ())
+    }
+
+    pub async fn verify_s3_signature(
+        &self,
+        req: VerifyS3SignatureRequest,
+    ) -> Result<VerifyS3SignatureResponse> {
+        self.call("VerifyS3Signature", req, |mut c, r| async move {
+            c.verify_s3_signature(r).await
+        })
+        .await
+    }
+
+    pub async fn set_bucket_acl(&self, req: SetBucketAclRequest) -> Result<BucketInfo> {
+        self.call("SetBucketAcl", req, |mut c, r| async move {
+            c.set_bucket_acl(r).await
+        })
+        .await
+    }
+
     // ---- keys ----
 
     pub async fn open_key(&self, req: OpenKeyRequest) -> Result<OpenKeyResponse> {

@@ -47,6 +47,10 @@ not_leader! {
     list_multipart_uploads(ListMultipartUploadsRequest) -> ListMultipartUploadsResponse;
     set_key_tags(SetKeyTagsRequest) -> KeyInfo;
     set_bucket_tags(SetBucketTagsRequest) -> BucketInfo;
+    get_s3_secret(S3SecretRequest) -> S3Secret;
+    revoke_s3_secret(S3SecretRequest) -> Empty;
+    verify_s3_signature(VerifyS3SignatureRequest) -> VerifyS3SignatureResponse;
+    set_bucket_acl(SetBucketAclRequest) -> BucketInfo;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -29,7 +29,13 @@ pub async fn list_buckets(ctx: &Ctx<'_>) -> S3Result<HttpResponse> {
         if let Some(last) = page.buckets.last() {
             start_after = last.name.clone();
         }
-        buckets.extend(page.buckets);
+        // With security on a user sees only the buckets they own.
+        let security = ctx.gw.settings.security;
+        buckets.extend(
+            page.buckets
+                .into_iter()
+                .filter(|b| !security || b.owner == ctx.user),
+        );
         if n < 1000 {
             break;
         }

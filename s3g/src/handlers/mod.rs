@@ -1,5 +1,6 @@
 //! Thin S3 handlers: read headers and query, call OM / object I/O, write headers and XML.
 
+mod acl;
 mod bucket;
 mod list;
 mod multipart;
@@ -24,6 +25,7 @@ pub struct Ctx<'a> {
     pub req: &'a HttpRequest,
     pub query: &'a Query,
     pub user: String,
+    pub identity: crate::security::Identity,
     pub bucket: String,
     pub key: String,
 }
@@ -85,6 +87,15 @@ impl Ctx<'_> {
             .await
     }
 
+    /// What the request headers say about its body, with the chunk signature check of a signed
+    /// streaming upload.
+    pub fn body_spec(&self) -> S3Result<BodySpec> {
+        let mut spec = BodySpec::from_headers(self.req.headers())
+            .map_err(|e| e.with_resource(self.resource()))?;
+        spec.chunk_signer = self.identity.chunk_signer.clone();
+        Ok(spec)
+    }
+
     /// `/bucket` or `/bucket/key`, for error `<Resource>`.
     pub fn resource(&self) -> String {
         if self.key.is_empty() {
@@ -116,6 +127,9 @@ pub async fn handle(
         Endpoint::DeleteBucket => bucket::delete_bucket(&ctx).await,
         Endpoint::GetBucketLocation => bucket::get_location(&ctx).await,
         Endpoint::GetBucketVersioning => bucket::get_versioning(&ctx).await,
+        Endpoint::GetBucketAcl => acl::get_bucket_acl(&ctx).await,
+        Endpoint::PutBucketAcl => acl::put_bucket_acl(&ctx, payload).await,
+        Endpoint::GetObjectAcl => acl::get_object_acl(&ctx).await,
         Endpoint::ListObjects { v2 } => list::list_objects(&ctx, v2).await,
         Endpoint::DeleteObjects => object::delete_objects(&ctx, payload).await,
         Endpoint::ListMultipartUploads => multipart::list_uploads(&ctx).await,

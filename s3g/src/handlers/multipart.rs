@@ -45,8 +45,7 @@ pub async fn upload_part(
     upload_id: String,
     part_number: u32,
 ) -> S3Result<HttpResponse> {
-    let spec =
-        BodySpec::from_headers(ctx.req.headers()).map_err(|e| e.with_resource(ctx.resource()))?;
+    let spec = ctx.body_spec()?;
     let upload = Some((upload_id, part_number));
     let (summary, _) = ctx
         .write(

@@ -57,8 +57,7 @@ pub fn metadata_from_headers(ctx: &Ctx<'_>) -> S3Result<HashMap<String, String>>
 }
 
 pub async fn put_object(ctx: &Ctx<'_>, payload: web::Payload) -> S3Result<HttpResponse> {
-    let spec =
-        BodySpec::from_headers(ctx.req.headers()).map_err(|e| e.with_resource(ctx.resource()))?;
+    let spec = ctx.body_spec()?;
     let attrs = KeyAttrs {
         metadata: metadata_from_headers(ctx)?,
         tags: super::tagging::tags_from_header(ctx)?,
@@ -439,6 +438,7 @@ pub async fn copy_source(ctx: &Ctx<'_>) -> S3Result<(String, String, KeyInfo)> {
             "Copy Source must mention the source bucket and key: sourcebucket/sourcekey",
         ));
     };
+    crate::security::authorize_copy_source(ctx.gw, &ctx.identity, bucket).await?;
     let info = ctx
         .gw
         .om

@@ -1,0 +1,225 @@
+//! Security (`ozone.security.enabled`): per-user S3 secrets in the replicated namespace,
+//! SigV4 signature checks done here so a secret never leaves OM (as Ozone's OM validates the
+//! string-to-sign the gateway sends), and bucket ACLs.
+//!
+//! The access key of a user is the user name (as in Ozone). Managing secrets needs the admin
+//! credential: a random token in `ozone.om.admin.secret.file` (default
+//! `<om db dir>/admin.secret`, created with mode 0600 at the first start with security on;
+//! every OM of an HA service must be given the same file).
+
+use std::io::Write;
+use std::path::Path;
+
+use ozone_common::{now_ms, sigv4};
+use ozone_proto::om::{self, OmStatus};
+
+use crate::command::{OmCommand, OmResponse};
+use crate::error::OmError;
+use crate::manager::OzoneManager;
+use crate::model::{ACL_PERMISSIONS, AclGrant, validate_resource_name};
+use crate::settings::OmSettings;
+
+/// Name of the admin credential file in the OM db directory (when not configured).
+pub const ADMIN_SECRET_FILE: &str = "admin.secret";
+
+/// A fresh random secret: 64 hex digits (two v4 UUIDs: 244 random bits).
+pub fn new_secret() -> String {
+    let a = uuid::Uuid::new_v4();
+    let b = uuid::Uuid::new_v4();
+    format!("{}{}", hex::encode(a.as_bytes()), hex::encode(b.as_bytes()))
+}
+
+/// The admin credential when security is on: read from its file, or created there (0600).
+pub fn load_admin_secret(settings: &OmSettings) -> Result<Option<String>, OmError> {
+    if !settings.security {
+        return Ok(None);
+    }
+    let path = &settings.admin_secret_file;
+    match std::fs::read_to_string(path) {
+        Ok(s) if !s.trim().is_empty() => return Ok(Some(s.trim().to_string())),
+        Ok(_) => {
+            return Err(OmError::invalid(format!(
+                "admin secret file {} is empty",
+                path.display()
+            )));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(OmError::io(format!("reading {}", path.display()), e)),
+    }
+    let secret = new_secret();
+    write_secret_file(path, &secret)
+        .map_err(|e| OmError::io(format!("writing {}", path.display()), e))?;
+    tracing::info!(file = %path.display(), "created the admin credential");
+    Ok(Some(secret))
+}
+
+/// Writes `secret` to a new file readable only by its owner, durably.
+pub fn write_secret_file(path: &Path, secret: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(format!("{secret}\n").as_bytes())?;
+    f.sync_all()?;
+    if let Some(dir) = path.parent() {
+        ozone_common::fsync_dir(dir)?;
+    }
+    Ok(())
+}
+
+fn denied(message: &str) -> OmError {
+    OmError::reject(OmStatus::PermissionDenied, message)
+}
+
+impl OzoneManager {
+    fn check_admin(&self, token: &str) -> Result<(), OmError> {
+        let Some(admin) = &self.settings().admin_secret else {
+            return Err(OmError::invalid(
+                "S3 secrets need ozone.security.enabled=true",
+            ));
+        };
+        if token.is_empty() {
+            return Err(denied("the admin credential is required"));
+        }
+        if !sigv4::constant_time_eq(admin.as_bytes(), token.as_bytes()) {
+            tracing::warn!("S3 secret call with a wrong admin credential");
+            return Err(denied("wrong admin credential"));
+        }
+        Ok(())
+    }
+
+    /// Shows `user`'s secret, creating it when `create` is set and the user has none.
+    pub async fn get_s3_secret(&self, req: om::S3SecretRequest) -> Result<om::S3Secret, OmError> {
+        self.check_admin(&req.admin_token)?;
+        validate_user(&req.user)?;
+        let user = req.user.clone();
+        if let Some(rec) = self.read(move |s| s.s3_secret(&user)).await? {
+            return Ok(om::S3Secret {
+                access_key: rec.user,
+                secret: rec.secret,
+            });
+        }
+        if !req.create {
+            return Err(OmError::reject(
+                OmStatus::InvalidAccessKey,
+                format!("user {} has no S3 secret", req.user),
+            ));
+        }
+        let cmd = OmCommand::CreateS3Secret {
+            user: req.user,
+            secret: new_secret(),
+            now_ms: now_ms(),
+        };
+        match self.submit(cmd).await? {
+            OmResponse::S3Secret(rec) => Ok(om::S3Secret {
+                access_key: rec.user,
+                secret: rec.secret,
+            }),
+            other => Err(OmError::Internal(format!(
+                "CreateS3Secret applied as {other:?}"
+            ))),
+        }
+    }
+
+    /// Removes `user`'s secret; every later request signed with it fails.
+    pub async fn revoke_s3_secret(&self, req: om::S3SecretRequest) -> Result<om::Empty, OmError> {
+        self.check_admin(&req.admin_token)?;
+        validate_user(&req.user)?;
+        let user = req.user.clone();
+        if self.read(move |s| s.s3_secret(&user)).await?.is_none() {
+            return Err(OmError::reject(
+                OmStatus::InvalidAccessKey,
+                format!("user {} has no S3 secret", req.user),
+            ));
+        }
+        self.submit(OmCommand::RevokeS3Secret { user: req.user })
+            .await?;
+        Ok(om::Empty {})
+    }
+
+    /// Checks a SigV4 signature (linearizable: a revoked secret fails at once).
+    pub async fn verify_s3_signature(
+        &self,
+        req: om::VerifyS3SignatureRequest,
+    ) -> Result<om::VerifyS3SignatureResponse, OmError> {
+        let access_key = req.access_key.clone();
+        let (volume, bucket) = (req.volume.clone(), req.bucket.clone());
+        let (secret, bucket) = self
+            .read(move |s| {
+                let secret = s.s3_secret(&access_key)?;
+                let bucket = if bucket.is_empty() || secret.is_none() {
+                    None
+                } else {
+                    s.require_bucket(&volume, &bucket).ok()
+                };
+                Ok((secret, bucket))
+            })
+            .await?;
+        let Some(secret) = secret else {
+            return Err(OmError::reject(
+                OmStatus::InvalidAccessKey,
+                "The AWS access key Id you provided does not exist in our records.",
+            ));
+        };
+        let key = sigv4::signing_key(&secret.secret, &req.date, &req.region, &req.service);
+        let expected = sigv4::sign(&key, &req.string_to_sign);
+        if !sigv4::constant_time_eq(expected.as_bytes(), req.signature.as_bytes()) {
+            return Err(OmError::reject(
+                OmStatus::SignatureMismatch,
+                "The request signature we calculated does not match the signature you provided.",
+            ));
+        }
+        Ok(om::VerifyS3SignatureResponse {
+            user: secret.user,
+            signing_key: key.to_vec(),
+            bucket: bucket.as_ref().map(Into::into),
+        })
+    }
+
+    pub async fn set_bucket_acl(
+        &self,
+        req: om::SetBucketAclRequest,
+    ) -> Result<om::BucketInfo, OmError> {
+        validate_resource_name("volume", &req.volume)?;
+        validate_resource_name("bucket", &req.bucket)?;
+        let mut acl = Vec::new();
+        for g in req.grants {
+            if g.grantee.is_empty() || !ACL_PERMISSIONS.contains(&g.permission.as_str()) {
+                return Err(OmError::invalid(format!(
+                    "bad grant {:?} {:?}",
+                    g.grantee, g.permission
+                )));
+            }
+            let grant = AclGrant {
+                grantee: g.grantee,
+                permission: g.permission,
+            };
+            if !acl.contains(&grant) {
+                acl.push(grant);
+            }
+        }
+        let cmd = OmCommand::SetBucketAcl {
+            volume: req.volume,
+            bucket: req.bucket,
+            acl,
+        };
+        match self.submit(cmd).await? {
+            OmResponse::Bucket(b) => Ok((&b).into()),
+            other => Err(OmError::Internal(format!(
+                "SetBucketAcl applied as {other:?}"
+            ))),
+        }
+    }
+}
+
+fn validate_user(user: &str) -> Result<(), OmError> {
+    if user.is_empty() || user.len() > 256 || user.chars().any(|c| c.is_control() || c == '/') {
+        return Err(OmError::invalid(format!("bad user name {user:?}")));
+    }
+    Ok(())
+}

@@ -1,0 +1,325 @@
+//! Who is asking and what they may do, with `ozone.security.enabled=true`.
+//!
+//! Authentication: the gateway rebuilds the SigV4 string to sign of the request (header or
+//! presigned query) and OM checks the signature against the access key's secret, which never
+//! leaves OM, in a linearizable read: a revoked secret fails on the next request (no cache
+//! here). OM answers the day-scoped signing key, with which the chunk signatures of a signed
+//! streaming upload are checked here, and the request's bucket (owner, ACL) in the same call.
+//!
+//! Authorization: a bucket's owner may do everything in it; others need an ACL grant (READ to
+//! list and read, WRITE to write and delete, READ_ACP / WRITE_ACP for the ACL). Deleting a
+//! bucket is its owner's alone. A request without credentials is `anonymous` and gets only
+//! what grants to everyone (`public-read`) allow.
+
+use actix_web::HttpRequest;
+use ozone_proto::om::{BucketInfo, VerifyS3SignatureRequest};
+
+use crate::Gateway;
+use crate::error::{S3Error, S3ErrorCode, S3Result};
+use crate::router::{Endpoint, Query};
+use crate::sigv4::{self, ChunkSigner, SigV4Request};
+
+/// The user of a request without credentials.
+pub const ANONYMOUS: &str = "anonymous";
+/// ACL grantee meaning every user, signed or not.
+pub const ALL_USERS: &str = "*";
+/// ACL grantee meaning every user with valid credentials.
+pub const AUTHENTICATED_USERS: &str = "@authenticated";
+
+/// The authenticated caller of one request.
+#[derive(Clone, Debug, Default)]
+pub struct Identity {
+    pub user: String,
+    /// False for a request without credentials (security on).
+    pub authenticated: bool,
+    /// Checks the chunk signatures of a signed streaming upload.
+    pub chunk_signer: Option<ChunkSigner>,
+    /// The request's bucket, as OM answered with the signature check.
+    pub bucket: Option<BucketInfo>,
+}
+
+/// What an operation needs on its bucket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Perm {
+    Read,
+    Write,
+    ReadAcp,
+    WriteAcp,
+    /// Only the owner (DeleteBucket).
+    Owner,
+}
+
+impl Perm {
+    fn acl_name(self) -> &'static str {
+        match self {
+            Perm::Read => "READ",
+            Perm::Write => "WRITE",
+            Perm::ReadAcp => "READ_ACP",
+            Perm::WriteAcp => "WRITE_ACP",
+            Perm::Owner => "",
+        }
+    }
+}
+
+/// The permission `endpoint` needs on its bucket (`None`: not a bucket operation).
+/// An operation not listed needs the owner (the safe default).
+pub fn required(endpoint: &Endpoint) -> Option<Perm> {
+    use Endpoint::*;
+    Some(match endpoint {
+        ListBuckets | CreateBucket => return None,
+        HeadBucket
+        | GetBucketLocation
+        | GetBucketVersioning
+        | ListObjects { .. }
+        | ListMultipartUploads
+        | GetObject
+        | HeadObject
+        | GetObjectAttributes
+        | ListParts { .. } => Perm::Read,
+        DeleteObjects
+        | PutObject
+        | CopyObject
+        | DeleteObject
+        | CreateMultipartUpload
+        | UploadPart { .. }
+        | UploadPartCopy { .. }
+        | CompleteMultipartUpload { .. }
+        | AbortMultipartUpload { .. } => Perm::Write,
+        GetBucketAcl | GetObjectAcl => Perm::ReadAcp,
+        PutBucketAcl => Perm::WriteAcp,
+        #[allow(unreachable_patterns)]
+        _ => Perm::Owner,
+    })
+}
+
+/// Whether `id` may do `perm` in `bucket`.
+pub fn allowed(bucket: &BucketInfo, id: &Identity, perm: Perm) -> bool {
+    if id.authenticated && bucket.owner == id.user {
+        return true;
+    }
+    if perm == Perm::Owner {
+        return false;
+    }
+    bucket.acl.iter().any(|g| {
+        let grantee = g.grantee == ALL_USERS
+            || (id.authenticated && (g.grantee == id.user || g.grantee == AUTHENTICATED_USERS));
+        grantee && (g.permission == "FULL_CONTROL" || g.permission == perm.acl_name())
+    })
+}
+
+fn header<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
+    req.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+/// Authenticates a request (security on); `bucket` is the request's bucket, if any.
+pub async fn authenticate(
+    gw: &Gateway,
+    req: &HttpRequest,
+    query: &Query,
+    bucket: Option<&str>,
+) -> S3Result<Identity> {
+    let (sig, payload_hash) = if let Some(auth) = header(req, "authorization") {
+        if !auth.starts_with(sigv4::ALGORITHM) {
+            return Err(S3Error::msg(
+                S3ErrorCode::InvalidRequest,
+                "Only AWS Signature Version 4 (AWS4-HMAC-SHA256) is accepted",
+            ));
+        }
+        let amz_date = header(req, "x-amz-date").ok_or_else(|| {
+            S3Error::msg(
+                S3ErrorCode::AccessDenied,
+                "AWS authentication requires a valid x-amz-date header",
+            )
+        })?;
+        let sig = sigv4::parse_authorization(auth, amz_date)?;
+        let signed_at = sigv4::parse_amz_date(amz_date).ok_or_else(|| {
+            S3Error::msg(
+                S3ErrorCode::AccessDenied,
+                "AWS authentication requires a valid x-amz-date header",
+            )
+        })?;
+        if (now() - signed_at).abs() > sigv4::MAX_SKEW_SECS {
+            return Err(S3Error::new(S3ErrorCode::RequestTimeTooSkewed));
+        }
+        let payload = header(req, "x-amz-content-sha256").ok_or_else(|| {
+            S3Error::msg(
+                S3ErrorCode::InvalidRequest,
+                "Missing required header for this request: x-amz-content-sha256",
+            )
+        })?;
+        (sig, payload.to_string())
+    } else if query.has("X-Amz-Credential") {
+        crate::auth::check_presigned_expiry(query)?;
+        let sig = sigv4::parse_presigned(query)?;
+        if let Some(t) = sigv4::parse_amz_date(&sig.amz_date)
+            && t - now() > sigv4::MAX_SKEW_SECS
+        {
+            return Err(S3Error::new(S3ErrorCode::RequestTimeTooSkewed));
+        }
+        let payload = query
+            .get("X-Amz-Content-Sha256")
+            .unwrap_or("UNSIGNED-PAYLOAD")
+            .to_string();
+        (sig, payload)
+    } else if query.has("AWSAccessKeyId") {
+        return Err(S3Error::msg(
+            S3ErrorCode::InvalidRequest,
+            "Only AWS Signature Version 4 (AWS4-HMAC-SHA256) is accepted",
+        ));
+    } else {
+        let bucket = match bucket {
+            Some(b) => gw.om.info_bucket(&gw.settings.volume, b).await.ok(),
+            None => None,
+        };
+        return Ok(Identity {
+            user: ANONYMOUS.to_string(),
+            authenticated: false,
+            chunk_signer: None,
+            bucket,
+        });
+    };
+    verify(gw, req, query, bucket, sig, &payload_hash).await
+}
+
+async fn verify(
+    gw: &Gateway,
+    req: &HttpRequest,
+    query: &Query,
+    bucket: Option<&str>,
+    sig: SigV4Request,
+    payload_hash: &str,
+) -> S3Result<Identity> {
+    let creq = sigv4::canonical_request(
+        req.method().as_str(),
+        req.uri().path(),
+        query,
+        req.headers(),
+        &sig.signed_headers,
+        payload_hash,
+    );
+    let scope = sig.scope();
+    let sts = sigv4::string_to_sign(&sig.amz_date, &scope, &creq);
+    let resp = gw
+        .om
+        .verify_s3_signature(VerifyS3SignatureRequest {
+            access_key: sig.access_key.clone(),
+            date: sig.date.clone(),
+            region: sig.region.clone(),
+            service: sig.service.clone(),
+            string_to_sign: sts,
+            signature: sig.signature.clone(),
+            volume: gw.settings.volume.clone(),
+            bucket: bucket.unwrap_or_default().to_string(),
+        })
+        .await
+        .map_err(|e| {
+            let e = S3Error::from_om(e, "");
+            if e.code == S3ErrorCode::SignatureDoesNotMatch {
+                tracing::info!(access_key = %sig.access_key, canonical_request = %creq, "signature mismatch");
+            }
+            e
+        })?;
+    let key: [u8; 32] = resp
+        .signing_key
+        .as_slice()
+        .try_into()
+        .map_err(|_| S3Error::internal("OM answered a signing key that is not 32 bytes"))?;
+    let chunk_signer = (!sig.presigned
+        && payload_hash.starts_with("STREAMING-AWS4-HMAC-SHA256-PAYLOAD"))
+    .then(|| ChunkSigner {
+        key,
+        amz_date: sig.amz_date.clone(),
+        scope,
+        previous: sig.signature.clone(),
+    });
+    Ok(Identity {
+        user: resp.user,
+        authenticated: true,
+        chunk_signer,
+        bucket: resp.bucket,
+    })
+}
+
+/// Checks that `id` may run `endpoint` on `bucket` (security on). A missing bucket passes:
+/// the operation itself answers NoSuchBucket.
+pub async fn authorize(
+    gw: &Gateway,
+    id: &Identity,
+    endpoint: &Endpoint,
+    bucket: &str,
+) -> S3Result<()> {
+    let Some(perm) = required(endpoint) else {
+        if !id.authenticated {
+            return Err(S3Error::new(S3ErrorCode::AccessDenied));
+        }
+        return Ok(());
+    };
+    let info = match &id.bucket {
+        Some(b) if b.name == bucket => Some(b.clone()),
+        _ => gw.om.info_bucket(&gw.settings.volume, bucket).await.ok(),
+    };
+    match info {
+        Some(b) if !allowed(&b, id, perm) => {
+            tracing::debug!(user = %id.user, bucket, ?perm, "access denied");
+            Err(S3Error::new(S3ErrorCode::AccessDenied).with_resource(format!("/{bucket}")))
+        }
+        Some(_) => Ok(()),
+        None if !id.authenticated => Err(S3Error::new(S3ErrorCode::AccessDenied)),
+        None => Ok(()),
+    }
+}
+
+/// The source bucket of a copy needs READ too.
+pub async fn authorize_copy_source(gw: &Gateway, id: &Identity, bucket: &str) -> S3Result<()> {
+    if !gw.settings.security {
+        return Ok(());
+    }
+    authorize(gw, id, &Endpoint::GetObject, bucket).await
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use ozone_proto::om::BucketGrant;
+
+    #[test]
+    fn owner_and_grants() {
+        let mut b = BucketInfo {
+            name: "b1".into(),
+            owner: "alice".into(),
+            ..Default::default()
+        };
+        let id = |u: &str, authenticated| Identity {
+            user: u.into(),
+            authenticated,
+            ..Default::default()
+        };
+        assert!(allowed(&b, &id("alice", true), Perm::Owner));
+        assert!(!allowed(&b, &id("bob", true), Perm::Read));
+        assert!(!allowed(&b, &id("alice", false), Perm::Read));
+        b.acl.push(BucketGrant {
+            grantee: "bob".into(),
+            permission: "READ".into(),
+        });
+        assert!(allowed(&b, &id("bob", true), Perm::Read));
+        assert!(!allowed(&b, &id("bob", true), Perm::Write));
+        assert!(!allowed(&b, &id("bob", true), Perm::Owner));
+        b.acl.push(BucketGrant {
+            grantee: ALL_USERS.into(),
+            permission: "READ".into(),
+        });
+        assert!(allowed(&b, &id(ANONYMOUS, false), Perm::Read));
+        assert!(!allowed(&b, &id(ANONYMOUS, false), Perm::Write));
+        b.acl.push(BucketGrant {
+            grantee: AUTHENTICATED_USERS.into(),
+            permission: "FULL_CONTROL".into(),
+        });
+        assert!(allowed(&b, &id("carol", true), Perm::WriteAcp));
+        assert!(!allowed(&b, &id(ANONYMOUS, false), Perm::WriteAcp));
+    }
+}

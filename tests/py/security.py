@@ -1,0 +1,218 @@
+"""Security on (ozone.security.enabled=true): SigV4 against OM's secrets, bucket ownership and
+ACLs. Usage: security.py ENDPOINT main ALICE_KEY ALICE_SECRET BOB_KEY BOB_SECRET
+             security.py ENDPOINT revoked KEY SECRET   (the secret was revoked: refused)"""
+import hashlib
+import hmac
+import http.client
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from common import endpoint, expect_error
+
+EMPTY = hashlib.sha256(b"").hexdigest()
+
+
+def client(ak, sk):
+    return boto3.client(
+        "s3", endpoint_url=endpoint(), region_name="us-east-1",
+        aws_access_key_id=ak, aws_secret_access_key=sk,
+        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1},
+                      signature_version="s3v4"),
+    )
+
+
+def code(fn, *a, **kw):
+    try:
+        fn(*a, **kw)
+    except ClientError as e:
+        return e.response["Error"]["Code"]
+    raise AssertionError(f"expected an error from {fn.__name__}")
+
+
+def hm(key, msg):
+    return hmac.new(key, msg.encode(), hashlib.sha256).digest()
+
+
+def signing_key(sk, date, region="us-east-1"):
+    return hm(hm(hm(hm(("AWS4" + sk).encode(), date), region), "s3"), "aws4_request")
+
+
+def request(method, path, body=b"", headers=None, unsigned=False):
+    u = urllib.parse.urlparse(endpoint())
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=60)
+    conn.request(method, path, body=body, headers=headers or {})
+    r = conn.getresponse()
+    data = r.read()
+    hdrs = {k.lower(): v for k, v in r.getheaders()}
+    conn.close()
+    return r.status, hdrs, data
+
+
+def signed(ak, sk, method, path, payload_hash, extra=None, amz_date=None):
+    """SigV4 headers for a request (written from the AWS documentation, independent of the
+    gateway's code). Returns (headers, signing key, signature, amz date, scope)."""
+    u = urllib.parse.urlparse(endpoint())
+    t = amz_date or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    h = {"host": u.netloc, "x-amz-date": t, "x-amz-content-sha256": payload_hash}
+    h.update({k.lower(): v for k, v in (extra or {}).items()})
+    names = sorted(h)
+    canon = "".join(f"{k}:{' '.join(str(h[k]).split())}\n" for k in names)
+    creq = "\n".join([method, urllib.parse.quote(path, safe="/-_.~"), "", canon,
+                      ";".join(names), payload_hash])
+    scope = f"{t[:8]}/us-east-1/s3/aws4_request"
+    sts = "\n".join(["AWS4-HMAC-SHA256", t, scope, hashlib.sha256(creq.encode()).hexdigest()])
+    key = signing_key(sk, t[:8])
+    sig = hmac.new(key, sts.encode(), hashlib.sha256).hexdigest()
+    h["Authorization"] = (f"AWS4-HMAC-SHA256 Credential={ak}/{scope}, "
+                          f"SignedHeaders={';'.join(names)}, Signature={sig}")
+    return h, key, sig, t, scope
+
+
+def streaming_put(ak, sk, path, data, chunk=64 * 1024, corrupt_chunk=None):
+    """A STREAMING-AWS4-HMAC-SHA256-PAYLOAD upload, every chunk signed (optionally one
+    chunk's signature corrupted)."""
+    h, key, seed, t, scope = signed(ak, sk, "PUT", path, "STREAMING-AWS4-HMAC-SHA256-PAYLOAD", {
+        "content-encoding": "aws-chunked",
+        "x-amz-decoded-content-length": str(len(data)),
+    })
+    prev = seed
+    body = b""
+    pieces = [data[i:i + chunk] for i in range(0, len(data), chunk)] + [b""]
+    for n, p in enumerate(pieces):
+        sts = "\n".join(["AWS4-HMAC-SHA256-PAYLOAD", t, scope, prev, EMPTY,
+                         hashlib.sha256(p).hexdigest()])
+        sig = hmac.new(key, sts.encode(), hashlib.sha256).hexdigest()
+        prev = sig
+        if n == corrupt_chunk:
+            sig = ("0" if sig[0] != "0" else "1") + sig[1:]
+        body += f"{len(p):x};chunk-signature={sig}\r\n".encode() + p + b"\r\n"
+    body += b"\r\n"
+    return request("PUT", path, body=body, headers=h)
+
+
+def main(ak_a, sk_a, ak_b, sk_b):
+    alice, bob = client(ak_a, sk_a), client(ak_b, sk_b)
+    B = "alice-bucket"
+    alice.create_bucket(Bucket=B)
+    alice.put_object(Bucket=B, Key="doc.txt", Body=b"alice's data")
+    assert alice.get_object(Bucket=B, Key="doc.txt")["Body"].read() == b"alice's data"
+
+    # Wrong secret, unknown access key, no credentials.
+    assert code(client(ak_a, sk_a + "x").list_buckets) == "SignatureDoesNotMatch"
+    assert code(client(ak_a, "wrong").get_object, Bucket=B, Key="doc.txt") == "SignatureDoesNotMatch"
+    assert code(client("nobody", "whatever").list_buckets) == "InvalidAccessKeyId"
+    expect_error(request("GET", f"/{B}/doc.txt"), 403, "AccessDenied")
+    expect_error(request("GET", "/"), 403, "AccessDenied")
+    expect_error(request("PUT", "/anon-bucket"), 403, "AccessDenied")
+
+    # Clock skew over 15 minutes.
+    old = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(time.time() - 16 * 60))
+    h, *_ = signed(ak_a, sk_a, "GET", f"/{B}/doc.txt", EMPTY, amz_date=old)
+    expect_error(request("GET", f"/{B}/doc.txt", headers=h), 403, "RequestTimeTooSkewed")
+    h, *_ = signed(ak_a, sk_a, "GET", f"/{B}/doc.txt", EMPTY)
+    st, _, data = request("GET", f"/{B}/doc.txt", headers=h)
+    assert st == 200 and data == b"alice's data", (st, data)
+    # A signed header changed after signing.
+    h["x-amz-date"] = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(time.time() - 60))
+    expect_error(request("GET", f"/{B}/doc.txt", headers=h), 403, "SignatureDoesNotMatch")
+
+    # x-amz-content-sha256 must match the signed payload.
+    h, *_ = signed(ak_a, sk_a, "PUT", f"/{B}/hashed", hashlib.sha256(b"abc").hexdigest())
+    st, _, _ = request("PUT", f"/{B}/hashed", body=b"abc", headers=h)
+    assert st == 200, st
+    h, *_ = signed(ak_a, sk_a, "PUT", f"/{B}/hashed2", hashlib.sha256(b"abc").hexdigest())
+    expect_error(request("PUT", f"/{B}/hashed2", body=b"abd", headers=h), 400,
+                 "XAmzContentSHA256Mismatch")
+
+    # Presigned URLs: valid, tampered.
+    url = alice.generate_presigned_url("get_object", Params={"Bucket": B, "Key": "doc.txt"},
+                                       ExpiresIn=300)
+    try:
+        assert urllib.request.urlopen(url).read() == b"alice's data"
+    except urllib.error.HTTPError as e:
+        raise AssertionError(f"{url}: {e.code} {e.read()}")
+    for bad in [url.replace("doc.txt", "doc2.txt"),
+                url.replace("X-Amz-Expires=300", "X-Amz-Expires=600"),
+                url.replace("X-Amz-Signature=", "X-Amz-Signature=0")]:
+        try:
+            urllib.request.urlopen(bad)
+            raise AssertionError(f"tampered URL accepted: {bad}")
+        except urllib.error.HTTPError as e:
+            assert e.code == 403, (e.code, bad)
+            assert b"SignatureDoesNotMatch" in e.read()
+
+    # Signed streaming upload: every chunk signature checked.
+    data = bytes(range(256)) * 1200  # 300 KiB: 5 chunks of 64 KiB
+    st, _, body = streaming_put(ak_a, sk_a, f"/{B}/streamed", data)
+    assert st == 200, (st, body)
+    assert alice.get_object(Bucket=B, Key="streamed")["Body"].read() == data
+    st, _, body = streaming_put(ak_a, sk_a, f"/{B}/streamed-bad", data, corrupt_chunk=2)
+    assert st == 403 and b"SignatureDoesNotMatch" in body, (st, body)
+    assert code(alice.head_object, Bucket=B, Key="streamed-bad") == "404"
+    st, _, body = streaming_put(ak_a, sk_a, f"/{B}/streamed-bad", data, corrupt_chunk=5)
+    assert st == 403 and b"SignatureDoesNotMatch" in body, (st, body)
+
+    # Bob cannot see, read, list, write or delete in Alice's bucket.
+    assert B not in [b["Name"] for b in bob.list_buckets()["Buckets"]]
+    assert B in [b["Name"] for b in alice.list_buckets()["Buckets"]]
+    assert code(bob.get_object, Bucket=B, Key="doc.txt") == "AccessDenied"
+    assert code(bob.list_objects_v2, Bucket=B) == "AccessDenied"
+    assert code(bob.put_object, Bucket=B, Key="x", Body=b"x") == "AccessDenied"
+    assert code(bob.delete_object, Bucket=B, Key="doc.txt") == "AccessDenied"
+    assert code(bob.delete_bucket, Bucket=B) == "AccessDenied"
+    assert code(bob.get_bucket_acl, Bucket=B) == "AccessDenied"
+    assert code(bob.put_bucket_acl, Bucket=B, ACL="public-read-write") == "AccessDenied"
+    bob.create_bucket(Bucket="bob-bucket")
+    assert code(bob.copy_object, Bucket="bob-bucket", Key="stolen",
+                CopySource={"Bucket": B, "Key": "doc.txt"}) == "AccessDenied"
+    assert code(bob.create_bucket, Bucket=B) in ("BucketAlreadyExists", "AccessDenied")
+
+    # Alice grants Bob READ: he reads and lists, still cannot write.
+    alice.put_bucket_acl(Bucket=B, GrantRead='id="%s"' % ak_b)
+    acl = alice.get_bucket_acl(Bucket=B)
+    assert acl["Owner"]["ID"] == ak_a, acl
+    grants = {(g["Grantee"].get("ID"), g["Permission"]) for g in acl["Grants"]}
+    assert (ak_a, "FULL_CONTROL") in grants and (ak_b, "READ") in grants, grants
+    assert bob.get_object(Bucket=B, Key="doc.txt")["Body"].read() == b"alice's data"
+    assert "doc.txt" in [o["Key"] for o in bob.list_objects_v2(Bucket=B)["Contents"]]
+    assert code(bob.put_object, Bucket=B, Key="x", Body=b"x") == "AccessDenied"
+    bob.copy_object(Bucket="bob-bucket", Key="copied", CopySource={"Bucket": B, "Key": "doc.txt"})
+
+    # Canned ACLs: public-read lets anyone read; private takes every grant away.
+    alice.put_bucket_acl(Bucket=B, ACL="public-read")
+    st, _, data = request("GET", f"/{B}/doc.txt")
+    assert st == 200 and data == b"alice's data", (st, data)
+    expect_error(request("PUT", f"/{B}/anon", body=b"x"), 403, "AccessDenied")
+    alice.put_bucket_acl(Bucket=B, ACL="private")
+    expect_error(request("GET", f"/{B}/doc.txt"), 403, "AccessDenied")
+    assert code(bob.get_object, Bucket=B, Key="doc.txt") == "AccessDenied"
+
+    # An AccessControlPolicy body granting Bob WRITE.
+    alice.put_bucket_acl(Bucket=B, AccessControlPolicy={
+        "Owner": {"ID": ak_a},
+        "Grants": [{"Grantee": {"Type": "CanonicalUser", "ID": ak_b}, "Permission": "WRITE"}],
+    })
+    bob.put_object(Bucket=B, Key="from-bob", Body=b"hi")
+    assert code(bob.get_object, Bucket=B, Key="from-bob") == "AccessDenied"
+    assert alice.get_object(Bucket=B, Key="from-bob")["Body"].read() == b"hi"
+    assert alice.get_object_acl(Bucket=B, Key="doc.txt")["Owner"]["ID"] == ak_a
+    print("security OK")
+
+
+def revoked(ak, sk):
+    c = client(ak, sk)
+    assert code(c.list_buckets) == "InvalidAccessKeyId"
+    assert code(c.put_object, Bucket="bob-bucket", Key="after", Body=b"x") == "InvalidAccessKeyId"
+    print("revoked OK")
+
+
+if __name__ == "__main__":
+    phase = sys.argv[2]
+    {"main": main, "revoked": revoked}[phase](*sys.argv[3:])
