@@ -8,7 +8,7 @@ use ozone_proto::om::{
 
 use super::object::{metadata_from_headers, write_condition};
 use super::{Ctx, iso8601, quoted, url_encode, xml_ok};
-use crate::body::{Body, BodySpec, read_small};
+use crate::body::{Body, read_small};
 use crate::error::{S3Error, S3ErrorCode, S3Result};
 use crate::object_io::KeyAttrs;
 use crate::xml::{self, XmlWriter};
