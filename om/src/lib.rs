@@ -10,6 +10,7 @@
 //! - [`state_machine`]: the deterministic apply of commands, one redb transaction each, with the
 //!   applied raft log id;
 //! - [`store`]: tables, key encoding and reads; [`model`]: the stored records;
+//! - [`links`]: bucket links, resolved before every key call;
 //! - [`deletion`]: hands the blocks of deleted keys to SCM's deleted-block log.
 //!
 //! The `ozone` binary calls [`run`]; tests call [`start`] with port 0 and use
@@ -18,6 +19,7 @@
 pub mod command;
 pub mod deletion;
 pub mod error;
+pub mod links;
 pub mod manager;
 pub mod model;
 pub mod raft;

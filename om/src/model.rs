@@ -68,6 +68,16 @@ pub struct BucketRecord {
     pub owner: String,
     pub creation_time_ms: u64,
     pub replication: u32,
+    /// A link bucket: the `(volume, bucket)` it points at (which need not exist). Keys are
+    /// never stored under a link; every key call resolves it first (see [`crate::links`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<(String, String)>,
+}
+
+impl BucketRecord {
+    pub fn is_link(&self) -> bool {
+        self.source.is_some()
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -358,6 +368,8 @@ impl From<&BucketRecord> for om::BucketInfo {
             owner: b.owner.clone(),
             creation_time_ms: b.creation_time_ms,
             replication: b.replication,
+            source_volume: b.source.as_ref().map(|s| s.0.clone()).unwrap_or_default(),
+            source_bucket: b.source.as_ref().map(|s| s.1.clone()).unwrap_or_default(),
         }
     }
 }

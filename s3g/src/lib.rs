@@ -4,10 +4,12 @@
 //!
 //! Request flow: [`router::Endpoint::parse`] picks the operation once, [`auth`] names the user,
 //! a thin handler in [`handlers`] reads headers and writes XML, [`object_io`] streams bodies to
-//! and from the datanodes, and every error is rendered by [`error::S3Error`].
+//! and from the datanodes, and every error is rendered by [`error::S3Error`]. [`browser`] serves
+//! the bucket browser page (`?browser=true`).
 
 pub mod auth;
 pub mod body;
+pub mod browser;
 pub mod checksum;
 pub mod chunked;
 pub mod error;
@@ -310,6 +312,11 @@ async fn route(
         None => e,
     })?;
     *op = endpoint.name();
+    if endpoint == Endpoint::Browser {
+        // The page is static and public; every S3 call its script makes is signed and
+        // authenticated like any other request.
+        return Ok(browser::page());
+    }
     let user = auth::access_key(req, &query)?;
     let ctx = handlers::Ctx {
         gw,

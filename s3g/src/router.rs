@@ -86,6 +86,9 @@ const UNSUPPORTED_OBJECT: &[&str] = &[
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Endpoint {
+    /// `GET /?browser=true` or `GET /<bucket>?browser=true`: the bucket browser page
+    /// (static HTML; its script signs the S3 calls it makes, so the page needs no credentials).
+    Browser,
     ListBuckets,
     CreateBucket,
     HeadBucket,
@@ -113,6 +116,7 @@ impl Endpoint {
     /// The operation name, as AWS names it (metrics, logs).
     pub fn name(&self) -> &'static str {
         match self {
+            Endpoint::Browser => "Browser",
             Endpoint::ListBuckets => "ListBuckets",
             Endpoint::CreateBucket => "CreateBucket",
             Endpoint::HeadBucket => "HeadBucket",
@@ -155,6 +159,7 @@ impl Endpoint {
         let method_not_allowed = || Err(S3Error::new(S3ErrorCode::MethodNotAllowed));
         let Some(_bucket) = bucket else {
             return match *method {
+                Method::GET if q.has("browser") => Ok(Endpoint::Browser),
                 Method::GET => Ok(Endpoint::ListBuckets),
                 _ => method_not_allowed(),
             };
@@ -168,6 +173,7 @@ impl Endpoint {
                 Method::PUT => Ok(Endpoint::CreateBucket),
                 Method::HEAD => Ok(Endpoint::HeadBucket),
                 Method::DELETE => Ok(Endpoint::DeleteBucket),
+                Method::GET if q.has("browser") => Ok(Endpoint::Browser),
                 Method::GET if q.has("location") => Ok(Endpoint::GetBucketLocation),
                 Method::GET if q.has("versioning") => Ok(Endpoint::GetBucketVersioning),
                 Method::GET if q.has("uploads") => Ok(Endpoint::ListMultipartUploads),
@@ -287,6 +293,14 @@ mod tests {
         assert_eq!(
             ep(Method::PUT, Some("b"), Some("k"), "x-id=PutObject").unwrap(),
             Endpoint::PutObject
+        );
+        assert_eq!(
+            ep(Method::GET, Some("b"), None, "browser=true").unwrap(),
+            Endpoint::Browser
+        );
+        assert_eq!(
+            ep(Method::GET, None, None, "browser=true").unwrap(),
+            Endpoint::Browser
         );
         assert_eq!(
             ep(Method::GET, Some("b"), None, "policy").unwrap_err().code,
