@@ -225,7 +225,11 @@ impl KeyWriter {
     /// Replaces `block`'s location and writer with a new block from OM (avoiding the datanodes
     /// that failed) and writes the kept bytes to it again; fails with the original error when
     /// the bytes are no longer all kept or the attempts are used up.
-    async fn rewrite_block(&self, block: &mut OpenBlock, mut err: DatanodeClientError) -> Result<()> {
+    async fn rewrite_block(
+        &self,
+        block: &mut OpenBlock,
+        mut err: DatanodeClientError,
+    ) -> Result<()> {
         loop {
             let Some(replay) = block.replay.clone() else {
                 return Err(err.into());

@@ -144,8 +144,8 @@ pub fn grpc_code(status: OmStatus) -> Code {
     match status {
         Ok => Code::Ok,
         InternalError => Code::Internal,
-        InvalidRequest | InvalidPart | InvalidPartOrder | EntityTooSmall
-        | DetectedLoopInBucketLinks => Code::InvalidArgument,
+        InvalidRequest | InvalidPart | InvalidPartOrder | EntityTooSmall => Code::InvalidArgument,
+        DetectedLoopInBucketLinks => Code::InvalidArgument,
         VolumeNotFound | BucketNotFound | KeyNotFound | NoSuchMultipartUpload => Code::NotFound,
         VolumeAlreadyExists | BucketAlreadyExists => Code::AlreadyExists,
         VolumeNotEmpty | BucketNotEmpty | NotLeader => Code::FailedPrecondition,

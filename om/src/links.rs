@@ -43,7 +43,11 @@ pub fn resolve(s: &Snapshot, volume: &str, bucket: &str) -> Result<BucketRecord,
 }
 
 /// `(volume, bucket)` after resolving links.
-pub fn resolve_names(s: &Snapshot, volume: &str, bucket: &str) -> Result<(String, String), OmError> {
+pub fn resolve_names(
+    s: &Snapshot,
+    volume: &str,
+    bucket: &str,
+) -> Result<(String, String), OmError> {
     let rec = resolve(s, volume, bucket)?;
     Ok((rec.volume, rec.name))
 }

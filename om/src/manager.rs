@@ -302,7 +302,10 @@ impl OzoneManager {
         {
             return Err(OmError::reject(
                 OmStatus::DetectedLoopInBucketLinks,
-                format!("bucket /{}/{} cannot link to itself", req.volume, req.bucket),
+                format!(
+                    "bucket /{}/{} cannot link to itself",
+                    req.volume, req.bucket
+                ),
             ));
         }
         let replication = resolve_replication(0, self.settings.default_replication)?;

@@ -86,8 +86,6 @@ const UNSUPPORTED_OBJECT: &[&str] = &[
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Endpoint {
-    /// `GET /?browser=true` or `GET /<bucket>?browser=true`: the bucket browser page
-    /// (static HTML; its script signs the S3 calls it makes, so the page needs no credentials).
     Browser,
     ListBuckets,
     CreateBucket,
@@ -159,6 +157,7 @@ impl Endpoint {
         let method_not_allowed = || Err(S3Error::new(S3ErrorCode::MethodNotAllowed));
         let Some(_bucket) = bucket else {
             return match *method {
+                // The bucket browser page (static; its script signs the S3 calls it makes).
                 Method::GET if q.has("browser") => Ok(Endpoint::Browser),
                 Method::GET => Ok(Endpoint::ListBuckets),
                 _ => method_not_allowed(),

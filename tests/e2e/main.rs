@@ -4,9 +4,11 @@
 
 mod aws_cli;
 mod boto3;
+mod browser;
 mod clients;
 mod cluster;
 mod compose;
 mod datanode_loss;
 mod durability;
 mod om_ha;
+mod shell;

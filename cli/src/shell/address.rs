@@ -57,8 +57,7 @@ impl Address {
     /// Requires exactly a volume and a bucket (`/vol/bucket`).
     pub fn bucket_only(text: &str) -> Result<Self, String> {
         let a = Self::parse(text)?;
-        if a.volume.is_empty() || a.bucket.trim_end_matches('/').is_empty() || !a.key.is_empty()
-        {
+        if a.volume.is_empty() || a.bucket.trim_end_matches('/').is_empty() || !a.key.is_empty() {
             return Err(format!(
                 "invalid bucket address {text}: expected /volume/bucket"
             ));
@@ -122,7 +121,9 @@ mod tests {
         assert!(Address::volume_only("/vol1/b").is_err());
         let cfg = OzoneConfig::default();
         assert_eq!(
-            Address::parse("o3://omhost/v").expect("valid").om_addresses(&cfg),
+            Address::parse("o3://omhost/v")
+                .expect("valid")
+                .om_addresses(&cfg),
             vec!["omhost:9862".to_string()]
         );
     }

@@ -335,7 +335,9 @@ async fn volume(cfg: &OzoneConfig, cmd: VolumeCmd) -> Result<()> {
                     max: length.unwrap_or(DEFAULT_LIST_LENGTH),
                 })
                 .await?;
-            print_json(&Value::Array(resp.volumes.iter().map(volume_json).collect()));
+            print_json(&Value::Array(
+                resp.volumes.iter().map(volume_json).collect(),
+            ));
         }
         VolumeCmd::Delete { address } => {
             let a = Address::volume_only(&address).map_err(ShellError::Usage)?;
@@ -384,7 +386,9 @@ async fn bucket(cfg: &OzoneConfig, cmd: BucketCmd) -> Result<()> {
                     max: length.unwrap_or(DEFAULT_LIST_LENGTH),
                 })
                 .await?;
-            print_json(&Value::Array(resp.buckets.iter().map(bucket_json).collect()));
+            print_json(&Value::Array(
+                resp.buckets.iter().map(bucket_json).collect(),
+            ));
         }
         BucketCmd::Delete { address } => {
             let a = Address::bucket_only(&address).map_err(ShellError::Usage)?;
@@ -438,7 +442,14 @@ async fn key(cfg: &OzoneConfig, cmd: KeyCmd) -> Result<()> {
         } => {
             let a = Address::key(&address).map_err(ShellError::Usage)?;
             let replication = parse_replication(replication.as_deref())?;
-            put(cfg, &a, &file, replication, progress_flag(progress, no_progress)).await
+            put(
+                cfg,
+                &a,
+                &file,
+                replication,
+                progress_flag(progress, no_progress),
+            )
+            .await
         }
         KeyCmd::Get {
             address,
@@ -452,7 +463,9 @@ async fn key(cfg: &OzoneConfig, cmd: KeyCmd) -> Result<()> {
         }
         KeyCmd::Info { address } => {
             let a = Address::key(&address).map_err(ShellError::Usage)?;
-            let k = om(cfg, &a)?.lookup_key(&a.volume, &a.bucket, &a.key).await?;
+            let k = om(cfg, &a)?
+                .lookup_key(&a.volume, &a.bucket, &a.key)
+                .await?;
             print_json(&key_json(&k, true));
             Ok(())
         }
@@ -510,8 +523,7 @@ async fn put(
         .len();
     let om = om(cfg, a)?;
     let dn = DatanodeClients::new();
-    let settings =
-        WriteSettings::from_config(cfg).map_err(|e| ShellError::Usage(e.to_string()))?;
+    let settings = WriteSettings::from_config(cfg).map_err(|e| ShellError::Usage(e.to_string()))?;
     let mut writer = KeyWriter::open(
         &om,
         &dn,
