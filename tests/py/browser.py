@@ -65,7 +65,7 @@ def driver(download_dir):
         "download.prompt_for_download": False,
     })
     d = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=opts)
-    d.execute_cdp_cmd("Page.setDownloadBehavior", {"behavior": "allow", "downloadPath": download_dir})
+    d.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": download_dir})
     return d
 
 
@@ -151,6 +151,7 @@ def main():
         d.find_element(By.ID, "prev").click()
         wait_ready(d, page=2)
         assert "docs/doc-0123.bin" in keys_on_page(d)
+        d.execute_script("window.scrollTo(0, 0)")
         d.save_screenshot(shot)
         print(f"screenshot: {shot}", flush=True)
 
