@@ -190,6 +190,27 @@ fn shell_volumes_buckets_keys_and_links_through_s3() {
     let buckets = ok(c.aws(&["s3api", "list-buckets"]));
     assert!(buckets.contains("common-bucket"), "{buckets}");
     ok(c.aws(&["s3api", "head-bucket", "--bucket", "common-bucket"]));
+    // A multipart upload through the link (the aws CLI sends 50 MiB in 8 MiB parts).
+    ok(c.aws(&[
+        "s3",
+        "cp",
+        big.to_str().unwrap(),
+        "s3://common-bucket/mp/big-again.bin",
+    ]));
+    let mp = json(sh(&["key", "info", "/vol1/bucket1/mp/big-again.bin"]));
+    assert_eq!(mp["dataSize"], 50u64 << 20);
+    let mp_back = dir.join("mp-back.bin");
+    ok(sh(&[
+        "key",
+        "get",
+        "/vol1/bucket1/mp/big-again.bin",
+        mp_back.to_str().unwrap(),
+    ]));
+    assert!(
+        same_file(&big, &mp_back),
+        "multipart key through the link differs"
+    );
+    ok(sh(&["key", "delete", "/vol1/bucket1/mp/big-again.bin"]));
     // A write through the link lands in the source bucket.
     let up = dir.join("up.txt");
     std::fs::write(&up, b"written through the link\n").unwrap();

@@ -126,5 +126,20 @@ mod tests {
                 .om_addresses(&cfg),
             vec!["omhost:9862".to_string()]
         );
+        // A service id names every OM of the service.
+        let mut ha = OzoneConfig::default();
+        ha.set("ozone.om.service.ids", "omservice")
+            .set("ozone.om.nodes.omservice", "om1,om2,om3");
+        for n in 1..=3 {
+            ha.set(
+                &format!("ozone.om.address.omservice.om{n}"),
+                format!("h{n}:986{n}"),
+            );
+        }
+        let all = vec!["h1:9861", "h2:9862", "h3:9863"];
+        let a = Address::parse("o3://omservice/vol/b/k").expect("valid");
+        assert_eq!(a.om_addresses(&ha), all);
+        let a = Address::parse("/vol/b/k").expect("valid");
+        assert_eq!(a.om_addresses(&ha), all);
     }
 }
