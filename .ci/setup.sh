@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs what the test suite needs, idempotently: a Python virtualenv (.venv) with the aws CLI
-# and boto3, rclone, s3cmd and s3fs from Debian, and cargo-nextest. Safe to run again; does nothing when everything is there.
+# Installs what the test suite needs, idempotently: a Python virtualenv (.venv) with the aws CLI,
+# boto3 and Selenium, rclone, s3cmd, s3fs, Chromium and its WebDriver (the bucket browser test)
+# from Debian, and cargo-nextest. Safe to run again; does nothing when everything is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +12,11 @@ fi
 # Other S3 clients the end-to-end tests drive (Debian packages).
 missing=()
 for pkg in rclone s3cmd s3fs; do command -v "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
+# Headless Chromium and chromedriver for tests/e2e/browser.rs (which fails without them).
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+# `script` (util-linux) gives `ozone sh` a terminal in tests/e2e/shell.rs.
+command -v script >/dev/null 2>&1 || missing+=(bsdutils)
 if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
@@ -20,5 +26,8 @@ if ! { [ -x .venv/bin/aws ] && .venv/bin/python -c 'import boto3' 2>/dev/null; }
   python3 -m venv .venv
   .venv/bin/pip install --quiet --upgrade pip
   .venv/bin/pip install --quiet awscli boto3
+fi
+if ! .venv/bin/python -c 'import selenium' 2>/dev/null; then
+  .venv/bin/pip install --quiet selenium
 fi
 .venv/bin/aws --version

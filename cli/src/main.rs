@@ -1,8 +1,8 @@
 //! The `ozone` binary: a thin shell that parses arguments, loads configuration, sets up tracing
 //! and calls into the role crates (`ozone om|scm|datanode|s3g`), runs a local cluster
-//! (`ozone cluster up`), the admin tools (`ozone admin ...`), the load generator (`ozone freon`)
-//! S3 secrets (`ozone s3 getsecret|revokesecret`) and a health check for containers
-//! (`ozone health`).
+//! (`ozone cluster up`), the admin tools (`ozone admin ...`), the shell (`ozone sh ...`), S3
+//! secrets (`ozone s3 getsecret|revokesecret`), the load generator (`ozone freon`) and a health
+//! check for containers (`ozone health`).
 
 mod admin;
 mod admin_om;
@@ -10,6 +10,7 @@ mod cluster;
 mod freon;
 mod health;
 mod s3;
+mod shell;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -51,6 +52,12 @@ enum Cmd {
         #[command(subcommand)]
         cmd: admin::AdminCmd,
     },
+    /// Volumes, buckets, bucket links and keys (`ozone sh key put /vol/bucket/key file`).
+    #[command(alias = "shell")]
+    Sh {
+        #[command(subcommand)]
+        cmd: shell::ShellCmd,
+    },
     /// Load generators and benchmarks.
     Freon {
         #[command(subcommand)]
@@ -74,6 +81,12 @@ enum Cmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The shell prints OM's status as Ozone's does (`BUCKET_NOT_EMPTY ...`), without a prefix.
+    let prefix = if matches!(cli.cmd, Cmd::Sh { .. }) {
+        ""
+    } else {
+        "ozone: "
+    };
     let default_log = match cli.cmd {
         // openraft logs every vote and election at info.
         Cmd::Om | Cmd::Scm | Cmd::Datanode | Cmd::S3g | Cmd::Cluster { .. } => "info,openraft=warn",
@@ -102,6 +115,7 @@ fn main() -> ExitCode {
             Cmd::S3g => ozone_s3g::run(cfg, shutdown).await.map_err(Into::into),
             Cmd::Cluster { cmd } => cluster::run(cmd).await,
             Cmd::Admin { cmd } => admin::run(&cfg, cmd).await,
+            Cmd::Sh { cmd } => shell::run(&cfg, cmd).await.map_err(Into::into),
             Cmd::Freon { cmd } => freon::run(cmd).await,
             Cmd::S3 { cmd } => s3::run(&cfg, cmd).await,
             Cmd::Health(args) => health::check(&args)
@@ -120,7 +134,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("ozone: {e}");
+            eprintln!("{prefix}{e}");
             ExitCode::FAILURE
         }
     }

@@ -32,6 +32,9 @@ pub enum OmCommand {
         /// Already resolved (1 or 3).
         replication: u32,
         now_ms: u64,
+        /// Set: the bucket is a link to this `(volume, bucket)`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        link: Option<(String, String)>,
     },
     DeleteBucket {
         volume: String,

@@ -145,6 +145,7 @@ pub fn grpc_code(status: OmStatus) -> Code {
         Ok => Code::Ok,
         InternalError => Code::Internal,
         InvalidRequest | InvalidPart | InvalidPartOrder | EntityTooSmall => Code::InvalidArgument,
+        DetectedLoopInBucketLinks => Code::InvalidArgument,
         VolumeNotFound | BucketNotFound | KeyNotFound | NoSuchMultipartUpload => Code::NotFound,
         VolumeAlreadyExists | BucketAlreadyExists => Code::AlreadyExists,
         VolumeNotEmpty | BucketNotEmpty | NotLeader | PreconditionFailed => {

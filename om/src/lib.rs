@@ -12,6 +12,7 @@
 //! - [`store`]: tables, key encoding and reads; [`model`]: the stored records;
 //! - [`tags`]: the S3 tag limits;
 //! - [`security`]: S3 secrets, SigV4 verification and bucket ACLs (`ozone.security.enabled`);
+//! - [`links`]: bucket links, resolved before every key call;
 //! - [`deletion`]: hands the blocks of deleted keys to SCM's deleted-block log.
 //!
 //! The `ozone` binary calls [`run`]; tests call [`start`] with port 0 and use
@@ -20,6 +21,7 @@
 pub mod command;
 pub mod deletion;
 pub mod error;
+pub mod links;
 pub mod manager;
 pub mod model;
 pub mod raft;

@@ -21,6 +21,7 @@ use openraft::error::{CheckIsLeaderError, RaftError};
 
 use crate::command::{OmCommand, OmResponse};
 use crate::error::OmError;
+use crate::links;
 use crate::model::{
     CommittedBlock, MAX_PART_NUMBER, PartTarget, WriteCondition, page_size, resolve_replication,
     validate_key_name, validate_resource_name,
@@ -281,11 +282,72 @@ impl OzoneManager {
             owner: req.owner,
             replication,
             now_ms: now_ms(),
+            link: None,
         };
         match self.submit(cmd).await? {
             OmResponse::Bucket(b) => Ok((&b).into()),
             other => Err(unexpected("CreateBucket", other)),
         }
+    }
+
+    /// A link bucket `/volume/bucket` -> `/source_volume/source_bucket` (the source need not
+    /// exist: a dangling link answers BUCKET_NOT_FOUND when used).
+    pub async fn create_bucket_link(
+        &self,
+        req: om::CreateBucketLinkRequest,
+    ) -> Result<om::BucketInfo, OmError> {
+        check_bucket_ref(&req.volume, &req.bucket)?;
+        check_bucket_ref(&req.source_volume, &req.source_bucket)?;
+        if (req.volume.as_str(), req.bucket.as_str())
+            == (req.source_volume.as_str(), req.source_bucket.as_str())
+        {
+            return Err(OmError::reject(
+                OmStatus::DetectedLoopInBucketLinks,
+                format!(
+                    "bucket /{}/{} cannot link to itself",
+                    req.volume, req.bucket
+                ),
+            ));
+        }
+        let replication = resolve_replication(0, self.settings.default_replication)?;
+        let cmd = OmCommand::CreateBucket {
+            volume: req.volume,
+            bucket: req.bucket,
+            owner: req.owner,
+            replication,
+            now_ms: now_ms(),
+            link: Some((req.source_volume, req.source_bucket)),
+        };
+        match self.submit(cmd).await? {
+            OmResponse::Bucket(b) => Ok((&b).into()),
+            other => Err(unexpected("CreateBucketLink", other)),
+        }
+    }
+
+    /// The bucket a name stands for, links followed.
+    pub async fn resolve_bucket(&self, req: om::BucketRef) -> Result<om::BucketInfo, OmError> {
+        self.read(move |s| links::resolve(s, &req.volume, &req.bucket).map(|b| (&b).into()))
+            .await
+    }
+
+    /// Resolves links on this OM's applied state for a mutation about to be prepared (no
+    /// read-index round: a write must not pay for a second one). When the names do not resolve
+    /// here (this leader may not have applied the newest entries yet), they go unchanged and
+    /// apply decides; apply refuses a link, so a key is never stored under one.
+    async fn resolve_for_write(
+        &self,
+        volume: String,
+        bucket: String,
+    ) -> Result<(String, String), OmError> {
+        let sm = self.sm.clone();
+        blocking(
+            move || match links::resolve_names(&sm.snapshot()?, &volume, &bucket) {
+                Ok(names) => Ok(names),
+                Err(e) if e.status() == OmStatus::DetectedLoopInBucketLinks => Err(e),
+                Err(_) => Ok((volume, bucket)),
+            },
+        )
+        .await
     }
 
     pub async fn info_bucket(&self, req: om::BucketRef) -> Result<om::BucketInfo, OmError> {
@@ -334,16 +396,17 @@ impl OzoneManager {
             part.clone(),
             req.replication,
         );
-        let (replication, default_owner) = self
+        let (replication, default_owner, volume, bucket_name) = self
             .read(move |s| {
-                let bucket = s.require_bucket(&v, &b)?;
+                let bucket = links::resolve(s, &v, &b)?;
+                let (v, b) = (bucket.volume.clone(), bucket.name.clone());
                 match &p {
                     Some(p) => {
                         let u = s.require_upload(&v, &b, &k, &p.upload_id)?;
-                        Ok((u.replication, u.owner))
+                        Ok((u.replication, u.owner, v, b))
                     }
-                    None if requested != 0 => Ok((requested, bucket.owner)),
-                    None => Ok((bucket.replication, bucket.owner)),
+                    None if requested != 0 => Ok((requested, bucket.owner, v, b)),
+                    None => Ok((bucket.replication, bucket.owner, v, b)),
                 }
             })
             .await?;
@@ -359,8 +422,8 @@ impl OzoneManager {
             .allocate(count, block_size, replication, &owner, Vec::new())
             .await?;
         let cmd = OmCommand::OpenKey {
-            volume: req.volume,
-            bucket: req.bucket,
+            volume,
+            bucket: bucket_name,
             key: req.key,
             client_id: new_client_id(),
             owner,
@@ -395,14 +458,16 @@ impl OzoneManager {
             req.key.clone(),
             req.client_id,
         );
-        let open = self
+        let (open, volume, bucket) = self
             .read(move |s| {
-                s.open_key(&v, &b, &k, c)?.ok_or_else(|| {
+                let (v, b) = links::resolve_names(s, &v, &b)?;
+                let open = s.open_key(&v, &b, &k, c)?.ok_or_else(|| {
                     OmError::reject(
                         OmStatus::KeyNotFound,
                         format!("no open key /{v}/{b}/{k} with client id {c}"),
                     )
-                })
+                })?;
+                Ok((open, v, b))
             })
             .await?;
         let mut blocks = self
@@ -417,8 +482,8 @@ impl OzoneManager {
             .await?;
         let location = blocks.swap_remove(0);
         let cmd = OmCommand::AllocateBlock {
-            volume: req.volume,
-            bucket: req.bucket,
+            volume,
+            bucket,
             key: req.key,
             client_id: req.client_id,
             location,
@@ -439,9 +504,10 @@ impl OzoneManager {
             .iter()
             .map(CommittedBlock::try_from)
             .collect::<Result<Vec<_>, _>>()?;
+        let (volume, bucket) = self.resolve_for_write(req.volume, req.bucket).await?;
         let cmd = OmCommand::CommitKey {
-            volume: req.volume,
-            bucket: req.bucket,
+            volume,
+            bucket,
             key: req.key,
             client_id: req.client_id,
             blocks,
@@ -460,14 +526,14 @@ impl OzoneManager {
     }
 
     pub async fn lookup_key(&self, req: om::KeyRef) -> Result<om::KeyInfo, OmError> {
-        self.read(move |s| match s.key(&req.volume, &req.bucket, &req.key)? {
-            Some(k) => Ok(k.to_proto(true)),
-            None => {
-                s.require_bucket(&req.volume, &req.bucket)?;
-                Err(OmError::reject(
+        self.read(move |s| {
+            let (volume, bucket) = links::resolve_names(s, &req.volume, &req.bucket)?;
+            match s.key(&volume, &bucket, &req.key)? {
+                Some(k) => Ok(k.to_proto(true)),
+                None => Err(OmError::reject(
                     OmStatus::KeyNotFound,
                     format!("key /{}/{}/{} not found", req.volume, req.bucket, req.key),
-                ))
+                )),
             }
         })
         .await
@@ -484,7 +550,8 @@ impl OzoneManager {
                 delimiter: req.delimiter,
                 max_keys: req.max_keys,
             };
-            let page = s.list_keys(&req.volume, &req.bucket, &q)?;
+            let (volume, bucket) = links::resolve_names(s, &req.volume, &req.bucket)?;
+            let page = s.list_keys(&volume, &bucket, &q)?;
             Ok(om::ListKeysResponse {
                 keys: page.keys.iter().map(|k| k.to_proto(false)).collect(),
                 common_prefixes: page.common_prefixes,
@@ -498,9 +565,10 @@ impl OzoneManager {
     /// Deleting a missing key succeeds.
     pub async fn delete_key(&self, req: om::KeyRef) -> Result<om::Empty, OmError> {
         check_key_ref(&req.volume, &req.bucket, &req.key)?;
+        let (volume, bucket) = self.resolve_for_write(req.volume, req.bucket).await?;
         let cmd = OmCommand::DeleteKeys {
-            volume: req.volume,
-            bucket: req.bucket,
+            volume,
+            bucket,
             keys: vec![req.key],
         };
         match self.submit(cmd).await? {
@@ -523,9 +591,10 @@ impl OzoneManager {
                 req.keys.len()
             )));
         }
+        let (volume, bucket) = self.resolve_for_write(req.volume, req.bucket).await?;
         let cmd = OmCommand::DeleteKeys {
-            volume: req.volume,
-            bucket: req.bucket,
+            volume,
+            bucket,
             keys: req.keys,
         };
         match self.submit(cmd).await? {
@@ -561,9 +630,10 @@ impl OzoneManager {
         if req.replication != 0 {
             resolve_replication(req.replication, self.settings.default_replication)?;
         }
+        let (volume, bucket) = self.resolve_for_write(req.volume, req.bucket).await?;
         let cmd = OmCommand::InitiateMultipartUpload {
-            volume: req.volume,
-            bucket: req.bucket,
+            volume,
+            bucket,
             key: req.key,
             upload_id: uuid::Uuid::new_v4().to_string(),
             owner: req.owner,
@@ -583,9 +653,10 @@ impl OzoneManager {
         req: om::CompleteMultipartUploadRequest,
     ) -> Result<om::KeyInfo, OmError> {
         check_key_ref(&req.volume, &req.bucket, &req.key)?;
+        let (volume, bucket) = self.resolve_for_write(req.volume, req.bucket).await?;
         let cmd = OmCommand::CompleteMultipartUpload {
-            volume: req.volume,
-            bucket: req.bucket,
+            volume,
+            bucket,
             key: req.key,
             upload_id: req.upload_id,
             parts: req
@@ -606,9 +677,10 @@ impl OzoneManager {
         &self,
         req: om::MultipartUploadRef,
     ) -> Result<om::Empty, OmError> {
+        let (volume, bucket) = self.resolve_for_write(req.volume, req.bucket).await?;
         let cmd = OmCommand::AbortMultipartUpload {
-            volume: req.volume,
-            bucket: req.bucket,
+            volume,
+            bucket,
             key: req.key,
             upload_id: req.upload_id,
         };
@@ -621,7 +693,8 @@ impl OzoneManager {
         req: om::ListPartsRequest,
     ) -> Result<om::ListPartsResponse, OmError> {
         self.read(move |s| {
-            let upload = s.require_upload(&req.volume, &req.bucket, &req.key, &req.upload_id)?;
+            let (volume, bucket) = links::resolve_names(s, &req.volume, &req.bucket)?;
+            let upload = s.require_upload(&volume, &bucket, &req.key, &req.upload_id)?;
             let (parts, truncated) =
                 s.list_parts(&upload, req.part_number_marker, req.max_parts)?;
             let next = parts
@@ -643,6 +716,7 @@ impl OzoneManager {
     ) -> Result<om::ListMultipartUploadsResponse, OmError> {
         let max = page_size(req.max_uploads) as u32;
         self.read(move |s| {
+            let (volume, bucket) = links::resolve_names(s, &req.volume, &req.bucket)?;
             let q = UploadsQuery {
                 prefix: req.prefix,
                 delimiter: req.delimiter,
@@ -650,7 +724,7 @@ impl OzoneManager {
                 upload_id_marker: req.upload_id_marker,
                 max,
             };
-            let page = s.list_uploads(&req.volume, &req.bucket, &q)?;
+            let page = s.list_uploads(&volume, &bucket, &q)?;
             Ok(om::ListMultipartUploadsResponse {
                 uploads: page.uploads.iter().map(Into::into).collect(),
                 common_prefixes: page.common_prefixes,
@@ -666,9 +740,10 @@ impl OzoneManager {
 
     pub async fn set_key_tags(&self, req: om::SetKeyTagsRequest) -> Result<om::KeyInfo, OmError> {
         check_key_ref(&req.volume, &req.bucket, &req.key)?;
+        let (volume, bucket) = self.resolve_for_write(req.volume, req.bucket).await?;
         let cmd = OmCommand::SetKeyTags {
-            volume: req.volume,
-            bucket: req.bucket,
+            volume,
+            bucket,
             key: req.key,
             tags: check_tags(req.tags, MAX_KEY_TAGS)?,
         };

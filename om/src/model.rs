@@ -74,6 +74,16 @@ pub struct BucketRecord {
     /// ACL grants beyond the owner's FULL_CONTROL (S3 bucket ACLs).
     #[serde(default)]
     pub acl: Vec<AclGrant>,
+    /// A link bucket: the `(volume, bucket)` it points at (which need not exist). Keys are
+    /// never stored under a link; every key call resolves it first (see [`crate::links`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<(String, String)>,
+}
+
+impl BucketRecord {
+    pub fn is_link(&self) -> bool {
+        self.source.is_some()
+    }
 }
 
 /// One bucket ACL grant: `grantee` is a user, `*` (everyone) or `@authenticated`.
@@ -441,6 +451,8 @@ impl From<&BucketRecord> for om::BucketInfo {
                     permission: g.permission.clone(),
                 })
                 .collect(),
+            source_volume: b.source.as_ref().map(|s| s.0.clone()).unwrap_or_default(),
+            source_bucket: b.source.as_ref().map(|s| s.1.clone()).unwrap_or_default(),
         }
     }
 }

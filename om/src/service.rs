@@ -78,6 +78,17 @@ impl OmService for OmGrpc {
         rpc!(self, "DeleteBucket", delete_bucket, r)
     }
 
+    async fn create_bucket_link(
+        &self,
+        r: Request<CreateBucketLinkRequest>,
+    ) -> Result<Response<BucketInfo>, Status> {
+        rpc!(self, "CreateBucketLink", create_bucket_link, r)
+    }
+
+    async fn resolve_bucket(&self, r: Request<BucketRef>) -> Result<Response<BucketInfo>, Status> {
+        rpc!(self, "ResolveBucket", resolve_bucket, r)
+    }
+
     async fn open_key(
         &self,
         r: Request<OpenKeyRequest>,

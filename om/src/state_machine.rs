@@ -504,7 +504,8 @@ impl<'t> Writer<'t> {
                 owner,
                 replication,
                 now_ms,
-            } => self.create_bucket(volume, bucket, owner, *replication, *now_ms),
+                link,
+            } => self.create_bucket(volume, bucket, owner, *replication, *now_ms, link.clone()),
             OmCommand::DeleteBucket { volume, bucket } => self.delete_bucket(volume, bucket),
             OmCommand::CreateS3Secret {
                 user,
@@ -669,7 +670,7 @@ impl<'t> Writer<'t> {
                 bucket,
                 tags,
             } => {
-                let mut rec = self.require_bucket(volume, bucket)?;
+                let mut rec = store::require_bucket(&self.volumes, &self.buckets, volume, bucket)?;
                 rec.tags = tags.clone();
                 Self::put(&mut self.buckets, &bucket_key(volume, bucket), &rec)?;
                 Ok(OmResponse::Bucket(rec))
@@ -706,14 +707,24 @@ impl<'t> Writer<'t> {
         bucket: &str,
         acl: &[AclGrant],
     ) -> Result<OmResponse, OmError> {
-        let mut rec = self.require_bucket(volume, bucket)?;
+        // A link's own record: ACLs (like tags) belong to the bucket name they are set on.
+        let mut rec = store::require_bucket(&self.volumes, &self.buckets, volume, bucket)?;
         rec.acl = acl.to_vec();
         Self::put(&mut self.buckets, &bucket_key(volume, bucket), &rec)?;
         Ok(OmResponse::Bucket(rec))
     }
 
+    /// A bucket that holds keys: a link is refused (the leader resolves links before it
+    /// prepares a key command, so one here means the names changed in between).
     fn require_bucket(&self, volume: &str, bucket: &str) -> Result<BucketRecord, OmError> {
-        store::require_bucket(&self.volumes, &self.buckets, volume, bucket)
+        let b = store::require_bucket(&self.volumes, &self.buckets, volume, bucket)?;
+        if b.is_link() {
+            return reject(
+                OmStatus::BucketNotFound,
+                format!("bucket /{volume}/{bucket} is a link; resolve it first"),
+            );
+        }
+        Ok(b)
     }
 
     fn create_volume(
@@ -765,6 +776,7 @@ impl<'t> Writer<'t> {
         owner: &str,
         replication: u32,
         now_ms: u64,
+        link: Option<(String, String)>,
     ) -> Result<OmResponse, OmError> {
         validate_resource_name("bucket", bucket)?;
         let vol: VolumeRecord =
@@ -800,13 +812,15 @@ impl<'t> Writer<'t> {
             replication,
             tags: BTreeMap::new(),
             acl: Vec::new(),
+            source: link,
         };
         Self::put(&mut self.buckets, &k, &rec)?;
         Ok(OmResponse::Bucket(rec))
     }
 
+    /// Deleting a link removes only the link (it holds no keys).
     fn delete_bucket(&mut self, volume: &str, bucket: &str) -> Result<OmResponse, OmError> {
-        self.require_bucket(volume, bucket)?;
+        store::require_bucket(&self.volumes, &self.buckets, volume, bucket)?;
         let prefix = bucket_prefix(volume, bucket);
         if has_prefix(&self.keys, &prefix)? {
             return reject(
@@ -1412,6 +1426,7 @@ mod tests {
                 owner: "alice".into(),
                 replication: 3,
                 now_ms: 2,
+                link: None,
             },
             open("a/1", 11, &[1, 2], None),
             OmCommand::AllocateBlock {

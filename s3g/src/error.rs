@@ -137,6 +137,9 @@ impl S3Error {
             OmStatus::InvalidPartOrder => S3ErrorCode::InvalidPartOrder,
             OmStatus::EntityTooSmall => S3ErrorCode::EntityTooSmall,
             OmStatus::InvalidRequest => S3ErrorCode::InvalidRequest,
+            // A bucket link that leads back to itself: the request names an unusable bucket.
+            // (Ozone's gateway lets the OMException through as a 500; this is not a server fault.)
+            OmStatus::DetectedLoopInBucketLinks => S3ErrorCode::InvalidRequest,
             OmStatus::PermissionDenied => S3ErrorCode::AccessDenied,
             // OM checks a conditional write again when it commits; the gateway checked it before
             // the upload (412 there), so failing now means a concurrent write got there first.

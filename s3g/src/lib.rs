@@ -5,10 +5,12 @@
 //! Request flow: [`router::Endpoint::parse`] picks the operation once, [`auth`] names the user
 //! (with security on, [`security`] checks the SigV4 signature with OM and the bucket's ACL),
 //! a thin handler in [`handlers`] reads headers and writes XML, [`object_io`] streams bodies to
-//! and from the datanodes, and every error is rendered by [`error::S3Error`].
+//! and from the datanodes, and every error is rendered by [`error::S3Error`]. [`browser`] serves
+//! the bucket browser page (`?browser=true`).
 
 pub mod auth;
 pub mod body;
+pub mod browser;
 pub mod checksum;
 pub mod chunked;
 pub mod error;
@@ -316,6 +318,11 @@ async fn route(
         None => e,
     })?;
     *op = endpoint.name();
+    if endpoint == Endpoint::Browser {
+        // The page is static and public; every S3 call its script makes is signed and
+        // authenticated like any other request.
+        return Ok(browser::page());
+    }
     let identity = if gw.settings.security {
         let id = security::authenticate(gw, req, &query, target.bucket.as_deref()).await?;
         security::authorize(gw, &id, &endpoint, target.bucket.as_deref().unwrap_or("")).await?;

@@ -83,6 +83,7 @@ const UNSUPPORTED_OBJECT: &[&str] = &[
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Endpoint {
+    Browser,
     ListBuckets,
     CreateBucket,
     HeadBucket,
@@ -119,6 +120,7 @@ impl Endpoint {
     /// The operation name, as AWS names it (metrics, logs).
     pub fn name(&self) -> &'static str {
         match self {
+            Endpoint::Browser => "Browser",
             Endpoint::ListBuckets => "ListBuckets",
             Endpoint::CreateBucket => "CreateBucket",
             Endpoint::HeadBucket => "HeadBucket",
@@ -170,6 +172,8 @@ impl Endpoint {
         let method_not_allowed = || Err(S3Error::new(S3ErrorCode::MethodNotAllowed));
         let Some(_bucket) = bucket else {
             return match *method {
+                // The bucket browser page (static; its script signs the S3 calls it makes).
+                Method::GET if q.has("browser") => Ok(Endpoint::Browser),
                 Method::GET => Ok(Endpoint::ListBuckets),
                 _ => method_not_allowed(),
             };
@@ -194,6 +198,7 @@ impl Endpoint {
                 Method::PUT => Ok(Endpoint::CreateBucket),
                 Method::HEAD => Ok(Endpoint::HeadBucket),
                 Method::DELETE => Ok(Endpoint::DeleteBucket),
+                Method::GET if q.has("browser") => Ok(Endpoint::Browser),
                 Method::GET if q.has("location") => Ok(Endpoint::GetBucketLocation),
                 Method::GET if q.has("versioning") => Ok(Endpoint::GetBucketVersioning),
                 Method::GET if q.has("uploads") => Ok(Endpoint::ListMultipartUploads),
@@ -324,6 +329,14 @@ mod tests {
         assert_eq!(
             ep(Method::PUT, Some("b"), Some("k"), "x-id=PutObject").unwrap(),
             Endpoint::PutObject
+        );
+        assert_eq!(
+            ep(Method::GET, Some("b"), None, "browser=true").unwrap(),
+            Endpoint::Browser
+        );
+        assert_eq!(
+            ep(Method::GET, None, None, "browser=true").unwrap(),
+            Endpoint::Browser
         );
         assert_eq!(
             ep(Method::GET, Some("b"), None, "policy").unwrap_err().code,

@@ -4,6 +4,7 @@
 
 mod aws_cli;
 mod boto3;
+mod browser;
 mod clients;
 mod cluster;
 mod compose;
@@ -11,3 +12,4 @@ mod datanode_loss;
 mod durability;
 mod om_ha;
 mod security;
+mod shell;

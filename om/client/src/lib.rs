@@ -365,6 +365,27 @@ impl OmClient {
 
     // ---- buckets ----
 
+    /// A link bucket `/volume/bucket` pointing at `/source_volume/source_bucket`.
+    pub async fn create_bucket_link(&self, req: CreateBucketLinkRequest) -> Result<BucketInfo> {
+        self.call("CreateBucketLink", req, |mut c, r| async move {
+            c.create_bucket_link(r).await
+        })
+        .await
+    }
+
+    /// The bucket `/volume/bucket` stands for, links followed (BUCKET_NOT_FOUND for a dangling
+    /// link, DETECTED_LOOP_IN_BUCKET_LINKS for a loop).
+    pub async fn resolve_bucket(&self, volume: &str, bucket: &str) -> Result<BucketInfo> {
+        let req = BucketRef {
+            volume: volume.to_string(),
+            bucket: bucket.to_string(),
+        };
+        self.call("ResolveBucket", req, |mut c, r| async move {
+            c.resolve_bucket(r).await
+        })
+        .await
+    }
+
     /// On an existing bucket: BUCKET_ALREADY_EXISTS with [`OmClientError::owner`].
     pub async fn create_bucket(&self, req: CreateBucketRequest) -> Result<BucketInfo> {
         self.call("CreateBucket", req, |mut c, r| async move {

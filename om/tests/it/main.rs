@@ -6,6 +6,7 @@ mod common;
 mod deletion;
 mod ha;
 mod keys;
+mod links;
 mod listing;
 mod multipart;
 mod redirect;

@@ -33,6 +33,8 @@ not_leader! {
     info_bucket(BucketRef) -> BucketInfo;
     list_buckets(ListBucketsRequest) -> ListBucketsResponse;
     delete_bucket(BucketRef) -> Empty;
+    create_bucket_link(CreateBucketLinkRequest) -> BucketInfo;
+    resolve_bucket(BucketRef) -> BucketInfo;
     open_key(OpenKeyRequest) -> OpenKeyResponse;
     allocate_block(AllocateKeyBlockRequest) -> AllocateKeyBlockResponse;
     commit_key(CommitKeyRequest) -> KeyInfo;

@@ -104,10 +104,11 @@ async fn already_exists(ctx: &Ctx<'_>, err: OmClientError) -> S3Error {
     }
 }
 
+/// Links resolved: a dangling link is NoSuchBucket, as in every other call on it.
 pub async fn head_bucket(ctx: &Ctx<'_>) -> S3Result<HttpResponse> {
     ctx.gw
         .om
-        .info_bucket(&ctx.volume(), &ctx.bucket)
+        .resolve_bucket(&ctx.volume(), &ctx.bucket)
         .await
         .map_err(|e| S3Error::from_om(e, &ctx.resource()))?;
     Ok(HttpResponse::Ok()

@@ -1,0 +1,145 @@
+//! Reading a key: the blocks overlapping the range are streamed in order, each verified and
+//! failed over by the datanode client between the replicas recorded with the key; when none of
+//! them can serve it, SCM is asked once where the container's replicas are now (re-replication
+//! may have moved them) and the read goes on there.
+
+use bytes::Bytes;
+use datanode_client::{DatanodeClientError, DatanodeClients};
+use futures::{Stream, StreamExt};
+use ozone_proto::hdds::{BlockId, DatanodeDetails};
+use ozone_proto::om::KeyInfo;
+use scm_client::ScmClient;
+
+/// Streams bytes `[start, end)` of a key from its blocks.
+pub fn read_key(
+    dn: &DatanodeClients,
+    scm: Option<ScmClient>,
+    info: &KeyInfo,
+    start: u64,
+    end: u64,
+) -> impl Stream<Item = Result<Bytes, std::io::Error>> + 'static {
+    let mut segments = Vec::new();
+    for loc in &info.locations {
+        let (lo, hi) = (loc.offset, loc.offset + loc.length);
+        if hi <= start || lo >= end || loc.length == 0 {
+            continue;
+        }
+        let from = start.max(lo) - lo;
+        let to = end.min(hi) - lo;
+        let nodes = loc
+            .pipeline
+            .as_ref()
+            .map(|p| p.nodes.clone())
+            .unwrap_or_default();
+        if let Some(block_id) = loc.block_id {
+            segments.push((nodes, block_id, from, to - from));
+        }
+    }
+    let dn = dn.clone();
+    futures::stream::iter(segments)
+        .map(move |(nodes, block_id, offset, len)| {
+            read_segment(dn.clone(), scm.clone(), nodes, block_id, offset, len)
+        })
+        .flatten()
+}
+
+type BlockStream = std::pin::Pin<Box<dyn Stream<Item = Result<Bytes, DatanodeClientError>> + Send>>;
+
+/// One block's part of a read.
+struct Segment {
+    dn: DatanodeClients,
+    scm: Option<ScmClient>,
+    nodes: Vec<DatanodeDetails>,
+    block_id: BlockId,
+    pos: u64,
+    end: u64,
+    inner: Option<BlockStream>,
+    refreshed: bool,
+}
+
+/// Reads `len` bytes of a block at `offset` from the replicas recorded with the key (the
+/// datanode client verifies and fails over between them); if none of them can serve it (they
+/// died, or their replicas were replaced), asks SCM once where the container's replicas are now
+/// and goes on from there, at the first byte not yet returned.
+fn read_segment(
+    dn: DatanodeClients,
+    scm: Option<ScmClient>,
+    nodes: Vec<DatanodeDetails>,
+    block_id: BlockId,
+    offset: u64,
+    len: u64,
+) -> impl Stream<Item = Result<Bytes, std::io::Error>> + 'static {
+    let st = Segment {
+        dn,
+        scm,
+        nodes,
+        block_id,
+        pos: offset,
+        end: offset.saturating_add(len),
+        inner: None,
+        refreshed: false,
+    };
+    futures::stream::unfold(st, |mut st| async move {
+        loop {
+            if st.pos >= st.end {
+                return None;
+            }
+            if st.inner.is_none() {
+                st.inner = Some(Box::pin(datanode_client::read_block(
+                    &st.dn,
+                    &st.nodes,
+                    st.block_id,
+                    st.pos,
+                    st.end - st.pos,
+                )));
+            }
+            let next = match st.inner.as_mut() {
+                Some(inner) => inner.next().await,
+                None => None,
+            };
+            match next {
+                Some(Ok(bytes)) => {
+                    st.pos += bytes.len() as u64;
+                    return Some((Ok(bytes), st));
+                }
+                None => return None,
+                Some(Err(e)) => {
+                    let fresh = match (&st.scm, st.refreshed) {
+                        (Some(scm), false) => current_replicas(scm, &st.nodes, st.block_id).await,
+                        _ => Vec::new(),
+                    };
+                    st.refreshed = true;
+                    if fresh.is_empty() {
+                        st.pos = st.end;
+                        return Some((Err(std::io::Error::other(e)), st));
+                    }
+                    tracing::info!(block = %st.block_id, error = %e, replicas = fresh.len(),
+                        "recorded replicas failed; reading from the container's current replicas");
+                    st.nodes = fresh;
+                    st.inner = None;
+                }
+            }
+        }
+    })
+}
+
+/// Datanodes SCM says hold a usable replica of the block's container, other than `tried`.
+async fn current_replicas(
+    scm: &ScmClient,
+    tried: &[DatanodeDetails],
+    block_id: BlockId,
+) -> Vec<DatanodeDetails> {
+    match scm.get_container(block_id.container_id).await {
+        Ok(info) => info
+            .replicas
+            .into_iter()
+            .filter(|r| r.state == "CLOSED" || r.state == "OPEN")
+            .filter_map(|r| r.datanode)
+            .filter(|d| !tried.iter().any(|t| t.uuid == d.uuid))
+            .collect(),
+        Err(e) => {
+            tracing::warn!(block = %block_id, error = %e, "cannot ask SCM for the container's replicas");
+            Vec::new()
+        }
+    }
+}

@@ -1,0 +1,22 @@
+//! The bucket browser: `GET /?browser=true` (the bucket list) and `GET /<bucket>?browser=true`
+//! serve one static HTML page with a script (`browser.html`, embedded at build time).
+//!
+//! The page talks S3 to this same gateway: ListBuckets, ListObjectsV2 with `delimiter=/` (prefix
+//! "folders", 100 objects a page, continuation tokens) and presigned GET URLs for downloads.
+//! Its script signs every call with SigV4 using WebCrypto (`crypto.subtle`, available on
+//! `http://127.0.0.1`/`localhost` and https), from an access key and secret the user enters in a
+//! small form, kept in `sessionStorage`. With security off any key works and the form comes
+//! pre-filled; with security on the user enters the secret `ozone s3 getsecret` printed.
+
+use actix_web::HttpResponse;
+
+const PAGE: &str = include_str!("browser.html");
+
+/// The browser page.
+pub fn page() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .insert_header(("cache-control", "no-store"))
+        .insert_header(("x-content-type-options", "nosniff"))
+        .body(PAGE)
+}

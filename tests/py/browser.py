@@ -1,0 +1,231 @@
+"""The bucket browser (`?browser=true`) in headless Chromium, driven by Selenium.
+
+Fills a bucket with 1,200 objects in folders, then in the browser: lists the buckets, opens the
+bucket, pages forward and back, navigates into a folder and pages through all of it, and
+downloads one object through its (presigned) link; the downloaded bytes must match. A
+screenshot goes to the path given as the second argument.
+
+usage: browser.py ENDPOINT SCREENSHOT_PATH
+"""
+import os
+import random
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from common import endpoint, s3
+
+# Selenium must not try to fetch a driver or a browser: Debian's chromium and chromium-driver.
+os.environ["SE_OFFLINE"] = "true"
+from selenium import webdriver  # noqa: E402
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+BUCKET = "browser-test"
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+
+
+def layout():
+    """1,200 keys: 300 at the top, 250 in docs/, 450 in images/, 200 in logs/2024/."""
+    keys = [f"top-{i:04d}.txt" for i in range(300)]
+    keys += [f"docs/doc-{i:04d}.bin" for i in range(250)]
+    keys += [f"images/img-{i:04d}.png" for i in range(450)]
+    keys += [f"logs/2024/log-{i:04d}.log" for i in range(200)]
+    assert len(keys) == 1200
+    return keys
+
+
+def body(key):
+    if key == "docs/doc-0123.bin":
+        return random.Random(123).randbytes(300 * 1024 + 17)
+    return f"object {key}\n".encode() * (1 + len(key) % 7)
+
+
+def fill(client):
+    client.create_bucket(Bucket=BUCKET)
+    keys = layout()
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda k: client.put_object(Bucket=BUCKET, Key=k, Body=body(k)), keys))
+    return keys
+
+
+def driver(download_dir):
+    if not os.path.exists(CHROMIUM) or not os.path.exists(CHROMEDRIVER):
+        raise SystemExit(f"FAIL: {CHROMIUM} and {CHROMEDRIVER} are needed (apt-get install chromium chromium-driver; .ci/setup.sh does)")
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for a in ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+              "--window-size=1280,1600"]:
+        opts.add_argument(a)
+    opts.add_experimental_option("prefs", {
+        "download.default_directory": download_dir,
+        "download.prompt_for_download": False,
+    })
+    d = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=opts)
+    d.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": download_dir})
+    return d
+
+
+def wait_ready(d, page=None, timeout=30):
+    def ready(drv):
+        st = drv.find_element(By.TAG_NAME, "body").get_attribute("data-state")
+        if st == "error":
+            raise AssertionError("page error: " + drv.find_element(By.ID, "status").text)
+        if st != "ready":
+            return False
+        return page is None or drv.find_element(By.TAG_NAME, "body").get_attribute("data-page") == str(page)
+    WebDriverWait(d, timeout).until(ready)
+
+
+def rows(d, cls):
+    return d.find_elements(By.CSS_SELECTOR, f"#listing tbody tr.{cls}")
+
+
+def keys_on_page(d):
+    return [r.get_attribute("data-key") for r in rows(d, "object")]
+
+
+def check_signing(d):
+    """The page's SigV4 (header form and presigned URLs) equals botocore's for the same request,
+    time and credentials, keys with characters that need encoding included: what the page sends
+    is what a gateway verifying signatures (security on) expects."""
+    import datetime
+    import urllib.parse
+    from unittest import mock
+
+    import botocore.auth
+    from botocore.auth import S3SigV4Auth, S3SigV4QueryAuth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    ak, sk = "AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
+    d.execute_script("sessionStorage.setItem('ozone.accessKey', arguments[0]);"
+                     "sessionStorage.setItem('ozone.secretKey', arguments[1]);", ak, sk)
+    creds = Credentials(ak, sk)
+    when = datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc)
+    iso = "2026-01-02T03:04:05Z"
+    empty = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+    with mock.patch.object(botocore.auth, "get_current_datetime", return_value=when):
+        for key in ["docs/doc-0123.bin", "a b/c+d=e&f.txt", "\u00fcn\u00ef/c\u00f6d\u00e9~*!'().bin"]:
+            url = d.execute_async_script(
+                "presign(arguments[0], arguments[1], new Date(arguments[2])).then(arguments[3])",
+                BUCKET, key, iso)
+            path, query = url.split("?", 1)
+            assert path == f"/{BUCKET}/" + urllib.parse.quote(key, safe="/~"), (path, key)
+            req = AWSRequest(method="GET", url=endpoint() + path)
+            S3SigV4QueryAuth(creds, "s3", "us-east-1", expires=3600).add_auth(req)
+            want = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(req.url).query))
+            got = dict(urllib.parse.parse_qsl(query))
+            assert got == want, f"presigned URL differs for {key!r}:\n page {got}\n boto {want}"
+
+            params = {"list-type": "2", "delimiter": "/", "prefix": key, "max-keys": "100",
+                      "continuation-token": "ZG9jcy8-_"}
+            headers = d.execute_async_script(
+                "authorize(arguments[0], arguments[1], new Date(arguments[2])).then(arguments[3])",
+                f"/{BUCKET}", params, iso)
+            req = AWSRequest(method="GET", url=endpoint() + f"/{BUCKET}?" + urllib.parse.urlencode(params, quote_via=urllib.parse.quote, safe="-_.~"),
+                             headers={"X-Amz-Content-SHA256": empty})
+            S3SigV4Auth(creds, "s3", "us-east-1").add_auth(req)
+            assert headers["authorization"] == req.headers["Authorization"], \
+                f"header signature differs:\n page {headers['authorization']}\n boto {req.headers['Authorization']}"
+            assert headers["x-amz-date"] == req.headers["X-Amz-Date"]
+    d.execute_script("sessionStorage.clear();")
+
+
+def main():
+    shot = sys.argv[2]
+    client = s3()
+    keys = fill(client)
+    print(f"filled {BUCKET} with {len(keys)} objects", flush=True)
+
+    downloads = tempfile.mkdtemp(prefix="browser-dl-")
+    d = driver(downloads)
+    try:
+        # The bucket list.
+        d.get(endpoint() + "/?browser=true")
+        wait_ready(d)
+        assert d.find_element(By.ID, "access-key").get_attribute("value"), "credentials not pre-filled"
+        links = {a.text: a for a in d.find_elements(By.CSS_SELECTOR, "a.bucket-link")}
+        assert BUCKET in links, f"bucket not listed: {list(links)}"
+        links[BUCKET].click()
+
+        # The bucket's first page: 3 folders and the first 97 top-level objects (100 a page).
+        wait_ready(d, page=1)
+        folders = [r.get_attribute("data-prefix") for r in rows(d, "folder")]
+        assert folders == ["docs/", "images/", "logs/"], folders
+        first = keys_on_page(d)
+        assert len(first) + len(folders) == 100, (len(first), len(folders))
+        assert first[0] == "top-0000.txt", first[:3]
+        row = rows(d, "object")[0]
+        size = row.find_element(By.CSS_SELECTOR, "td.size").text
+        modified = row.find_element(By.CSS_SELECTOR, "td.modified").text
+        assert size == f"{len(body(first[0]))} B", size
+        assert modified[:2] == "20" and len(modified) == 19, modified
+        # Pages: forward through all top-level objects, then back.
+        seen = list(first)
+        page = 1
+        while d.find_element(By.ID, "next").is_enabled():
+            d.find_element(By.ID, "next").click()
+            page += 1
+            wait_ready(d, page=page)
+            seen += keys_on_page(d)
+        assert seen == [k for k in keys if "/" not in k], (len(seen), seen[-3:])
+        assert page == 4, page
+        d.find_element(By.ID, "prev").click()
+        wait_ready(d, page=3)
+        assert keys_on_page(d)[0] == seen[97 + 100], keys_on_page(d)[:2]
+
+        # Into a folder, and through its 250 objects in 3 pages.
+        d.get(endpoint() + f"/{BUCKET}?browser=true")
+        wait_ready(d, page=1)
+        [f for f in d.find_elements(By.CSS_SELECTOR, "a.folder-link") if f.text == "docs/"][0].click()
+        WebDriverWait(d, 30).until(lambda drv: keys_on_page(drv)[:1] == ["docs/doc-0000.bin"])
+        wait_ready(d, page=1)
+        crumbs = [a.text for a in d.find_elements(By.CSS_SELECTOR, "#breadcrumb a")]
+        assert crumbs == [BUCKET, "docs"], crumbs
+        in_docs = keys_on_page(d)
+        page = 1
+        while d.find_element(By.ID, "next").is_enabled():
+            d.find_element(By.ID, "next").click()
+            page += 1
+            wait_ready(d, page=page)
+            in_docs += keys_on_page(d)
+        assert in_docs == [k for k in keys if k.startswith("docs/")], len(in_docs)
+        assert page == 3, page
+        d.find_element(By.ID, "prev").click()
+        wait_ready(d, page=2)
+        assert "docs/doc-0123.bin" in keys_on_page(d)
+        d.execute_script("window.scrollTo(0, 0)")
+        d.save_screenshot(shot)
+        print(f"screenshot: {shot}", flush=True)
+
+        # Download one object through its link; the bytes must match.
+        link = d.find_element(By.CSS_SELECTOR, 'tr.object[data-key="docs/doc-0123.bin"] a.download')
+        assert "X-Amz-Signature=" in link.get_attribute("href"), link.get_attribute("href")
+        link.click()
+        target = os.path.join(downloads, "doc-0123.bin")
+        deadline = time.time() + 60
+        while not os.path.exists(target) and time.time() < deadline:
+            time.sleep(0.2)
+        assert os.path.exists(target), f"no download in {downloads}: {os.listdir(downloads)}"
+        with open(target, "rb") as f:
+            got = f.read()
+        assert got == body("docs/doc-0123.bin"), f"downloaded {len(got)} bytes that differ"
+
+        check_signing(d)
+
+        # Nested folders: logs/ -> logs/2024/.
+        d.get(endpoint() + f"/{BUCKET}?browser=true#prefix=logs%2F")
+        WebDriverWait(d, 30).until(lambda drv: [r.get_attribute("data-prefix") for r in rows(drv, "folder")] == ["logs/2024/"])
+        d.find_element(By.CSS_SELECTOR, "a.folder-link").click()
+        WebDriverWait(d, 30).until(lambda drv: len(keys_on_page(drv)) == 100 and keys_on_page(drv)[0].startswith("logs/2024/"))
+    finally:
+        d.quit()
+    print("browser OK", flush=True)
+
+
+if __name__ == "__main__":
+    main()
