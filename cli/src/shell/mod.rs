@@ -568,6 +568,7 @@ async fn put(
         metadata: Default::default(),
         upload_id: String::new(),
         part_number: 0,
+        ..Default::default()
     })
     .await?;
     Ok(())
