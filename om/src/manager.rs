@@ -631,15 +631,18 @@ impl OzoneManager {
             resolve_replication(req.replication, self.settings.default_replication)?;
         }
         let (volume, bucket) = self.resolve_for_write(req.volume, req.bucket).await?;
+        // Upload ids sort by initiation time (then at random within a millisecond), so the
+        // uploads of one key list in the order they were started, as S3 lists them.
+        let now = now_ms();
         let cmd = OmCommand::InitiateMultipartUpload {
             volume,
             bucket,
             key: req.key,
-            upload_id: uuid::Uuid::new_v4().to_string(),
+            upload_id: format!("{now:012x}-{}", uuid::Uuid::new_v4()),
             owner: req.owner,
             replication: req.replication,
             metadata: req.metadata.into_iter().collect(),
-            now_ms: now_ms(),
+            now_ms: now,
             tags: check_tags(req.tags, MAX_KEY_TAGS)?,
         };
         match self.submit(cmd).await? {

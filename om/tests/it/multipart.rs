@@ -364,3 +364,87 @@ async fn multipart_upload() {
     assert!(uploads.uploads.is_empty());
     c.om.stop().await.expect("stop");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_uploads_with_delimiter_and_markers() {
+    let c = cluster().await;
+    let om = &c.client;
+    create_bucket(om, "mpu", "alice").await;
+    let mut ups = Vec::new();
+    for k in ["a/1", "a/2", "b", "c/x/1", "c/y", "d", "d"] {
+        ups.push(initiate(om, k).await);
+    }
+    // Two uploads of one key list in the order they were started.
+    assert!(
+        ups[5].upload_id < ups[6].upload_id || ups[5].creation_time_ms == ups[6].creation_time_ms
+    );
+    let list = |prefix: &str, delimiter: &str, key_marker: &str, id_marker: &str, max: u32| {
+        om.list_multipart_uploads(ListMultipartUploadsRequest {
+            volume: VOL.into(),
+            bucket: "mpu".into(),
+            prefix: prefix.into(),
+            max_uploads: max,
+            delimiter: delimiter.into(),
+            key_marker: key_marker.into(),
+            upload_id_marker: id_marker.into(),
+        })
+    };
+    let keys = |r: &ListMultipartUploadsResponse| {
+        r.uploads.iter().map(|u| u.key.clone()).collect::<Vec<_>>()
+    };
+    let r = list("", "/", "", "", 0).await.expect("list");
+    assert_eq!(r.common_prefixes, ["a/", "c/"]);
+    assert_eq!(keys(&r), ["b", "d", "d"]);
+    assert!(!r.truncated);
+    let r = list("c/", "/", "", "", 0).await.expect("list");
+    assert_eq!(
+        (r.common_prefixes.clone(), keys(&r)),
+        (vec!["c/x/".to_string()], vec!["c/y".to_string()])
+    );
+    // Paging: 2 entries (uploads or prefixes) a page, markers from the previous page.
+    let r = list("", "/", "", "", 2).await.expect("page 1");
+    assert!(r.truncated);
+    assert_eq!(
+        (r.common_prefixes.clone(), keys(&r)),
+        (vec!["a/".to_string()], vec!["b".to_string()])
+    );
+    assert_eq!(r.next_key_marker, "b");
+    let r = list("", "/", &r.next_key_marker, &r.next_upload_id_marker, 2)
+        .await
+        .expect("page 2");
+    assert_eq!(
+        (r.common_prefixes.clone(), keys(&r)),
+        (vec!["c/".to_string()], vec!["d".to_string()])
+    );
+    assert_eq!(
+        (r.next_key_marker.as_str(), r.next_upload_id_marker.as_str()),
+        ("d", ups[5].upload_id.as_str())
+    );
+    let r = list("", "/", &r.next_key_marker, &r.next_upload_id_marker, 2)
+        .await
+        .expect("page 3");
+    assert_eq!(keys(&r), ["d"]);
+    assert_eq!(r.uploads[0].upload_id, ups[6].upload_id);
+    assert!(!r.truncated);
+    // A common prefix as key marker skips everything under it; a key marker alone skips its uploads.
+    let r = list("", "/", "a/", "", 0).await.expect("list");
+    assert_eq!(
+        (r.common_prefixes.clone(), keys(&r)),
+        (
+            vec!["c/".to_string()],
+            vec!["b".to_string(), "d".to_string(), "d".to_string()]
+        )
+    );
+    let r = list("", "", "d", "", 0).await.expect("list");
+    assert!(r.uploads.is_empty() && !r.truncated);
+    assert_status(
+        om.list_multipart_uploads(ListMultipartUploadsRequest {
+            volume: VOL.into(),
+            bucket: "nope".into(),
+            ..Default::default()
+        })
+        .await,
+        OmStatus::BucketNotFound,
+    );
+    c.om.stop().await.expect("stop");
+}

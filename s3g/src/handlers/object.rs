@@ -83,11 +83,8 @@ pub async fn write_condition(ctx: &Ctx<'_>) -> S3Result<Option<WriteCondition>> 
     if let Some(v) = if_none_match
         && v != "*"
     {
-        return Err(S3Error::msg(
-            S3ErrorCode::NotImplemented,
-            "A header you provided implies functionality that is not implemented: If-None-Match on a write only accepts '*'",
-        )
-        .with_resource(ctx.resource()));
+        // As AWS answers it: only `*` is implemented.
+        return Err(S3Error::new(S3ErrorCode::NotImplemented).with_resource(ctx.resource()));
     }
     let current = match ctx
         .gw
