@@ -120,6 +120,14 @@ def main(ak_a, sk_a, ak_b, sk_b):
     alice.put_object(Bucket=B, Key="doc.txt", Body=b"alice's data")
     assert alice.get_object(Bucket=B, Key="doc.txt")["Body"].read() == b"alice's data"
 
+    # Keys and query values with characters SigV4 encodes.
+    for k in ["dir/a b+c~!*'().txt", "üñí/çødé=&?.bin", "x/%41%2F"]:
+        alice.put_object(Bucket=B, Key=k, Body=k.encode())
+        assert alice.get_object(Bucket=B, Key=k)["Body"].read() == k.encode(), k
+        listed = alice.list_objects_v2(Bucket=B, Prefix=k[:6], Delimiter="/")
+        assert listed["KeyCount"] >= 1, (k, listed)
+        alice.delete_object(Bucket=B, Key=k)
+
     # Wrong secret, unknown access key, no credentials.
     assert code(client(ak_a, sk_a + "x").list_buckets) == "SignatureDoesNotMatch"
     assert code(client(ak_a, "wrong").get_object, Bucket=B, Key="doc.txt") == "SignatureDoesNotMatch"
