@@ -1,6 +1,6 @@
-//! Who is asking. With `ozone.security.enabled=false` (the only mode so far) any access key is
-//! accepted and names the user; signatures are not checked. A request without credentials is
-//! served as the user `anonymous`.
+//! Who is asking, with `ozone.security.enabled=false`: any access key is accepted and names the
+//! user; signatures are not checked. A request without credentials is served as the user
+//! `anonymous`. With security on, [`crate::security`] authenticates instead.
 
 use actix_web::HttpRequest;
 

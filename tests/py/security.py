@@ -1,6 +1,7 @@
 """Security on (ozone.security.enabled=true): SigV4 against OM's secrets, bucket ownership and
 ACLs. Usage: security.py ENDPOINT main ALICE_KEY ALICE_SECRET BOB_KEY BOB_SECRET
              security.py ENDPOINT revoked KEY SECRET   (the secret was revoked: refused)"""
+import base64
 import hashlib
 import hmac
 import http.client
@@ -9,6 +10,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import zlib
 
 import boto3
 from botocore.config import Config
@@ -55,7 +57,7 @@ def request(method, path, body=b"", headers=None, unsigned=False):
     return r.status, hdrs, data
 
 
-def signed(ak, sk, method, path, payload_hash, extra=None, amz_date=None):
+def signed(ak, sk, method, path, payload_hash, extra=None, amz_date=None, query=""):
     """SigV4 headers for a request (written from the AWS documentation, independent of the
     gateway's code). Returns (headers, signing key, signature, amz date, scope)."""
     u = urllib.parse.urlparse(endpoint())
@@ -64,7 +66,7 @@ def signed(ak, sk, method, path, payload_hash, extra=None, amz_date=None):
     h.update({k.lower(): v for k, v in (extra or {}).items()})
     names = sorted(h)
     canon = "".join(f"{k}:{' '.join(str(h[k]).split())}\n" for k in names)
-    creq = "\n".join([method, urllib.parse.quote(path, safe="/-_.~"), "", canon,
+    creq = "\n".join([method, urllib.parse.quote(path, safe="/-_.~"), query, canon,
                       ";".join(names), payload_hash])
     scope = f"{t[:8]}/us-east-1/s3/aws4_request"
     sts = "\n".join(["AWS4-HMAC-SHA256", t, scope, hashlib.sha256(creq.encode()).hexdigest()])
@@ -75,13 +77,17 @@ def signed(ak, sk, method, path, payload_hash, extra=None, amz_date=None):
     return h, key, sig, t, scope
 
 
-def streaming_put(ak, sk, path, data, chunk=64 * 1024, corrupt_chunk=None):
+def streaming_put(ak, sk, path, data, chunk=64 * 1024, corrupt_chunk=None, trailer=None,
+                  corrupt_trailer=False):
     """A STREAMING-AWS4-HMAC-SHA256-PAYLOAD upload, every chunk signed (optionally one
-    chunk's signature corrupted)."""
-    h, key, seed, t, scope = signed(ak, sk, "PUT", path, "STREAMING-AWS4-HMAC-SHA256-PAYLOAD", {
-        "content-encoding": "aws-chunked",
-        "x-amz-decoded-content-length": str(len(data)),
-    })
+    chunk's signature corrupted); with `trailer` the -TRAILER variant with a CRC32 trailer and
+    its trailer signature."""
+    extra = {"content-encoding": "aws-chunked", "x-amz-decoded-content-length": str(len(data))}
+    mode = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"
+    if trailer:
+        mode += "-TRAILER"
+        extra["x-amz-trailer"] = "x-amz-checksum-crc32"
+    h, key, seed, t, scope = signed(ak, sk, "PUT", path, mode, extra)
     prev = seed
     body = b""
     pieces = [data[i:i + chunk] for i in range(0, len(data), chunk)] + [b""]
@@ -92,7 +98,17 @@ def streaming_put(ak, sk, path, data, chunk=64 * 1024, corrupt_chunk=None):
         prev = sig
         if n == corrupt_chunk:
             sig = ("0" if sig[0] != "0" else "1") + sig[1:]
-        body += f"{len(p):x};chunk-signature={sig}\r\n".encode() + p + b"\r\n"
+        body += f"{len(p):x};chunk-signature={sig}\r\n".encode() + p
+        if p:
+            body += b"\r\n"
+    if trailer:
+        line = f"x-amz-checksum-crc32:{trailer}\n"
+        sts = "\n".join(["AWS4-HMAC-SHA256-TRAILER", t, scope, prev,
+                         hashlib.sha256(line.encode()).hexdigest()])
+        tsig = hmac.new(key, sts.encode(), hashlib.sha256).hexdigest()
+        if corrupt_trailer:
+            tsig = ("0" if tsig[0] != "0" else "1") + tsig[1:]
+        body += f"x-amz-checksum-crc32:{trailer}\r\nx-amz-trailer-signature:{tsig}\r\n".encode()
     body += b"\r\n"
     return request("PUT", path, body=body, headers=h)
 
@@ -103,6 +119,14 @@ def main(ak_a, sk_a, ak_b, sk_b):
     alice.create_bucket(Bucket=B)
     alice.put_object(Bucket=B, Key="doc.txt", Body=b"alice's data")
     assert alice.get_object(Bucket=B, Key="doc.txt")["Body"].read() == b"alice's data"
+
+    # Keys and query values with characters SigV4 encodes.
+    for k in ["dir/a b+c~!*'().txt", "üñí/çødé=&?.bin", "x/%41%2F"]:
+        alice.put_object(Bucket=B, Key=k, Body=k.encode())
+        assert alice.get_object(Bucket=B, Key=k)["Body"].read() == k.encode(), k
+        listed = alice.list_objects_v2(Bucket=B, Prefix=k[:6], Delimiter="/")
+        assert listed["KeyCount"] >= 1, (k, listed)
+        alice.delete_object(Bucket=B, Key=k)
 
     # Wrong secret, unknown access key, no credentials.
     assert code(client(ak_a, sk_a + "x").list_buckets) == "SignatureDoesNotMatch"
@@ -157,6 +181,27 @@ def main(ak_a, sk_a, ak_b, sk_b):
     assert st == 403 and b"SignatureDoesNotMatch" in body, (st, body)
     assert code(alice.head_object, Bucket=B, Key="streamed-bad") == "404"
     st, _, body = streaming_put(ak_a, sk_a, f"/{B}/streamed-bad", data, corrupt_chunk=5)
+    assert st == 403 and b"SignatureDoesNotMatch" in body, (st, body)
+
+    # The -TRAILER variant: a CRC32 trailer with its own signature.
+    crc = base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
+    st, _, body = streaming_put(ak_a, sk_a, f"/{B}/trailed", data, trailer=crc)
+    assert st == 200, (st, body)
+    assert alice.get_object(Bucket=B, Key="trailed")["Body"].read() == data
+    st, _, body = streaming_put(ak_a, sk_a, f"/{B}/trailed-bad", data, trailer=crc,
+                                corrupt_trailer=True)
+    assert st == 403 and b"SignatureDoesNotMatch" in body, (st, body)
+
+    # A signed XML body must match its x-amz-content-sha256.
+    acl_xml = b"<AccessControlPolicy><AccessControlList></AccessControlList></AccessControlPolicy>"
+    h, *_ = signed(ak_a, sk_a, "PUT", f"/{B}", hashlib.sha256(acl_xml).hexdigest(), query="acl=")
+    st, _, body = request("PUT", f"/{B}?acl", body=acl_xml, headers=h)
+    assert st == 200, (st, body)
+    tampered = acl_xml.replace(b"<AccessControlList>", b"<AccessControlList> ")
+    expect_error(request("PUT", f"/{B}?acl", body=tampered, headers=h), 400,
+                 "XAmzContentSHA256Mismatch")
+    # ... and the query is part of the signature.
+    st, _, body = request("PUT", f"/{B}?acl&x=1", body=acl_xml, headers=h)
     assert st == 403 and b"SignatureDoesNotMatch" in body, (st, body)
 
     # Bob cannot see, read, list, write or delete in Alice's bucket.

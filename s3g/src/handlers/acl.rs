@@ -7,7 +7,6 @@ use ozone_proto::om::{BucketGrant, BucketInfo, SetBucketAclRequest};
 use serde::Deserialize;
 
 use super::{Ctx, xml_ok};
-use crate::body::read_small;
 use crate::error::{S3Error, S3ErrorCode, S3Result};
 use crate::security::{ALL_USERS, AUTHENTICATED_USERS};
 use crate::xml::{self, XmlWriter};
@@ -170,7 +169,7 @@ pub async fn get_object_acl(ctx: &Ctx<'_>) -> S3Result<HttpResponse> {
 
 pub async fn put_bucket_acl(ctx: &Ctx<'_>, payload: web::Payload) -> S3Result<HttpResponse> {
     let b = bucket_info(ctx).await?;
-    let body = read_small(payload, 64 * 1024).await?;
+    let body = ctx.read_small(payload, 64 * 1024).await?;
     let mut grants: Vec<(String, String)> = Vec::new();
     let mut from_headers = false;
     if let Some(acl) = ctx.header("x-amz-acl") {

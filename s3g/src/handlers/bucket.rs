@@ -6,7 +6,6 @@ use om_client::OmClientError;
 use ozone_proto::om::{CreateBucketRequest, ListBucketsRequest, OmStatus};
 
 use super::{Ctx, iso8601, xml_ok};
-use crate::body::read_small;
 use crate::error::{S3Error, S3ErrorCode, S3Result};
 use crate::xml::{self, XmlWriter};
 
@@ -60,7 +59,7 @@ pub async fn list_buckets(ctx: &Ctx<'_>) -> S3Result<HttpResponse> {
 
 pub async fn create_bucket(ctx: &Ctx<'_>, payload: web::Payload) -> S3Result<HttpResponse> {
     crate::router::validate_bucket_name(&ctx.bucket)?;
-    let body = read_small(payload, 64 * 1024).await?;
+    let body = ctx.read_small(payload, 64 * 1024).await?;
     if !body.iter().all(u8::is_ascii_whitespace) {
         xml::parse::<xml::CreateBucketConfiguration>(&body)?;
     }

@@ -96,6 +96,21 @@ impl Ctx<'_> {
         Ok(spec)
     }
 
+    /// Reads a small request body (XML) whole; when `x-amz-content-sha256` carries a digest (a
+    /// signed payload), the body must match it.
+    pub async fn read_small(&self, payload: web::Payload, limit: usize) -> S3Result<bytes::Bytes> {
+        let body = crate::body::read_small(payload, limit).await?;
+        if let Some(expected) = self.header("x-amz-content-sha256")
+            && expected.len() == 64
+            && !crate::sigv4::hex_sha256(&body).eq_ignore_ascii_case(expected)
+        {
+            return Err(
+                S3Error::new(S3ErrorCode::XAmzContentSHA256Mismatch).with_resource(self.resource())
+            );
+        }
+        Ok(body)
+    }
+
     /// `/bucket` or `/bucket/key`, for error `<Resource>`.
     pub fn resource(&self) -> String {
         if self.key.is_empty() {

@@ -8,7 +8,7 @@ use ozone_proto::om::{
 
 use super::object::{metadata_from_headers, write_condition};
 use super::{Ctx, iso8601, quoted, url_encode, xml_ok};
-use crate::body::{Body, read_small};
+use crate::body::Body;
 use crate::error::{S3Error, S3ErrorCode, S3Result};
 use crate::object_io::KeyAttrs;
 use crate::xml::{self, XmlWriter};
@@ -63,7 +63,7 @@ pub async fn complete(
     payload: web::Payload,
     upload_id: String,
 ) -> S3Result<HttpResponse> {
-    let body = read_small(payload, 1 << 20).await?;
+    let body = ctx.read_small(payload, 1 << 20).await?;
     let req: xml::CompleteMultipartUpload =
         xml::parse(&body).map_err(|e| e.with_resource(ctx.resource()))?;
     if req.parts.is_empty() {

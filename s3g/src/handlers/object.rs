@@ -8,7 +8,7 @@ use actix_web::{HttpResponse, HttpResponseBuilder, web};
 use ozone_proto::om::{KeyInfo, OmStatus, WriteCondition};
 
 use super::{Ctx, http_date, quoted, xml_ok};
-use crate::body::{Body, BodySpec, read_small};
+use crate::body::{Body, BodySpec};
 use crate::error::{S3Error, S3ErrorCode, S3Result};
 use crate::object_io::{KeyAttrs, read_object};
 use crate::xml::{self, XmlWriter};
@@ -304,7 +304,7 @@ pub async fn delete_object(ctx: &Ctx<'_>) -> S3Result<HttpResponse> {
 }
 
 pub async fn delete_objects(ctx: &Ctx<'_>, payload: web::Payload) -> S3Result<HttpResponse> {
-    let body = read_small(payload, 2 << 20).await?;
+    let body = ctx.read_small(payload, 2 << 20).await?;
     let spec = BodySpec::from_headers(ctx.req.headers())?;
     if let Some(expected) = spec.content_md5 {
         let got: [u8; 16] =

@@ -8,7 +8,7 @@ use actix_web::{HttpResponse, web};
 use ozone_proto::om::{SetBucketTagsRequest, SetKeyTagsRequest};
 
 use super::{Ctx, xml_ok};
-use crate::body::{BodySpec, read_small};
+use crate::body::BodySpec;
 use crate::error::{S3Error, S3ErrorCode, S3Result};
 use crate::xml::{self, XmlWriter};
 
@@ -83,7 +83,7 @@ async fn read_tagging(
     payload: web::Payload,
     max: usize,
 ) -> S3Result<HashMap<String, String>> {
-    let body = read_small(payload, 64 * 1024).await?;
+    let body = ctx.read_small(payload, 64 * 1024).await?;
     let spec =
         BodySpec::from_headers(ctx.req.headers()).map_err(|e| e.with_resource(ctx.resource()))?;
     if let Some(expected) = spec.content_md5 {
