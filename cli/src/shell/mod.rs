@@ -595,28 +595,56 @@ async fn get(
     let info = om.lookup_key(&a.volume, &a.bucket, &a.key).await?;
     let scm = scm_client::ScmClient::connect(&cfg.scm_client_address()).ok();
     let dn = DatanodeClients::new();
-    let mut out = tokio::fs::File::create(&path)
+    // Written aside and renamed into place once complete: a failed download leaves no file.
+    let part = path.with_file_name(format!(
+        ".{}.part-{}",
+        path.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default(),
+        std::process::id()
+    ));
+    let result = download(&dn, scm, &info, &part, &a.key, progress).await;
+    match result {
+        Ok(()) => tokio::fs::rename(&part, &path)
+            .await
+            .map_err(|e| io_err("cannot rename into", &path, e)),
+        Err(e) => {
+            let _ = tokio::fs::remove_file(&part).await;
+            Err(e)
+        }
+    }
+}
+
+async fn download(
+    dn: &DatanodeClients,
+    scm: Option<scm_client::ScmClient>,
+    info: &KeyInfo,
+    path: &std::path::Path,
+    key: &str,
+    progress: Option<bool>,
+) -> Result<()> {
+    let mut out = tokio::fs::File::create(path)
         .await
-        .map_err(|e| io_err("cannot create", &path, e))?;
-    let mut bar = progress::Progress::new(&a.key, info.size, progress::wanted(progress));
-    let mut stream = Box::pin(ozone_client::read_key(&dn, scm, &info, 0, info.size));
+        .map_err(|e| io_err("cannot create", path, e))?;
+    let mut bar = progress::Progress::new(key, info.size, progress::wanted(progress));
+    let mut stream = Box::pin(ozone_client::read_key(dn, scm, info, 0, info.size));
     let mut got = 0u64;
     while let Some(piece) = stream.next().await {
-        let piece = piece.map_err(|e| ShellError::Io(format!("reading {}: {e}", a.key)))?;
+        let piece = piece.map_err(|e| ShellError::Io(format!("reading {key}: {e}")))?;
         out.write_all(&piece)
             .await
-            .map_err(|e| io_err("cannot write", &path, e))?;
+            .map_err(|e| io_err("cannot write", path, e))?;
         got += piece.len() as u64;
         bar.add(piece.len() as u64);
     }
     out.sync_all()
         .await
-        .map_err(|e| io_err("cannot sync", &path, e))?;
+        .map_err(|e| io_err("cannot sync", path, e))?;
     bar.finish();
     if got != info.size {
         return Err(ShellError::Io(format!(
-            "read {got} bytes of {}, expected {}",
-            a.key, info.size
+            "read {got} bytes of {key}, expected {}",
+            info.size
         )));
     }
     Ok(())
