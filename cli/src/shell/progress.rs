@@ -81,7 +81,7 @@ impl Progress {
     pub fn finish(mut self) {
         if self.visible {
             self.draw();
-            eprintln!();
+            let _ = writeln!(std::io::stderr());
         }
     }
 }
