@@ -41,6 +41,13 @@ fn fails_with(out: Output, status: &str) -> String {
     err
 }
 
+/// Stderr of a command that must have succeeded.
+#[track_caller]
+fn ok_out(out: &Output) -> Vec<u8> {
+    ok(out.clone());
+    out.stderr.clone()
+}
+
 fn json(out: Output) -> serde_json::Value {
     let text = ok(out);
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
@@ -114,6 +121,20 @@ fn shell_volumes_buckets_keys_and_links_through_s3() {
         !String::from_utf8_lossy(&out.stderr).contains('%'),
         "bar drawn without a tty"
     );
+    // ... unless forced.
+    let small_back = dir.join("small-back.txt");
+    let out = sh(&[
+        "key",
+        "get",
+        "--progress",
+        "/vol1/bucket1/small.txt",
+        small_back.to_str().unwrap(),
+    ]);
+    assert!(
+        String::from_utf8_lossy(&ok_out(&out)).contains("100%"),
+        "{out:?}"
+    );
+    assert!(same_file(&small, &small_back));
 
     let k = json(sh(&["key", "info", "/vol1/bucket1/data/big.bin"]));
     assert_eq!(k["dataSize"], 50u64 << 20);

@@ -70,13 +70,14 @@ def driver(download_dir):
 
 
 def wait_ready(d, page=None, timeout=30):
+    """Waits until the page finished rendering (page number `page`, if given); fails on an error."""
     def ready(drv):
-        st = drv.find_element(By.TAG_NAME, "body").get_attribute("data-state")
+        st, pg, msg = drv.execute_script(
+            "const b = document.body, s = document.getElementById('status');"
+            "return b ? [b.dataset.state || '', b.dataset.page || '', s ? s.textContent : ''] : ['', '', ''];")
         if st == "error":
-            raise AssertionError("page error: " + drv.find_element(By.ID, "status").text)
-        if st != "ready":
-            return False
-        return page is None or drv.find_element(By.TAG_NAME, "body").get_attribute("data-page") == str(page)
+            raise AssertionError("page error: " + msg)
+        return st == "ready" and (page is None or pg == str(page))
     WebDriverWait(d, timeout).until(ready)
 
 
@@ -85,7 +86,14 @@ def rows(d, cls):
 
 
 def keys_on_page(d):
-    return [r.get_attribute("data-key") for r in rows(d, "object")]
+    """The object keys listed now (read in one script: the rows may be replaced meanwhile)."""
+    return d.execute_script(
+        "return Array.from(document.querySelectorAll('#listing tbody tr.object'), r => r.dataset.key)")
+
+
+def folders_on_page(d):
+    return d.execute_script(
+        "return Array.from(document.querySelectorAll('#listing tbody tr.folder'), r => r.dataset.prefix)")
 
 
 def check_signing(d):
@@ -154,7 +162,7 @@ def main():
 
         # The bucket's first page: 3 folders and the first 97 top-level objects (100 a page).
         wait_ready(d, page=1)
-        folders = [r.get_attribute("data-prefix") for r in rows(d, "folder")]
+        folders = folders_on_page(d)
         assert folders == ["docs/", "images/", "logs/"], folders
         first = keys_on_page(d)
         assert len(first) + len(folders) == 100, (len(first), len(folders))
@@ -219,7 +227,8 @@ def main():
 
         # Nested folders: logs/ -> logs/2024/.
         d.get(endpoint() + f"/{BUCKET}?browser=true#prefix=logs%2F")
-        WebDriverWait(d, 30).until(lambda drv: [r.get_attribute("data-prefix") for r in rows(drv, "folder")] == ["logs/2024/"])
+        WebDriverWait(d, 30).until(lambda drv: folders_on_page(drv) == ["logs/2024/"])
+        wait_ready(d)
         d.find_element(By.CSS_SELECTOR, "a.folder-link").click()
         WebDriverWait(d, 30).until(lambda drv: len(keys_on_page(drv)) == 100 and keys_on_page(drv)[0].startswith("logs/2024/"))
     finally:

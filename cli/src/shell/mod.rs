@@ -197,11 +197,16 @@ fn om(cfg: &OzoneConfig, addr: &Address) -> Result<OmClient> {
     OmClient::connect(addr.om_addresses(cfg)).map_err(|e| ShellError::Io(e.to_string()))
 }
 
+/// Prints a line on stdout; a closed pipe (`| head`) ends the output quietly instead of
+/// panicking as `println!` does.
+fn say(line: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
+}
+
 fn print_json(v: &Value) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
-    );
+    say(&serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string()));
 }
 
 /// ISO-8601 in UTC, as Ozone prints instants.
@@ -342,7 +347,7 @@ async fn volume(cfg: &OzoneConfig, cmd: VolumeCmd) -> Result<()> {
         VolumeCmd::Delete { address } => {
             let a = Address::volume_only(&address).map_err(ShellError::Usage)?;
             om(cfg, &a)?.delete_volume(&a.volume).await?;
-            println!("Volume {} is deleted", a.volume);
+            say(&format!("Volume {} is deleted", a.volume));
         }
     }
     Ok(())
@@ -393,7 +398,7 @@ async fn bucket(cfg: &OzoneConfig, cmd: BucketCmd) -> Result<()> {
         BucketCmd::Delete { address } => {
             let a = Address::bucket_only(&address).map_err(ShellError::Usage)?;
             om(cfg, &a)?.delete_bucket(&a.volume, &a.bucket).await?;
-            println!("Bucket {} is deleted", a.bucket);
+            say(&format!("Bucket {} is deleted", a.bucket));
         }
         BucketCmd::Link { source, target } => {
             let s = Address::bucket_only(&source).map_err(ShellError::Usage)?;
@@ -413,11 +418,17 @@ async fn bucket(cfg: &OzoneConfig, cmd: BucketCmd) -> Result<()> {
             let a = Address::parse(&format!("/{volume}/{bucket}")).map_err(ShellError::Usage)?;
             let b = om(cfg, &a)?.resolve_bucket(&volume, &bucket).await?;
             if (b.volume.as_str(), b.name.as_str()) != (volume.as_str(), bucket.as_str()) {
-                println!("S3 bucket {bucket} is a link to /{}/{}", b.volume, b.name);
+                say(&format!(
+                    "S3 bucket {bucket} is a link to /{}/{}",
+                    b.volume, b.name
+                ));
             }
-            println!("Volume name for S3Bucket is : {}", b.volume);
-            println!("Bucket name for S3Bucket is : {}", b.name);
-            println!("Ozone FileSystem Uri is : ofs://{}/{}", b.volume, b.name);
+            say(&format!("Volume name for S3Bucket is : {}", b.volume));
+            say(&format!("Bucket name for S3Bucket is : {}", b.name));
+            say(&format!(
+                "Ozone FileSystem Uri is : ofs://{}/{}",
+                b.volume, b.name
+            ));
         }
     }
     Ok(())
@@ -596,28 +607,56 @@ async fn get(
     let info = om.lookup_key(&a.volume, &a.bucket, &a.key).await?;
     let scm = scm_client::ScmClient::connect(&cfg.scm_client_address()).ok();
     let dn = DatanodeClients::new();
-    let mut out = tokio::fs::File::create(&path)
+    // Written aside and renamed into place once complete: a failed download leaves no file.
+    let part = path.with_file_name(format!(
+        ".{}.part-{}",
+        path.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default(),
+        std::process::id()
+    ));
+    let result = download(&dn, scm, &info, &part, &a.key, progress).await;
+    match result {
+        Ok(()) => tokio::fs::rename(&part, &path)
+            .await
+            .map_err(|e| io_err("cannot rename into", &path, e)),
+        Err(e) => {
+            let _ = tokio::fs::remove_file(&part).await;
+            Err(e)
+        }
+    }
+}
+
+async fn download(
+    dn: &DatanodeClients,
+    scm: Option<scm_client::ScmClient>,
+    info: &KeyInfo,
+    path: &std::path::Path,
+    key: &str,
+    progress: Option<bool>,
+) -> Result<()> {
+    let mut out = tokio::fs::File::create(path)
         .await
-        .map_err(|e| io_err("cannot create", &path, e))?;
-    let mut bar = progress::Progress::new(&a.key, info.size, progress::wanted(progress));
-    let mut stream = Box::pin(ozone_client::read_key(&dn, scm, &info, 0, info.size));
+        .map_err(|e| io_err("cannot create", path, e))?;
+    let mut bar = progress::Progress::new(key, info.size, progress::wanted(progress));
+    let mut stream = Box::pin(ozone_client::read_key(dn, scm, info, 0, info.size));
     let mut got = 0u64;
     while let Some(piece) = stream.next().await {
-        let piece = piece.map_err(|e| ShellError::Io(format!("reading {}: {e}", a.key)))?;
+        let piece = piece.map_err(|e| ShellError::Io(format!("reading {key}: {e}")))?;
         out.write_all(&piece)
             .await
-            .map_err(|e| io_err("cannot write", &path, e))?;
+            .map_err(|e| io_err("cannot write", path, e))?;
         got += piece.len() as u64;
         bar.add(piece.len() as u64);
     }
     out.sync_all()
         .await
-        .map_err(|e| io_err("cannot sync", &path, e))?;
+        .map_err(|e| io_err("cannot sync", path, e))?;
     bar.finish();
     if got != info.size {
         return Err(ShellError::Io(format!(
-            "read {got} bytes of {}, expected {}",
-            a.key, info.size
+            "read {got} bytes of {key}, expected {}",
+            info.size
         )));
     }
     Ok(())

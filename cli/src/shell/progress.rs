@@ -1,5 +1,5 @@
-//! A progress bar for long `key put` / `key get`, drawn on stderr when it is a terminal (or
-//! when forced with `--progress`), redrawn at most every 100 ms:
+//! A progress bar for long `key put` / `key get`, drawn on stderr when stdout and stderr are a
+//! terminal (or when forced with `--progress`), redrawn at most every 100 ms:
 //! `key1 [#########>----------]  45%  22.5 MiB/50.0 MiB  31.2 MiB/s`.
 
 use std::io::{IsTerminal, Write};
@@ -17,9 +17,10 @@ pub struct Progress {
     visible: bool,
 }
 
-/// Whether to draw: `Some(true)` forced on, `Some(false)` off, `None` when stderr is a terminal.
+/// Whether to draw: `Some(true)` forced on, `Some(false)` off, `None` when stdout and stderr
+/// (where the bar is drawn) are both a terminal.
 pub fn wanted(flag: Option<bool>) -> bool {
-    flag.unwrap_or_else(|| std::io::stderr().is_terminal())
+    flag.unwrap_or_else(|| std::io::stdout().is_terminal() && std::io::stderr().is_terminal())
 }
 
 fn mib(b: u64) -> f64 {
@@ -80,7 +81,7 @@ impl Progress {
     pub fn finish(mut self) {
         if self.visible {
             self.draw();
-            eprintln!();
+            let _ = writeln!(std::io::stderr());
         }
     }
 }
