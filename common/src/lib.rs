@@ -3,6 +3,7 @@
 //! for `/prom` and its status page. No business logic lives here.
 
 pub mod config;
+pub mod db;
 pub mod http;
 pub mod metrics;
 pub mod sigv4;

@@ -177,10 +177,13 @@ impl Container {
                 message: format!("names container {} but lives in directory {id}", file.id),
             });
         }
-        let db = Database::builder()
-            .set_cache_size(DB_CACHE_BYTES)
-            .open(dir.join("metadata").join(DB_FILE))
-            .map_err(|e| DatanodeError::metadata(id, e))?;
+        let path = dir.join("metadata").join(DB_FILE);
+        let db = ozone_common::db::open_waiting(|| {
+            Database::builder()
+                .set_cache_size(DB_CACHE_BYTES)
+                .open(&path)
+        })
+        .map_err(|e| DatanodeError::metadata(id, e))?;
         let container = Container {
             id,
             dir: dir.to_path_buf(),

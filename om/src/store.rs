@@ -58,7 +58,7 @@ pub const DB_FILE: &str = "om.db";
 
 /// Opens (or creates) the database and makes sure every table exists.
 pub(crate) fn open_db(path: &Path) -> Result<Database, OmError> {
-    let db = Database::create(path)?;
+    let db = ozone_common::db::open_waiting(|| Database::create(path))?;
     let txn = db.begin_write()?;
     {
         txn.open_table(META)?;

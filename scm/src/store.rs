@@ -82,7 +82,8 @@ impl Store {
             source,
         })?;
         let path = dir.join("scm.db");
-        let db = Database::create(&path).map_err(ScmError::db)?;
+        let db =
+            ozone_common::db::open_waiting(|| Database::create(&path)).map_err(ScmError::db)?;
         let store = Store { db: Some(db) };
         let mut loaded = store.load()?;
         if loaded.cluster_id.is_empty() {

@@ -450,8 +450,10 @@ fn signal(pid: i32, sig: rustix::process::Signal) {
     }
 }
 
+/// Whether `pid` has exited entirely. Its main thread turns zombie first; the process still
+/// holds its files (and so its database locks) until its other threads have exited too.
 fn is_zombie(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+    let leader_dead = std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .map(|s| {
             s.rsplit(')')
                 .next()
@@ -459,7 +461,9 @@ fn is_zombie(pid: i32) -> bool {
                 .trim_start()
                 .starts_with('Z')
         })
-        .unwrap_or(true)
+        .unwrap_or(true);
+    let threads = std::fs::read_dir(format!("/proc/{pid}/task")).map_or(0, |d| d.count());
+    leader_dead && threads <= 1
 }
 
 impl Drop for Cluster {

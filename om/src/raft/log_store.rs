@@ -178,7 +178,8 @@ impl LogStore {
     pub fn open(dir: &Path) -> Result<Self, OmError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| OmError::io(format!("creating OM db dir {}", dir.display()), e))?;
-        let db = Arc::new(Database::create(dir.join(LOG_FILE))?);
+        let path = dir.join(LOG_FILE);
+        let db = Arc::new(ozone_common::db::open_waiting(|| Database::create(&path))?);
         let txn = db.begin_write()?;
         txn.open_table(LOG)?;
         txn.open_table(STATE)?;
