@@ -102,14 +102,8 @@ pub enum VolumeCmd {
     #[command(alias = "ls")]
     List {
         address: Option<String>,
-        #[arg(short = 'p', long)]
-        prefix: Option<String>,
-        /// List after this volume name.
-        #[arg(short = 's', long)]
-        start: Option<String>,
-        /// At most this many.
-        #[arg(short = 'l', long)]
-        length: Option<u32>,
+        #[command(flatten)]
+        page: Page,
     },
     /// Deletes an empty volume.
     Delete { address: String },
@@ -133,12 +127,8 @@ pub enum BucketCmd {
     #[command(alias = "ls")]
     List {
         address: String,
-        #[arg(short = 'p', long)]
-        prefix: Option<String>,
-        #[arg(short = 's', long)]
-        start: Option<String>,
-        #[arg(short = 'l', long)]
-        length: Option<u32>,
+        #[command(flatten)]
+        page: Page,
     },
     /// Deletes an empty bucket; deleting a link leaves its source alone.
     Delete { address: String },
@@ -146,6 +136,20 @@ pub enum BucketCmd {
     Link { source: String, target: String },
     /// Where an S3 bucket's data lives (its volume and bucket, links followed).
     Path { bucket: String },
+}
+
+/// The paging options every `list` takes.
+#[derive(Debug, clap::Args)]
+pub struct Page {
+    /// Only names starting with this.
+    #[arg(short = 'p', long)]
+    prefix: Option<String>,
+    /// List after this name.
+    #[arg(short = 's', long)]
+    start: Option<String>,
+    /// At most this many.
+    #[arg(short = 'l', long)]
+    length: Option<u32>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -182,12 +186,8 @@ pub enum KeyCmd {
     #[command(alias = "ls")]
     List {
         address: String,
-        #[arg(short = 'p', long)]
-        prefix: Option<String>,
-        #[arg(short = 's', long)]
-        start: Option<String>,
-        #[arg(short = 'l', long)]
-        length: Option<u32>,
+        #[command(flatten)]
+        page: Page,
     },
     /// Deletes a key.
     Delete { address: String },
@@ -328,9 +328,12 @@ async fn volume(cfg: &OzoneConfig, cmd: VolumeCmd) -> Result<()> {
         }
         VolumeCmd::List {
             address,
-            prefix,
-            start,
-            length,
+            page:
+                Page {
+                    prefix,
+                    start,
+                    length,
+                },
         } => {
             let a = Address::parse(address.as_deref().unwrap_or("/")).map_err(ShellError::Usage)?;
             let resp = om(cfg, &a)?
@@ -378,9 +381,12 @@ async fn bucket(cfg: &OzoneConfig, cmd: BucketCmd) -> Result<()> {
         }
         BucketCmd::List {
             address,
-            prefix,
-            start,
-            length,
+            page:
+                Page {
+                    prefix,
+                    start,
+                    length,
+                },
         } => {
             let a = Address::volume_only(&address).map_err(ShellError::Usage)?;
             let resp = om(cfg, &a)?
@@ -482,9 +488,12 @@ async fn key(cfg: &OzoneConfig, cmd: KeyCmd) -> Result<()> {
         }
         KeyCmd::List {
             address,
-            prefix,
-            start,
-            length,
+            page:
+                Page {
+                    prefix,
+                    start,
+                    length,
+                },
         } => {
             let a = Address::bucket_only(&address).map_err(ShellError::Usage)?;
             let resp = om(cfg, &a)?

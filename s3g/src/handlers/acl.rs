@@ -158,12 +158,7 @@ pub async fn get_bucket_acl(ctx: &Ctx<'_>) -> S3Result<HttpResponse> {
 }
 
 pub async fn get_object_acl(ctx: &Ctx<'_>) -> S3Result<HttpResponse> {
-    let info = ctx
-        .gw
-        .om
-        .lookup_key(&ctx.volume(), &ctx.bucket, &ctx.key)
-        .await
-        .map_err(|e| S3Error::from_om(e, &ctx.resource()))?;
+    let info = ctx.lookup_key().await?;
     Ok(xml_ok(policy_xml(&info.owner, &[])))
 }
 

@@ -96,10 +96,28 @@ impl Ctx<'_> {
         Ok(spec)
     }
 
-    /// Reads a small request body (XML) whole; when `x-amz-content-sha256` carries a digest (a
-    /// signed payload), the body must match it.
+    /// The request's key as OM has it (NoSuchKey and the like as S3 errors).
+    pub async fn lookup_key(&self) -> S3Result<KeyInfo> {
+        self.gw
+            .om
+            .lookup_key(&self.volume(), &self.bucket, &self.key)
+            .await
+            .map_err(|e| S3Error::from_om(e, &self.resource()))
+    }
+
+    /// Reads a small request body (XML) whole. It must match its Content-MD5 (BadDigest) and,
+    /// when `x-amz-content-sha256` carries a digest (a signed payload), that digest.
     pub async fn read_small(&self, payload: web::Payload, limit: usize) -> S3Result<bytes::Bytes> {
         let body = crate::body::read_small(payload, limit).await?;
+        let spec = BodySpec::from_headers(self.req.headers())
+            .map_err(|e| e.with_resource(self.resource()))?;
+        if let Some(expected) = spec.content_md5 {
+            let got: [u8; 16] =
+                md5::Digest::finalize(<md5::Md5 as md5::Digest>::new_with_prefix(&body)).into();
+            if got != expected {
+                return Err(S3Error::new(S3ErrorCode::BadDigest).with_resource(self.resource()));
+            }
+        }
         if let Some(expected) = self.header("x-amz-content-sha256")
             && expected.len() == 64
             && !crate::sigv4::hex_sha256(&body).eq_ignore_ascii_case(expected)

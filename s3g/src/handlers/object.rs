@@ -8,7 +8,7 @@ use actix_web::{HttpResponse, HttpResponseBuilder, web};
 use ozone_proto::om::{KeyInfo, OmStatus, WriteCondition};
 
 use super::{Ctx, http_date, quoted, xml_ok};
-use crate::body::{Body, BodySpec};
+use crate::body::Body;
 use crate::error::{S3Error, S3ErrorCode, S3Result};
 use crate::object_io::{KeyAttrs, read_object};
 use crate::xml::{self, XmlWriter};
@@ -232,12 +232,7 @@ fn object_headers(ctx: &Ctx<'_>, resp: &mut HttpResponseBuilder, info: &KeyInfo)
 }
 
 pub async fn get_object(ctx: &Ctx<'_>, head: bool) -> S3Result<HttpResponse> {
-    let info = ctx
-        .gw
-        .om
-        .lookup_key(&ctx.volume(), &ctx.bucket, &ctx.key)
-        .await
-        .map_err(|e| S3Error::from_om(e, &ctx.resource()))?;
+    let info = ctx.lookup_key().await?;
     if let Some(status) = check_conditions(ctx, &info)? {
         let mut resp = HttpResponse::build(status);
         resp.insert_header(("etag", quoted(&info.etag)));
@@ -305,14 +300,6 @@ pub async fn delete_object(ctx: &Ctx<'_>) -> S3Result<HttpResponse> {
 
 pub async fn delete_objects(ctx: &Ctx<'_>, payload: web::Payload) -> S3Result<HttpResponse> {
     let body = ctx.read_small(payload, 2 << 20).await?;
-    let spec = BodySpec::from_headers(ctx.req.headers())?;
-    if let Some(expected) = spec.content_md5 {
-        let got: [u8; 16] =
-            md5::Digest::finalize(<md5::Md5 as md5::Digest>::new_with_prefix(&body)).into();
-        if got != expected {
-            return Err(S3Error::new(S3ErrorCode::BadDigest).with_resource(ctx.resource()));
-        }
-    }
     let req: xml::Delete = xml::parse(&body).map_err(|e| e.with_resource(ctx.resource()))?;
     if req.objects.is_empty() || req.objects.len() > 1000 {
         return Err(S3Error::new(S3ErrorCode::MalformedXML).with_resource(ctx.resource()));
@@ -485,12 +472,7 @@ pub async fn copy_source(ctx: &Ctx<'_>) -> S3Result<(String, String, KeyInfo)> {
 
 /// GetObjectAttributes: the attributes named by `x-amz-object-attributes`.
 pub async fn get_attributes(ctx: &Ctx<'_>) -> S3Result<HttpResponse> {
-    let info = ctx
-        .gw
-        .om
-        .lookup_key(&ctx.volume(), &ctx.bucket, &ctx.key)
-        .await
-        .map_err(|e| S3Error::from_om(e, &ctx.resource()))?;
+    let info = ctx.lookup_key().await?;
     let wanted: Vec<&str> = ctx
         .header("x-amz-object-attributes")
         .unwrap_or("")

@@ -8,7 +8,6 @@ use actix_web::{HttpResponse, web};
 use ozone_proto::om::{SetBucketTagsRequest, SetKeyTagsRequest};
 
 use super::{Ctx, xml_ok};
-use crate::body::BodySpec;
 use crate::error::{S3Error, S3ErrorCode, S3Result};
 use crate::xml::{self, XmlWriter};
 
@@ -84,15 +83,6 @@ async fn read_tagging(
     max: usize,
 ) -> S3Result<HashMap<String, String>> {
     let body = ctx.read_small(payload, 64 * 1024).await?;
-    let spec =
-        BodySpec::from_headers(ctx.req.headers()).map_err(|e| e.with_resource(ctx.resource()))?;
-    if let Some(expected) = spec.content_md5 {
-        let got: [u8; 16] =
-            md5::Digest::finalize(<md5::Md5 as md5::Digest>::new_with_prefix(&body)).into();
-        if got != expected {
-            return Err(S3Error::new(S3ErrorCode::BadDigest).with_resource(ctx.resource()));
-        }
-    }
     let doc: xml::Tagging = xml::parse(&body).map_err(|e| e.with_resource(ctx.resource()))?;
     let pairs = doc
         .tag_set
@@ -122,12 +112,7 @@ fn tagging_xml<'a>(tags: impl IntoIterator<Item = (&'a String, &'a String)>) -> 
 }
 
 pub async fn get_object_tagging(ctx: &Ctx<'_>) -> S3Result<HttpResponse> {
-    let info = ctx
-        .gw
-        .om
-        .lookup_key(&ctx.volume(), &ctx.bucket, &ctx.key)
-        .await
-        .map_err(|e| S3Error::from_om(e, &ctx.resource()))?;
+    let info = ctx.lookup_key().await?;
     Ok(xml_ok(tagging_xml(&info.tags)))
 }
 
