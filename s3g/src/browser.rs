@@ -6,17 +6,35 @@
 //! Its script signs every call with SigV4 using WebCrypto (`crypto.subtle`, available on
 //! `http://127.0.0.1`/`localhost` and https), from an access key and secret the user enters in a
 //! small form, kept in `sessionStorage`. With security off any key works and the form comes
-//! pre-filled; with security on the user enters the secret `ozone s3 getsecret` printed.
+//! pre-filled; with security on the gateway marks the page `<body data-security="on">`, and the
+//! page starts with an empty form and asks for the access key and secret `ozone s3 getsecret`
+//! printed before it calls anything (a 403 later, e.g. a wrong secret, asks again).
 
 use actix_web::HttpResponse;
 
 const PAGE: &str = include_str!("browser.html");
 
-/// The browser page.
-pub fn page() -> HttpResponse {
+/// The browser page; `security`: the gateway checks signatures (the page then asks for
+/// credentials instead of pre-filling any).
+pub fn page(security: bool) -> HttpResponse {
+    let body = if security {
+        PAGE.replacen("<body>", "<body data-security=\"on\">", 1)
+    } else {
+        PAGE.to_string()
+    };
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
         .insert_header(("cache-control", "no-store"))
         .insert_header(("x-content-type-options", "nosniff"))
-        .body(PAGE)
+        .body(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PAGE;
+
+    #[test]
+    fn the_page_has_one_body_tag_to_mark() {
+        assert_eq!(PAGE.matches("<body>").count(), 1);
+    }
 }

@@ -321,7 +321,7 @@ async fn route(
     if endpoint == Endpoint::Browser {
         // The page is static and public; every S3 call its script makes is signed and
         // authenticated like any other request.
-        return Ok(browser::page());
+        return Ok(browser::page(gw.settings.security));
     }
     let identity = if gw.settings.security {
         let id = security::authenticate(gw, req, &query, target.bucket.as_deref()).await?;

@@ -5,7 +5,12 @@ bucket, pages forward and back, navigates into a folder and pages through all of
 downloads one object through its (presigned) link; the downloaded bytes must match. A
 screenshot goes to the path given as the second argument.
 
-usage: browser.py ENDPOINT SCREENSHOT_PATH
+With an access key and secret (security on, `ozone s3 getsecret`): a bucket of 40 objects in
+folders owned by that user; the page opens asking for credentials, a wrong secret and an unknown
+key show the 403 and ask again, the right ones list the bucket, a folder, and a presigned
+download whose bytes match (secure_main).
+
+usage: browser.py ENDPOINT SCREENSHOT_PATH [ACCESS_KEY SECRET]
 """
 import os
 import random
@@ -143,7 +148,165 @@ def check_signing(d):
     d.execute_script("sessionStorage.clear();")
 
 
+SECURE_BUCKET = "secure-browser"
+
+
+def secure_layout():
+    """40 keys: 10 at the top, 20 in docs/, 10 in logs/2024/."""
+    keys = [f"top-{i:02d}.txt" for i in range(10)]
+    keys += [f"docs/doc-{i:02d}.bin" for i in range(20)]
+    keys += [f"logs/2024/log-{i:02d}.log" for i in range(10)]
+    return keys
+
+
+def secure_body(key):
+    if key == "docs/doc-07.bin":
+        return random.Random(7).randbytes(200 * 1024 + 5)
+    return f"secure {key}\n".encode() * 3
+
+
+def page_state(d):
+    """(body data-state, status text, credentials form highlighted, hint, listed rows)."""
+    return d.execute_script(
+        "const b = document.body;"
+        "return [b.dataset.state || '', document.getElementById('status').textContent,"
+        " document.getElementById('creds').classList.contains('needed'),"
+        " document.getElementById('creds-hint').textContent,"
+        " document.querySelectorAll('#listing tbody tr').length];")
+
+
+def wait_state(d, want, timeout=30):
+    WebDriverWait(d, timeout).until(lambda drv: page_state(drv)[0] == want)
+    return page_state(d)
+
+
+def enter_creds(d, key, secret):
+    for name, value in [("access-key", key), ("secret-key", secret)]:
+        field = d.find_element(By.ID, name)
+        field.clear()
+        field.send_keys(value)
+    d.find_element(By.ID, "save-creds").click()
+
+
+def secure_main(ak, sk):
+    """Security on: the page asks for credentials, shows a 403 for wrong ones, works with the
+    user's own."""
+    import boto3
+    from botocore.config import Config
+    from botocore.exceptions import ClientError
+
+    shot = sys.argv[2]
+    client = boto3.client(
+        "s3", endpoint_url=endpoint(), region_name="us-east-1",
+        aws_access_key_id=ak, aws_secret_access_key=sk,
+        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 2}))
+    # The gateway checks signatures: the credentials the open page defaults to are refused.
+    try:
+        boto3.client("s3", endpoint_url=endpoint(), region_name="us-east-1",
+                     aws_access_key_id="browser", aws_secret_access_key="unused-with-security-off",
+                     config=Config(s3={"addressing_style": "path"})).list_buckets()
+        raise AssertionError("security is off: an unknown access key was accepted")
+    except ClientError as e:
+        assert e.response["Error"]["Code"] == "InvalidAccessKeyId", e.response
+    client.create_bucket(Bucket=SECURE_BUCKET)
+    keys = secure_layout()
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda k: client.put_object(Bucket=SECURE_BUCKET, Key=k, Body=secure_body(k)), keys))
+    print(f"filled {SECURE_BUCKET} with {len(keys)} objects as {ak}", flush=True)
+
+    downloads = tempfile.mkdtemp(prefix="browser-dl-")
+    d = driver(downloads)
+    try:
+        url = endpoint() + f"/{SECURE_BUCKET}?browser=true"
+        # No credentials in this tab: the page asks for them (empty form, highlighted), lists nothing.
+        d.get(url)
+        st, msg, needed, hint, n = wait_state(d, "credentials")
+        assert needed and n == 0, (st, msg, needed, hint, n)
+        assert "Security is on" in hint and "ozone s3 getsecret" in hint, hint
+        assert d.find_element(By.ID, "access-key").get_attribute("value") == ""
+        assert d.find_element(By.ID, "secret-key").get_attribute("value") == ""
+        assert d.switch_to.active_element.get_attribute("id") == "access-key"
+        print(f"no credentials: {msg} / {hint}", flush=True)
+        ask_shot = shot[:-len(".png")] + "-ask.png" if shot.endswith(".png") else shot + "-ask.png"
+        d.save_screenshot(ask_shot)
+        print(f"screenshot: {ask_shot}", flush=True)
+
+        # A wrong secret: the gateway's 403 is shown and the form asks again.
+        enter_creds(d, ak, "not-" + sk)
+        st, msg, needed, hint, n = wait_state(d, "error")
+        assert "SignatureDoesNotMatch" in msg and needed and n == 0, (msg, needed, n)
+        assert "Access denied (SignatureDoesNotMatch)" in hint, hint
+        print(f"wrong secret: {msg} / {hint}", flush=True)
+        # An unknown access key: the same.
+        enter_creds(d, "nobody-" + ak, sk)
+        WebDriverWait(d, 30).until(lambda drv: "InvalidAccessKeyId" in page_state(drv)[1])
+        st, msg, needed, hint, n = page_state(d)
+        assert st == "error" and needed and n == 0, (st, msg, needed, n)
+        print(f"unknown key: {msg}", flush=True)
+
+        # The user's own credentials: the bucket is listed (2 folders, 10 objects).
+        enter_creds(d, ak, sk)
+        wait_ready(d, page=1)
+        assert not page_state(d)[2], "form still highlighted"
+        folders = folders_on_page(d)
+        assert folders == ["docs/", "logs/"], folders
+        top = keys_on_page(d)
+        assert top == [k for k in keys if "/" not in k], top
+        # Into docs/.
+        [f for f in d.find_elements(By.CSS_SELECTOR, "a.folder-link") if f.text == "docs/"][0].click()
+        WebDriverWait(d, 30).until(lambda drv: keys_on_page(drv)[:1] == ["docs/doc-00.bin"])
+        wait_ready(d, page=1)
+        in_docs = keys_on_page(d)
+        assert in_docs == [k for k in keys if k.startswith("docs/")], in_docs
+        crumbs = [a.text for a in d.find_elements(By.CSS_SELECTOR, "#breadcrumb a")]
+        assert crumbs == [SECURE_BUCKET, "docs"], crumbs
+        d.execute_script("window.scrollTo(0, 0)")
+        d.save_screenshot(shot)
+        print(f"screenshot: {shot}", flush=True)
+
+        # Download through the presigned link; the bytes must match.
+        link = d.find_element(By.CSS_SELECTOR, 'tr.object[data-key="docs/doc-07.bin"] a.download')
+        href = link.get_attribute("href")
+        assert f"X-Amz-Credential={ak}%2F" in href and "X-Amz-Signature=" in href, href
+        link.click()
+        target = os.path.join(downloads, "doc-07.bin")
+        deadline = time.time() + 60
+        while not os.path.exists(target) and time.time() < deadline:
+            time.sleep(0.2)
+        assert os.path.exists(target), f"no download in {downloads}: {os.listdir(downloads)}"
+        with open(target, "rb") as f:
+            got = f.read()
+        assert got == secure_body("docs/doc-07.bin"), f"downloaded {len(got)} bytes that differ"
+        # The same link with its signature tampered is refused by the gateway.
+        tampered = href[:-1] + ("0" if href[-1] != "0" else "1")
+        status, _, data = raw_get(tampered)
+        assert status == 403 and b"SignatureDoesNotMatch" in data, (status, data[:200])
+
+        # The tab keeps the credentials: the bucket list (ListBuckets as this user) works at once.
+        d.get(endpoint() + "/?browser=true")
+        wait_ready(d)
+        names = [a.text for a in d.find_elements(By.CSS_SELECTOR, "a.bucket-link")]
+        assert SECURE_BUCKET in names, names
+    finally:
+        d.quit()
+    print("secure browser OK", flush=True)
+
+
+def raw_get(url):
+    """A plain GET of a full URL, no credentials added: (status, headers, body)."""
+    import urllib.error
+    import urllib.request
+    try:
+        with urllib.request.urlopen(url, timeout=60) as r:
+            return r.status, dict(r.headers), r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read()
+
+
 def main():
+    if len(sys.argv) == 5:
+        secure_main(sys.argv[3], sys.argv[4])
+        return
     shot = sys.argv[2]
     client = s3()
     keys = fill(client)
