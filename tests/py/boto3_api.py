@@ -3,20 +3,10 @@ keys, multipart upload with AWS's ETag, and error codes."""
 import hashlib
 from concurrent.futures import ThreadPoolExecutor
 
-from botocore.exceptions import ClientError
-
-from common import s3
+from common import code, s3
 
 c = s3()
 B = "boto-bucket"
-
-
-def code(fn, *a, **kw):
-    try:
-        fn(*a, **kw)
-    except ClientError as e:
-        return e.response["Error"]["Code"]
-    raise AssertionError("expected an error")
 
 
 c.create_bucket(Bucket=B)

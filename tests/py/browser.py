@@ -265,17 +265,8 @@ def secure_main(ak, sk):
         print(f"screenshot: {shot}", flush=True)
 
         # Download through the presigned link; the bytes must match.
-        link = d.find_element(By.CSS_SELECTOR, 'tr.object[data-key="docs/doc-07.bin"] a.download')
-        href = link.get_attribute("href")
+        href, got = download(d, downloads, "docs/doc-07.bin")
         assert f"X-Amz-Credential={ak}%2F" in href and "X-Amz-Signature=" in href, href
-        link.click()
-        target = os.path.join(downloads, "doc-07.bin")
-        deadline = time.time() + 60
-        while not os.path.exists(target) and time.time() < deadline:
-            time.sleep(0.2)
-        assert os.path.exists(target), f"no download in {downloads}: {os.listdir(downloads)}"
-        with open(target, "rb") as f:
-            got = f.read()
         assert got == secure_body("docs/doc-07.bin"), f"downloaded {len(got)} bytes that differ"
         # The same link with its signature tampered is refused by the gateway.
         tampered = href[:-1] + ("0" if href[-1] != "0" else "1")
@@ -290,6 +281,20 @@ def secure_main(ak, sk):
     finally:
         d.quit()
     print("secure browser OK", flush=True)
+
+
+def download(d, downloads, key):
+    """Clicks the download link of `key` on the page; returns its href and the downloaded bytes."""
+    link = d.find_element(By.CSS_SELECTOR, f'tr.object[data-key="{key}"] a.download')
+    href = link.get_attribute("href")
+    link.click()
+    target = os.path.join(downloads, key.rsplit("/", 1)[-1])
+    deadline = time.time() + 60
+    while not os.path.exists(target) and time.time() < deadline:
+        time.sleep(0.2)
+    assert os.path.exists(target), f"no download in {downloads}: {os.listdir(downloads)}"
+    with open(target, "rb") as f:
+        return href, f.read()
 
 
 def raw_get(url):
@@ -374,16 +379,8 @@ def main():
         print(f"screenshot: {shot}", flush=True)
 
         # Download one object through its link; the bytes must match.
-        link = d.find_element(By.CSS_SELECTOR, 'tr.object[data-key="docs/doc-0123.bin"] a.download')
-        assert "X-Amz-Signature=" in link.get_attribute("href"), link.get_attribute("href")
-        link.click()
-        target = os.path.join(downloads, "doc-0123.bin")
-        deadline = time.time() + 60
-        while not os.path.exists(target) and time.time() < deadline:
-            time.sleep(0.2)
-        assert os.path.exists(target), f"no download in {downloads}: {os.listdir(downloads)}"
-        with open(target, "rb") as f:
-            got = f.read()
+        href, got = download(d, downloads, "docs/doc-0123.bin")
+        assert "X-Amz-Signature=" in href, href
         assert got == body("docs/doc-0123.bin"), f"downloaded {len(got)} bytes that differ"
 
         check_signing(d)

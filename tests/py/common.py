@@ -5,6 +5,7 @@ import urllib.parse
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import ClientError
 
 
 def endpoint():
@@ -18,6 +19,20 @@ def s3():
         region_name="us-east-1",
         config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 2}),
     )
+
+
+def error_of(fn, *a, **kw):
+    """The error code and HTTP status of a boto3 call that must fail."""
+    try:
+        fn(*a, **kw)
+    except ClientError as e:
+        return e.response["Error"]["Code"], e.response["ResponseMetadata"]["HTTPStatusCode"]
+    raise AssertionError(f"expected an error from {fn.__name__}")
+
+
+def code(fn, *a, **kw):
+    """The error code of a boto3 call that must fail."""
+    return error_of(fn, *a, **kw)[0]
 
 
 def raw(method, path, body=b"", headers=None):

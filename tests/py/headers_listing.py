@@ -7,21 +7,11 @@ import hashlib
 import urllib.parse
 import zlib
 
-from botocore.exceptions import ClientError
-
-from common import raw, s3
+from common import error_of, raw, s3
 
 c = s3()
 B = "headers-bucket"
 c.create_bucket(Bucket=B)
-
-
-def err(fn, *a, **kw):
-    try:
-        fn(*a, **kw)
-    except ClientError as e:
-        return e.response["Error"]["Code"], e.response["ResponseMetadata"]["HTTPStatusCode"]
-    raise AssertionError(f"expected an error from {fn.__name__}")
 
 
 # ---- listings: encoding-type=url, fetch-owner, v1 marker ----
@@ -47,23 +37,23 @@ h = c.head_object(Bucket=B, Key="dated")
 lm = h["LastModified"]
 before, after = lm - datetime.timedelta(hours=1), lm + datetime.timedelta(hours=1)
 assert c.get_object(Bucket=B, Key="dated", IfModifiedSince=before)["Body"].read() == b"when"
-assert err(c.get_object, Bucket=B, Key="dated", IfModifiedSince=after) == ("304", 304)
-assert err(c.head_object, Bucket=B, Key="dated", IfModifiedSince=after) == ("304", 304)
+assert error_of(c.get_object, Bucket=B, Key="dated", IfModifiedSince=after) == ("304", 304)
+assert error_of(c.head_object, Bucket=B, Key="dated", IfModifiedSince=after) == ("304", 304)
 assert c.get_object(Bucket=B, Key="dated", IfUnmodifiedSince=after)["Body"].read() == b"when"
-assert err(c.get_object, Bucket=B, Key="dated", IfUnmodifiedSince=before) == ("PreconditionFailed", 412)
-assert err(c.head_object, Bucket=B, Key="dated", IfUnmodifiedSince=before)[1] == 412
+assert error_of(c.get_object, Bucket=B, Key="dated", IfUnmodifiedSince=before) == ("PreconditionFailed", 412)
+assert error_of(c.head_object, Bucket=B, Key="dated", IfUnmodifiedSince=before)[1] == 412
 
 # CopyObject / UploadPartCopy preconditions on the source by date
 src = {"Bucket": B, "Key": "dated"}
 c.copy_object(Bucket=B, Key="dated-copy", CopySource=src, CopySourceIfModifiedSince=before)
 c.copy_object(Bucket=B, Key="dated-copy", CopySource=src, CopySourceIfUnmodifiedSince=after)
-assert err(c.copy_object, Bucket=B, Key="dated-copy2", CopySource=src,
-           CopySourceIfModifiedSince=after) == ("PreconditionFailed", 412)
-assert err(c.copy_object, Bucket=B, Key="dated-copy2", CopySource=src,
-           CopySourceIfUnmodifiedSince=before) == ("PreconditionFailed", 412)
+assert error_of(c.copy_object, Bucket=B, Key="dated-copy2", CopySource=src,
+                CopySourceIfModifiedSince=after) == ("PreconditionFailed", 412)
+assert error_of(c.copy_object, Bucket=B, Key="dated-copy2", CopySource=src,
+                CopySourceIfUnmodifiedSince=before) == ("PreconditionFailed", 412)
 up = c.create_multipart_upload(Bucket=B, Key="dated-mp")
-assert err(c.upload_part_copy, Bucket=B, Key="dated-mp", UploadId=up["UploadId"], PartNumber=1,
-           CopySource=src, CopySourceIfMatch='"nope"') == ("PreconditionFailed", 412)
+assert error_of(c.upload_part_copy, Bucket=B, Key="dated-mp", UploadId=up["UploadId"], PartNumber=1,
+                CopySource=src, CopySourceIfMatch='"nope"') == ("PreconditionFailed", 412)
 c.abort_multipart_upload(Bucket=B, Key="dated-mp", UploadId=up["UploadId"])
 
 # ---- stored headers ----
@@ -101,6 +91,6 @@ for algo, want, field in (("SHA256", sha256, "ChecksumSHA256"), ("SHA1", sha1, "
     a = c.get_object_attributes(Bucket=B, Key=key, ObjectAttributes=["Checksum"])
     assert a["Checksum"][field] == want, (algo, a)
 wrong = base64.b64encode(hashlib.sha256(b"other").digest()).decode()
-assert err(c.put_object, Bucket=B, Key="sum-bad", Body=data, ChecksumSHA256=wrong) == ("BadDigest", 400)
-assert err(c.head_object, Bucket=B, Key="sum-bad")[1] == 404, "nothing stored for a bad checksum"
+assert error_of(c.put_object, Bucket=B, Key="sum-bad", Body=data, ChecksumSHA256=wrong) == ("BadDigest", 400)
+assert error_of(c.head_object, Bucket=B, Key="sum-bad")[1] == 404, "nothing stored for a bad checksum"
 print("headers_listing OK")

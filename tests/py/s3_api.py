@@ -6,21 +6,11 @@ import time
 import urllib.request
 import urllib.error
 
-from botocore.exceptions import ClientError
-
-from common import raw, s3
+from common import code, raw, s3
 
 c = s3()
 B = "api-bucket"
 c.create_bucket(Bucket=B)
-
-
-def code(fn, *a, **kw):
-    try:
-        fn(*a, **kw)
-    except ClientError as e:
-        return e.response["Error"]["Code"]
-    raise AssertionError("expected an error")
 
 
 src = bytes(range(256)) * (24 * 1024)  # 6 MiB

@@ -14,9 +14,8 @@ import zlib
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import ClientError
 
-from common import endpoint, expect_error
+from common import code, endpoint, expect_error
 
 EMPTY = hashlib.sha256(b"").hexdigest()
 
@@ -28,14 +27,6 @@ def client(ak, sk):
         config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1},
                       signature_version="s3v4"),
     )
-
-
-def code(fn, *a, **kw):
-    try:
-        fn(*a, **kw)
-    except ClientError as e:
-        return e.response["Error"]["Code"]
-    raise AssertionError(f"expected an error from {fn.__name__}")
 
 
 def hm(key, msg):

@@ -11,20 +11,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 from botocore.exceptions import ClientError
 
-from common import endpoint, expect_error, raw, s3
+from common import endpoint, error_of, expect_error, raw, s3
 
 c = s3()
 B = "tags-bucket"
 c.create_bucket(Bucket=B)
-
-
-def err(fn, *a, **kw):
-    """The error code and HTTP status of a call that must fail."""
-    try:
-        fn(*a, **kw)
-    except ClientError as e:
-        return e.response["Error"]["Code"], e.response["ResponseMetadata"]["HTTPStatusCode"]
-    raise AssertionError(f"expected an error from {fn.__name__}")
 
 
 def tagset(d):
@@ -51,18 +42,18 @@ assert "x-amz-tagging-count" not in c.head_object(Bucket=B, Key="t1")["ResponseM
 assert "TagCount" not in c.get_object(Bucket=B, Key="t1")
 # Limits: 10 tags, key <= 128, value <= 256, no duplicates -> InvalidTag (400)
 c.put_object_tagging(Bucket=B, Key="t1", Tagging=tagset({f"k{i}": "v" for i in range(10)}))
-assert err(c.put_object_tagging, Bucket=B, Key="t1", Tagging=tagset({f"k{i}": "v" for i in range(11)})) == ("InvalidTag", 400)
-assert err(c.put_object_tagging, Bucket=B, Key="t1", Tagging=tagset({"k" * 129: "v"})) == ("InvalidTag", 400)
-assert err(c.put_object_tagging, Bucket=B, Key="t1", Tagging=tagset({"k": "v" * 257})) == ("InvalidTag", 400)
-assert err(c.put_object_tagging, Bucket=B, Key="t1",
-           Tagging={"TagSet": [{"Key": "d", "Value": "1"}, {"Key": "d", "Value": "2"}]}) == ("InvalidTag", 400)
-assert err(c.put_object, Bucket=B, Key="t2", Body=b"x", Tagging="a=1&a=2") == ("InvalidTag", 400)
-assert err(c.put_object, Bucket=B, Key="t2", Body=b"x",
-           Tagging="&".join(f"k{i}=v" for i in range(11))) == ("InvalidTag", 400)
-assert err(c.head_object, Bucket=B, Key="t2")[1] == 404, "a refused PUT stored nothing"
+assert error_of(c.put_object_tagging, Bucket=B, Key="t1", Tagging=tagset({f"k{i}": "v" for i in range(11)})) == ("InvalidTag", 400)
+assert error_of(c.put_object_tagging, Bucket=B, Key="t1", Tagging=tagset({"k" * 129: "v"})) == ("InvalidTag", 400)
+assert error_of(c.put_object_tagging, Bucket=B, Key="t1", Tagging=tagset({"k": "v" * 257})) == ("InvalidTag", 400)
+assert error_of(c.put_object_tagging, Bucket=B, Key="t1",
+                Tagging={"TagSet": [{"Key": "d", "Value": "1"}, {"Key": "d", "Value": "2"}]}) == ("InvalidTag", 400)
+assert error_of(c.put_object, Bucket=B, Key="t2", Body=b"x", Tagging="a=1&a=2") == ("InvalidTag", 400)
+assert error_of(c.put_object, Bucket=B, Key="t2", Body=b"x",
+                Tagging="&".join(f"k{i}=v" for i in range(11))) == ("InvalidTag", 400)
+assert error_of(c.head_object, Bucket=B, Key="t2")[1] == 404, "a refused PUT stored nothing"
 assert len(c.get_object_tagging(Bucket=B, Key="t1")["TagSet"]) == 10, "a refused PUT changed nothing"
-assert err(c.get_object_tagging, Bucket=B, Key="missing") == ("NoSuchKey", 404)
-assert err(c.put_object_tagging, Bucket=B, Key="missing", Tagging=tagset({"a": "1"})) == ("NoSuchKey", 404)
+assert error_of(c.get_object_tagging, Bucket=B, Key="missing") == ("NoSuchKey", 404)
+assert error_of(c.put_object_tagging, Bucket=B, Key="missing", Tagging=tagset({"a": "1"})) == ("NoSuchKey", 404)
 # Malformed tagging XML
 md5 = lambda b: base64.b64encode(hashlib.md5(b).digest()).decode()
 bad = b"<Tagging><TagSet><Tag><Key>a</Key>"
@@ -88,28 +79,28 @@ c.complete_multipart_upload(Bucket=B, Key="mp-tags", UploadId=up["UploadId"],
 assert as_dict(c.get_object_tagging(Bucket=B, Key="mp-tags")["TagSet"]) == {"mp": "yes"}
 
 # ---- bucket tagging ----
-assert err(c.get_bucket_tagging, Bucket=B) == ("NoSuchTagSet", 404)
+assert error_of(c.get_bucket_tagging, Bucket=B) == ("NoSuchTagSet", 404)
 c.put_bucket_tagging(Bucket=B, Tagging=tagset({"team": "storage", "env": "test"}))
 assert as_dict(c.get_bucket_tagging(Bucket=B)["TagSet"]) == {"team": "storage", "env": "test"}
 c.put_bucket_tagging(Bucket=B, Tagging=tagset({f"k{i}": str(i) for i in range(50)}))
 assert len(c.get_bucket_tagging(Bucket=B)["TagSet"]) == 50
-assert err(c.put_bucket_tagging, Bucket=B, Tagging=tagset({f"k{i}": "v" for i in range(51)})) == ("InvalidTag", 400)
-assert err(c.put_bucket_tagging, Bucket=B,
-           Tagging={"TagSet": [{"Key": "d", "Value": "1"}, {"Key": "d", "Value": "2"}]}) == ("InvalidTag", 400)
+assert error_of(c.put_bucket_tagging, Bucket=B, Tagging=tagset({f"k{i}": "v" for i in range(51)})) == ("InvalidTag", 400)
+assert error_of(c.put_bucket_tagging, Bucket=B,
+                Tagging={"TagSet": [{"Key": "d", "Value": "1"}, {"Key": "d", "Value": "2"}]}) == ("InvalidTag", 400)
 assert len(c.get_bucket_tagging(Bucket=B)["TagSet"]) == 50
 c.delete_bucket_tagging(Bucket=B)
-assert err(c.get_bucket_tagging, Bucket=B) == ("NoSuchTagSet", 404)
-assert err(c.get_bucket_tagging, Bucket="no-such-bucket-tags") == ("NoSuchBucket", 404)
+assert error_of(c.get_bucket_tagging, Bucket=B) == ("NoSuchTagSet", 404)
+assert error_of(c.get_bucket_tagging, Bucket="no-such-bucket-tags") == ("NoSuchBucket", 404)
 
 # ---- conditional writes ----
 r = c.put_object(Bucket=B, Key="cond", Body=b"v1", IfNoneMatch="*")
 etag1 = r["ETag"]
-assert err(c.put_object, Bucket=B, Key="cond", Body=b"v2", IfNoneMatch="*") == ("PreconditionFailed", 412)
-assert err(c.put_object, Bucket=B, Key="cond", Body=b"v2", IfMatch='"0123456789abcdef0123456789abcdef"') == ("PreconditionFailed", 412)
+assert error_of(c.put_object, Bucket=B, Key="cond", Body=b"v2", IfNoneMatch="*") == ("PreconditionFailed", 412)
+assert error_of(c.put_object, Bucket=B, Key="cond", Body=b"v2", IfMatch='"0123456789abcdef0123456789abcdef"') == ("PreconditionFailed", 412)
 assert c.get_object(Bucket=B, Key="cond")["Body"].read() == b"v1"
 r = c.put_object(Bucket=B, Key="cond", Body=b"v2", IfMatch=etag1)
 assert c.get_object(Bucket=B, Key="cond")["Body"].read() == b"v2"
-assert err(c.put_object, Bucket=B, Key="cond-missing", Body=b"x", IfMatch=etag1) == ("NoSuchKey", 404)
+assert error_of(c.put_object, Bucket=B, Key="cond-missing", Body=b"x", IfMatch=etag1) == ("NoSuchKey", 404)
 # If-None-Match with an ETag on a write is not something S3 implements
 expect_error(raw("PUT", f"/{B}/cond", b"v3", {"If-None-Match": etag1}), 501, "NotImplemented")
 assert c.get_object(Bucket=B, Key="cond")["Body"].read() == b"v2"
@@ -118,8 +109,8 @@ assert c.get_object(Bucket=B, Key="cond")["Body"].read() == b"v2"
 up = c.create_multipart_upload(Bucket=B, Key="cond")
 e1 = c.upload_part(Bucket=B, Key="cond", UploadId=up["UploadId"], PartNumber=1, Body=b"mp")["ETag"]
 parts = {"Parts": [{"PartNumber": 1, "ETag": e1}]}
-assert err(c.complete_multipart_upload, Bucket=B, Key="cond", UploadId=up["UploadId"],
-           MultipartUpload=parts, IfNoneMatch="*") == ("PreconditionFailed", 412)
+assert error_of(c.complete_multipart_upload, Bucket=B, Key="cond", UploadId=up["UploadId"],
+                MultipartUpload=parts, IfNoneMatch="*") == ("PreconditionFailed", 412)
 # The upload is still there after a failed condition; If-Match with the current ETag completes it.
 cur = c.head_object(Bucket=B, Key="cond")["ETag"]
 c.complete_multipart_upload(Bucket=B, Key="cond", UploadId=up["UploadId"], MultipartUpload=parts, IfMatch=cur)
@@ -212,7 +203,7 @@ def hold(request, **kwargs):
 
 
 b3.meta.events.register("before-send.s3.PutObject", hold)
-assert err(b3.put_object, Bucket=B, Key="race3", Body=b"l" * (4 << 20), IfNoneMatch="*") == ("ConditionalRequestConflict", 409)
+assert error_of(b3.put_object, Bucket=B, Key="race3", Body=b"l" * (4 << 20), IfNoneMatch="*") == ("ConditionalRequestConflict", 409)
 assert winner_status == [200], winner_status
 assert c.get_object(Bucket=B, Key="race3")["Body"].read() == winner_body
 
@@ -225,8 +216,8 @@ first = c.complete_multipart_upload(Bucket=B, Key="again", UploadId=up["UploadId
 second = c.complete_multipart_upload(Bucket=B, Key="again", UploadId=up["UploadId"], MultipartUpload=parts)
 assert first["ETag"] == second["ETag"] and first["ETag"].endswith('-2"'), (first, second)
 c.put_object(Bucket=B, Key="again", Body=b"overwritten")
-assert err(c.complete_multipart_upload, Bucket=B, Key="again", UploadId=up["UploadId"],
-           MultipartUpload=parts) == ("NoSuchUpload", 404)
+assert error_of(c.complete_multipart_upload, Bucket=B, Key="again", UploadId=up["UploadId"],
+                MultipartUpload=parts) == ("NoSuchUpload", 404)
 
 # ---- ListMultipartUploads: prefix, delimiter, key-marker, upload-id-marker, max-uploads ----
 L = "list-uploads"
@@ -270,31 +261,31 @@ assert "Uploads" not in c.list_multipart_uploads(Bucket=L)
 up = c.create_multipart_upload(Bucket=B, Key="small")
 s1 = c.upload_part(Bucket=B, Key="small", UploadId=up["UploadId"], PartNumber=1, Body=b"x" * 1000)["ETag"]
 s2 = c.upload_part(Bucket=B, Key="small", UploadId=up["UploadId"], PartNumber=2, Body=b"y")["ETag"]
-assert err(c.complete_multipart_upload, Bucket=B, Key="small", UploadId=up["UploadId"],
-           MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": s1}, {"PartNumber": 2, "ETag": s2}]}) == ("EntityTooSmall", 400)
+assert error_of(c.complete_multipart_upload, Bucket=B, Key="small", UploadId=up["UploadId"],
+                MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": s1}, {"PartNumber": 2, "ETag": s2}]}) == ("EntityTooSmall", 400)
 # InvalidPart, InvalidPartOrder, NoSuchUpload
-assert err(c.complete_multipart_upload, Bucket=B, Key="small", UploadId=up["UploadId"],
-           MultipartUpload={"Parts": [{"PartNumber": 3, "ETag": s1}]}) == ("InvalidPart", 400)
-assert err(c.complete_multipart_upload, Bucket=B, Key="small", UploadId=up["UploadId"],
-           MultipartUpload={"Parts": [{"PartNumber": 2, "ETag": s2}, {"PartNumber": 1, "ETag": s1}]}) == ("InvalidPartOrder", 400)
+assert error_of(c.complete_multipart_upload, Bucket=B, Key="small", UploadId=up["UploadId"],
+                MultipartUpload={"Parts": [{"PartNumber": 3, "ETag": s1}]}) == ("InvalidPart", 400)
+assert error_of(c.complete_multipart_upload, Bucket=B, Key="small", UploadId=up["UploadId"],
+                MultipartUpload={"Parts": [{"PartNumber": 2, "ETag": s2}, {"PartNumber": 1, "ETag": s1}]}) == ("InvalidPartOrder", 400)
 c.abort_multipart_upload(Bucket=B, Key="small", UploadId=up["UploadId"])
-assert err(c.list_parts, Bucket=B, Key="small", UploadId=up["UploadId"]) == ("NoSuchUpload", 404)
+assert error_of(c.list_parts, Bucket=B, Key="small", UploadId=up["UploadId"]) == ("NoSuchUpload", 404)
 # MetadataTooLarge: more than 2 KiB of x-amz-meta-*
-assert err(c.put_object, Bucket=B, Key="meta", Body=b"x", Metadata={"big": "m" * 2100}) == ("MetadataTooLarge", 400)
+assert error_of(c.put_object, Bucket=B, Key="meta", Body=b"x", Metadata={"big": "m" * 2100}) == ("MetadataTooLarge", 400)
 c.put_object(Bucket=B, Key="meta", Body=b"x", Metadata={"ok": "m" * 1000})
 # BadDigest: a Content-MD5 that does not match the body
-assert err(c.put_object, Bucket=B, Key="digest", Body=b"payload", ContentMD5=md5(b"other")) == ("BadDigest", 400)
-assert err(c.head_object, Bucket=B, Key="digest")[1] == 404
+assert error_of(c.put_object, Bucket=B, Key="digest", Body=b"payload", ContentMD5=md5(b"other")) == ("BadDigest", 400)
+assert error_of(c.head_object, Bucket=B, Key="digest")[1] == 404
 # InvalidRange, NotModified (304), PreconditionFailed on reads
 c.put_object(Bucket=B, Key="ten", Body=b"0123456789")
-assert err(c.get_object, Bucket=B, Key="ten", Range="bytes=10-20") == ("InvalidRange", 416)
+assert error_of(c.get_object, Bucket=B, Key="ten", Range="bytes=10-20") == ("InvalidRange", 416)
 tag = c.head_object(Bucket=B, Key="ten")["ETag"]
-assert err(c.get_object, Bucket=B, Key="ten", IfNoneMatch=tag) == ("304", 304)
-assert err(c.get_object, Bucket=B, Key="ten", IfMatch='"nope"') == ("PreconditionFailed", 412)
+assert error_of(c.get_object, Bucket=B, Key="ten", IfNoneMatch=tag) == ("304", 304)
+assert error_of(c.get_object, Bucket=B, Key="ten", IfMatch='"nope"') == ("PreconditionFailed", 412)
 # InvalidArgument: a bad part number, a bad copy range, an unknown metadata directive
-assert err(c.upload_part, Bucket=B, Key="ten", UploadId="x", PartNumber=10001, Body=b"x") == ("InvalidArgument", 400)
-assert err(c.copy_object, Bucket=B, Key="c2", CopySource={"Bucket": B, "Key": "ten"},
-           MetadataDirective="REPLACE", TaggingDirective="SOMETIMES") == ("InvalidArgument", 400)
+assert error_of(c.upload_part, Bucket=B, Key="ten", UploadId="x", PartNumber=10001, Body=b"x") == ("InvalidArgument", 400)
+assert error_of(c.copy_object, Bucket=B, Key="c2", CopySource={"Bucket": B, "Key": "ten"},
+                MetadataDirective="REPLACE", TaggingDirective="SOMETIMES") == ("InvalidArgument", 400)
 # NotImplemented: a sub-resource the gateway does not serve
-assert err(c.get_bucket_policy, Bucket=B) == ("NotImplemented", 501)
+assert error_of(c.get_bucket_policy, Bucket=B) == ("NotImplemented", 501)
 print("tags_conditions OK")

@@ -152,6 +152,20 @@ pub struct Page {
     length: Option<u32>,
 }
 
+impl Page {
+    fn prefix(&self) -> String {
+        self.prefix.clone().unwrap_or_default()
+    }
+
+    fn start_after(&self) -> String {
+        self.start.clone().unwrap_or_default()
+    }
+
+    fn max(&self) -> u32 {
+        self.length.unwrap_or(DEFAULT_LIST_LENGTH)
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum KeyCmd {
     /// Uploads a local file: `key put /vol/bucket/key localfile`.
@@ -326,21 +340,13 @@ async fn volume(cfg: &OzoneConfig, cmd: VolumeCmd) -> Result<()> {
             let a = Address::volume_only(&address).map_err(ShellError::Usage)?;
             print_json(&volume_json(&om(cfg, &a)?.info_volume(&a.volume).await?));
         }
-        VolumeCmd::List {
-            address,
-            page:
-                Page {
-                    prefix,
-                    start,
-                    length,
-                },
-        } => {
+        VolumeCmd::List { address, page } => {
             let a = Address::parse(address.as_deref().unwrap_or("/")).map_err(ShellError::Usage)?;
             let resp = om(cfg, &a)?
                 .list_volumes(ListVolumesRequest {
-                    prefix: prefix.unwrap_or_default(),
-                    start_after: start.unwrap_or_default(),
-                    max: length.unwrap_or(DEFAULT_LIST_LENGTH),
+                    prefix: page.prefix(),
+                    start_after: page.start_after(),
+                    max: page.max(),
                 })
                 .await?;
             print_json(&Value::Array(
@@ -379,22 +385,14 @@ async fn bucket(cfg: &OzoneConfig, cmd: BucketCmd) -> Result<()> {
                 &om(cfg, &a)?.info_bucket(&a.volume, &a.bucket).await?,
             ));
         }
-        BucketCmd::List {
-            address,
-            page:
-                Page {
-                    prefix,
-                    start,
-                    length,
-                },
-        } => {
+        BucketCmd::List { address, page } => {
             let a = Address::volume_only(&address).map_err(ShellError::Usage)?;
             let resp = om(cfg, &a)?
                 .list_buckets(ListBucketsRequest {
                     volume: a.volume.clone(),
-                    prefix: prefix.unwrap_or_default(),
-                    start_after: start.unwrap_or_default(),
-                    max: length.unwrap_or(DEFAULT_LIST_LENGTH),
+                    prefix: page.prefix(),
+                    start_after: page.start_after(),
+                    max: page.max(),
                 })
                 .await?;
             print_json(&Value::Array(
@@ -486,24 +484,16 @@ async fn key(cfg: &OzoneConfig, cmd: KeyCmd) -> Result<()> {
             print_json(&key_json(&k, true));
             Ok(())
         }
-        KeyCmd::List {
-            address,
-            page:
-                Page {
-                    prefix,
-                    start,
-                    length,
-                },
-        } => {
+        KeyCmd::List { address, page } => {
             let a = Address::bucket_only(&address).map_err(ShellError::Usage)?;
             let resp = om(cfg, &a)?
                 .list_keys(ListKeysRequest {
                     volume: a.volume.clone(),
                     bucket: a.bucket.clone(),
-                    prefix: prefix.unwrap_or_default(),
-                    start_after: start.unwrap_or_default(),
+                    prefix: page.prefix(),
+                    start_after: page.start_after(),
                     delimiter: String::new(),
-                    max_keys: length.unwrap_or(DEFAULT_LIST_LENGTH),
+                    max_keys: page.max(),
                 })
                 .await?;
             print_json(&Value::Array(
