@@ -7,14 +7,18 @@
 //! `datanode-1..N`, `s3g` — each holding `conf/ozone-site.xml` (cluster-wide plus its own ports
 //! and data dir), `data/`, `<name>.log` and `pid`. Ports are picked once, when the directory is
 //! new, and reused on every later start so that stored block locations stay valid.
+//!
+//! Settings for a new cluster come from `--set KEY=VALUE` and from `OZONE-SITE.XML_<key>`
+//! environment variables alike (`--set` wins): both are written into `DIR/conf`, and the child
+//! processes read only their conf files (the variables are not passed on to them).
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::Subcommand;
-use ozone_common::config::parse_site_xml;
+use ozone_common::OzoneConfig;
+use ozone_common::config::{ENV_PREFIX, KeyBuf, env_overrides, keys};
 
 type BoxError = Box<dyn std::error::Error>;
 
@@ -36,9 +40,6 @@ pub enum ClusterCmd {
         /// S3 endpoint port (0 picks a free one).
         #[arg(long, default_value_t = 9878)]
         s3g_port: u16,
-        /// Extra configuration KEY=VALUE for a new cluster (repeatable).
-        #[arg(long = "set", value_name = "KEY=VALUE")]
-        set: Vec<String>,
         /// Seconds to wait for the cluster to accept writes.
         #[arg(long, default_value_t = 120)]
         timeout: u64,
@@ -53,14 +54,14 @@ fn parse_oms(s: &str) -> Result<u32, String> {
     }
 }
 
-pub async fn run(cmd: ClusterCmd) -> Result<(), BoxError> {
+/// Runs `cmd`; `set` holds the global `--set KEY=VALUE` arguments (settings of a new cluster).
+pub async fn run(cmd: ClusterCmd, set: &[String]) -> Result<(), BoxError> {
     match cmd {
         ClusterCmd::Up {
             data_dir,
             datanodes,
             oms,
             s3g_port,
-            set,
             timeout,
         } => {
             up(
@@ -92,16 +93,13 @@ fn free_port() -> Result<u16, BoxError> {
     }
 }
 
-type Conf = BTreeMap<String, String>;
+/// Explicitly set keys of one conf file.
+type Conf = OzoneConfig;
 
 fn write_conf(dir: &Path, conf: &Conf) -> Result<(), BoxError> {
     std::fs::create_dir_all(dir)?;
-    let mut cfg = ozone_common::OzoneConfig::default();
-    for (k, v) in conf {
-        cfg.set(k, v.clone());
-    }
     let tmp = dir.join("ozone-site.xml.tmp");
-    std::fs::write(&tmp, cfg.to_site_xml())?;
+    std::fs::write(&tmp, conf.to_site_xml())?;
     std::fs::rename(&tmp, dir.join("ozone-site.xml"))?;
     Ok(())
 }
@@ -111,7 +109,20 @@ fn read_conf(dir: &Path) -> Result<Option<Conf>, BoxError> {
     if !path.exists() {
         return Ok(None);
     }
-    Ok(Some(parse_site_xml(&std::fs::read_to_string(&path)?)?))
+    Ok(Some(OzoneConfig::from_site_xml(&std::fs::read_to_string(
+        &path,
+    )?)?))
+}
+
+/// The settings a new cluster takes from outside: `OZONE-SITE.XML_<key>` environment variables
+/// (`env`), then `--set KEY=VALUE` arguments over them.
+fn overrides(env: Vec<(String, String)>, set: &[String]) -> Result<Conf, BoxError> {
+    let mut c = Conf::default();
+    for (k, v) in env {
+        c.set(KeyBuf::unchecked(k), v);
+    }
+    c.apply_sets(set)?;
+    Ok(c)
 }
 
 /// One child process of the cluster.
@@ -129,7 +140,14 @@ impl Proc {
             .create(true)
             .append(true)
             .open(self.dir.join(format!("{}.log", self.name)))?;
-        let child = Command::new(exe)
+        let mut cmd = Command::new(exe);
+        // The cluster's settings are in the conf files (environment overrides were folded in).
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with(ENV_PREFIX) {
+                cmd.env_remove(name);
+            }
+        }
+        let child = cmd
             .arg(self.role)
             .env("OZONE_CONF_DIR", self.dir.join("conf"))
             .stdin(Stdio::null())
@@ -180,9 +198,10 @@ async fn up(
     datanodes: u32,
     oms: u32,
     s3g_port: u16,
-    set: Vec<String>,
+    set: &[String],
     timeout: Duration,
 ) -> Result<(), BoxError> {
+    let extra = overrides(env_overrides(), set)?;
     std::fs::create_dir_all(&data_dir)?;
     let dir = std::fs::canonicalize(&data_dir)?;
     let conf_dir = dir.join("conf");
@@ -190,66 +209,66 @@ async fn up(
 
     let cluster = match read_conf(&conf_dir)? {
         Some(c) => {
-            if !set.is_empty() {
-                tracing::warn!("--set only applies when a cluster directory is new; ignored");
+            if !extra.explicit().is_empty() {
+                tracing::warn!(
+                    "--set and OZONE-SITE.XML_<key> only apply when a cluster directory is new; ignored"
+                );
             }
             c
         }
         None => {
-            let mut c = Conf::new();
+            let mut c = Conf::default();
             let s3g_port = if s3g_port == 0 {
                 free_port()?
             } else {
                 s3g_port
             };
-            c.insert("ozone.scm.names".into(), "127.0.0.1".into());
-            c.insert(
-                "ozone.scm.client.address".into(),
+            c.set(keys::OZONE_SCM_NAMES, "127.0.0.1");
+            c.set(
+                keys::OZONE_SCM_CLIENT_ADDRESS,
                 format!("127.0.0.1:{}", free_port()?),
             );
-            c.insert(
-                "ozone.scm.datanode.address".into(),
+            c.set(
+                keys::OZONE_SCM_DATANODE_ADDRESS,
                 format!("127.0.0.1:{}", free_port()?),
             );
-            c.insert(
-                "ozone.om.address".into(),
+            c.set(
+                keys::OZONE_OM_ADDRESS,
                 format!("127.0.0.1:{}", free_port()?),
             );
             if oms > 1 {
                 let ids: Vec<String> = (1..=oms).map(|i| format!("om{i}")).collect();
-                c.insert("ozone.om.service.ids".into(), OM_SERVICE_ID.into());
-                c.insert(format!("ozone.om.nodes.{OM_SERVICE_ID}"), ids.join(","));
+                c.set(keys::OZONE_OM_SERVICE_IDS, OM_SERVICE_ID);
+                c.set(
+                    keys::OZONE_OM_NODES_SERVICEID.with([&OM_SERVICE_ID]),
+                    ids.join(","),
+                );
                 for (i, id) in ids.iter().enumerate() {
                     let addr = if i == 0 {
-                        c["ozone.om.address"].clone()
+                        c.get(keys::OZONE_OM_ADDRESS)
                     } else {
                         format!("127.0.0.1:{}", free_port()?)
                     };
-                    c.insert(format!("ozone.om.address.{OM_SERVICE_ID}.{id}"), addr);
+                    c.set(
+                        keys::OZONE_OM_ADDRESS_SERVICEID_NODEID.with([&OM_SERVICE_ID, id]),
+                        addr,
+                    );
                 }
             }
-            c.insert(
-                "ozone.s3g.http-address".into(),
-                format!("0.0.0.0:{s3g_port}"),
-            );
-            c.insert(
-                "ozone.s3g.webadmin.http-address".into(),
+            c.set(keys::OZONE_S3G_HTTP_ADDRESS, format!("0.0.0.0:{s3g_port}"));
+            c.set(
+                keys::OZONE_S3G_WEBADMIN_HTTP_ADDRESS,
                 format!("127.0.0.1:{}", free_port()?),
             );
-            c.insert(
-                "ozone.server.default.replication".into(),
-                if datanodes >= 3 { "3" } else { "1" }.into(),
+            c.set(
+                keys::OZONE_SERVER_DEFAULT_REPLICATION,
+                if datanodes >= 3 { "3" } else { "1" },
             );
-            for kv in &set {
-                let (k, v) = kv
-                    .split_once('=')
-                    .ok_or_else(|| format!("--set expects KEY=VALUE, got {kv}"))?;
-                c.insert(k.trim().into(), v.trim().into());
-            }
+            c.extend(extra);
             let security = c
-                .get("ozone.security.enabled")
-                .is_some_and(|v| v.eq_ignore_ascii_case("true"));
-            if security && !c.contains_key("ozone.om.admin.secret.file") {
+                .get(keys::OZONE_SECURITY_ENABLED)
+                .eq_ignore_ascii_case("true");
+            if security && !c.is_set(keys::OZONE_OM_ADMIN_SECRET_FILE) {
                 // One admin credential for every OM and for the CLI run with this conf dir.
                 let file = conf_dir.join(ozone_om::security::ADMIN_SECRET_FILE);
                 if !file.exists() {
@@ -258,7 +277,7 @@ async fn up(
                         &ozone_om::security::new_secret(),
                     )?;
                 }
-                c.insert("ozone.om.admin.secret.file".into(), d(&file));
+                c.set(keys::OZONE_OM_ADMIN_SECRET_FILE, d(&file));
             }
             write_conf(&conf_dir, &c)?;
             c
@@ -292,31 +311,32 @@ async fn up(
         })
     };
     procs.push(role_conf("scm".into(), "scm", &|p| {
-        Ok(Conf::from([
-            ("ozone.metadata.dirs".into(), d(&p.join("data"))),
-            (
-                "ozone.scm.http-address".into(),
-                format!("127.0.0.1:{}", free_port()?),
-            ),
-        ]))
+        let mut c = Conf::default();
+        c.set(keys::OZONE_METADATA_DIRS, d(&p.join("data"))).set(
+            keys::OZONE_SCM_HTTP_ADDRESS,
+            format!("127.0.0.1:{}", free_port()?),
+        );
+        Ok(c)
     })?);
     for i in 1..=datanodes {
         procs.push(role_conf(format!("datanode-{i}"), "datanode", &|p| {
-            Ok(Conf::from([
-                ("hdds.datanode.dir".into(), d(&p.join("data"))),
-                ("hdds.datanode.hostname".into(), "127.0.0.1".into()),
-                ("hdds.container.ipc.port".into(), free_port()?.to_string()),
-                (
-                    "hdds.datanode.http-address".into(),
+            let mut c = Conf::default();
+            c.set(keys::HDDS_DATANODE_DIR, d(&p.join("data")))
+                .set(keys::HDDS_DATANODE_HOSTNAME, "127.0.0.1")
+                .set(keys::HDDS_CONTAINER_IPC_PORT, free_port()?.to_string())
+                .set(
+                    keys::HDDS_DATANODE_HTTP_ADDRESS,
                     format!("127.0.0.1:{}", free_port()?),
-                ),
-            ]))
+                );
+            Ok(c)
         })?);
     }
     // The OM count is the cluster's (an existing directory keeps its own).
-    let om_count = match cluster.get(&format!("ozone.om.nodes.{OM_SERVICE_ID}")) {
-        Some(nodes) if cluster.contains_key("ozone.om.service.ids") => nodes.split(',').count(),
-        _ => 1,
+    let nodes_key = keys::OZONE_OM_NODES_SERVICEID.with([&OM_SERVICE_ID]);
+    let om_count = if cluster.is_set(&nodes_key) && cluster.is_set(keys::OZONE_OM_SERVICE_IDS) {
+        cluster.get(&nodes_key).split(',').count()
+    } else {
+        1
     };
     if om_count != oms as usize {
         tracing::warn!(
@@ -326,39 +346,33 @@ async fn up(
     }
     for i in 1..=om_count {
         procs.push(role_conf(format!("om-{i}"), "om", &|p| {
-            let mut c = Conf::from([
-                ("ozone.metadata.dirs".into(), d(&p.join("data"))),
-                (
-                    "ozone.om.http-address".into(),
-                    format!("127.0.0.1:{}", free_port()?),
-                ),
-            ]);
+            let mut c = Conf::default();
+            c.set(keys::OZONE_METADATA_DIRS, d(&p.join("data"))).set(
+                keys::OZONE_OM_HTTP_ADDRESS,
+                format!("127.0.0.1:{}", free_port()?),
+            );
             if om_count > 1 {
-                c.insert("ozone.om.node.id".into(), format!("om{i}"));
+                c.set(keys::OZONE_OM_NODE_ID, format!("om{i}"));
             }
             Ok(c)
         })?);
     }
-    procs.push(role_conf("s3g".into(), "s3g", &|_| Ok(Conf::new()))?);
+    procs.push(role_conf("s3g".into(), "s3g", &|_| Ok(Conf::default()))?);
 
     for p in &mut procs {
         p.spawn()?;
         tracing::info!(process = %p.name, "started");
     }
 
-    let get = |k: &str| cluster.get(k).cloned().unwrap_or_default();
-    let s3_port = get("ozone.s3g.http-address")
+    let s3_port = cluster
+        .get(keys::OZONE_S3G_HTTP_ADDRESS)
         .rsplit_once(':')
         .map(|(_, p)| p.to_string())
         .unwrap_or_default();
     let endpoint = format!("http://127.0.0.1:{s3_port}");
-    let scm_addr = get("ozone.scm.client.address");
-    let mut cluster_cfg = ozone_common::OzoneConfig::default();
-    for (k, v) in &cluster {
-        cluster_cfg.set(k, v.clone());
-    }
-    let om_addrs = cluster_cfg.om_addresses();
-    let s3_volume = cluster_cfg.get("ozone.s3g.volume.name");
+    let scm_addr = cluster.get(keys::OZONE_SCM_CLIENT_ADDRESS);
+    let om_addrs = cluster.om_addresses();
+    let s3_volume = cluster.get(keys::OZONE_S3G_VOLUME_NAME);
     let ready = tokio::select! {
         r = wait_ready(&scm_addr, &om_addrs, &s3_volume, &endpoint, timeout) => r,
         e = first_exit(&mut procs) => Err(e.into()),
@@ -374,7 +388,10 @@ async fn up(
     }
     println!("S3 endpoint: {endpoint}");
     println!("Configuration: OZONE_CONF_DIR={}", conf_dir.display());
-    if let Some(f) = cluster.get("ozone.om.admin.secret.file") {
+    if let Some(f) = cluster
+        .explicit()
+        .get(keys::OZONE_OM_ADMIN_SECRET_FILE.name())
+    {
         println!("Security on; admin credential: {f} (ozone s3 getsecret -u USER)");
     }
 

@@ -17,6 +17,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use ozone_common::OzoneConfig;
+use ozone_common::config::{ConfigError, KeyBuf};
 
 #[derive(Parser)]
 #[command(
@@ -28,6 +29,10 @@ struct Cli {
     /// Directory holding ozone-site.xml (default: $OZONE_CONF_DIR).
     #[arg(long, global = true)]
     conf_dir: Option<PathBuf>,
+    /// Sets a configuration key over ozone-site.xml and the environment (repeatable), for any
+    /// command; for `cluster up`, a setting of the new cluster.
+    #[arg(long = "set", value_name = "KEY=VALUE", global = true)]
+    set: Vec<String>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -93,7 +98,7 @@ fn main() -> ExitCode {
         _ => "warn",
     };
     ozone_common::telemetry::init(default_log);
-    let cfg = match OzoneConfig::load(cli.conf_dir.as_deref()) {
+    let cfg = match load_config(cli.conf_dir.as_deref(), &cli.set) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("ozone: {e}");
@@ -113,7 +118,7 @@ fn main() -> ExitCode {
             Cmd::Scm => ozone_scm::run(cfg, shutdown).await.map_err(Into::into),
             Cmd::Datanode => ozone_datanode::run(cfg, shutdown).await.map_err(Into::into),
             Cmd::S3g => ozone_s3g::run(cfg, shutdown).await.map_err(Into::into),
-            Cmd::Cluster { cmd } => cluster::run(cmd).await,
+            Cmd::Cluster { cmd } => cluster::run(cmd, &cli.set).await,
             Cmd::Admin { cmd } => admin::run(&cfg, cmd).await,
             Cmd::Sh { cmd } => shell::run(&cfg, cmd).await.map_err(Into::into),
             Cmd::Freon { cmd } => freon::run(cmd).await,
@@ -126,7 +131,7 @@ fn main() -> ExitCode {
                 if what != "confKey" {
                     return Err(format!("unknown getconf command {what} (try confKey)").into());
                 }
-                println!("{}", cfg.get(&key));
+                println!("{}", cfg.get(KeyBuf::unchecked(key)));
                 Ok(())
             }
         }
@@ -137,5 +142,103 @@ fn main() -> ExitCode {
             eprintln!("{prefix}{e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The configuration every command runs with: `ozone-site.xml` of `conf_dir` (else
+/// `$OZONE_CONF_DIR`), then `OZONE-SITE.XML_<key>` environment variables, then `--set`.
+fn load_config(
+    conf_dir: Option<&std::path::Path>,
+    set: &[String],
+) -> Result<OzoneConfig, ConfigError> {
+    let mut cfg = OzoneConfig::load(conf_dir)?;
+    cfg.apply_sets(set)?;
+    Ok(cfg)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+    use ozone_common::config::keys;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn set_is_global_and_applied_over_the_loaded_config() {
+        for args in [
+            &[
+                "ozone",
+                "--set",
+                "ozone.s3g.volume.name=v1",
+                "getconf",
+                "confKey",
+                "x",
+            ][..],
+            &[
+                "ozone",
+                "getconf",
+                "--set",
+                "ozone.s3g.volume.name=v1",
+                "confKey",
+                "x",
+            ],
+            &[
+                "ozone",
+                "sh",
+                "volume",
+                "list",
+                "--set",
+                "ozone.s3g.volume.name = v1",
+            ],
+            &[
+                "ozone",
+                "cluster",
+                "up",
+                "--set",
+                "ozone.s3g.volume.name=v1",
+            ],
+        ] {
+            let cli = Cli::try_parse_from(args).unwrap();
+            let dir = tempfile::tempdir().unwrap();
+            let cfg = load_config(Some(dir.path()), &cli.set).unwrap();
+            assert_eq!(cfg.get(keys::OZONE_S3G_VOLUME_NAME), "v1", "{args:?}");
+        }
+        // Repeated: the last one wins; a value may hold '='.
+        let cli = Cli::try_parse_from([
+            "ozone",
+            "--set",
+            "ozone.s3g.volume.name=a",
+            "--set",
+            "ozone.s3g.volume.name=b=c",
+            "om",
+        ])
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = load_config(Some(dir.path()), &cli.set).unwrap();
+        assert_eq!(cfg.get(keys::OZONE_S3G_VOLUME_NAME), "b=c");
+        // --set overrides the file.
+        std::fs::write(
+            dir.path().join("ozone-site.xml"),
+            "<configuration><property><name>ozone.s3g.volume.name</name>\
+             <value>file</value></property></configuration>",
+        )
+        .unwrap();
+        let cfg = load_config(Some(dir.path()), &[]).unwrap();
+        assert_eq!(cfg.get(keys::OZONE_S3G_VOLUME_NAME), "file");
+        let cfg = load_config(Some(dir.path()), &cli.set).unwrap();
+        assert_eq!(cfg.get(keys::OZONE_S3G_VOLUME_NAME), "b=c");
+        // Without '=' it is an error.
+        assert!(
+            load_config(
+                Some(dir.path()),
+                &[keys::OZONE_S3G_VOLUME_NAME.name().into()]
+            )
+            .is_err()
+        );
     }
 }

@@ -4,6 +4,7 @@
 
 use clap::Subcommand;
 use ozone_common::OzoneConfig;
+use ozone_common::config::keys;
 use ozone_proto::om::S3SecretRequest;
 
 type BoxError = Box<dyn std::error::Error>;
@@ -31,7 +32,7 @@ pub fn admin_token(cfg: &OzoneConfig) -> Result<String, BoxError> {
     {
         return Ok(t.trim().to_string());
     }
-    match cfg.get_opt("ozone.om.admin.secret.file") {
+    match cfg.get_opt(keys::OZONE_OM_ADMIN_SECRET_FILE) {
         Some(path) => match std::fs::read_to_string(&path) {
             Ok(s) => Ok(s.trim().to_string()),
             Err(e) => Err(format!("reading the admin credential {path}: {e}").into()),

@@ -17,6 +17,7 @@ use om_client::OmClient;
 use ozone_proto::om::{AllocateKeyBlockRequest, KeyLocation, OpenKeyRequest};
 
 use crate::error::KeyIoError;
+use ozone_common::config::keys;
 
 type Result<T, E = KeyIoError> = std::result::Result<T, E>;
 
@@ -41,16 +42,16 @@ impl WriteSettings {
     /// The client keys of `cfg`; `piece_size` is the chunk size.
     pub fn from_config(cfg: &ozone_common::OzoneConfig) -> Result<Self, ozone_common::ConfigError> {
         let chunk_size = cfg
-            .get_bytes("ozone.scm.chunk.size")?
+            .get_bytes(keys::OZONE_SCM_CHUNK_SIZE)?
             .clamp(64 * 1024, 32 << 20) as usize;
         let bytes_per_checksum = cfg
-            .get_bytes("ozone.client.bytes.per.checksum")?
+            .get_bytes(keys::OZONE_CLIENT_BYTES_PER_CHECKSUM)?
             .clamp(512, chunk_size as u64) as u32;
         Ok(WriteSettings {
             piece_size: chunk_size,
             chunk_size,
             bytes_per_checksum,
-            retry_buffer: cfg.get_bytes("ozone.client.stream.buffer.max.size")?,
+            retry_buffer: cfg.get_bytes(keys::OZONE_CLIENT_STREAM_BUFFER_MAX_SIZE)?,
         })
     }
 }

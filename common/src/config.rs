@@ -1,10 +1,15 @@
 //! Configuration: Ozone's `ozone-site.xml` with Ozone's key names, overridden by environment
-//! variables `OZONE-SITE.XML_<key>=<value>` (as in Ozone's docker images).
+//! variables `OZONE-SITE.XML_<key>=<value>` (as in Ozone's docker images) and by `--set`.
 //!
-//! Every key Ozone-RS reads is listed in [`KEYS`] with its default and meaning; a key found in a
-//! file or the environment that is not listed is warned about once at load.
+//! Every key Ozone-RS reads is listed once, in the `keys!` table below, with its default and
+//! meaning. The table makes [`KEYS`] (for `ozone getconf` and the unknown-key warning) and one
+//! typed constant per key in [`keys`] (`keys::OZONE_OM_ADDRESS` for `ozone.om.address`: the name
+//! upper-cased, `.` and `-` made `_`, `<` and `>` dropped). The getters of [`OzoneConfig`] take
+//! those constants, so a misspelt key does not compile. A key with `<placeholder>` segments is a
+//! [`KeyTemplate`]: `keys::OZONE_OM_NODES_SERVICEID.with([&service])` is the key of one service.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -15,68 +20,207 @@ pub struct KeyDef {
     pub doc: &'static str,
 }
 
+/// A listed configuration key (a constant of [`keys`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Key(&'static str);
+
+impl Key {
+    /// The key's name, e.g. `ozone.om.address`.
+    pub const fn name(self) -> &'static str {
+        self.0
+    }
+}
+
+/// A listed key with `N` `<placeholder>` segments, e.g. `ozone.om.nodes.<serviceId>`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeyTemplate<const N: usize>(&'static str);
+
+impl<const N: usize> KeyTemplate<N> {
+    /// The template's name, with its placeholders.
+    pub const fn name(self) -> &'static str {
+        self.0
+    }
+
+    /// The key with the placeholders replaced, in order, by `parts`.
+    pub fn with(self, parts: [&dyn fmt::Display; N]) -> KeyBuf {
+        let mut parts = parts.into_iter();
+        let name = self
+            .0
+            .split('.')
+            .map(|seg| {
+                if seg.starts_with('<') {
+                    parts.next().map(ToString::to_string).unwrap_or_default()
+                } else {
+                    seg.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(".");
+        KeyBuf(name)
+    }
+}
+
+/// A key made at run time: from a [`KeyTemplate`], or a name given by a user
+/// ([`KeyBuf::unchecked`]).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct KeyBuf(String);
+
+impl KeyBuf {
+    /// A key named at run time (`ozone getconf confKey`, `--set`, an `ozone-site.xml`); it may be
+    /// unlisted, which [`is_listed`] tells.
+    pub fn unchecked(name: impl Into<String>) -> Self {
+        KeyBuf(name.into())
+    }
+}
+
+/// What the getters of [`OzoneConfig`] accept: a [`Key`], a [`KeyBuf`], or a reference to one.
+pub trait ConfKey: fmt::Display {
+    fn key_name(&self) -> &str;
+}
+
+impl ConfKey for Key {
+    fn key_name(&self) -> &str {
+        self.0
+    }
+}
+
+impl ConfKey for KeyBuf {
+    fn key_name(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A template names itself (in errors about the family of keys).
+impl<const N: usize> ConfKey for KeyTemplate<N> {
+    fn key_name(&self) -> &str {
+        self.0
+    }
+}
+
+impl<T: ConfKey + ?Sized> ConfKey for &T {
+    fn key_name(&self) -> &str {
+        (**self).key_name()
+    }
+}
+
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl fmt::Display for KeyBuf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<const N: usize> fmt::Display for KeyTemplate<N> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl From<Key> for String {
+    fn from(k: Key) -> String {
+        k.0.to_string()
+    }
+}
+
+impl From<KeyBuf> for String {
+    fn from(k: KeyBuf) -> String {
+        k.0
+    }
+}
+
+/// The constant of one table entry: a [`Key`], or a [`KeyTemplate`] when it has `[N]`.
+macro_rules! key_const {
+    ($ident:ident, $name:literal, $doc:literal) => {
+        #[doc = concat!("`", $name, "`: ", $doc)]
+        pub const $ident: Key = Key($name);
+    };
+    ($ident:ident [$n:literal], $name:literal, $doc:literal) => {
+        #[doc = concat!("`", $name, "`: ", $doc)]
+        pub const $ident: KeyTemplate<$n> = KeyTemplate($name);
+    };
+}
+
 macro_rules! keys {
-    ($($name:literal = $default:literal : $doc:literal;)*) => {
+    ($($ident:ident $([$n:literal])? = $name:literal = $default:literal : $doc:literal;)*) => {
         /// Every configuration key, with its default and meaning.
         pub const KEYS: &[KeyDef] = &[$(KeyDef { name: $name, default: $default, doc: $doc }),*];
+
+        /// One constant per configuration key (see the module doc for the naming).
+        pub mod keys {
+            use super::{Key, KeyTemplate};
+            $(key_const!($ident $([$n])?, $name, $doc);)*
+
+            /// Each constant's identifier with its key name (checked by a unit test).
+            #[cfg(test)]
+            pub(super) const IDENTS: &[(&str, &str)] = &[$((stringify!($ident), $name)),*];
+        }
     };
 }
 
 keys! {
-    "ozone.metadata.dirs" = "./data/metadata" : "Directory for SCM and OM databases when the role-specific dir is unset.";
-    "ozone.om.db.dirs" = "" : "OM database directory (default: ozone.metadata.dirs).";
-    "ozone.scm.db.dirs" = "" : "SCM database directory (default: ozone.metadata.dirs).";
-    "hdds.datanode.dir" = "./data/hdds" : "Datanode container directory; {hostname} in it is replaced by the advertised host name (one directory per datanode on a shared volume).";
-    "ozone.om.address" = "127.0.0.1:9862" : "OM gRPC address (host:port); clients connect here, OM binds its port.";
-    "ozone.om.http-address" = "0.0.0.0:9874" : "OM http address (/prom, status page).";
-    "ozone.scm.names" = "127.0.0.1" : "SCM host, used when the SCM address keys are unset.";
-    "ozone.scm.client.address" = "" : "SCM client gRPC address used by OM and admin tools (default: <ozone.scm.names>:9860).";
-    "ozone.scm.datanode.address" = "" : "SCM datanode gRPC address used by datanodes (default: <ozone.scm.names>:9861).";
-    "ozone.scm.http-address" = "0.0.0.0:9876" : "SCM http address.";
-    "hdds.datanode.hostname" = "" : "Host name or IP a datanode advertises to SCM and clients (default: the local IP address it reaches SCM from, or its DNS name; see hdds.datanode.use.datanode.hostname).";
-    "hdds.datanode.use.datanode.hostname" = "false" : "With hdds.datanode.hostname unset, advertise the DNS name (reverse lookup) of the address SCM is reached from instead of the address: in docker-compose the container name, stable across down/up.";
-    "hdds.container.ipc.port" = "9859" : "Datanode gRPC port (0 picks a free port).";
-    "hdds.datanode.http-address" = "0.0.0.0:9882" : "Datanode http address.";
-    "ozone.s3g.http-address" = "0.0.0.0:9878" : "S3 gateway address.";
-    "ozone.s3g.webadmin.http-address" = "0.0.0.0:19878" : "S3 gateway web admin address (/prom, status page).";
-    "ozone.s3g.volume.name" = "s3v" : "Volume that holds the S3 buckets.";
-    "ozone.security.enabled" = "false" : "Security: the S3 gateway verifies AWS SigV4 signatures against per-user secrets kept by OM, and bucket owners and ACLs decide who may do what. Off: any access key is accepted and names the user.";
-    "ozone.om.admin.secret.file" = "" : "File holding the admin credential that `ozone s3 getsecret|revokesecret` must present (OM reads it; the CLI reads it too, or $OZONE_ADMIN_SECRET). Empty: <OM db dir>/admin.secret, created (mode 0600) by OM at start when security is on.";
-    "ozone.s3g.domain.name" = "" : "Comma-separated domains for virtual-host-style bucket addressing.";
-    "ozone.s3g.list.max.keys.limit" = "1000" : "Largest page ListObjects returns.";
-    "ozone.s3g.client.buffer.size" = "1MB" : "Bytes of a request body the S3 gateway gathers before sending them to the datanodes as one piece (bounds memory per upload).";
-    "ozone.s3g.workers" = "0" : "S3 gateway worker threads (0: one per core).";
-    "ozone.security.enabled" = "false" : "Verify S3 signatures against OM-held secrets (off: any access key works and names the user).";
-    "ozone.server.default.replication" = "3" : "Replication factor of new keys: 1 or 3.";
-    "ozone.scm.block.size" = "256MB" : "Largest block; bigger keys span several blocks.";
-    "ozone.scm.chunk.size" = "4MB" : "Chunk size: the unit of a datanode write.";
-    "ozone.scm.container.size" = "5GB" : "Container size; a container whose allocations reach it is closed.";
-    "ozone.client.bytes.per.checksum" = "16KB" : "Bytes covered by one CRC32C checksum.";
-    "ozone.scm.pipeline.owner.container.count" = "3" : "Open containers per pipeline.";
-    "ozone.scm.datanode.pipeline.limit" = "2" : "Pipelines a datanode may belong to.";
-    "hdds.scm.safemode.min.datanode" = "0" : "Healthy datanodes needed before SCM allocates blocks (0: the replication factor).";
-    "hdds.heartbeat.interval" = "3s" : "Datanode heartbeat interval.";
-    "ozone.scm.stale.node.interval" = "30s" : "A datanode silent this long is STALE.";
-    "ozone.scm.dead.node.interval" = "60s" : "A datanode silent this long is DEAD.";
-    "ozone.key.preallocation.max.blocks" = "64" : "Most blocks OM allocates when a key is opened.";
-    "ozone.om.service.ids" = "" : "OM HA: the OM service id (one). Empty: a single OM at ozone.om.address.";
-    "ozone.om.nodes.<serviceId>" = "" : "OM HA: comma-separated node ids of the OMs of the service, e.g. om1,om2,om3.";
-    "ozone.om.address.<serviceId>.<nodeId>" = "" : "OM HA: gRPC address (host:port) of one OM node; clients and the other OMs (raft) use it.";
-    "ozone.om.node.id" = "" : "OM HA: which node of the service this OM is (needed when the service lists several nodes).";
-    "ozone.om.ratis.snapshot.auto.trigger.threshold" = "10000" : "OM snapshots its state after this many log entries applied since the last snapshot.";
-    "ozone.om.ratis.log.purge.gap" = "1000" : "Log entries an OM keeps before its latest snapshot when it purges the log (a follower further behind catches up by snapshot).";
-    "ozone.om.ratis.minimum.timeout" = "1s" : "OM election timeout: a follower hearing no leader for this long (randomised up to twice) starts an election; the leader heartbeats at a third of it.";
-    "ozone.om.ratis.server.request.timeout" = "5s" : "How long an OM waits for a write to commit, or a read to confirm leadership, before answering OM_UNAVAILABLE.";
-    "hdds.scm.replication.thread.interval" = "300s" : "How often SCM's ReplicationManager checks every closed container for missing, excess and unhealthy replicas.";
-    "hdds.scm.replication.event.timeout" = "12m" : "How long the ReplicationManager waits for a replication or replica deletion it asked for before asking again.";
-    "hdds.datanode.replication.streams.limit" = "10" : "Container copies a datanode runs at once (more wait in its replication queue).";
-    "hdds.container.scrub.enabled" = "true" : "Run the background scrubber that re-verifies every stored checksum on each datanode.";
-    "hdds.container.scrub.data.scan.interval" = "7d" : "Least time between two data scans of the same container by the scrubber.";
-    "hdds.container.scrub.volume.bytes.per.second" = "5MB" : "Bytes per second the scrubber reads (rate limit of background verification).";
-    "ozone.block.deleting.service.interval" = "60s" : "How often OM hands the blocks of deleted and overwritten keys to SCM's deleted-block log.";
-    "ozone.key.deleting.limit.per.task" = "20000" : "Most deleted-block records OM sends to SCM in one round.";
-    "hdds.scm.block.deletion.per-interval.max" = "100000" : "Most blocks SCM asks one datanode to delete in one heartbeat response.";
-    "ozone.client.stream.buffer.max.size" = "8MB" : "Bytes of the current block the S3 gateway keeps so that, if its replicas fail, it can rewrite the block on a new pipeline; a block whose replicas fail after more than this was sent fails the upload with an error.";
+    OZONE_METADATA_DIRS = "ozone.metadata.dirs" = "./data/metadata" : "Directory for SCM and OM databases when the role-specific dir is unset.";
+    OZONE_OM_DB_DIRS = "ozone.om.db.dirs" = "" : "OM database directory (default: ozone.metadata.dirs).";
+    OZONE_SCM_DB_DIRS = "ozone.scm.db.dirs" = "" : "SCM database directory (default: ozone.metadata.dirs).";
+    HDDS_DATANODE_DIR = "hdds.datanode.dir" = "./data/hdds" : "Datanode container directory; {hostname} in it is replaced by the advertised host name (one directory per datanode on a shared volume).";
+    OZONE_OM_ADDRESS = "ozone.om.address" = "127.0.0.1:9862" : "OM gRPC address (host:port); clients connect here, OM binds its port.";
+    OZONE_OM_HTTP_ADDRESS = "ozone.om.http-address" = "0.0.0.0:9874" : "OM http address (/prom, status page).";
+    OZONE_SCM_NAMES = "ozone.scm.names" = "127.0.0.1" : "SCM host, used when the SCM address keys are unset.";
+    OZONE_SCM_CLIENT_ADDRESS = "ozone.scm.client.address" = "" : "SCM client gRPC address used by OM and admin tools (default: <ozone.scm.names>:9860).";
+    OZONE_SCM_DATANODE_ADDRESS = "ozone.scm.datanode.address" = "" : "SCM datanode gRPC address used by datanodes (default: <ozone.scm.names>:9861).";
+    OZONE_SCM_HTTP_ADDRESS = "ozone.scm.http-address" = "0.0.0.0:9876" : "SCM http address.";
+    HDDS_DATANODE_HOSTNAME = "hdds.datanode.hostname" = "" : "Host name or IP a datanode advertises to SCM and clients (default: the local IP address it reaches SCM from, or its DNS name; see hdds.datanode.use.datanode.hostname).";
+    HDDS_DATANODE_USE_DATANODE_HOSTNAME = "hdds.datanode.use.datanode.hostname" = "false" : "With hdds.datanode.hostname unset, advertise the DNS name (reverse lookup) of the address SCM is reached from instead of the address: in docker-compose the container name, stable across down/up.";
+    HDDS_CONTAINER_IPC_PORT = "hdds.container.ipc.port" = "9859" : "Datanode gRPC port (0 picks a free port).";
+    HDDS_DATANODE_HTTP_ADDRESS = "hdds.datanode.http-address" = "0.0.0.0:9882" : "Datanode http address.";
+    OZONE_S3G_HTTP_ADDRESS = "ozone.s3g.http-address" = "0.0.0.0:9878" : "S3 gateway address.";
+    OZONE_S3G_WEBADMIN_HTTP_ADDRESS = "ozone.s3g.webadmin.http-address" = "0.0.0.0:19878" : "S3 gateway web admin address (/prom, status page).";
+    OZONE_S3G_VOLUME_NAME = "ozone.s3g.volume.name" = "s3v" : "Volume that holds the S3 buckets.";
+    OZONE_SECURITY_ENABLED = "ozone.security.enabled" = "false" : "Security: the S3 gateway verifies AWS SigV4 signatures against per-user secrets kept by OM, and bucket owners and ACLs decide who may do what. Off: any access key is accepted and names the user.";
+    OZONE_OM_ADMIN_SECRET_FILE = "ozone.om.admin.secret.file" = "" : "File holding the admin credential that `ozone s3 getsecret|revokesecret` must present (OM reads it; the CLI reads it too, or $OZONE_ADMIN_SECRET). Empty: <OM db dir>/admin.secret, created (mode 0600) by OM at start when security is on.";
+    OZONE_S3G_DOMAIN_NAME = "ozone.s3g.domain.name" = "" : "Comma-separated domains for virtual-host-style bucket addressing.";
+    OZONE_S3G_LIST_MAX_KEYS_LIMIT = "ozone.s3g.list.max.keys.limit" = "1000" : "Largest page ListObjects returns.";
+    OZONE_S3G_CLIENT_BUFFER_SIZE = "ozone.s3g.client.buffer.size" = "1MB" : "Bytes of a request body the S3 gateway gathers before sending them to the datanodes as one piece (bounds memory per upload).";
+    OZONE_S3G_WORKERS = "ozone.s3g.workers" = "0" : "S3 gateway worker threads (0: one per core).";
+    OZONE_SERVER_DEFAULT_REPLICATION = "ozone.server.default.replication" = "3" : "Replication factor of new keys: 1 or 3.";
+    OZONE_SCM_BLOCK_SIZE = "ozone.scm.block.size" = "256MB" : "Largest block; bigger keys span several blocks.";
+    OZONE_SCM_CHUNK_SIZE = "ozone.scm.chunk.size" = "4MB" : "Chunk size: the unit of a datanode write.";
+    OZONE_SCM_CONTAINER_SIZE = "ozone.scm.container.size" = "5GB" : "Container size; a container whose allocations reach it is closed.";
+    OZONE_CLIENT_BYTES_PER_CHECKSUM = "ozone.client.bytes.per.checksum" = "16KB" : "Bytes covered by one CRC32C checksum.";
+    OZONE_SCM_PIPELINE_OWNER_CONTAINER_COUNT = "ozone.scm.pipeline.owner.container.count" = "3" : "Open containers per pipeline.";
+    OZONE_SCM_DATANODE_PIPELINE_LIMIT = "ozone.scm.datanode.pipeline.limit" = "2" : "Pipelines a datanode may belong to.";
+    HDDS_SCM_SAFEMODE_MIN_DATANODE = "hdds.scm.safemode.min.datanode" = "0" : "Healthy datanodes needed before SCM allocates blocks (0: the replication factor).";
+    HDDS_HEARTBEAT_INTERVAL = "hdds.heartbeat.interval" = "3s" : "Datanode heartbeat interval.";
+    OZONE_SCM_STALE_NODE_INTERVAL = "ozone.scm.stale.node.interval" = "30s" : "A datanode silent this long is STALE.";
+    OZONE_SCM_DEAD_NODE_INTERVAL = "ozone.scm.dead.node.interval" = "60s" : "A datanode silent this long is DEAD.";
+    OZONE_KEY_PREALLOCATION_MAX_BLOCKS = "ozone.key.preallocation.max.blocks" = "64" : "Most blocks OM allocates when a key is opened.";
+    OZONE_OM_SERVICE_IDS = "ozone.om.service.ids" = "" : "OM HA: the OM service id (one). Empty: a single OM at ozone.om.address.";
+    OZONE_OM_NODES_SERVICEID [1] = "ozone.om.nodes.<serviceId>" = "" : "OM HA: comma-separated node ids of the OMs of the service, e.g. om1,om2,om3.";
+    OZONE_OM_ADDRESS_SERVICEID_NODEID [2] = "ozone.om.address.<serviceId>.<nodeId>" = "" : "OM HA: gRPC address (host:port) of one OM node; clients and the other OMs (raft) use it.";
+    OZONE_OM_NODE_ID = "ozone.om.node.id" = "" : "OM HA: which node of the service this OM is (needed when the service lists several nodes).";
+    OZONE_OM_RATIS_SNAPSHOT_AUTO_TRIGGER_THRESHOLD = "ozone.om.ratis.snapshot.auto.trigger.threshold" = "10000" : "OM snapshots its state after this many log entries applied since the last snapshot.";
+    OZONE_OM_RATIS_LOG_PURGE_GAP = "ozone.om.ratis.log.purge.gap" = "1000" : "Log entries an OM keeps before its latest snapshot when it purges the log (a follower further behind catches up by snapshot).";
+    OZONE_OM_RATIS_MINIMUM_TIMEOUT = "ozone.om.ratis.minimum.timeout" = "1s" : "OM election timeout: a follower hearing no leader for this long (randomised up to twice) starts an election; the leader heartbeats at a third of it.";
+    OZONE_OM_RATIS_SERVER_REQUEST_TIMEOUT = "ozone.om.ratis.server.request.timeout" = "5s" : "How long an OM waits for a write to commit, or a read to confirm leadership, before answering OM_UNAVAILABLE.";
+    HDDS_SCM_REPLICATION_THREAD_INTERVAL = "hdds.scm.replication.thread.interval" = "300s" : "How often SCM's ReplicationManager checks every closed container for missing, excess and unhealthy replicas.";
+    HDDS_SCM_REPLICATION_EVENT_TIMEOUT = "hdds.scm.replication.event.timeout" = "12m" : "How long the ReplicationManager waits for a replication or replica deletion it asked for before asking again.";
+    HDDS_DATANODE_REPLICATION_STREAMS_LIMIT = "hdds.datanode.replication.streams.limit" = "10" : "Container copies a datanode runs at once (more wait in its replication queue).";
+    HDDS_CONTAINER_SCRUB_ENABLED = "hdds.container.scrub.enabled" = "true" : "Run the background scrubber that re-verifies every stored checksum on each datanode.";
+    HDDS_CONTAINER_SCRUB_DATA_SCAN_INTERVAL = "hdds.container.scrub.data.scan.interval" = "7d" : "Least time between two data scans of the same container by the scrubber.";
+    HDDS_CONTAINER_SCRUB_VOLUME_BYTES_PER_SECOND = "hdds.container.scrub.volume.bytes.per.second" = "5MB" : "Bytes per second the scrubber reads (rate limit of background verification).";
+    OZONE_BLOCK_DELETING_SERVICE_INTERVAL = "ozone.block.deleting.service.interval" = "60s" : "How often OM hands the blocks of deleted and overwritten keys to SCM's deleted-block log.";
+    OZONE_KEY_DELETING_LIMIT_PER_TASK = "ozone.key.deleting.limit.per.task" = "20000" : "Most deleted-block records OM sends to SCM in one round.";
+    HDDS_SCM_BLOCK_DELETION_PER_INTERVAL_MAX = "hdds.scm.block.deletion.per-interval.max" = "100000" : "Most blocks SCM asks one datanode to delete in one heartbeat response.";
+    OZONE_CLIENT_STREAM_BUFFER_MAX_SIZE = "ozone.client.stream.buffer.max.size" = "8MB" : "Bytes of the current block the S3 gateway keeps so that, if its replicas fail, it can rewrite the block on a new pipeline; a block whose replicas fail after more than this was sent fails the upload with an error.";
+}
+
+/// Whether `key` is a listed configuration key (or matches a listed template).
+pub fn is_listed(key: &str) -> bool {
+    KEYS.iter().any(|k| key_matches(k.name, key))
 }
 
 /// Whether configuration key `key` is `name`, or matches it where `name` has `<placeholder>`
@@ -117,6 +261,18 @@ pub enum ConfigError {
     Xml { path: PathBuf, message: String },
     #[error("configuration key {key}: {message}")]
     Invalid { key: String, message: String },
+    #[error("--set expects KEY=VALUE, got {0}")]
+    Set(String),
+}
+
+impl ConfigError {
+    /// Key `key` has a value that cannot be used.
+    pub fn invalid(key: impl ConfKey, message: impl Into<String>) -> Self {
+        ConfigError::Invalid {
+            key: key.key_name().to_string(),
+            message: message.into(),
+        }
+    }
 }
 
 /// Loaded configuration: values from the file and environment; defaults for the rest.
@@ -149,27 +305,44 @@ impl OzoneConfig {
                 })?;
             }
         }
-        for (name, value) in std::env::vars() {
-            if let Some(key) = name.strip_prefix(ENV_PREFIX) {
-                cfg.values.insert(key.to_string(), value);
-            }
+        for (key, value) in env_overrides() {
+            cfg.values.insert(key, value);
         }
-        for key in cfg.values.keys() {
-            if !KEYS.iter().any(|k| key_matches(k.name, key)) {
-                tracing::warn!(key = %key, "unknown configuration key (ignored)");
-            }
-        }
+        cfg.warn_unknown();
         Ok(cfg)
     }
 
+    /// Warns once about every explicitly set key that is not listed in [`KEYS`].
+    pub fn warn_unknown(&self) {
+        for key in self.values.keys() {
+            if !is_listed(key) {
+                tracing::warn!(key = %key, "unknown configuration key (ignored)");
+            }
+        }
+    }
+
     /// Sets a key (overriding file and environment).
-    pub fn set(&mut self, key: &str, value: impl Into<String>) -> &mut Self {
-        self.values.insert(key.to_string(), value.into());
+    pub fn set(&mut self, key: impl ConfKey, value: impl Into<String>) -> &mut Self {
+        self.values.insert(key.key_name().to_string(), value.into());
         self
     }
 
+    /// Applies `--set KEY=VALUE` arguments (see [`parse_set`]) over what was loaded, warning
+    /// about unlisted keys.
+    pub fn apply_sets(&mut self, sets: &[String]) -> Result<&mut Self, ConfigError> {
+        for kv in sets {
+            let (key, value) = parse_set(kv)?;
+            if !is_listed(key.key_name()) {
+                tracing::warn!(key = %key, "unknown configuration key (ignored)");
+            }
+            self.set(key, value);
+        }
+        Ok(self)
+    }
+
     /// The value of `key`, or its default. An unlisted key yields "".
-    pub fn get(&self, key: &str) -> String {
+    pub fn get(&self, key: impl ConfKey) -> String {
+        let key = key.key_name();
         if let Some(v) = self.values.get(key) {
             return v.trim().to_string();
         }
@@ -180,13 +353,13 @@ impl OzoneConfig {
     }
 
     /// The value of `key` when set explicitly or with a non-empty default.
-    pub fn get_opt(&self, key: &str) -> Option<String> {
+    pub fn get_opt(&self, key: impl ConfKey) -> Option<String> {
         let v = self.get(key);
         (!v.is_empty()).then_some(v)
     }
 
-    pub fn get_bool(&self, key: &str) -> Result<bool, ConfigError> {
-        match self.get(key).to_ascii_lowercase().as_str() {
+    pub fn get_bool(&self, key: impl ConfKey) -> Result<bool, ConfigError> {
+        match self.get(&key).to_ascii_lowercase().as_str() {
             "true" => Ok(true),
             "false" | "" => Ok(false),
             other => Err(invalid(
@@ -196,44 +369,44 @@ impl OzoneConfig {
         }
     }
 
-    pub fn get_u64(&self, key: &str) -> Result<u64, ConfigError> {
-        let v = self.get(key);
+    pub fn get_u64(&self, key: impl ConfKey) -> Result<u64, ConfigError> {
+        let v = self.get(&key);
         v.parse()
             .map_err(|_| invalid(key, format!("expected a number, got {v:?}")))
     }
 
     /// A size such as `256MB`, `4MB`, `16KB`, `5GB` (binary units, as Ozone reads them) or bytes.
-    pub fn get_bytes(&self, key: &str) -> Result<u64, ConfigError> {
-        let v = self.get(key);
+    pub fn get_bytes(&self, key: impl ConfKey) -> Result<u64, ConfigError> {
+        let v = self.get(&key);
         parse_bytes(&v).ok_or_else(|| invalid(key, format!("expected a size like 4MB, got {v:?}")))
     }
 
     /// A duration such as `3s`, `500ms`, `5m`, `1h`; a bare number is milliseconds.
-    pub fn get_duration(&self, key: &str) -> Result<Duration, ConfigError> {
-        let v = self.get(key);
+    pub fn get_duration(&self, key: impl ConfKey) -> Result<Duration, ConfigError> {
+        let v = self.get(&key);
         parse_duration(&v)
             .ok_or_else(|| invalid(key, format!("expected a duration like 3s, got {v:?}")))
     }
 
     /// SCM client address (`host:port`).
     pub fn scm_client_address(&self) -> String {
-        self.get_opt("ozone.scm.client.address")
-            .unwrap_or_else(|| format!("{}:9860", first_host(&self.get("ozone.scm.names"))))
+        self.get_opt(keys::OZONE_SCM_CLIENT_ADDRESS)
+            .unwrap_or_else(|| format!("{}:9860", first_host(&self.get(keys::OZONE_SCM_NAMES))))
     }
 
     /// SCM datanode-protocol address (`host:port`).
     pub fn scm_datanode_address(&self) -> String {
-        self.get_opt("ozone.scm.datanode.address")
-            .unwrap_or_else(|| format!("{}:9861", first_host(&self.get("ozone.scm.names"))))
+        self.get_opt(keys::OZONE_SCM_DATANODE_ADDRESS)
+            .unwrap_or_else(|| format!("{}:9861", first_host(&self.get(keys::OZONE_SCM_NAMES))))
     }
 
     /// The OMs of the OM service: `ozone.om.service.ids` (one id), `ozone.om.nodes.<id>` and
     /// `ozone.om.address.<id>.<node>`; without a service id, one OM (`om1`) at `ozone.om.address`.
     pub fn om_nodes(&self) -> Result<Vec<OmNodeAddress>, ConfigError> {
-        let Some(ids) = self.get_opt("ozone.om.service.ids") else {
+        let Some(ids) = self.get_opt(keys::OZONE_OM_SERVICE_IDS) else {
             return Ok(vec![OmNodeAddress {
                 node_id: SINGLE_OM_NODE_ID.to_string(),
-                address: self.get("ozone.om.address"),
+                address: self.get(keys::OZONE_OM_ADDRESS),
             }]);
         };
         let ids: Vec<&str> = ids
@@ -243,18 +416,18 @@ impl OzoneConfig {
             .collect();
         let [sid] = ids.as_slice() else {
             return Err(invalid(
-                "ozone.om.service.ids",
+                keys::OZONE_OM_SERVICE_IDS,
                 format!("exactly one OM service id is supported, got {ids:?}"),
             ));
         };
-        let nodes_key = format!("ozone.om.nodes.{sid}");
+        let nodes_key = keys::OZONE_OM_NODES_SERVICEID.with([sid]);
         let nodes = self.get(&nodes_key);
         let mut out: Vec<OmNodeAddress> = Vec::new();
         for nid in nodes.split(',').map(str::trim).filter(|s| !s.is_empty()) {
             if out.iter().any(|n| n.node_id == nid) {
                 return Err(invalid(&nodes_key, format!("node id {nid} listed twice")));
             }
-            let addr_key = format!("ozone.om.address.{sid}.{nid}");
+            let addr_key = keys::OZONE_OM_ADDRESS_SERVICEID_NODEID.with([sid, &nid]);
             let address = self.get_opt(&addr_key).ok_or_else(|| {
                 invalid(&addr_key, "missing: every OM node needs an address".into())
             })?;
@@ -273,20 +446,38 @@ impl OzoneConfig {
     /// a comma-separated list.
     pub fn om_addresses(&self) -> Vec<String> {
         match self.om_nodes() {
-            Ok(nodes) if self.get_opt("ozone.om.service.ids").is_some() => {
+            Ok(nodes) if self.get_opt(keys::OZONE_OM_SERVICE_IDS).is_some() => {
                 nodes.into_iter().map(|n| n.address).collect()
             }
             Ok(_) => self
-                .get("ozone.om.address")
+                .get(keys::OZONE_OM_ADDRESS)
                 .split(',')
                 .map(|s| s.trim().to_string())
                 .filter(|s| !s.is_empty())
                 .collect(),
             Err(e) => {
                 tracing::warn!(error = %e, "invalid OM service configuration; using ozone.om.address");
-                vec![self.get("ozone.om.address")]
+                vec![self.get(keys::OZONE_OM_ADDRESS)]
             }
         }
+    }
+
+    /// The configuration an `ozone-site.xml` document sets (no environment, no warning).
+    pub fn from_site_xml(text: &str) -> Result<Self, String> {
+        Ok(OzoneConfig {
+            values: parse_site_xml(text)?,
+        })
+    }
+
+    /// Sets every key `other` sets explicitly, over this configuration's values.
+    pub fn extend(&mut self, other: OzoneConfig) -> &mut Self {
+        self.values.extend(other.values);
+        self
+    }
+
+    /// Whether `key` is set explicitly (in a file, the environment or by [`Self::set`]).
+    pub fn is_set(&self, key: impl ConfKey) -> bool {
+        self.values.contains_key(key.key_name())
     }
 
     /// Explicitly set keys and values (not defaults).
@@ -309,11 +500,30 @@ impl OzoneConfig {
     }
 }
 
-fn invalid(key: &str, message: String) -> ConfigError {
-    ConfigError::Invalid {
-        key: key.to_string(),
-        message,
+fn invalid(key: impl ConfKey, message: String) -> ConfigError {
+    ConfigError::invalid(key, message)
+}
+
+/// The `OZONE-SITE.XML_<key>=<value>` environment overrides, as (key, value).
+pub fn env_overrides() -> Vec<(String, String)> {
+    std::env::vars()
+        .filter_map(|(name, value)| {
+            name.strip_prefix(ENV_PREFIX)
+                .map(|key| (key.to_string(), value))
+        })
+        .collect()
+}
+
+/// Parses one `--set KEY=VALUE` argument (both sides trimmed; the value may hold `=`).
+pub fn parse_set(kv: &str) -> Result<(KeyBuf, String), ConfigError> {
+    let (k, v) = kv
+        .split_once('=')
+        .ok_or_else(|| ConfigError::Set(kv.to_string()))?;
+    let k = k.trim();
+    if k.is_empty() {
+        return Err(ConfigError::Set(kv.to_string()));
     }
+    Ok((KeyBuf::unchecked(k), v.trim().to_string()))
 }
 
 fn first_host(names: &str) -> &str {
@@ -405,17 +615,17 @@ mod tests {
         let mut cfg = OzoneConfig {
             values: parse_site_xml(xml).unwrap(),
         };
-        assert_eq!(cfg.get_bytes("ozone.scm.block.size").unwrap(), 1 << 20);
+        assert_eq!(cfg.get_bytes(keys::OZONE_SCM_BLOCK_SIZE).unwrap(), 1 << 20);
         assert_eq!(
-            cfg.get_duration("hdds.heartbeat.interval").unwrap(),
+            cfg.get_duration(keys::HDDS_HEARTBEAT_INTERVAL).unwrap(),
             Duration::from_millis(500)
         );
-        assert_eq!(cfg.get("ozone.s3g.volume.name"), "s3v");
-        cfg.set("ozone.scm.names", "scm");
+        assert_eq!(cfg.get(keys::OZONE_S3G_VOLUME_NAME), "s3v");
+        cfg.set(keys::OZONE_SCM_NAMES, "scm");
         assert_eq!(cfg.scm_client_address(), "scm:9860");
         let round = parse_site_xml(&cfg.to_site_xml()).unwrap();
         assert_eq!(
-            round.get("ozone.scm.names").map(String::as_str),
+            round.get(keys::OZONE_SCM_NAMES.name()).map(String::as_str),
             Some("scm")
         );
     }
@@ -426,11 +636,74 @@ mod tests {
             assert!(!k.doc.is_empty(), "{} has no doc", k.name);
         }
         let cfg = OzoneConfig::default();
-        cfg.get_bytes("ozone.scm.container.size").unwrap();
-        cfg.get_duration("ozone.scm.dead.node.interval").unwrap();
+        cfg.get_bytes(keys::OZONE_SCM_CONTAINER_SIZE).unwrap();
+        cfg.get_duration(keys::OZONE_SCM_DEAD_NODE_INTERVAL)
+            .unwrap();
         assert_eq!(parse_bytes("5GB"), Some(5 << 30));
         assert_eq!(bind_address("om:9862"), "0.0.0.0:9862");
         assert_eq!(bind_address("127.0.0.1:9862"), "127.0.0.1:9862");
+    }
+
+    #[test]
+    fn keys_are_listed_once() {
+        let mut seen = std::collections::BTreeSet::new();
+        for k in KEYS {
+            assert!(seen.insert(k.name), "{} is listed twice", k.name);
+        }
+    }
+
+    #[test]
+    fn constants_follow_the_naming_rule() {
+        assert_eq!(keys::IDENTS.len(), KEYS.len());
+        for (ident, name) in keys::IDENTS {
+            let want: String = name
+                .chars()
+                .filter(|c| !matches!(c, '<' | '>'))
+                .map(|c| match c {
+                    '.' | '-' => '_',
+                    c => c.to_ascii_uppercase(),
+                })
+                .collect();
+            assert_eq!(*ident, want, "constant of {name}");
+        }
+        assert_eq!(keys::OZONE_OM_ADDRESS.name(), "ozone.om.address");
+        assert_eq!(
+            keys::OZONE_OM_NODES_SERVICEID.name(),
+            "ozone.om.nodes.<serviceId>"
+        );
+    }
+
+    #[test]
+    fn templates_make_keys() {
+        let k = keys::OZONE_OM_ADDRESS_SERVICEID_NODEID.with([&"svc", &2]);
+        assert_eq!(k.to_string(), "ozone.om.address.svc.2");
+        assert!(is_listed(k.key_name()));
+        assert!(!is_listed("ozone.om.adress"));
+        let mut cfg = OzoneConfig::default();
+        cfg.set(&k, "h:1");
+        assert_eq!(cfg.get(KeyBuf::unchecked("ozone.om.address.svc.2")), "h:1");
+        assert_eq!(
+            ConfigError::invalid(keys::OZONE_OM_NODE_ID, "bad").to_string(),
+            "configuration key ozone.om.node.id: bad"
+        );
+    }
+
+    #[test]
+    fn set_arguments() {
+        let (k, v) = parse_set(" ozone.s3g.volume.name = v=1 ").unwrap();
+        assert_eq!((k.key_name(), v.as_str()), ("ozone.s3g.volume.name", "v=1"));
+        assert!(parse_set("ozone.s3g.volume.name").is_err());
+        assert!(parse_set("=x").is_err());
+        let mut cfg = OzoneConfig::default();
+        cfg.set(keys::OZONE_S3G_VOLUME_NAME, "file");
+        cfg.apply_sets(&[
+            "ozone.s3g.volume.name=a".into(),
+            "ozone.s3g.volume.name=b".into(),
+        ])
+        .unwrap();
+        assert_eq!(cfg.get(keys::OZONE_S3G_VOLUME_NAME), "b");
+        assert!(cfg.is_set(keys::OZONE_S3G_VOLUME_NAME));
+        assert!(!cfg.is_set(keys::OZONE_OM_ADDRESS));
     }
 
     #[test]
@@ -449,14 +722,20 @@ mod tests {
             "ozone.om.address.x"
         ));
         let mut cfg = OzoneConfig::default();
-        cfg.set("ozone.om.address", "a:1,b:2");
+        cfg.set(keys::OZONE_OM_ADDRESS, "a:1,b:2");
         assert_eq!(cfg.om_addresses(), vec!["a:1", "b:2"]);
         assert_eq!(cfg.om_nodes().unwrap()[0].node_id, SINGLE_OM_NODE_ID);
-        cfg.set("ozone.om.service.ids", "svc")
-            .set("ozone.om.nodes.svc", "om1, om2")
-            .set("ozone.om.address.svc.om1", "h1:9862");
+        cfg.set(keys::OZONE_OM_SERVICE_IDS, "svc")
+            .set(keys::OZONE_OM_NODES_SERVICEID.with([&"svc"]), "om1, om2")
+            .set(
+                keys::OZONE_OM_ADDRESS_SERVICEID_NODEID.with([&"svc", &"om1"]),
+                "h1:9862",
+            );
         assert!(cfg.om_nodes().is_err(), "om2 has no address");
-        cfg.set("ozone.om.address.svc.om2", "h2:9862");
+        cfg.set(
+            keys::OZONE_OM_ADDRESS_SERVICEID_NODEID.with([&"svc", &"om2"]),
+            "h2:9862",
+        );
         let nodes = cfg.om_nodes().unwrap();
         assert_eq!(nodes[1].node_id, "om2");
         assert_eq!(cfg.om_addresses(), vec!["h1:9862", "h2:9862"]);

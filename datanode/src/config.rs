@@ -6,6 +6,7 @@ use std::time::Duration;
 use ozone_common::{ConfigError, OzoneConfig};
 
 use crate::DatanodeError;
+use ozone_common::config::keys;
 
 /// Validated datanode settings.
 #[derive(Debug, Clone)]
@@ -39,31 +40,27 @@ pub struct DatanodeConfig {
 
 impl DatanodeConfig {
     pub fn from_ozone(cfg: &OzoneConfig) -> Result<Self, DatanodeError> {
-        let port_key = "hdds.container.ipc.port";
+        let port_key = keys::HDDS_CONTAINER_IPC_PORT;
         let port = cfg.get_u64(port_key)?;
         let grpc_port = u16::try_from(port).map_err(|_| ConfigError::Invalid {
             key: port_key.into(),
             message: format!("{port} is not a TCP port"),
         })?;
-        let heartbeat_interval = cfg.get_duration("hdds.heartbeat.interval")?;
+        let heartbeat_interval = cfg.get_duration(keys::HDDS_HEARTBEAT_INTERVAL)?;
         if heartbeat_interval.is_zero() {
-            return Err(ConfigError::Invalid {
-                key: "hdds.heartbeat.interval".into(),
-                message: "must be longer than 0".into(),
-            }
+            return Err(ConfigError::invalid(
+                keys::HDDS_HEARTBEAT_INTERVAL,
+                "must be longer than 0",
+            )
             .into());
         }
-        let dir = cfg.get("hdds.datanode.dir");
+        let dir = cfg.get(keys::HDDS_DATANODE_DIR);
         if dir.is_empty() {
-            return Err(ConfigError::Invalid {
-                key: "hdds.datanode.dir".into(),
-                message: "must not be empty".into(),
-            }
-            .into());
+            return Err(ConfigError::invalid(keys::HDDS_DATANODE_DIR, "must not be empty").into());
         }
-        let streams = cfg.get_u64("hdds.datanode.replication.streams.limit")?;
+        let streams = cfg.get_u64(keys::HDDS_DATANODE_REPLICATION_STREAMS_LIMIT)?;
         let scrub_bytes_per_second =
-            cfg.get_bytes("hdds.container.scrub.volume.bytes.per.second")?;
+            cfg.get_bytes(keys::HDDS_CONTAINER_SCRUB_VOLUME_BYTES_PER_SECOND)?;
         if streams == 0 || scrub_bytes_per_second == 0 {
             return Err(ConfigError::Invalid {
                 key: "hdds.datanode.replication.streams.limit / hdds.container.scrub.volume.bytes.per.second".into(),
@@ -73,14 +70,14 @@ impl DatanodeConfig {
         }
         Ok(DatanodeConfig {
             replication_streams: usize::try_from(streams).unwrap_or(usize::MAX),
-            scrub_enabled: cfg.get_bool("hdds.container.scrub.enabled")?,
-            scrub_interval: cfg.get_duration("hdds.container.scrub.data.scan.interval")?,
+            scrub_enabled: cfg.get_bool(keys::HDDS_CONTAINER_SCRUB_ENABLED)?,
+            scrub_interval: cfg.get_duration(keys::HDDS_CONTAINER_SCRUB_DATA_SCAN_INTERVAL)?,
             scrub_bytes_per_second,
             dir: PathBuf::from(dir),
-            hostname: cfg.get("hdds.datanode.hostname"),
-            use_hostname: cfg.get_bool("hdds.datanode.use.datanode.hostname")?,
+            hostname: cfg.get(keys::HDDS_DATANODE_HOSTNAME),
+            use_hostname: cfg.get_bool(keys::HDDS_DATANODE_USE_DATANODE_HOSTNAME)?,
             grpc_port,
-            http_address: cfg.get("hdds.datanode.http-address"),
+            http_address: cfg.get(keys::HDDS_DATANODE_HTTP_ADDRESS),
             scm_address: cfg.scm_datanode_address(),
             heartbeat_interval,
         })
@@ -109,16 +106,16 @@ mod tests {
         assert_eq!((c.hostname.as_str(), c.use_hostname), ("", false));
         assert_eq!(c.scm_address, "127.0.0.1:9861");
         assert_eq!(c.heartbeat_interval, Duration::from_secs(3));
-        cfg.set("hdds.container.ipc.port", "70000");
+        cfg.set(keys::HDDS_CONTAINER_IPC_PORT, "70000");
         assert!(DatanodeConfig::from_ozone(&cfg).is_err());
-        cfg.set("hdds.container.ipc.port", "0");
-        cfg.set("hdds.datanode.hostname", "dn1");
-        cfg.set("ozone.scm.names", "scm");
+        cfg.set(keys::HDDS_CONTAINER_IPC_PORT, "0");
+        cfg.set(keys::HDDS_DATANODE_HOSTNAME, "dn1");
+        cfg.set(keys::OZONE_SCM_NAMES, "scm");
         let c = DatanodeConfig::from_ozone(&cfg).expect("valid");
         assert_eq!((c.grpc_port, c.hostname.as_str()), (0, "dn1"));
         assert_eq!(c.scm_address, "scm:9861");
-        cfg.set("hdds.datanode.dir", "/data/{hostname}/hdds");
-        cfg.set("hdds.datanode.use.datanode.hostname", "true");
+        cfg.set(keys::HDDS_DATANODE_DIR, "/data/{hostname}/hdds");
+        cfg.set(keys::HDDS_DATANODE_USE_DATANODE_HOSTNAME, "true");
         let c = DatanodeConfig::from_ozone(&cfg).expect("valid");
         assert!(c.use_hostname);
         let c = c.with_hostname("ozone_datanode_2.ozone_default".into());
@@ -126,7 +123,7 @@ mod tests {
             c.dir,
             PathBuf::from("/data/ozone_datanode_2.ozone_default/hdds")
         );
-        cfg.set("hdds.datanode.use.datanode.hostname", "yes");
+        cfg.set(keys::HDDS_DATANODE_USE_DATANODE_HOSTNAME, "yes");
         assert!(DatanodeConfig::from_ozone(&cfg).is_err());
     }
 }

@@ -18,6 +18,7 @@ use crate::command::OmCommand;
 use crate::error::OmError;
 use crate::manager::OzoneManager;
 use crate::scm::ScmBlocks;
+use ozone_common::config::keys;
 
 /// Settings of the service.
 #[derive(Debug, Clone, Copy)]
@@ -30,8 +31,8 @@ pub struct DeletionConfig {
 
 impl DeletionConfig {
     pub fn from_config(cfg: &OzoneConfig) -> Result<Self, OmError> {
-        let interval = cfg.get_duration("ozone.block.deleting.service.interval")?;
-        let limit = cfg.get_u64("ozone.key.deleting.limit.per.task")?;
+        let interval = cfg.get_duration(keys::OZONE_BLOCK_DELETING_SERVICE_INTERVAL)?;
+        let limit = cfg.get_u64(keys::OZONE_KEY_DELETING_LIMIT_PER_TASK)?;
         if interval.is_zero() || limit == 0 {
             return Err(OmError::Internal(
                 "ozone.block.deleting.service.interval and ozone.key.deleting.limit.per.task must be positive"

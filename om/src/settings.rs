@@ -8,6 +8,7 @@ use ozone_common::OzoneConfig;
 
 use crate::error::OmError;
 use crate::model::validate_resource_name;
+use ozone_common::config::keys;
 
 /// How long OM waits for SCM to allocate blocks before answering SCM_UNAVAILABLE.
 pub const SCM_TIMEOUT: Duration = Duration::from_secs(10);
@@ -48,44 +49,47 @@ pub struct OmSettings {
 impl OmSettings {
     pub fn from_config(cfg: &OzoneConfig) -> Result<Self, OmError> {
         let dirs = cfg
-            .get_opt("ozone.om.db.dirs")
-            .unwrap_or_else(|| cfg.get("ozone.metadata.dirs"));
+            .get_opt(keys::OZONE_OM_DB_DIRS)
+            .unwrap_or_else(|| cfg.get(keys::OZONE_METADATA_DIRS));
         let db_dir = dirs.split(',').next().unwrap_or("").trim().to_string();
         if db_dir.is_empty() {
-            return Err(invalid("ozone.om.db.dirs", "no OM db directory configured"));
+            return Err(invalid(
+                keys::OZONE_OM_DB_DIRS,
+                "no OM db directory configured",
+            ));
         }
-        let block_size = cfg.get_bytes("ozone.scm.block.size")?;
+        let block_size = cfg.get_bytes(keys::OZONE_SCM_BLOCK_SIZE)?;
         if block_size == 0 {
-            return Err(invalid("ozone.scm.block.size", "must be above 0"));
+            return Err(invalid(keys::OZONE_SCM_BLOCK_SIZE, "must be above 0"));
         }
-        let default_replication = cfg.get_u64("ozone.server.default.replication")?;
+        let default_replication = cfg.get_u64(keys::OZONE_SERVER_DEFAULT_REPLICATION)?;
         if default_replication != 1 && default_replication != 3 {
             return Err(invalid(
-                "ozone.server.default.replication",
+                keys::OZONE_SERVER_DEFAULT_REPLICATION,
                 "must be 1 or 3",
             ));
         }
-        let max_prealloc_blocks = cfg.get_u64("ozone.key.preallocation.max.blocks")?;
+        let max_prealloc_blocks = cfg.get_u64(keys::OZONE_KEY_PREALLOCATION_MAX_BLOCKS)?;
         if max_prealloc_blocks == 0 {
             return Err(invalid(
-                "ozone.key.preallocation.max.blocks",
+                keys::OZONE_KEY_PREALLOCATION_MAX_BLOCKS,
                 "must be at least 1",
             ));
         }
-        let s3_volume = cfg.get("ozone.s3g.volume.name");
+        let s3_volume = cfg.get(keys::OZONE_S3G_VOLUME_NAME);
         validate_resource_name("volume", &s3_volume)
-            .map_err(|e| invalid("ozone.s3g.volume.name", &e.to_string()))?;
-        let admin_secret_file = match cfg.get_opt("ozone.om.admin.secret.file") {
+            .map_err(|e| invalid(keys::OZONE_S3G_VOLUME_NAME, &e.to_string()))?;
+        let admin_secret_file = match cfg.get_opt(keys::OZONE_OM_ADMIN_SECRET_FILE) {
             Some(f) => PathBuf::from(f),
             None => PathBuf::from(&db_dir).join(crate::security::ADMIN_SECRET_FILE),
         };
         Ok(OmSettings {
-            security: cfg.get_bool("ozone.security.enabled")?,
+            security: cfg.get_bool(keys::OZONE_SECURITY_ENABLED)?,
             admin_secret_file,
             admin_secret: None,
             db_dir: PathBuf::from(db_dir),
-            address: cfg.get("ozone.om.address"),
-            http_address: cfg.get("ozone.om.http-address"),
+            address: cfg.get(keys::OZONE_OM_ADDRESS),
+            http_address: cfg.get(keys::OZONE_OM_HTTP_ADDRESS),
             scm_address: cfg.scm_client_address(),
             block_size,
             default_replication: default_replication as u32,
@@ -103,7 +107,7 @@ impl OmSettings {
     }
 }
 
-fn invalid(key: &str, message: &str) -> OmError {
+fn invalid(key: impl ozone_common::config::ConfKey, message: &str) -> OmError {
     OmError::Config(ozone_common::ConfigError::Invalid {
         key: key.to_string(),
         message: message.to_string(),
@@ -117,9 +121,9 @@ mod tests {
     #[test]
     fn reads_config_and_counts_blocks() {
         let mut cfg = OzoneConfig::default();
-        cfg.set("ozone.metadata.dirs", "/tmp/meta")
-            .set("ozone.scm.block.size", "1MB")
-            .set("ozone.key.preallocation.max.blocks", "4");
+        cfg.set(keys::OZONE_METADATA_DIRS, "/tmp/meta")
+            .set(keys::OZONE_SCM_BLOCK_SIZE, "1MB")
+            .set(keys::OZONE_KEY_PREALLOCATION_MAX_BLOCKS, "4");
         let s = OmSettings::from_config(&cfg).expect("valid");
         assert_eq!(s.db_dir, PathBuf::from("/tmp/meta"));
         assert_eq!(s.s3_volume, "s3v");
@@ -128,12 +132,12 @@ mod tests {
         assert_eq!(s.blocks_for(1 << 20), 1);
         assert_eq!(s.blocks_for((1 << 20) + 1), 2);
         assert_eq!(s.blocks_for(100 << 20), 4);
-        cfg.set("ozone.om.db.dirs", "/tmp/om1,/tmp/om2");
+        cfg.set(keys::OZONE_OM_DB_DIRS, "/tmp/om1,/tmp/om2");
         assert_eq!(
             OmSettings::from_config(&cfg).expect("valid").db_dir,
             PathBuf::from("/tmp/om1")
         );
-        cfg.set("ozone.server.default.replication", "2");
+        cfg.set(keys::OZONE_SERVER_DEFAULT_REPLICATION, "2");
         assert!(OmSettings::from_config(&cfg).is_err());
     }
 }

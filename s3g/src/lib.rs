@@ -34,6 +34,7 @@ use ozone_common::{Metrics, OzoneConfig};
 use crate::error::{S3Error, S3ErrorCode, S3Result};
 pub use crate::handlers::parse_range;
 use crate::router::{Endpoint, Query};
+use ozone_common::config::keys;
 
 #[derive(Debug, thiserror::Error)]
 pub enum S3gError {
@@ -70,26 +71,26 @@ pub struct Settings {
 impl Settings {
     pub fn from_config(cfg: &OzoneConfig) -> Result<Self, S3gError> {
         let chunk_size = cfg
-            .get_bytes("ozone.scm.chunk.size")?
+            .get_bytes(keys::OZONE_SCM_CHUNK_SIZE)?
             .clamp(64 * 1024, 32 << 20) as usize;
         let bytes_per_checksum = cfg
-            .get_bytes("ozone.client.bytes.per.checksum")?
+            .get_bytes(keys::OZONE_CLIENT_BYTES_PER_CHECKSUM)?
             .clamp(512, chunk_size as u64) as u32;
         let buffer_size = cfg
-            .get_bytes("ozone.s3g.client.buffer.size")?
+            .get_bytes(keys::OZONE_S3G_CLIENT_BUFFER_SIZE)?
             .clamp(64 * 1024, chunk_size as u64) as usize;
         Ok(Settings {
-            security: cfg.get_bool("ozone.security.enabled")?,
-            volume: cfg.get("ozone.s3g.volume.name"),
+            security: cfg.get_bool(keys::OZONE_SECURITY_ENABLED)?,
+            volume: cfg.get(keys::OZONE_S3G_VOLUME_NAME),
             chunk_size,
             buffer_size,
             bytes_per_checksum,
-            retry_buffer: cfg.get_bytes("ozone.client.stream.buffer.max.size")?,
+            retry_buffer: cfg.get_bytes(keys::OZONE_CLIENT_STREAM_BUFFER_MAX_SIZE)?,
             max_keys: cfg
-                .get_u64("ozone.s3g.list.max.keys.limit")?
+                .get_u64(keys::OZONE_S3G_LIST_MAX_KEYS_LIMIT)?
                 .clamp(1, 100_000) as u32,
             domains: cfg
-                .get("ozone.s3g.domain.name")
+                .get(keys::OZONE_S3G_DOMAIN_NAME)
                 .split(',')
                 .map(|d| d.trim().trim_start_matches('.').to_ascii_lowercase())
                 .filter(|d| !d.is_empty())
@@ -150,8 +151,8 @@ pub async fn start(cfg: &OzoneConfig) -> Result<S3gHandle, S3gError> {
         settings,
         metrics: metrics.clone(),
     });
-    let addr = cfg.get("ozone.s3g.http-address");
-    let workers = match cfg.get_u64("ozone.s3g.workers")? {
+    let addr = cfg.get(keys::OZONE_S3G_HTTP_ADDRESS);
+    let workers = match cfg.get_u64(keys::OZONE_S3G_WORKERS)? {
         0 => std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2),
@@ -177,7 +178,7 @@ pub async fn start(cfg: &OzoneConfig) -> Result<S3gHandle, S3gError> {
     let server = server.run();
     let handle = server.handle();
     let server = tokio::spawn(server);
-    let admin = cfg.get("ozone.s3g.webadmin.http-address");
+    let admin = cfg.get(keys::OZONE_S3G_WEBADMIN_HTTP_ADDRESS);
     let status: ozone_common::http::StatusFn = Arc::new(move || {
         vec![
             ("s3 endpoint".to_string(), s3_addr.to_string()),

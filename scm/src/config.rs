@@ -7,6 +7,7 @@ use ozone_common::OzoneConfig;
 
 use crate::error::ScmError;
 use crate::model::Factor;
+use ozone_common::config::keys;
 
 /// Everything SCM reads from the configuration, validated.
 #[derive(Clone, Debug)]
@@ -50,8 +51,8 @@ pub struct ScmConfig {
 impl ScmConfig {
     pub fn from_ozone(cfg: &OzoneConfig) -> Result<Self, ScmError> {
         let db_dir = cfg
-            .get_opt("ozone.scm.db.dirs")
-            .or_else(|| cfg.get_opt("ozone.metadata.dirs"))
+            .get_opt(keys::OZONE_SCM_DB_DIRS)
+            .or_else(|| cfg.get_opt(keys::OZONE_METADATA_DIRS))
             .ok_or_else(|| {
                 ScmError::InvalidConfig(
                     "ozone.scm.db.dirs and ozone.metadata.dirs are unset".into(),
@@ -59,14 +60,14 @@ impl ScmConfig {
             })?;
         // Ozone allows a comma-separated list; SCM keeps one database, in the first directory.
         let db_dir = db_dir.split(',').next().unwrap_or_default().trim();
-        let replication = cfg.get_u64("ozone.server.default.replication")?;
+        let replication = cfg.get_u64(keys::OZONE_SERVER_DEFAULT_REPLICATION)?;
         let default_factor = Factor::from_count(replication).ok_or_else(|| {
             ScmError::InvalidConfig(format!(
                 "ozone.server.default.replication must be 1 or 3, got {replication}"
             ))
         })?;
-        let container_size = cfg.get_bytes("ozone.scm.container.size")?;
-        let block_size = cfg.get_bytes("ozone.scm.block.size")?;
+        let container_size = cfg.get_bytes(keys::OZONE_SCM_CONTAINER_SIZE)?;
+        let block_size = cfg.get_bytes(keys::OZONE_SCM_BLOCK_SIZE)?;
         if container_size == 0 || block_size == 0 {
             return Err(ScmError::InvalidConfig(
                 "ozone.scm.container.size and ozone.scm.block.size must be positive".into(),
@@ -77,15 +78,15 @@ impl ScmConfig {
                 "ozone.scm.block.size ({block_size}) exceeds ozone.scm.container.size ({container_size})"
             )));
         }
-        let owner_container_count = cfg.get_u64("ozone.scm.pipeline.owner.container.count")?;
-        let pipeline_limit = cfg.get_u64("ozone.scm.datanode.pipeline.limit")?;
+        let owner_container_count = cfg.get_u64(keys::OZONE_SCM_PIPELINE_OWNER_CONTAINER_COUNT)?;
+        let pipeline_limit = cfg.get_u64(keys::OZONE_SCM_DATANODE_PIPELINE_LIMIT)?;
         if owner_container_count == 0 || pipeline_limit == 0 {
             return Err(ScmError::InvalidConfig(
                 "ozone.scm.pipeline.owner.container.count and ozone.scm.datanode.pipeline.limit must be at least 1"
                     .into(),
             ));
         }
-        let min = cfg.get_u64("hdds.scm.safemode.min.datanode")?;
+        let min = cfg.get_u64(keys::HDDS_SCM_SAFEMODE_MIN_DATANODE)?;
         let safemode_min_datanodes = if min == 0 {
             default_factor.as_u32()
         } else {
@@ -93,32 +94,32 @@ impl ScmConfig {
                 ScmError::InvalidConfig(format!("hdds.scm.safemode.min.datanode too large: {min}"))
             })?
         };
-        let stale_interval = cfg.get_duration("ozone.scm.stale.node.interval")?;
-        let dead_interval = cfg.get_duration("ozone.scm.dead.node.interval")?;
+        let stale_interval = cfg.get_duration(keys::OZONE_SCM_STALE_NODE_INTERVAL)?;
+        let dead_interval = cfg.get_duration(keys::OZONE_SCM_DEAD_NODE_INTERVAL)?;
         if stale_interval.is_zero() || dead_interval <= stale_interval {
             return Err(ScmError::InvalidConfig(format!(
                 "need 0 < ozone.scm.stale.node.interval ({stale_interval:?}) < ozone.scm.dead.node.interval ({dead_interval:?})"
             )));
         }
-        let replication_interval = cfg.get_duration("hdds.scm.replication.thread.interval")?;
-        let replication_timeout = cfg.get_duration("hdds.scm.replication.event.timeout")?;
+        let replication_interval = cfg.get_duration(keys::HDDS_SCM_REPLICATION_THREAD_INTERVAL)?;
+        let replication_timeout = cfg.get_duration(keys::HDDS_SCM_REPLICATION_EVENT_TIMEOUT)?;
         if replication_interval.is_zero() || replication_timeout.is_zero() {
             return Err(ScmError::InvalidConfig(
                 "hdds.scm.replication.thread.interval and hdds.scm.replication.event.timeout must be positive".into(),
             ));
         }
         let per_heartbeat = cfg
-            .get_u64("hdds.scm.block.deletion.per-interval.max")?
+            .get_u64(keys::HDDS_SCM_BLOCK_DELETION_PER_INTERVAL_MAX)?
             .max(1);
         Ok(ScmConfig {
             replication_interval,
             replication_timeout,
             deletion_blocks_per_heartbeat: usize::try_from(per_heartbeat).unwrap_or(usize::MAX),
-            heartbeat_interval: cfg.get_duration("hdds.heartbeat.interval")?,
+            heartbeat_interval: cfg.get_duration(keys::HDDS_HEARTBEAT_INTERVAL)?,
             db_dir: PathBuf::from(db_dir),
             client_address: cfg.scm_client_address(),
             datanode_address: cfg.scm_datanode_address(),
-            http_address: cfg.get("ozone.scm.http-address"),
+            http_address: cfg.get(keys::OZONE_SCM_HTTP_ADDRESS),
             default_factor,
             container_size,
             block_size,
@@ -147,12 +148,12 @@ mod tests {
         assert_eq!(scm.default_factor, Factor::Three);
         assert_eq!(scm.safemode_min_datanodes, 3);
         assert_eq!(scm.container_size, 5 << 30);
-        cfg.set("ozone.server.default.replication", "2");
+        cfg.set(keys::OZONE_SERVER_DEFAULT_REPLICATION, "2");
         assert!(ScmConfig::from_ozone(&cfg).is_err());
-        cfg.set("ozone.server.default.replication", "1");
-        cfg.set("ozone.scm.dead.node.interval", "10s");
+        cfg.set(keys::OZONE_SERVER_DEFAULT_REPLICATION, "1");
+        cfg.set(keys::OZONE_SCM_DEAD_NODE_INTERVAL, "10s");
         assert!(ScmConfig::from_ozone(&cfg).is_err());
-        cfg.set("ozone.scm.dead.node.interval", "60s");
+        cfg.set(keys::OZONE_SCM_DEAD_NODE_INTERVAL, "60s");
         let scm = ScmConfig::from_ozone(&cfg).expect("valid");
         assert_eq!(scm.safemode_min_datanodes, 1);
     }

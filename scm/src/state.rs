@@ -1306,6 +1306,7 @@ fn node_details(nodes: &BTreeMap<String, Node>, uuid: &str) -> DatanodeDetails {
 
 #[cfg(test)]
 mod tests {
+    use ozone_common::config::keys;
     use std::time::Duration;
 
     use super::*;
@@ -1313,13 +1314,13 @@ mod tests {
 
     fn config(dir: &std::path::Path) -> ScmConfig {
         let mut cfg = ozone_common::OzoneConfig::default();
-        cfg.set("ozone.scm.db.dirs", dir.to_string_lossy().to_string())
-            .set("ozone.scm.container.size", "4MB")
-            .set("ozone.scm.block.size", "1MB")
-            .set("ozone.scm.pipeline.owner.container.count", "1")
-            .set("ozone.scm.datanode.pipeline.limit", "1")
-            .set("ozone.scm.stale.node.interval", "10s")
-            .set("ozone.scm.dead.node.interval", "20s");
+        cfg.set(keys::OZONE_SCM_DB_DIRS, dir.to_string_lossy().to_string())
+            .set(keys::OZONE_SCM_CONTAINER_SIZE, "4MB")
+            .set(keys::OZONE_SCM_BLOCK_SIZE, "1MB")
+            .set(keys::OZONE_SCM_PIPELINE_OWNER_CONTAINER_COUNT, "1")
+            .set(keys::OZONE_SCM_DATANODE_PIPELINE_LIMIT, "1")
+            .set(keys::OZONE_SCM_STALE_NODE_INTERVAL, "10s")
+            .set(keys::OZONE_SCM_DEAD_NODE_INTERVAL, "20s");
         ScmConfig::from_ozone(&cfg).expect("valid test config")
     }
 

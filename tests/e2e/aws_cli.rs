@@ -4,13 +4,14 @@
 
 use std::collections::HashSet;
 
+use ozone_common::config::keys;
 use ozone_tests::{Cluster, ClusterOpts, ok, same_file, write_random_file};
 
 #[test]
 fn aws_cli_round_trip_and_replicas() {
     // 16 MiB blocks: the 100 MiB upload's 8 MiB parts and the object span many blocks.
     let c = Cluster::start(ClusterOpts {
-        set: vec![("ozone.scm.block.size".into(), "16MB".into())],
+        set: vec![(keys::OZONE_SCM_BLOCK_SIZE.name().into(), "16MB".into())],
         ..Default::default()
     });
     let work = tempfile::tempdir().unwrap();

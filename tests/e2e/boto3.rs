@@ -1,6 +1,7 @@
 //! boto3: the object API, listings with delimiter and pagination over 2,500 keys, and bad input
 //! answered as AWS S3 answers it while the gateway keeps serving.
 
+use ozone_common::config::keys;
 use ozone_tests::{Cluster, ClusterOpts, ok};
 
 #[test]
@@ -18,7 +19,7 @@ fn boto3_api_and_bad_input() {
 #[test]
 fn s3_api_copy_parts_attributes_presigned_virtual_host() {
     let c = Cluster::start(ClusterOpts {
-        set: vec![("ozone.s3g.domain.name".into(), "s3.local".into())],
+        set: vec![(keys::OZONE_S3G_DOMAIN_NAME.name().into(), "s3.local".into())],
         ..Default::default()
     });
     let out = ok(c.python("s3_api.py", &[]));

@@ -4,6 +4,7 @@
 //! With security on, the page asks for credentials first (second test).
 //! Without Chromium the test fails (`.ci/setup.sh` installs it); it never skips.
 
+use ozone_common::config::keys;
 use ozone_tests::{Cluster, ClusterOpts, ok, workspace};
 
 #[test]
@@ -27,7 +28,7 @@ fn bucket_browser_in_headless_chromium() {
 #[test]
 fn bucket_browser_with_security_on_asks_for_credentials() {
     let c = Cluster::start(ClusterOpts {
-        set: vec![("ozone.security.enabled".into(), "true".into())],
+        set: vec![(keys::OZONE_SECURITY_ENABLED.name().into(), "true".into())],
         ..Default::default()
     });
     let (ak, sk) = c.getsecret("carol");

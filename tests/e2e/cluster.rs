@@ -5,6 +5,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
+use ozone_common::config::keys;
 use ozone_tests::{Cluster, ClusterOpts, ok};
 
 /// A plain HTTP GET; returns status line + body.
@@ -63,16 +64,24 @@ fn cluster_layout_metrics_admin_and_clean_stop() {
     }
 
     for (role, key, op) in [
-        ("scm", "ozone.scm.http-address", "ozone_scm_requests_total"),
-        ("om-1", "ozone.om.http-address", "ozone_om_requests_total"),
+        (
+            "scm",
+            keys::OZONE_SCM_HTTP_ADDRESS.name(),
+            "ozone_scm_requests_total",
+        ),
+        (
+            "om-1",
+            keys::OZONE_OM_HTTP_ADDRESS.name(),
+            "ozone_om_requests_total",
+        ),
         (
             "datanode-1",
-            "hdds.datanode.http-address",
+            keys::HDDS_DATANODE_HTTP_ADDRESS.name(),
             "ozone_datanode_",
         ),
         (
             "s3g",
-            "ozone.s3g.webadmin.http-address",
+            keys::OZONE_S3G_WEBADMIN_HTTP_ADDRESS.name(),
             "ozone_s3g_requests_total{op=\"CreateBucket\"",
         ),
     ] {

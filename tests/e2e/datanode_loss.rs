@@ -10,19 +10,23 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use ozone_common::config::keys;
 use ozone_tests::{Cluster, ClusterOpts, block_files, ok, same_file, write_random_file};
 use serde_json::Value;
 
 /// Short health, replication, scrub and deletion intervals.
 fn fast(extra: &[(&str, &str)]) -> Vec<(String, String)> {
     let mut v: Vec<(String, String)> = [
-        ("ozone.scm.stale.node.interval", "3s"),
-        ("ozone.scm.dead.node.interval", "6s"),
-        ("hdds.scm.replication.thread.interval", "1s"),
-        ("hdds.scm.replication.event.timeout", "30s"),
-        ("ozone.block.deleting.service.interval", "1s"),
-        ("hdds.container.scrub.data.scan.interval", "2s"),
-        ("hdds.container.scrub.volume.bytes.per.second", "64MB"),
+        (keys::OZONE_SCM_STALE_NODE_INTERVAL.name(), "3s"),
+        (keys::OZONE_SCM_DEAD_NODE_INTERVAL.name(), "6s"),
+        (keys::HDDS_SCM_REPLICATION_THREAD_INTERVAL.name(), "1s"),
+        (keys::HDDS_SCM_REPLICATION_EVENT_TIMEOUT.name(), "30s"),
+        (keys::OZONE_BLOCK_DELETING_SERVICE_INTERVAL.name(), "1s"),
+        (keys::HDDS_CONTAINER_SCRUB_DATA_SCAN_INTERVAL.name(), "2s"),
+        (
+            keys::HDDS_CONTAINER_SCRUB_VOLUME_BYTES_PER_SECOND.name(),
+            "64MB",
+        ),
     ]
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -215,8 +219,8 @@ fn sigkilled_datanode_is_replaced_and_every_object_stays_readable() {
     let mut c = Cluster::start(ClusterOpts {
         datanodes: 5,
         set: fast(&[
-            ("ozone.scm.block.size", "4MB"),
-            ("ozone.scm.container.size", "32MB"),
+            (keys::OZONE_SCM_BLOCK_SIZE.name(), "4MB"),
+            (keys::OZONE_SCM_CONTAINER_SIZE.name(), "32MB"),
         ]),
         ..Default::default()
     });
@@ -312,7 +316,7 @@ fn sigkilled_datanode_is_replaced_and_every_object_stays_readable() {
 fn sigkill_during_a_1gib_upload_never_yields_wrong_data() {
     let mut c = Cluster::start(ClusterOpts {
         datanodes: 5,
-        set: fast(&[("ozone.scm.block.size", "8MB")]),
+        set: fast(&[(keys::OZONE_SCM_BLOCK_SIZE.name(), "8MB")]),
         ..Default::default()
     });
     let work = tempfile::tempdir().unwrap();
@@ -389,7 +393,7 @@ fn sigkill_during_a_1gib_upload_never_yields_wrong_data() {
 fn corrupt_replica_is_served_around_then_scrubbed_and_replaced() {
     let c = Cluster::start(ClusterOpts {
         datanodes: 4,
-        set: fast(&[("ozone.scm.block.size", "4MB")]),
+        set: fast(&[(keys::OZONE_SCM_BLOCK_SIZE.name(), "4MB")]),
         ..Default::default()
     });
     let work = tempfile::tempdir().unwrap();
@@ -503,8 +507,8 @@ fn deleted_objects_leave_the_disks_and_used_bytes_drop() {
     let c = Cluster::start(ClusterOpts {
         datanodes: 4,
         set: fast(&[
-            ("ozone.scm.block.size", "2MB"),
-            ("ozone.scm.container.size", "8MB"),
+            (keys::OZONE_SCM_BLOCK_SIZE.name(), "2MB"),
+            (keys::OZONE_SCM_CONTAINER_SIZE.name(), "8MB"),
         ]),
         ..Default::default()
     });
@@ -631,8 +635,8 @@ fn decommissioned_datanode_hands_its_replicas_over_first() {
     let c = Cluster::start(ClusterOpts {
         datanodes: 5,
         set: fast(&[
-            ("ozone.scm.block.size", "2MB"),
-            ("ozone.scm.container.size", "8MB"),
+            (keys::OZONE_SCM_BLOCK_SIZE.name(), "2MB"),
+            (keys::OZONE_SCM_CONTAINER_SIZE.name(), "8MB"),
         ]),
         ..Default::default()
     });

@@ -1,12 +1,13 @@
 //! Durability: SIGKILL of every process loses nothing; a corrupted replica never yields wrong
 //! bytes.
 
+use ozone_common::config::keys;
 use ozone_tests::{Cluster, ClusterOpts, block_files, ok, same_file, write_random_file};
 
 #[test]
 fn sigkill_everything_then_restart_serves_every_object() {
     let mut c = Cluster::start(ClusterOpts {
-        set: vec![("ozone.scm.block.size".into(), "4MB".into())],
+        set: vec![(keys::OZONE_SCM_BLOCK_SIZE.name().into(), "4MB".into())],
         ..Default::default()
     });
     let work = tempfile::tempdir().unwrap();

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use ozone_common::config::keys;
 use ozone_tests::{Cluster, ClusterOpts, http, ok};
 
 const T: Duration = Duration::from_secs(30);
@@ -157,8 +158,11 @@ fn leader_sigkill_mid_put_loop_fails_over_within_10s_and_loses_no_acknowledged_p
 #[test]
 fn stopped_follower_catches_up_by_snapshot_after_5000_keys() {
     let mut c = ha_cluster(&[
-        ("ozone.om.ratis.snapshot.auto.trigger.threshold", "1000"),
-        ("ozone.om.ratis.log.purge.gap", "100"),
+        (
+            keys::OZONE_OM_RATIS_SNAPSHOT_AUTO_TRIGGER_THRESHOLD.name(),
+            "1000",
+        ),
+        (keys::OZONE_OM_RATIS_LOG_PURGE_GAP.name(), "100"),
     ]);
     ok(c.aws(&["s3", "mb", "s3://ha-snap"]));
     let leader = c.om_leader(T);
@@ -235,7 +239,10 @@ fn listing(c: &Cluster, bucket: &str) -> Vec<(String, u64, String)> {
 
 #[test]
 fn sigkill_all_three_oms_and_restart_keeps_the_namespace() {
-    let mut c = ha_cluster(&[("ozone.om.ratis.snapshot.auto.trigger.threshold", "200")]);
+    let mut c = ha_cluster(&[(
+        keys::OZONE_OM_RATIS_SNAPSHOT_AUTO_TRIGGER_THRESHOLD.name(),
+        "200",
+    )]);
     ok(c.aws(&["s3", "mb", "s3://ha-all"]));
     put_many(&c, "ha-all", "k", 600, 8);
     let before = listing(&c, "ha-all");

@@ -1,11 +1,12 @@
 //! Security on (`ozone.security.enabled=true`): secrets managed with `ozone s3`, SigV4 checked
 //! (header, presigned, streaming chunks), ownership and ACLs, revocation at once, the aws CLI.
 
+use ozone_common::config::keys;
 use ozone_tests::{Cluster, ClusterOpts, ok};
 
 fn secure_cluster() -> Cluster {
     Cluster::start(ClusterOpts {
-        set: vec![("ozone.security.enabled".into(), "true".into())],
+        set: vec![(keys::OZONE_SECURITY_ENABLED.name().into(), "true".into())],
         ..Default::default()
     })
 }
@@ -149,7 +150,7 @@ fn security_sigv4_acls_and_secrets() {
 fn security_secrets_survive_om_leader_loss() {
     let mut c = Cluster::start(ClusterOpts {
         oms: 3,
-        set: vec![("ozone.security.enabled".into(), "true".into())],
+        set: vec![(keys::OZONE_SECURITY_ENABLED.name().into(), "true".into())],
         ..Default::default()
     });
     let (ak, sk) = c.getsecret("carol");

@@ -4,6 +4,7 @@
 
 use std::process::{Command, Output};
 
+use ozone_common::config::keys;
 use ozone_tests::{Cluster, ClusterOpts, ok, ozone_bin, same_file, write_random_file};
 
 /// Runs `ozone <args>` under a pseudo-terminal (`script -qec`), so the shell sees a terminal on
@@ -153,7 +154,7 @@ fn shell_volumes_buckets_keys_and_links_through_s3() {
     assert_eq!(names, vec!["data/big.bin", "small.txt"]);
 
     // key get, with an o3:// address naming the OM, also under a terminal.
-    let om = ok(c.ozone(&["getconf", "confKey", "ozone.om.address"]));
+    let om = ok(c.ozone(&["getconf", "confKey", keys::OZONE_OM_ADDRESS.name()]));
     let got = dir.join("got.bin");
     let addr = format!("o3://{}/vol1/bucket1/data/big.bin", om.trim());
     let shown = ozone_on_tty(&c, &["sh", "key", "get", &addr, got.to_str().unwrap()]);

@@ -4,6 +4,7 @@
 //! start the cluster again on the same directory. Dropping a [`Cluster`] kills what is left;
 //! the directory (logs included) is kept when the test failed.
 
+use ozone_common::config::keys;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -119,7 +120,10 @@ impl Cluster {
             .arg("--s3g-port")
             .arg("0");
         // Short heartbeats so replica reports arrive quickly.
-        let mut set = vec![("hdds.heartbeat.interval".to_string(), "1s".to_string())];
+        let mut set = vec![(
+            keys::HDDS_HEARTBEAT_INTERVAL.name().to_string(),
+            "1s".to_string(),
+        )];
         set.extend(self.opts.set.iter().cloned());
         for (k, v) in &set {
             cmd.arg("--set").arg(format!("{k}={v}"));

@@ -3,6 +3,7 @@
 //! OM of the service; without a host the configuration's OMs are used.
 
 use ozone_common::OzoneConfig;
+use ozone_common::config::keys;
 
 /// Ozone's default OM RPC port.
 pub const DEFAULT_OM_PORT: u16 = 9862;
@@ -85,7 +86,7 @@ impl Address {
             return cfg.om_addresses();
         };
         let is_service = cfg
-            .get_opt("ozone.om.service.ids")
+            .get_opt(keys::OZONE_OM_SERVICE_IDS)
             .is_some_and(|ids| ids.split(',').any(|id| id.trim() == auth));
         if is_service {
             return cfg.om_addresses();
@@ -128,11 +129,13 @@ mod tests {
         );
         // A service id names every OM of the service.
         let mut ha = OzoneConfig::default();
-        ha.set("ozone.om.service.ids", "omservice")
-            .set("ozone.om.nodes.omservice", "om1,om2,om3");
+        ha.set(keys::OZONE_OM_SERVICE_IDS, "omservice").set(
+            keys::OZONE_OM_NODES_SERVICEID.with([&"omservice"]),
+            "om1,om2,om3",
+        );
         for n in 1..=3 {
             ha.set(
-                &format!("ozone.om.address.omservice.om{n}"),
+                &keys::OZONE_OM_ADDRESS_SERVICEID_NODEID.with([&"omservice", &format!("om{n}")]),
                 format!("h{n}:986{n}"),
             );
         }

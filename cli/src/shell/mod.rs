@@ -26,6 +26,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use address::Address;
+use ozone_common::config::keys;
 
 /// Bytes read from a local file per write call.
 const READ_BUFFER: usize = 1 << 20;
@@ -418,7 +419,7 @@ async fn bucket(cfg: &OzoneConfig, cmd: BucketCmd) -> Result<()> {
                 .await?;
         }
         BucketCmd::Path { bucket } => {
-            let volume = cfg.get("ozone.s3g.volume.name");
+            let volume = cfg.get(keys::OZONE_S3G_VOLUME_NAME);
             let a = Address::parse(&format!("/{volume}/{bucket}")).map_err(ShellError::Usage)?;
             let b = om(cfg, &a)?.resolve_bucket(&volume, &bucket).await?;
             if (b.volume.as_str(), b.name.as_str()) != (volume.as_str(), bucket.as_str()) {

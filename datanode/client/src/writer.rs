@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::{DatanodeClientError, DatanodeClients, ReplicaFailure, checksum, write_quorum};
+use ozone_common::config::keys;
 
 /// Writes smaller than this are gathered (copied) into one chunk, so that many tiny writes do not
 /// turn into a block with thousands of chunks; larger writes are sent as they are, without a copy.
@@ -45,8 +46,8 @@ impl Default for WriterOptions {
 impl WriterOptions {
     /// Reads `ozone.client.bytes.per.checksum` and `ozone.scm.chunk.size`.
     pub fn from_config(cfg: &OzoneConfig) -> Result<Self, DatanodeClientError> {
-        let bpc = cfg.get_bytes("ozone.client.bytes.per.checksum")?;
-        let chunk = cfg.get_bytes("ozone.scm.chunk.size")?;
+        let bpc = cfg.get_bytes(keys::OZONE_CLIENT_BYTES_PER_CHECKSUM)?;
+        let chunk = cfg.get_bytes(keys::OZONE_SCM_CHUNK_SIZE)?;
         let options = WriterOptions {
             bytes_per_checksum: u32::try_from(bpc).unwrap_or(u32::MAX),
             chunk_size: usize::try_from(chunk).unwrap_or(usize::MAX),
@@ -438,12 +439,12 @@ mod tests {
     #[test]
     fn options_from_config_use_ozone_keys() {
         let mut cfg = OzoneConfig::default();
-        cfg.set("ozone.client.bytes.per.checksum", "8KB");
-        cfg.set("ozone.scm.chunk.size", "1MB");
+        cfg.set(keys::OZONE_CLIENT_BYTES_PER_CHECKSUM, "8KB");
+        cfg.set(keys::OZONE_SCM_CHUNK_SIZE, "1MB");
         let o = WriterOptions::from_config(&cfg).expect("valid options");
         assert_eq!(o.bytes_per_checksum, 8192);
         assert_eq!(o.chunk_size, 1 << 20);
-        cfg.set("ozone.client.bytes.per.checksum", "0");
+        cfg.set(keys::OZONE_CLIENT_BYTES_PER_CHECKSUM, "0");
         assert!(WriterOptions::from_config(&cfg).is_err());
     }
 

@@ -8,6 +8,7 @@ use datanode_client::{
 };
 use futures::StreamExt;
 use ozone_common::OzoneConfig;
+use ozone_common::config::keys;
 use ozone_datanode::DatanodeHandle;
 use ozone_proto::hdds::{BlockId, DatanodeDetails};
 use tempfile::TempDir;
@@ -17,12 +18,12 @@ pub const NO_SCM: &str = "127.0.0.1:1";
 
 pub fn config(dir: &Path, scm: &str) -> OzoneConfig {
     let mut cfg = OzoneConfig::default();
-    cfg.set("hdds.datanode.dir", dir.display().to_string())
-        .set("hdds.container.ipc.port", "0")
-        .set("hdds.datanode.hostname", "127.0.0.1")
-        .set("hdds.datanode.http-address", "127.0.0.1:0")
-        .set("ozone.scm.datanode.address", scm)
-        .set("hdds.heartbeat.interval", "100ms");
+    cfg.set(keys::HDDS_DATANODE_DIR, dir.display().to_string())
+        .set(keys::HDDS_CONTAINER_IPC_PORT, "0")
+        .set(keys::HDDS_DATANODE_HOSTNAME, "127.0.0.1")
+        .set(keys::HDDS_DATANODE_HTTP_ADDRESS, "127.0.0.1:0")
+        .set(keys::OZONE_SCM_DATANODE_ADDRESS, scm)
+        .set(keys::HDDS_HEARTBEAT_INTERVAL, "100ms");
     cfg
 }
 

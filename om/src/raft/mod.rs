@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::command::{OmCommand, OmResponse};
 use crate::error::OmError;
+use ozone_common::config::keys;
 
 /// A raft node id.
 pub type NodeId = u64;
@@ -101,38 +102,39 @@ impl HaSettings {
             };
             if let Some(other) = peers.insert(id, node) {
                 return Err(invalid(
-                    "ozone.om.nodes",
+                    keys::OZONE_OM_NODES_SERVICEID,
                     &format!("node ids {} and {} collide", other.node_id, n.node_id),
                 ));
             }
         }
-        let me_name = match (cfg.get_opt("ozone.om.node.id"), nodes.as_slice()) {
+        let me_name = match (cfg.get_opt(keys::OZONE_OM_NODE_ID), nodes.as_slice()) {
             (Some(id), _) => id,
             (None, [only]) => only.node_id.clone(),
             (None, _) => {
                 return Err(invalid(
-                    "ozone.om.node.id",
+                    keys::OZONE_OM_NODE_ID,
                     "the OM service lists several nodes: set which one this OM is",
                 ));
             }
         };
         let me = peers.get(&raft_id(&me_name)).cloned().ok_or_else(|| {
             invalid(
-                "ozone.om.node.id",
+                keys::OZONE_OM_NODE_ID,
                 &format!("{me_name} is not a node of the OM service"),
             )
         })?;
-        let snapshot_threshold = cfg.get_u64("ozone.om.ratis.snapshot.auto.trigger.threshold")?;
+        let snapshot_threshold =
+            cfg.get_u64(keys::OZONE_OM_RATIS_SNAPSHOT_AUTO_TRIGGER_THRESHOLD)?;
         if snapshot_threshold == 0 {
             return Err(invalid(
-                "ozone.om.ratis.snapshot.auto.trigger.threshold",
+                keys::OZONE_OM_RATIS_SNAPSHOT_AUTO_TRIGGER_THRESHOLD,
                 "must be above 0",
             ));
         }
-        let election_timeout = cfg.get_duration("ozone.om.ratis.minimum.timeout")?;
+        let election_timeout = cfg.get_duration(keys::OZONE_OM_RATIS_MINIMUM_TIMEOUT)?;
         if election_timeout < Duration::from_millis(50) {
             return Err(invalid(
-                "ozone.om.ratis.minimum.timeout",
+                keys::OZONE_OM_RATIS_MINIMUM_TIMEOUT,
                 "must be at least 50ms",
             ));
         }
@@ -140,9 +142,9 @@ impl HaSettings {
             me,
             peers,
             snapshot_threshold,
-            purge_gap: cfg.get_u64("ozone.om.ratis.log.purge.gap")?,
+            purge_gap: cfg.get_u64(keys::OZONE_OM_RATIS_LOG_PURGE_GAP)?,
             election_timeout,
-            request_timeout: cfg.get_duration("ozone.om.ratis.server.request.timeout")?,
+            request_timeout: cfg.get_duration(keys::OZONE_OM_RATIS_SERVER_REQUEST_TIMEOUT)?,
         })
     }
 
@@ -177,7 +179,7 @@ impl HaSettings {
     }
 }
 
-fn invalid(key: &str, message: &str) -> OmError {
+fn invalid(key: impl ozone_common::config::ConfKey, message: &str) -> OmError {
     OmError::Config(ozone_common::ConfigError::Invalid {
         key: key.to_string(),
         message: message.to_string(),
@@ -204,13 +206,22 @@ mod tests {
         assert_ne!(raft_id("om1"), raft_id("om2"));
         assert!(raft_id("") > 0);
         let mut cfg = OzoneConfig::default();
-        cfg.set("ozone.om.service.ids", "svc")
-            .set("ozone.om.nodes.svc", "om1,om2,om3")
-            .set("ozone.om.address.svc.om1", "127.0.0.1:1")
-            .set("ozone.om.address.svc.om2", "127.0.0.1:2")
-            .set("ozone.om.address.svc.om3", "127.0.0.1:3");
+        cfg.set(keys::OZONE_OM_SERVICE_IDS, "svc")
+            .set(keys::OZONE_OM_NODES_SERVICEID.with([&"svc"]), "om1,om2,om3")
+            .set(
+                keys::OZONE_OM_ADDRESS_SERVICEID_NODEID.with([&"svc", &"om1"]),
+                "127.0.0.1:1",
+            )
+            .set(
+                keys::OZONE_OM_ADDRESS_SERVICEID_NODEID.with([&"svc", &"om2"]),
+                "127.0.0.1:2",
+            )
+            .set(
+                keys::OZONE_OM_ADDRESS_SERVICEID_NODEID.with([&"svc", &"om3"]),
+                "127.0.0.1:3",
+            );
         assert!(HaSettings::from_config(&cfg).is_err(), "which node am I");
-        cfg.set("ozone.om.node.id", "om2");
+        cfg.set(keys::OZONE_OM_NODE_ID, "om2");
         let s = HaSettings::from_config(&cfg).expect("valid");
         assert_eq!(s.me.address, "127.0.0.1:2");
         assert_eq!(s.peers.len(), 3);

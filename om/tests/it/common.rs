@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use om_client::{OmClient, OmClientOptions, OmStatus};
 use ozone_common::OzoneConfig;
+use ozone_common::config::keys;
 use ozone_om::OmServer;
 use ozone_proto::hdds::{BlockId, DatanodeDetails, Pipeline};
 use ozone_proto::scm::scm_client_service_server::{ScmClientService, ScmClientServiceServer};
@@ -166,13 +167,13 @@ pub async fn start_fake_scm() -> ScmHandle {
 
 pub fn om_config(db_dir: &Path, scm_addr: &str) -> OzoneConfig {
     let mut cfg = OzoneConfig::default();
-    cfg.set("ozone.om.db.dirs", db_dir.display().to_string())
-        .set("ozone.om.address", "127.0.0.1:0")
-        .set("ozone.om.http-address", "127.0.0.1:0")
-        .set("ozone.scm.client.address", scm_addr)
-        .set("ozone.scm.block.size", BLOCK_SIZE.to_string())
+    cfg.set(keys::OZONE_OM_DB_DIRS, db_dir.display().to_string())
+        .set(keys::OZONE_OM_ADDRESS, "127.0.0.1:0")
+        .set(keys::OZONE_OM_HTTP_ADDRESS, "127.0.0.1:0")
+        .set(keys::OZONE_SCM_CLIENT_ADDRESS, scm_addr)
+        .set(keys::OZONE_SCM_BLOCK_SIZE, BLOCK_SIZE.to_string())
         .set(
-            "ozone.key.preallocation.max.blocks",
+            keys::OZONE_KEY_PREALLOCATION_MAX_BLOCKS,
             MAX_PREALLOC.to_string(),
         );
     cfg

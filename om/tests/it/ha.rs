@@ -11,6 +11,7 @@ use ozone_common::OzoneConfig;
 use ozone_om::OmServer;
 
 use crate::common::*;
+use ozone_common::config::keys;
 
 const NODES: [&str; 3] = ["om1", "om2", "om3"];
 const SNAPSHOT_THRESHOLD: u64 = 40;
@@ -116,19 +117,22 @@ impl Group {
 
 fn ha_config(dir: &Path, scm: &str, addrs: &[String], me: usize) -> OzoneConfig {
     let mut cfg = om_config(dir, scm);
-    cfg.set("ozone.om.service.ids", "omservice")
-        .set("ozone.om.nodes.omservice", NODES.join(","))
-        .set("ozone.om.node.id", NODES[me])
-        .set("ozone.om.ratis.minimum.timeout", "500ms")
-        .set("ozone.om.ratis.server.request.timeout", "3s")
+    cfg.set(keys::OZONE_OM_SERVICE_IDS, "omservice")
         .set(
-            "ozone.om.ratis.snapshot.auto.trigger.threshold",
+            keys::OZONE_OM_NODES_SERVICEID.with([&"omservice"]),
+            NODES.join(","),
+        )
+        .set(keys::OZONE_OM_NODE_ID, NODES[me])
+        .set(keys::OZONE_OM_RATIS_MINIMUM_TIMEOUT, "500ms")
+        .set(keys::OZONE_OM_RATIS_SERVER_REQUEST_TIMEOUT, "3s")
+        .set(
+            keys::OZONE_OM_RATIS_SNAPSHOT_AUTO_TRIGGER_THRESHOLD,
             SNAPSHOT_THRESHOLD.to_string(),
         )
-        .set("ozone.om.ratis.log.purge.gap", PURGE_GAP.to_string());
+        .set(keys::OZONE_OM_RATIS_LOG_PURGE_GAP, PURGE_GAP.to_string());
     for (i, a) in addrs.iter().enumerate() {
         cfg.set(
-            &format!("ozone.om.address.omservice.{}", NODES[i]),
+            &keys::OZONE_OM_ADDRESS_SERVICEID_NODEID.with([&"omservice", &NODES[i]]),
             a.clone(),
         );
     }

@@ -5,6 +5,7 @@ use std::collections::{BTreeSet, HashSet};
 use scm_client::ScmClientError;
 
 use crate::harness::{closed_containers, config, start};
+use ozone_common::config::keys;
 
 #[actix_rt::test]
 async fn block_ids_are_unique_across_many_calls() {
@@ -63,10 +64,10 @@ async fn block_ids_are_unique_across_many_calls() {
 async fn containers_fill_close_and_replicas_get_the_close_command() {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut cfg = config(dir.path());
-    cfg.set("ozone.scm.container.size", "4MB")
-        .set("ozone.scm.block.size", "1MB")
-        .set("ozone.scm.pipeline.owner.container.count", "1")
-        .set("ozone.scm.datanode.pipeline.limit", "1");
+    cfg.set(keys::OZONE_SCM_CONTAINER_SIZE, "4MB")
+        .set(keys::OZONE_SCM_BLOCK_SIZE, "1MB")
+        .set(keys::OZONE_SCM_PIPELINE_OWNER_CONTAINER_COUNT, "1")
+        .set(keys::OZONE_SCM_DATANODE_PIPELINE_LIMIT, "1");
     let scm = start(&cfg).await;
     let dns = scm.register_datanodes(3).await;
 

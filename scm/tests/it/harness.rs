@@ -5,16 +5,17 @@ use std::path::Path;
 use std::time::Duration;
 
 use ozone_common::OzoneConfig;
+use ozone_common::config::keys;
 use ozone_scm::ScmServer;
 use scm_client::{ScmClient, ScmDatanodeClient, hdds, pb};
 
 /// A configuration for an SCM on loopback port 0 with its database in `dir`.
 pub fn config(dir: &Path) -> OzoneConfig {
     let mut cfg = OzoneConfig::default();
-    cfg.set("ozone.scm.db.dirs", dir.to_string_lossy().to_string())
-        .set("ozone.scm.client.address", "127.0.0.1:0")
-        .set("ozone.scm.datanode.address", "127.0.0.1:0")
-        .set("ozone.scm.http-address", "127.0.0.1:0");
+    cfg.set(keys::OZONE_SCM_DB_DIRS, dir.to_string_lossy().to_string())
+        .set(keys::OZONE_SCM_CLIENT_ADDRESS, "127.0.0.1:0")
+        .set(keys::OZONE_SCM_DATANODE_ADDRESS, "127.0.0.1:0")
+        .set(keys::OZONE_SCM_HTTP_ADDRESS, "127.0.0.1:0");
     cfg
 }
 

@@ -5,13 +5,14 @@ use std::time::Duration;
 use scm_client::ScmClientError;
 
 use crate::harness::{config, eventually, start};
+use ozone_common::config::keys;
 
 #[actix_rt::test]
 async fn silent_datanode_goes_stale_then_dead_and_its_pipelines_close() {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut cfg = config(dir.path());
-    cfg.set("ozone.scm.stale.node.interval", "1s")
-        .set("ozone.scm.dead.node.interval", "2s");
+    cfg.set(keys::OZONE_SCM_STALE_NODE_INTERVAL, "1s")
+        .set(keys::OZONE_SCM_DEAD_NODE_INTERVAL, "2s");
     let scm = start(&cfg).await;
     let dns = scm.register_datanodes(3).await;
     let beats: Vec<_> = dns[..2]

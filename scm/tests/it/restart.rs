@@ -7,6 +7,7 @@ use std::time::Duration;
 use scm_client::{ScmClient, ScmClientError};
 
 use crate::harness::{FakeDatanode, config, start};
+use ozone_common::config::keys;
 
 /// Allocates `calls` x 5 blocks; returns the local ids and container ids.
 async fn allocate(client: &ScmClient, calls: usize) -> (Vec<u64>, BTreeSet<u64>) {
@@ -31,7 +32,7 @@ async fn pipelines_containers_and_ids_survive_a_restart() {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut cfg = config(dir.path());
     // 64MB blocks in 1GB containers: containers fill and close during the test.
-    cfg.set("ozone.scm.container.size", "1GB");
+    cfg.set(keys::OZONE_SCM_CONTAINER_SIZE, "1GB");
     let scm = start(&cfg).await;
     let dns = scm.register_datanodes(3).await;
     let (before, containers_before) = allocate(&scm.client, 20).await;

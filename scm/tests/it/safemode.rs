@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 use scm_client::ScmClientError;
 
 use crate::harness::{config, start};
+use ozone_common::config::keys;
 
 #[actix_rt::test]
 async fn safe_mode_until_three_healthy_then_a_factor_three_pipeline() {
@@ -86,8 +87,8 @@ async fn safe_mode_until_three_healthy_then_a_factor_three_pipeline() {
 async fn min_datanode_and_replication_one() {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut cfg = config(dir.path());
-    cfg.set("ozone.server.default.replication", "1")
-        .set("hdds.scm.safemode.min.datanode", "1");
+    cfg.set(keys::OZONE_SERVER_DEFAULT_REPLICATION, "1")
+        .set(keys::HDDS_SCM_SAFEMODE_MIN_DATANODE, "1");
     let scm = start(&cfg).await;
     let dn = scm.datanode(20001);
     dn.register().await;
