@@ -7,9 +7,11 @@
 #      object reads back; the killed OM is started again and rejoins as a follower;
 #   4. teardown: containers, network and volumes are removed, also when a step fails.
 # Environment as compose/ozone/test.sh: OZONE_IMAGE, COMPOSE_PROJECT_NAME, OZONE_S3G_PORT,
-# OZONE_S3G_WEBADMIN_PORT, AWS.
+# OZONE_S3G_WEBADMIN_PORT, OZONE_COMPOSE, AWS.
 set -euo pipefail
 cd "$(dirname "$0")"
+# shellcheck source=../compose-tool.sh
+source ../compose-tool.sh
 
 export COMPOSE_PROJECT_NAME="${COMPOSE_PROJECT_NAME:-ozonehatest$$}"
 export OZONE_IMAGE="${OZONE_IMAGE:-ozone-rs:latest}"
@@ -25,7 +27,7 @@ ENDPOINT="http://127.0.0.1:${OZONE_S3G_PORT##*:}"
 # back after every `up`.
 resolve_endpoint() {
   local published
-  published="$(docker-compose port s3g 9878)" || fail "s3g publishes no port for 9878"
+  published="$(compose port s3g 9878)" || fail "s3g publishes no port for 9878"
   ENDPOINT="http://127.0.0.1:${published##*:}"
   log "S3 on $ENDPOINT"
 }
@@ -37,12 +39,12 @@ work="$(mktemp -d)"
 teardown() {
   local rc=$?
   if [ "$rc" != 0 ]; then
-    docker-compose ps || true
-    docker-compose logs --no-color --tail=40 || true
+    compose ps || true
+    compose logs --no-color --tail=40 || true
   fi
   log "teardown: removing containers, network and volumes of $COMPOSE_PROJECT_NAME"
-  docker-compose kill >/dev/null 2>&1 || true
-  docker-compose down -v --remove-orphans -t 1 >/dev/null 2>&1 || true
+  compose kill >/dev/null 2>&1 || true
+  compose down -v --remove-orphans -t 1 >/dev/null 2>&1 || true
   rm -rf "$work"
   exit "$rc"
 }
@@ -57,7 +59,7 @@ wait_healthy() {
   local deadline=$((SECONDS + 180)) all ok dn
   while :; do
     ok=1; dn=0
-    for id in $(docker-compose ps -q); do
+    for id in $(compose ps -q); do
       all="$(docker inspect -f '{{.Name}} {{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{end}}' "$id")"
       case "$all" in
         *" running healthy") case "$all" in *datanode*) dn=$((dn + 1)) ;; esac ;;
@@ -72,12 +74,12 @@ wait_healthy() {
 }
 
 leader() {
-  docker-compose exec -T "$1" ozone admin om roles --json 2>/dev/null |
+  compose exec -T "$1" ozone admin om roles --json 2>/dev/null |
     tr -d ' \n' | grep -o '"leader":"om[0-9]"' | grep -o 'om[0-9]' | sed -n 1p
 }
 
 log "up -d --scale datanode=3"
-docker-compose up -d --scale datanode=3 >/dev/null
+compose up -d --scale datanode=3 >/dev/null
 wait_healthy
 resolve_endpoint
 log "healthy"
@@ -90,7 +92,7 @@ lead=""
 for _ in $(seq 1 30); do lead="$(leader om1 || true)"; [ -n "$lead" ] && break; sleep 1; done
 [ -n "$lead" ] || fail "no OM leader reported by om roles"
 log "OM leader is $lead; killing it"
-docker-compose kill "$lead" >/dev/null
+compose kill "$lead" >/dev/null
 t0=$SECONDS
 until s3 s3 cp --only-show-errors "$work/o1" s3://ha-bucket/after-failover 2>/dev/null; do
   [ $((SECONDS - t0)) -lt 60 ] || fail "no write succeeded within 60 s of the leader's loss"
@@ -105,7 +107,7 @@ other=om1; [ "$lead" = om1 ] && other=om2
 new="$(leader "$other" || true)"
 [ -n "$new" ] && [ "$new" != "$lead" ] || fail "no new leader (got '$new')"
 log "new leader $new; every object reads back; restarting $lead"
-docker-compose start "$lead" >/dev/null
+compose start "$lead" >/dev/null
 wait_healthy
 s3 s3 cp --only-show-errors "$work/o2" s3://ha-bucket/after-rejoin
 log "PASSED"

@@ -8,7 +8,7 @@
 #   3. `down` then `up`: every object is still there (named volumes), the datanodes come back
 #      with the same uuids;
 #   4. one datanode container is killed (SIGKILL; `docker kill` on one container of the service,
-#      as `docker-compose kill datanode` would kill every replica): every object is still readable;
+#      as `docker compose kill datanode` would kill every replica): every object is still readable;
 #   5. the lost container is removed and the service scaled to 4: the new datanodes register and
 #      take new writes; every container is again on 3 healthy replicas once SCM re-replicates
 #      (checked when SCM has a replication manager: `ozone admin replicationmanager status`
@@ -18,10 +18,13 @@
 #
 # Environment: OZONE_IMAGE (default ozone-rs:latest), COMPOSE_PROJECT_NAME (default
 # ozonetest<pid>), OZONE_S3G_PORT / OZONE_S3G_WEBADMIN_PORT (host ports, default 9878/19878),
+# OZONE_COMPOSE (the Docker Compose command, default `docker compose`, else `docker-compose`),
 # AWS (the aws CLI, default `aws`), PYTHON (default python3), OZONE_TEST_KEEP=1 keeps the
 # cluster when a step fails.
 set -euo pipefail
 cd "$(dirname "$0")"
+# shellcheck source=../compose-tool.sh
+source ../compose-tool.sh
 
 export COMPOSE_PROJECT_NAME="${COMPOSE_PROJECT_NAME:-ozonetest$$}"
 export OZONE_IMAGE="${OZONE_IMAGE:-ozone-rs:latest}"
@@ -37,7 +40,7 @@ ENDPOINT="http://127.0.0.1:${OZONE_S3G_PORT##*:}"
 # back after every `up`.
 resolve_endpoint() {
   local published
-  published="$(docker-compose port s3g 9878)" || fail "s3g publishes no port for 9878"
+  published="$(compose port s3g 9878)" || fail "s3g publishes no port for 9878"
   ENDPOINT="http://127.0.0.1:${published##*:}"
   log "S3 on $ENDPOINT"
 }
@@ -55,15 +58,15 @@ teardown() {
   local rc=$?
   if [ "$rc" != 0 ]; then
     log "state at failure:"
-    docker-compose ps || true
-    docker-compose logs --no-color --tail=40 || true
+    compose ps || true
+    compose logs --no-color --tail=40 || true
   fi
   if [ "$rc" != 0 ] && [ "${OZONE_TEST_KEEP:-}" = 1 ]; then
     log "OZONE_TEST_KEEP=1: leaving project $COMPOSE_PROJECT_NAME up"
   else
     log "teardown: removing containers, network and volumes of $COMPOSE_PROJECT_NAME"
-    docker-compose kill >/dev/null 2>&1 || true
-    docker-compose down -v --remove-orphans -t 1 >/dev/null 2>&1 || true
+    compose kill >/dev/null 2>&1 || true
+    compose down -v --remove-orphans -t 1 >/dev/null 2>&1 || true
   fi
   rm -rf "$work"
   exit "$rc"
@@ -73,7 +76,7 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 s3() { "$AWS" --endpoint-url "$ENDPOINT" --cli-read-timeout 120 "$@"; }
-admin() { docker-compose exec -T scm ozone admin "$@"; }
+admin() { compose exec -T scm ozone admin "$@"; }
 
 # Waits until the running containers of every service are healthy and `datanode` has $1 of them.
 wait_healthy() {
@@ -82,7 +85,7 @@ wait_healthy() {
     bad=""
     dn=0
     for svc in scm om datanode s3g; do
-      for id in $(docker-compose ps -q "$svc"); do
+      for id in $(compose ps -q "$svc"); do
         line="$(docker inspect -f '{{.Name}} {{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{end}}' "$id")"
         case "$line" in
           *" running healthy") [ "$svc" = datanode ] && dn=$((dn + 1)) ;;
@@ -149,10 +152,10 @@ log "image $OZONE_IMAGE, project $COMPOSE_PROJECT_NAME"
 docker image inspect "$OZONE_IMAGE" >/dev/null 2>&1 || fail "image $OZONE_IMAGE is missing: run compose/build.sh"
 
 # 1. Up with three datanodes.
-docker-compose up -d --scale datanode=3
+compose up -d --scale datanode=3
 wait_healthy 3
 resolve_endpoint
-docker-compose ps
+compose ps
 eventually 60 "3 datanodes registered by container name" three_registered_by_name
 eventually 60 "an open pipeline of 3 datanodes" pipeline_of_three
 admin datanode list
@@ -170,8 +173,8 @@ listed="$(s3 s3 ls "s3://$BUCKET/objects/" | wc -l)"
 read_all "round trip"
 
 # 3. down, then up: the volumes keep every object.
-docker-compose down
-docker-compose up -d --scale datanode=3
+compose down
+compose up -d --scale datanode=3
 wait_healthy 3
 resolve_endpoint
 eventually 60 "3 datanodes back by container name" three_registered_by_name
@@ -180,8 +183,8 @@ uuids_after="$(admin datanode list --json | jq_py "' '.join(sorted(n['datanode']
 read_all "after down/up"
 
 # 4. Kill one datanode: every object stays readable.
-# sed, not head: it reads all of the output, so docker-compose never dies of SIGPIPE (pipefail).
-victim="$(docker-compose ps -q datanode | sed -n 1p)"
+# sed, not head: it reads all of the output, so compose never dies of SIGPIPE (pipefail).
+victim="$(compose ps -q datanode | sed -n 1p)"
 victim_name="$(docker inspect -f '{{.Name}}' "$victim" | sed 's,^/,,')"
 docker kill "$victim" >/dev/null
 log "killed datanode container $victim_name"
@@ -189,7 +192,7 @@ read_all "one datanode killed"
 
 # 5. The lost datanode is gone for good; scale the service to 4.
 docker rm "$victim" >/dev/null
-docker-compose up -d --no-recreate --scale datanode=4
+compose up -d --no-recreate --scale datanode=4
 wait_healthy 4
 eventually 90 "4 healthy datanodes registered" healthy_datanodes_are 4
 admin datanode list
@@ -218,7 +221,7 @@ print(' '.join(map(str, short)))"
 has_replication_manager() {
   [ "${OZONE_EXPECT_REREPLICATION:-}" = 1 ] ||
     admin replicationmanager status >/dev/null 2>&1 ||
-    docker-compose exec -T scm ozone health --contains replication_manager \
+    compose exec -T scm ozone health --contains replication_manager \
       http://127.0.0.1:9876/prom >/dev/null 2>&1
 }
 if has_replication_manager; then

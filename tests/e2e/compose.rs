@@ -1,8 +1,10 @@
 //! The docker-compose cluster (`compose/ozone`): builds the `FROM scratch` image from the binary
 //! under test and runs `compose/ozone/test.sh` (up with 3 datanodes, aws CLI round trip,
 //! down/up keeps every object, a killed datanode loses nothing, scaling to 4, teardown) wherever
-//! a Docker Engine and docker-compose answer; and the three-OM cluster (`compose/ozone-ha`,
-//! `test.sh`: the OM leader killed, writes go on). Elsewhere it prints that it skipped and why.
+//! a Docker Engine and Docker Compose (the `docker compose` plugin, else `docker-compose`)
+//! answer; and the three-OM cluster (`compose/ozone-ha`, `test.sh`: the OM leader killed, writes
+//! go on). Without a Docker Engine it prints that it skipped and why. An Engine without Compose
+//! is a skip too, except under `CI=true`, where it fails the test (CI must run it).
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -20,31 +22,47 @@ fn run_limited(secs: u32, program: &str, args: &[&str]) -> Result<Output, String
         .map_err(|e| format!("cannot run `{program}`: {e}"))
 }
 
-/// Why the compose test cannot run here, if it cannot.
+/// Why no Docker Engine can be used here, if none can.
 fn docker_missing() -> Option<String> {
     match run_limited(30, "docker", &["info", "--format", "{{.ServerVersion}}"]) {
-        Err(e) => return Some(e),
-        Ok(out) if !out.status.success() => {
-            return Some(format!(
-                "no Docker Engine answers (`docker info`: {})",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
-        }
-        Ok(_) => {}
-    }
-    match run_limited(30, "docker-compose", &["version", "--short"]) {
         Err(e) => Some(e),
         Ok(out) if !out.status.success() => Some(format!(
-            "docker-compose does not run: {}",
+            "no Docker Engine answers (`docker info`: {})",
             String::from_utf8_lossy(&out.stderr).trim()
         )),
         Ok(_) => None,
     }
 }
 
+/// The Docker Compose command: the `docker compose` plugin, else `docker-compose`; or why
+/// neither runs.
+fn compose_command() -> Result<Vec<&'static str>, String> {
+    let mut why = Vec::new();
+    for cmd in [&["docker", "compose"][..], &["docker-compose"]] {
+        let mut args = cmd[1..].to_vec();
+        args.extend(["version", "--short"]);
+        match run_limited(30, cmd[0], &args) {
+            Ok(out) if out.status.success() => return Ok(cmd.to_vec()),
+            Ok(out) => why.push(format!(
+                "`{}` does not run: {}",
+                cmd.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            )),
+            Err(e) => why.push(e),
+        }
+    }
+    Err(why.join("; "))
+}
+
+/// Whether this is a CI run (`CI=true`), where a missing tool is a failure, not a skip.
+fn under_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true"))
+}
+
 /// Removes the project's containers, network and volumes, and the image tag, when dropped
 /// (test.sh removes the project too; this covers test.sh dying before its trap runs).
 struct Teardown<'a> {
+    compose: Vec<&'static str>,
     dir: &'a Path,
     project: String,
     image: String,
@@ -52,7 +70,8 @@ struct Teardown<'a> {
 
 impl Drop for Teardown<'_> {
     fn drop(&mut self) {
-        let _ = Command::new("docker-compose")
+        let _ = Command::new(self.compose[0])
+            .args(&self.compose[1..])
             .args(["down", "-v", "--remove-orphans", "-t", "1"])
             .current_dir(self.dir)
             .env("COMPOSE_PROJECT_NAME", &self.project)
@@ -85,12 +104,23 @@ fn run_compose_test(dir_name: &str, prefix: &str) {
         println!("SKIPPED compose test (compose/{dir_name}/test.sh): {why}");
         return;
     }
+    let compose = match compose_command() {
+        Ok(c) => c,
+        Err(why) if under_ci() => {
+            panic!("CI=true and a Docker Engine answers, but no Docker Compose: {why}")
+        }
+        Err(why) => {
+            println!("SKIPPED compose test (compose/{dir_name}/test.sh): {why}");
+            return;
+        }
+    };
     let root = workspace();
     // A tag of this run's own: test runs of other checkouts may share the engine.
     let project = format!("{prefix}{}", std::process::id());
     let image = format!("ozone-rs:{project}");
     let dir = root.join("compose").join(dir_name);
     let _teardown = Teardown {
+        compose: compose.clone(),
         dir: &dir,
         project: project.clone(),
         image: image.clone(),
@@ -115,6 +145,7 @@ fn run_compose_test(dir_name: &str, prefix: &str) {
         .current_dir(&dir)
         .env("COMPOSE_PROJECT_NAME", &project)
         .env("OZONE_IMAGE", &image)
+        .env("OZONE_COMPOSE", compose.join(" "))
         // Docker picks the host ports (test.sh reads them back): a port chosen here and bound
         // later could be taken meanwhile by another test or the other compose project.
         .env("OZONE_S3G_PORT", "127.0.0.1:")

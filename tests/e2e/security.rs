@@ -1,7 +1,7 @@
 //! Security on (`ozone.security.enabled=true`): secrets managed with `ozone s3`, SigV4 checked
 //! (header, presigned, streaming chunks), ownership and ACLs, revocation at once, the aws CLI.
 
-use ozone_common::config::keys;
+use ozone_common::config::{ENV_PREFIX, keys};
 use ozone_tests::{Cluster, ClusterOpts, ok};
 
 fn secure_cluster() -> Cluster {
@@ -175,4 +175,26 @@ fn security_secrets_survive_om_leader_loss() {
     let out = c.aws_as(&ak, &sk, &["s3", "ls", "s3://carol-bucket/"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("InvalidAccessKeyId"));
+}
+
+/// `cluster up` takes `OZONE-SITE.XML_<key>` environment variables as it takes `--set`: security
+/// turned on that way is in `DIR/conf`, with the admin credential beside it.
+#[test]
+fn security_turned_on_by_the_environment_of_cluster_up() {
+    let c = Cluster::start(ClusterOpts {
+        datanodes: 1,
+        env: vec![(
+            format!("{ENV_PREFIX}{}", keys::OZONE_SECURITY_ENABLED),
+            "true".into(),
+        )],
+        ..Default::default()
+    });
+    assert!(c.conf_dir().join("admin.secret").is_file());
+    let on = ok(c.ozone(&["getconf", "confKey", keys::OZONE_SECURITY_ENABLED.name()]));
+    assert_eq!(on.trim(), "true");
+    let (ak, sk) = c.getsecret("dave");
+    assert_eq!(ak, "dave");
+    ok(c.aws_as(&ak, &sk, &["s3", "mb", "s3://dave-bucket"]));
+    let out = c.aws_as(&ak, "not-the-secret", &["s3", "ls", "s3://dave-bucket/"]);
+    assert!(!out.status.success(), "a wrong secret was accepted");
 }

@@ -61,6 +61,8 @@ pub struct ClusterOpts {
     pub oms: u32,
     /// Extra `--set KEY=VALUE` configuration.
     pub set: Vec<(String, String)>,
+    /// Environment variables of `ozone cluster up` (e.g. `OZONE-SITE.XML_<key>`).
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for ClusterOpts {
@@ -69,6 +71,7 @@ impl Default for ClusterOpts {
             datanodes: 3,
             oms: 1,
             set: Vec::new(),
+            env: Vec::new(),
         }
     }
 }
@@ -128,6 +131,7 @@ impl Cluster {
         for (k, v) in &set {
             cmd.arg("--set").arg(format!("{k}={v}"));
         }
+        cmd.envs(self.opts.env.iter().map(|(k, v)| (k, v)));
         let log = std::fs::File::create(self.path.join(format!(
             "cluster-up-{}.log",
             std::time::SystemTime::now()
