@@ -135,7 +135,7 @@ mod tests {
         );
         for n in 1..=3 {
             ha.set(
-                &keys::OZONE_OM_ADDRESS_SERVICEID_NODEID.with([&"omservice", &format!("om{n}")]),
+                keys::OZONE_OM_ADDRESS_SERVICEID_NODEID.with([&"omservice", &format!("om{n}")]),
                 format!("h{n}:986{n}"),
             );
         }

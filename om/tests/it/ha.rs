@@ -132,7 +132,7 @@ fn ha_config(dir: &Path, scm: &str, addrs: &[String], me: usize) -> OzoneConfig 
         .set(keys::OZONE_OM_RATIS_LOG_PURGE_GAP, PURGE_GAP.to_string());
     for (i, a) in addrs.iter().enumerate() {
         cfg.set(
-            &keys::OZONE_OM_ADDRESS_SERVICEID_NODEID.with([&"omservice", &NODES[i]]),
+            keys::OZONE_OM_ADDRESS_SERVICEID_NODEID.with([&"omservice", &NODES[i]]),
             a.clone(),
         );
     }
