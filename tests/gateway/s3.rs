@@ -1,0 +1,187 @@
+//! A small S3 client over plain HTTP (security is off, so requests are not signed: the
+//! `Authorization` header only names the user) and assertions on S3 responses.
+
+use std::net::SocketAddr;
+
+use reqwest::Method;
+
+/// The user every request names (security off: the access key is the user).
+pub const USER: &str = "tester";
+
+/// The gateway's base address and one HTTP client.
+#[derive(Clone)]
+pub struct S3 {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl S3 {
+    pub fn new(addr: SocketAddr) -> S3 {
+        S3 {
+            base: format!("http://{addr}"),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// A request to `path_and_query` (already percent-encoded), e.g. `/b/k?tagging`.
+    pub fn req(&self, method: Method, path_and_query: &str) -> Req {
+        let auth = format!(
+            "AWS4-HMAC-SHA256 Credential={USER}/20250101/us-east-1/s3/aws4_request, \
+             SignedHeaders=host, Signature=0"
+        );
+        Req(self
+            .http
+            .request(method, format!("{}{path_and_query}", self.base))
+            .header("authorization", auth))
+    }
+
+    pub fn get(&self, p: &str) -> Req {
+        self.req(Method::GET, p)
+    }
+    pub fn head(&self, p: &str) -> Req {
+        self.req(Method::HEAD, p)
+    }
+    pub fn put(&self, p: &str) -> Req {
+        self.req(Method::PUT, p)
+    }
+    pub fn post(&self, p: &str) -> Req {
+        self.req(Method::POST, p)
+    }
+    pub fn delete(&self, p: &str) -> Req {
+        self.req(Method::DELETE, p)
+    }
+
+    /// A request without any credentials.
+    pub fn anonymous(&self, method: Method, path_and_query: &str) -> Req {
+        Req(self
+            .http
+            .request(method, format!("{}{path_and_query}", self.base)))
+    }
+
+    /// Creates bucket `name` (fresh per case) and returns it.
+    pub async fn bucket(&self, name: &str) -> String {
+        let r = self.put(&format!("/{name}")).send().await;
+        r.expect(200, &format!("CreateBucket {name}"));
+        name.to_string()
+    }
+
+    /// Puts `body` at `/bucket/key` and returns the ETag header.
+    pub async fn object(&self, bucket: &str, key: &str, body: &str) -> String {
+        let r = self
+            .put(&format!("/{bucket}/{key}"))
+            .body(body.to_string())
+            .send()
+            .await;
+        r.expect(200, &format!("PutObject {bucket}/{key}"));
+        r.header("etag").expect("PutObject answers an ETag")
+    }
+}
+
+pub struct Req(reqwest::RequestBuilder);
+
+impl Req {
+    pub fn header(self, k: &str, v: &str) -> Req {
+        Req(self.0.header(k, v))
+    }
+
+    pub fn body(self, b: impl Into<reqwest::Body>) -> Req {
+        Req(self.0.body(b))
+    }
+
+    pub async fn send(self) -> Resp {
+        let r = self.0.send().await.expect("the gateway answers");
+        let status = r.status().as_u16();
+        let headers = r.headers().clone();
+        let bytes = r.bytes().await.expect("the body can be read").to_vec();
+        Resp {
+            status,
+            headers,
+            body: String::from_utf8_lossy(&bytes).into_owned(),
+            bytes,
+        }
+    }
+}
+
+/// A whole response.
+pub struct Resp {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: String,
+    pub bytes: Vec<u8>,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    }
+
+    /// Asserts the status; `what` names the step in the failure message.
+    #[track_caller]
+    pub fn expect(&self, status: u16, what: &str) -> &Resp {
+        assert_eq!(
+            self.status, status,
+            "{what}: status {} (wanted {status}), body: {}",
+            self.status, self.body
+        );
+        self
+    }
+
+    /// Asserts an S3 error: its status and `<Code>` (HEAD answers carry no body, so only the
+    /// status is checked for them).
+    #[track_caller]
+    pub fn expect_error(&self, status: u16, code: &str, what: &str) -> &Resp {
+        self.expect(status, what);
+        if !self.bytes.is_empty() || code.is_empty() {
+            assert_eq!(
+                xml_text(&self.body, "Code").as_deref(),
+                Some(code),
+                "{what}: error body {}",
+                self.body
+            );
+            assert!(
+                xml_text(&self.body, "RequestId").is_some(),
+                "{what}: error without RequestId: {}",
+                self.body
+            );
+        }
+        self
+    }
+
+    /// The text of the first `<tag>` of the body.
+    pub fn text(&self, tag: &str) -> Option<String> {
+        xml_text(&self.body, tag)
+    }
+
+    /// The texts of every `<tag>` of the body, in order.
+    pub fn texts(&self, tag: &str) -> Vec<String> {
+        xml_texts(&self.body, tag)
+    }
+}
+
+/// The text of the first `<tag>...</tag>` in `xml` (entities left as they are).
+pub fn xml_text(xml: &str, tag: &str) -> Option<String> {
+    xml_texts(xml, tag).into_iter().next()
+}
+
+/// Texts of every `<tag>...</tag>` (also `<tag attr="...">`) in `xml`, in order.
+pub fn xml_texts(xml: &str, tag: &str) -> Vec<String> {
+    let close = format!("</{tag}>");
+    let mut out = Vec::new();
+    let mut rest = xml;
+    while let Some(i) = rest.find(&format!("<{tag}")) {
+        let after = &rest[i + tag.len() + 1..];
+        let Some(gt) = after.find('>') else { break };
+        let (head, body) = (&after[..gt], &after[gt + 1..]);
+        if !(head.is_empty() || head.starts_with(' ')) {
+            rest = after;
+            continue;
+        }
+        let Some(end) = body.find(&close) else { break };
+        out.push(body[..end].to_string());
+        rest = &body[end + close.len()..];
+    }
+    out
+}
