@@ -53,9 +53,7 @@ impl Cluster {
             .set("hdds.datanode.hostname", "127.0.0.1")
             .set("hdds.datanode.http-address", "127.0.0.1:0")
             .set("ozone.scm.datanode.address", scm.datanode_addr.to_string());
-        let dn = ozone_datanode::start(cfg)
-            .await
-            .expect("datanode starts");
+        let dn = ozone_datanode::start(cfg).await.expect("datanode starts");
 
         let mut cfg = base_config();
         cfg.set("ozone.om.db.dirs", path("om"))
@@ -97,7 +95,11 @@ impl Cluster {
 async fn wait_writable(s3: &S3) {
     let deadline = Instant::now() + Duration::from_secs(30);
     let r = s3.put("/ready-probe").send().await;
-    assert_eq!(r.status, 200, "CreateBucket of the probe bucket: {}", r.body);
+    assert_eq!(
+        r.status, 200,
+        "CreateBucket of the probe bucket: {}",
+        r.body
+    );
     loop {
         let r = s3.put("/ready-probe/k").body("x").send().await;
         if r.status == 200 {

@@ -5,14 +5,15 @@ use std::net::SocketAddr;
 
 use reqwest::Method;
 
-/// The user every request names (security off: the access key is the user).
+/// The user requests name by default (security off: the access key is the user).
 pub const USER: &str = "tester";
 
-/// The gateway's base address and one HTTP client.
+/// The gateway's base address, one HTTP client and the user requests name.
 #[derive(Clone)]
 pub struct S3 {
     base: String,
     http: reqwest::Client,
+    user: String,
 }
 
 impl S3 {
@@ -20,14 +21,24 @@ impl S3 {
         S3 {
             base: format!("http://{addr}"),
             http: reqwest::Client::new(),
+            user: USER.to_string(),
+        }
+    }
+
+    /// The same gateway, as another user.
+    pub fn as_user(&self, user: &str) -> S3 {
+        S3 {
+            user: user.to_string(),
+            ..self.clone()
         }
     }
 
     /// A request to `path_and_query` (already percent-encoded), e.g. `/b/k?tagging`.
     pub fn req(&self, method: Method, path_and_query: &str) -> Req {
         let auth = format!(
-            "AWS4-HMAC-SHA256 Credential={USER}/20250101/us-east-1/s3/aws4_request, \
-             SignedHeaders=host, Signature=0"
+            "AWS4-HMAC-SHA256 Credential={}/20250101/us-east-1/s3/aws4_request, \
+             SignedHeaders=host, Signature=0",
+            self.user
         );
         Req(self
             .http
@@ -161,12 +172,13 @@ impl Resp {
     }
 }
 
-/// The text of the first `<tag>...</tag>` in `xml` (entities left as they are).
+/// The text of the first `<tag>...</tag>` in `xml`, unescaped.
 pub fn xml_text(xml: &str, tag: &str) -> Option<String> {
     xml_texts(xml, tag).into_iter().next()
 }
 
-/// Texts of every `<tag>...</tag>` (also `<tag attr="...">`) in `xml`, in order.
+/// Texts of every `<tag>...</tag>` (also `<tag attr="...">`) in `xml`, in order, unescaped.
+/// An empty element (`<tag/>`) has the empty text.
 pub fn xml_texts(xml: &str, tag: &str) -> Vec<String> {
     let close = format!("</{tag}>");
     let mut out = Vec::new();
@@ -175,13 +187,52 @@ pub fn xml_texts(xml: &str, tag: &str) -> Vec<String> {
         let after = &rest[i + tag.len() + 1..];
         let Some(gt) = after.find('>') else { break };
         let (head, body) = (&after[..gt], &after[gt + 1..]);
-        if !(head.is_empty() || head.starts_with(' ')) {
+        if !(head.is_empty() || head.starts_with(' ') || head == "/") {
             rest = after;
             continue;
         }
+        if head.ends_with('/') {
+            // `<tag/>`: empty.
+            out.push(String::new());
+            rest = body;
+            continue;
+        }
         let Some(end) = body.find(&close) else { break };
-        out.push(body[..end].to_string());
+        out.push(unescape(&body[..end]));
         rest = &body[end + close.len()..];
     }
+    out
+}
+
+/// Replaces XML's predefined entities and numeric references.
+fn unescape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find('&') {
+        out.push_str(&rest[..i]);
+        let Some(end) = rest[i..].find(';') else {
+            out.push_str(&rest[i..]);
+            return out;
+        };
+        let entity = &rest[i + 1..i + end];
+        let c = match entity {
+            "amp" => Some('&'),
+            "lt" => Some('<'),
+            "gt" => Some('>'),
+            "quot" => Some('"'),
+            "apos" => Some('\''),
+            _ => entity
+                .strip_prefix("#x")
+                .and_then(|h| u32::from_str_radix(h, 16).ok())
+                .or_else(|| entity.strip_prefix('#').and_then(|d| d.parse().ok()))
+                .and_then(char::from_u32),
+        };
+        match c {
+            Some(c) => out.push(c),
+            None => out.push_str(&rest[i..=i + end]),
+        }
+        rest = &rest[i + end + 1..];
+    }
+    out.push_str(rest);
     out
 }
