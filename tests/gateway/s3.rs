@@ -8,20 +8,32 @@ use reqwest::Method;
 /// The user requests name by default (security off: the access key is the user).
 pub const USER: &str = "tester";
 
-/// The gateway's base address, one HTTP client and the user requests name.
+/// The gateway's address, one HTTP client and who the requests come from.
 #[derive(Clone)]
 pub struct S3 {
-    base: String,
+    host: String,
     http: reqwest::Client,
     user: String,
+    /// With security on: the user's secret, and requests are signed with SigV4.
+    secret: Option<String>,
 }
 
 impl S3 {
     pub fn new(addr: SocketAddr) -> S3 {
         S3 {
-            base: format!("http://{addr}"),
+            host: addr.to_string(),
             http: reqwest::Client::new(),
             user: USER.to_string(),
+            secret: None,
+        }
+    }
+
+    /// The same gateway, as `access_key` signing with `secret` (security on).
+    pub fn signed(&self, access_key: &str, secret: &str) -> S3 {
+        S3 {
+            user: access_key.to_string(),
+            secret: Some(secret.to_string()),
+            ..self.clone()
         }
     }
 
@@ -35,15 +47,29 @@ impl S3 {
 
     /// A request to `path_and_query` (already percent-encoded), e.g. `/b/k?tagging`.
     pub fn req(&self, method: Method, path_and_query: &str) -> Req {
-        let auth = format!(
-            "AWS4-HMAC-SHA256 Credential={}/20250101/us-east-1/s3/aws4_request, \
-             SignedHeaders=host, Signature=0",
-            self.user
+        let builder = self.http.request(
+            method.clone(),
+            format!("http://{}{path_and_query}", self.host),
         );
-        Req(self
-            .http
-            .request(method, format!("{}{path_and_query}", self.base))
-            .header("authorization", auth))
+        let Some(secret) = &self.secret else {
+            // Security off: the signature is not checked, the access key names the user.
+            let auth = format!(
+                "AWS4-HMAC-SHA256 Credential={}/20250101/us-east-1/s3/aws4_request, \
+                 SignedHeaders=host, Signature=0",
+                self.user
+            );
+            return Req(builder.header("authorization", auth));
+        };
+        let headers = crate::sigv4::sign(
+            &self.user,
+            secret,
+            method.as_str(),
+            &self.host,
+            path_and_query,
+        );
+        Req(headers
+            .into_iter()
+            .fold(builder, |b, (k, v)| b.header(k, v)))
     }
 
     pub fn get(&self, p: &str) -> Req {
@@ -66,7 +92,7 @@ impl S3 {
     pub fn anonymous(&self, method: Method, path_and_query: &str) -> Req {
         Req(self
             .http
-            .request(method, format!("{}{path_and_query}", self.base)))
+            .request(method, format!("http://{}{path_and_query}", self.host)))
     }
 
     /// Creates bucket `name` (fresh per case) and returns it.
