@@ -129,7 +129,11 @@ case!(get_object, |s3| {
         .await;
     assert_eq!(r.header("content-type").as_deref(), Some("text/csv"));
     let r = s3.get(&format!("/{b}/ten?partNumber=1")).send().await;
-    r.expect(206, "part 1 of a simple object");
+    assert!(
+        matches!(r.status, 200 | 206),
+        "part 1 of a simple object: {}",
+        r.status
+    );
     assert_eq!(r.body, "0123456789");
 });
 
