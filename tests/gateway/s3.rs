@@ -1,5 +1,6 @@
-//! A small S3 client over plain HTTP (security is off, so requests are not signed: the
-//! `Authorization` header only names the user) and assertions on S3 responses.
+//! A small S3 client over plain HTTP and assertions on S3 responses. With security off the
+//! requests are not signed (the `Authorization` header only names the user); a client made by
+//! [`S3::signed`] signs them with SigV4 ([`crate::sigv4`]).
 
 use std::net::SocketAddr;
 
@@ -37,7 +38,7 @@ impl S3 {
         }
     }
 
-    /// The same gateway, as another user.
+    /// The same gateway, as another user (security off: the name is all it takes).
     pub fn as_user(&self, user: &str) -> S3 {
         S3 {
             user: user.to_string(),
@@ -58,7 +59,7 @@ impl S3 {
                  SignedHeaders=host, Signature=0",
                 self.user
             );
-            return Req(builder.header("authorization", auth));
+            return Req::new(builder.header("authorization", auth), &method);
         };
         let headers = crate::sigv4::sign(
             &self.user,
@@ -67,9 +68,10 @@ impl S3 {
             &self.host,
             path_and_query,
         );
-        Req(headers
+        let builder = headers
             .into_iter()
-            .fold(builder, |b, (k, v)| b.header(k, v)))
+            .fold(builder, |b, (k, v)| b.header(k, v));
+        Req::new(builder, &method)
     }
 
     pub fn get(&self, p: &str) -> Req {
@@ -90,9 +92,8 @@ impl S3 {
 
     /// A request without any credentials.
     pub fn anonymous(&self, method: Method, path_and_query: &str) -> Req {
-        Req(self
-            .http
-            .request(method, format!("http://{}{path_and_query}", self.host)))
+        let url = format!("http://{}{path_and_query}", self.host);
+        Req::new(self.http.request(method.clone(), url), &method)
     }
 
     /// Creates bucket `name` (fresh per case) and returns it.
@@ -114,19 +115,36 @@ impl S3 {
     }
 }
 
-pub struct Req(reqwest::RequestBuilder);
+/// A request being built.
+pub struct Req {
+    builder: reqwest::RequestBuilder,
+    head: bool,
+}
 
 impl Req {
+    fn new(builder: reqwest::RequestBuilder, method: &Method) -> Req {
+        Req {
+            builder,
+            head: method == Method::HEAD,
+        }
+    }
+
     pub fn header(self, k: &str, v: &str) -> Req {
-        Req(self.0.header(k, v))
+        Req {
+            builder: self.builder.header(k, v),
+            ..self
+        }
     }
 
     pub fn body(self, b: impl Into<reqwest::Body>) -> Req {
-        Req(self.0.body(b))
+        Req {
+            builder: self.builder.body(b),
+            ..self
+        }
     }
 
     pub async fn send(self) -> Resp {
-        let r = self.0.send().await.expect("the gateway answers");
+        let r = self.builder.send().await.expect("the gateway answers");
         let status = r.status().as_u16();
         let headers = r.headers().clone();
         let bytes = r.bytes().await.expect("the body can be read").to_vec();
@@ -135,6 +153,7 @@ impl Req {
             headers,
             body: String::from_utf8_lossy(&bytes).into_owned(),
             bytes,
+            head: self.head,
         }
     }
 }
@@ -145,6 +164,8 @@ pub struct Resp {
     pub headers: reqwest::header::HeaderMap,
     pub body: String,
     pub bytes: Vec<u8>,
+    /// The answer to a HEAD request (no body, errors included).
+    pub head: bool,
 }
 
 impl Resp {
@@ -166,12 +187,14 @@ impl Resp {
         self
     }
 
-    /// Asserts an S3 error: its status and `<Code>` (HEAD answers carry no body, so only the
-    /// status is checked for them).
+    /// Asserts an S3 error: its status, and its XML body's `<Code>` and `<RequestId>`; the
+    /// answer to HEAD must have no body instead.
     #[track_caller]
     pub fn expect_error(&self, status: u16, code: &str, what: &str) -> &Resp {
         self.expect(status, what);
-        if !self.bytes.is_empty() || code.is_empty() {
+        if self.head {
+            assert!(self.bytes.is_empty(), "{what}: a HEAD answer with a body");
+        } else {
             assert_eq!(
                 xml_text(&self.body, "Code").as_deref(),
                 Some(code),
