@@ -12,6 +12,7 @@ use ozone_common::OzoneConfig;
 use tempfile::TempDir;
 
 use crate::s3::{S3, USER};
+use ozone_common::config::keys;
 
 /// A running cluster; [`Cluster::stop`] stops every role and removes the directory.
 pub struct Cluster {
@@ -58,14 +59,14 @@ impl Users {
 /// Settings every role reads: replication factor 1, small blocks, short timers.
 fn base_config(security: bool) -> OzoneConfig {
     let mut cfg = OzoneConfig::default();
-    cfg.set("ozone.server.default.replication", "1")
-        .set("hdds.scm.safemode.min.datanode", "1")
-        .set("ozone.scm.block.size", "4MB")
-        .set("ozone.scm.chunk.size", "1MB")
-        .set("hdds.heartbeat.interval", "100ms")
-        .set("ozone.om.ratis.minimum.timeout", "150ms")
-        .set("hdds.container.scrub.enabled", "false")
-        .set("ozone.security.enabled", security.to_string());
+    cfg.set(keys::OZONE_SERVER_DEFAULT_REPLICATION, "1")
+        .set(keys::HDDS_SCM_SAFEMODE_MIN_DATANODE, "1")
+        .set(keys::OZONE_SCM_BLOCK_SIZE, "4MB")
+        .set(keys::OZONE_SCM_CHUNK_SIZE, "1MB")
+        .set(keys::HDDS_HEARTBEAT_INTERVAL, "100ms")
+        .set(keys::OZONE_OM_RATIS_MINIMUM_TIMEOUT, "150ms")
+        .set(keys::HDDS_CONTAINER_SCRUB_ENABLED, "false")
+        .set(keys::OZONE_SECURITY_ENABLED, security.to_string());
     cfg
 }
 
@@ -77,36 +78,36 @@ impl Cluster {
         let path = |name: &str| dir.path().join(name).display().to_string();
 
         let mut cfg = base_config(security);
-        cfg.set("ozone.scm.db.dirs", path("scm"))
-            .set("ozone.scm.client.address", "127.0.0.1:0")
-            .set("ozone.scm.datanode.address", "127.0.0.1:0")
-            .set("ozone.scm.http-address", "127.0.0.1:0");
+        cfg.set(keys::OZONE_SCM_DB_DIRS, path("scm"))
+            .set(keys::OZONE_SCM_CLIENT_ADDRESS, "127.0.0.1:0")
+            .set(keys::OZONE_SCM_DATANODE_ADDRESS, "127.0.0.1:0")
+            .set(keys::OZONE_SCM_HTTP_ADDRESS, "127.0.0.1:0");
         let scm = ozone_scm::start(&cfg).await.expect("SCM starts");
         let scm_client = scm.client_addr.to_string();
 
         let mut cfg = base_config(security);
-        cfg.set("hdds.datanode.dir", path("dn"))
-            .set("hdds.container.ipc.port", "0")
-            .set("hdds.datanode.hostname", "127.0.0.1")
-            .set("hdds.datanode.http-address", "127.0.0.1:0")
-            .set("ozone.scm.datanode.address", scm.datanode_addr.to_string());
+        cfg.set(keys::HDDS_DATANODE_DIR, path("dn"))
+            .set(keys::HDDS_CONTAINER_IPC_PORT, "0")
+            .set(keys::HDDS_DATANODE_HOSTNAME, "127.0.0.1")
+            .set(keys::HDDS_DATANODE_HTTP_ADDRESS, "127.0.0.1:0")
+            .set(keys::OZONE_SCM_DATANODE_ADDRESS, scm.datanode_addr.to_string());
         let dn = ozone_datanode::start(cfg).await.expect("datanode starts");
 
         let admin_file = path("admin.secret");
         let mut cfg = base_config(security);
-        cfg.set("ozone.om.db.dirs", path("om"))
-            .set("ozone.om.address", "127.0.0.1:0")
-            .set("ozone.om.http-address", "127.0.0.1:0")
-            .set("ozone.om.admin.secret.file", &admin_file)
-            .set("ozone.scm.client.address", &scm_client);
+        cfg.set(keys::OZONE_OM_DB_DIRS, path("om"))
+            .set(keys::OZONE_OM_ADDRESS, "127.0.0.1:0")
+            .set(keys::OZONE_OM_HTTP_ADDRESS, "127.0.0.1:0")
+            .set(keys::OZONE_OM_ADMIN_SECRET_FILE, &admin_file)
+            .set(keys::OZONE_SCM_CLIENT_ADDRESS, &scm_client);
         let om = ozone_om::start(cfg).await.expect("OM starts");
 
         let mut cfg = base_config(security);
-        cfg.set("ozone.om.address", om.address().to_string())
-            .set("ozone.scm.client.address", &scm_client)
-            .set("ozone.s3g.http-address", "127.0.0.1:0")
-            .set("ozone.s3g.webadmin.http-address", "127.0.0.1:0")
-            .set("ozone.s3g.workers", "2");
+        cfg.set(keys::OZONE_OM_ADDRESS, om.address().to_string())
+            .set(keys::OZONE_SCM_CLIENT_ADDRESS, &scm_client)
+            .set(keys::OZONE_S3G_HTTP_ADDRESS, "127.0.0.1:0")
+            .set(keys::OZONE_S3G_WEBADMIN_HTTP_ADDRESS, "127.0.0.1:0")
+            .set(keys::OZONE_S3G_WORKERS, "2");
         let s3g = ozone_s3g::start(&cfg).await.expect("S3 gateway starts");
 
         let users = Users {
