@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use ozone_common::{ConfigError, OzoneConfig};
 
-use crate::DatanodeError;
+use crate::error::DatanodeError;
 
 /// Validated datanode settings.
 #[derive(Debug, Clone)]

@@ -27,7 +27,7 @@ use prost::Message;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
-use crate::DatanodeError;
+use crate::error::DatanodeError;
 
 /// Committed blocks of a container: localId -> prost-encoded `BlockData`.
 const BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("blocks");
