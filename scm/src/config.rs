@@ -6,7 +6,7 @@ use std::time::Duration;
 use ozone_common::OzoneConfig;
 
 use crate::error::ScmError;
-use crate::model::Factor;
+use crate::factor::Factor;
 
 /// Everything SCM reads from the configuration, validated.
 #[derive(Clone, Debug)]

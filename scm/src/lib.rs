@@ -65,6 +65,7 @@
 
 pub mod config;
 pub mod error;
+pub mod factor;
 pub mod grpc;
 pub mod manager;
 pub mod model;

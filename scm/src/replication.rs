@@ -31,10 +31,9 @@ use actix::{
 use ozone_common::Metrics;
 
 use crate::error::ScmError;
+use crate::factor::Factor;
 use crate::manager::ScmManager;
-use crate::model::{
-    Command, ContainerState, DatanodeDetails, Factor, NodeHealth, OpState, ReplicaState,
-};
+use crate::model::{Command, ContainerState, DatanodeDetails, NodeHealth, OpState, ReplicaState};
 
 /// A datanode as the ReplicationManager sees it.
 #[derive(Clone, Debug)]

@@ -14,11 +14,12 @@ use ozone_common::now_ms;
 
 use crate::config::ScmConfig;
 use crate::error::ScmError;
+use crate::factor::Factor;
 use crate::model::{
     AllocateRequest, AllocatedBlock, Command, ContainerRecord, ContainerState, ContainerView,
-    DatanodeDetails, DatanodeView, DeleteTx, Factor, NodeHealth, NodeRecord, NodeReport,
-    NodeUpdate, OpState, PipelineRecord, PipelineState, PipelineView, ReplicaReport, ReplicaState,
-    ReplicaView, SafeModeView,
+    DatanodeDetails, DatanodeView, DeleteTx, NodeHealth, NodeRecord, NodeReport, NodeUpdate,
+    OpState, PipelineRecord, PipelineState, PipelineView, ReplicaReport, ReplicaState, ReplicaView,
+    SafeModeView,
 };
 use crate::replication::{ClusterView, RmAction, RmContainer, RmNode, RmReplica};
 use crate::store::{Batch, SEQ_CONTAINER_ID, SEQ_DELETE_TX, SEQ_LOCAL_ID_LIMIT, Store};

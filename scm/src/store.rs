@@ -236,7 +236,8 @@ fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T, ScmError> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{ContainerState, DatanodeDetails, Factor, PipelineState};
+    use crate::factor::Factor;
+    use crate::model::{ContainerState, DatanodeDetails, PipelineState};
 
     #[test]
     fn round_trips_records_and_sequences() {
