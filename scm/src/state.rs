@@ -1,6 +1,6 @@
 //! SCM's state and rules: datanodes and their health, pipelines, containers, block allocation
 //! and safe mode. Plain synchronous code taking the current time as an argument, so it can be
-//! tested without clocks or networks; the actor in [`crate::manager`] owns the one instance.
+//! tested without clocks or networks; the state actor (`manager`) owns the one instance.
 //!
 //! Durability: every structural change (new datanode or address, new or closed pipeline, new or
 //! closed container, id reservations) is committed before the request that caused it is
@@ -21,7 +21,7 @@ use crate::model::{
     OpState, PipelineRecord, PipelineState, PipelineView, ReplicaReport, ReplicaState, ReplicaView,
     SafeModeView,
 };
-use crate::replication::{ClusterView, RmAction, RmContainer, RmNode, RmReplica};
+use crate::planner::{ClusterView, RmAction, RmContainer, RmNode, RmReplica};
 use crate::store::{Batch, SEQ_CONTAINER_ID, SEQ_DELETE_TX, SEQ_LOCAL_ID_LIMIT, Store};
 
 /// Most local ids in one deleted-block transaction.

@@ -1,5 +1,6 @@
 //! SCM's durable state in one redb file (`<db dir>/scm.db`): datanodes, pipelines,
-//! containers, the deleted-block log and the id sequences. Only the state actor ([`crate::manager`]) uses it.
+//! containers, the deleted-block log and the id sequences. Only the state actor's `ScmState`
+//! uses it.
 //!
 //! Records are JSON values keyed by uuid / pipeline id / container id. Every write is one
 //! transaction committed with immediate durability, so a commit that returned is on disk.
