@@ -17,7 +17,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
 
-use crate::DatanodeError;
+use crate::error::DatanodeError;
 
 /// How long to keep trying to resolve SCM's address (it may start after the datanode).
 const RESOLVE_PATIENCE: Duration = Duration::from_secs(60);

@@ -9,7 +9,7 @@ use datanode_client::checksum::{self, ChecksumFault};
 use ozone_proto::datanode::ReadChunkResponse;
 use ozone_proto::hdds::{BlockData, BlockId, ChecksumData};
 
-use crate::DatanodeError;
+use crate::error::DatanodeError;
 
 /// Upper bound of the data in one ReadChunk response (whole slices; at least one slice).
 pub const READ_PIECE_BYTES: u64 = 1024 * 1024;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use ozone_common::{ConfigError, OzoneConfig};
 
-use crate::DatanodeError;
+use crate::error::DatanodeError;
 use ozone_common::config::keys;
 
 /// Validated datanode settings.

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use ozone_proto::hdds::BlockId;
 use tonic::{Code, Status};
 
-use crate::container::ContainerState;
+use crate::container::state::ContainerState;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DatanodeError {

@@ -20,8 +20,8 @@ use tokio::sync::watch;
 use tonic::Status;
 use tonic::transport::{Channel, Endpoint};
 
-use crate::DatanodeError;
-use crate::server::{Datanode, ScmConnection};
+use crate::error::DatanodeError;
+use crate::node::{Datanode, ScmConnection};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const RPC_TIMEOUT: Duration = Duration::from_secs(10);

@@ -9,7 +9,7 @@ use std::path::Path;
 use ozone_common::fsync_dir;
 use rustix::fs::{FlockOperation, flock};
 
-use crate::DatanodeError;
+use crate::error::DatanodeError;
 
 const ID_FILE: &str = "datanode.id";
 const LOCK_FILE: &str = "datanode.lock";

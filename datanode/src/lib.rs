@@ -14,6 +14,8 @@
 //!   configured rate and marks corrupt replicas UNHEALTHY;
 //! - `address`: the host advertised when `hdds.datanode.hostname` is unset (IP towards SCM, or
 //!   its DNS name);
+//! - `node`: the state all of these share (`Datanode`: config, containers, metrics, queues to
+//!   the background tasks, the SCM link); it depends on none of them;
 //! - `server`: start/stop, the http server (`/prom`, status page).
 
 mod address;
@@ -23,6 +25,7 @@ mod container;
 mod error;
 mod heartbeat;
 mod identity;
+mod node;
 mod replication;
 mod scrubber;
 mod server;
@@ -31,4 +34,5 @@ mod service;
 pub use config::DatanodeConfig;
 pub use container::ContainerState;
 pub use error::DatanodeError;
-pub use server::{DatanodeHandle, ScmConnection, run, start};
+pub use node::ScmConnection;
+pub use server::{DatanodeHandle, run, start};

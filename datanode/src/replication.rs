@@ -21,16 +21,10 @@ use ozone_proto::hdds::{BlockData, DatanodeDetails};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::spawn_blocking;
 
+use crate::block;
 use crate::container::{Container, Import};
-use crate::server::Datanode;
-use crate::{DatanodeError, block};
-
-/// One ReplicateContainer command.
-#[derive(Debug, Clone)]
-pub(crate) struct ReplicateTask {
-    pub container_id: u64,
-    pub sources: Vec<DatanodeDetails>,
-}
+use crate::error::DatanodeError;
+use crate::node::{Datanode, ReplicateTask};
 
 /// Runs until `shutdown` turns true; copies already started finish on their own.
 pub(crate) async fn run(

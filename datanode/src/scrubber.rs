@@ -17,9 +17,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 use tokio::task::spawn_blocking;
 
+use crate::block;
 use crate::container::{Container, ContainerState};
-use crate::server::Datanode;
-use crate::{DatanodeError, block};
+use crate::error::DatanodeError;
+use crate::node::Datanode;
 
 /// How often to look for a container due for a scan when none is.
 const IDLE_POLL: Duration = Duration::from_secs(1);

@@ -1,8 +1,9 @@
-//! Starting and stopping a datanode: the data directory (lock, identity, containers), the gRPC
-//! server, the SCM heartbeat loop and the http server with `/prom` and the status page.
+//! Starting and stopping a datanode: the data directory (lock, identity, containers), the shared
+//! [`Datanode`] state, the gRPC server, the SCM heartbeat loop, the replication supervisor, the
+//! scrubber and the http server with `/prom` and the status page.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use ozone_common::http::StatusFn;
@@ -17,146 +18,18 @@ use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::config::DatanodeConfig;
-use crate::container::{ContainerSet, ContainerState};
-use crate::identity::{self, DirLock};
-use crate::replication::ReplicateTask;
+use crate::container::ContainerSet;
+use crate::error::DatanodeError;
+use crate::identity;
+use crate::node::{Datanode, ScmConnection};
 use crate::service::DatanodeGrpc;
-use crate::{DatanodeError, address, heartbeat, replication, scrubber};
+use crate::{address, heartbeat, replication, scrubber};
 
 /// How long `stop` waits for in-flight requests before cutting them off.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// HTTP/2 windows large enough that a 4 MiB chunk is not throttled by flow control.
 const STREAM_WINDOW: u32 = 8 * 1024 * 1024;
 const CONNECTION_WINDOW: u32 = 32 * 1024 * 1024;
-
-/// The datanode's link to SCM, as shown on the status page.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ScmConnection {
-    /// Not registered yet.
-    Connecting,
-    Registered {
-        cluster_id: String,
-    },
-    /// The last attempt failed (SCM down or refusing); retried every heartbeat interval.
-    Unreachable {
-        error: String,
-    },
-}
-
-impl std::fmt::Display for ScmConnection {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ScmConnection::Connecting => f.write_str("connecting"),
-            ScmConnection::Registered { cluster_id } => {
-                write!(f, "registered (cluster {cluster_id})")
-            }
-            ScmConnection::Unreachable { error } => write!(f, "unreachable: {error}"),
-        }
-    }
-}
-
-/// State shared by the RPC handlers, the heartbeat loop and the status page.
-pub(crate) struct Datanode {
-    pub(crate) config: DatanodeConfig,
-    pub(crate) details: DatanodeDetails,
-    pub(crate) containers: ContainerSet,
-    pub(crate) metrics: Metrics,
-    /// Channels to other datanodes (container copies).
-    pub(crate) clients: datanode_client::DatanodeClients,
-    scm: Mutex<ScmConnection>,
-    lock: Mutex<Option<DirLock>>,
-    replication_tx: tokio::sync::mpsc::UnboundedSender<ReplicateTask>,
-    scrub_tx: tokio::sync::mpsc::UnboundedSender<u64>,
-    /// Deleted-block transactions done since the last heartbeat.
-    delete_acks: Mutex<Vec<u64>>,
-}
-
-impl Datanode {
-    /// Queues a container copy for the replication supervisor.
-    pub(crate) fn request_replication(&self, container_id: u64, sources: Vec<DatanodeDetails>) {
-        if self
-            .replication_tx
-            .send(ReplicateTask {
-                container_id,
-                sources,
-            })
-            .is_err()
-        {
-            tracing::debug!(
-                container = container_id,
-                "replication supervisor stopped; copy dropped"
-            );
-        }
-    }
-
-    /// Asks the scrubber to scan a container now (a read found it corrupt).
-    pub(crate) fn request_scrub(&self, container_id: u64) {
-        if self.config.scrub_enabled && self.scrub_tx.send(container_id).is_err() {
-            tracing::debug!(container = container_id, "scrubber stopped");
-        }
-    }
-
-    pub(crate) fn ack_delete(&self, tx: u64) {
-        self.delete_acks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(tx);
-    }
-
-    pub(crate) fn take_delete_acks(&self) -> Vec<u64> {
-        std::mem::take(&mut *self.delete_acks.lock().unwrap_or_else(|p| p.into_inner()))
-    }
-
-    pub(crate) fn set_scm(&self, state: ScmConnection) {
-        *self.scm.lock().unwrap_or_else(|p| p.into_inner()) = state;
-    }
-
-    fn scm(&self) -> ScmConnection {
-        self.scm.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    fn status_rows(&self) -> Vec<(String, String)> {
-        let reports = self.containers.reports();
-        let count =
-            |state: ContainerState| reports.iter().filter(|r| r.state == state.as_str()).count();
-        vec![
-            ("uuid".into(), self.details.uuid.clone()),
-            ("gRPC endpoint".into(), self.details.endpoint()),
-            (
-                "data directory".into(),
-                self.config.dir.display().to_string(),
-            ),
-            (
-                "containers".into(),
-                format!(
-                    "{} ({} open, {} closed, {} unhealthy)",
-                    reports.len(),
-                    count(ContainerState::Open),
-                    count(ContainerState::Closed),
-                    count(ContainerState::Unhealthy)
-                ),
-            ),
-            (
-                "blocks".into(),
-                reports
-                    .iter()
-                    .map(|r| r.block_count)
-                    .sum::<u64>()
-                    .to_string(),
-            ),
-            (
-                "used bytes".into(),
-                reports
-                    .iter()
-                    .map(|r| r.used_bytes)
-                    .sum::<u64>()
-                    .to_string(),
-            ),
-            ("SCM".into(), self.config.scm_address.clone()),
-            ("SCM connection".into(), self.scm().to_string()),
-        ]
-    }
-}
 
 fn status_fn(target: Arc<OnceLock<Weak<Datanode>>>) -> StatusFn {
     Arc::new(move || match target.get().and_then(Weak::upgrade) {
@@ -225,18 +98,15 @@ pub async fn start(cfg: OzoneConfig) -> Result<DatanodeHandle, DatanodeError> {
     };
     let (replication_tx, replication_rx) = tokio::sync::mpsc::unbounded_channel();
     let (scrub_tx, scrub_rx) = tokio::sync::mpsc::unbounded_channel();
-    let node = Arc::new(Datanode {
+    let node = Arc::new(Datanode::new(
         config,
         details,
         containers,
         metrics,
-        clients: datanode_client::DatanodeClients::new(),
-        scm: Mutex::new(ScmConnection::Connecting),
-        lock: Mutex::new(Some(lock)),
+        lock,
         replication_tx,
         scrub_tx,
-        delete_acks: Mutex::new(Vec::new()),
-    });
+    ));
     // Only fails if already set, and it was just created.
     let _ = status_target.set(Arc::downgrade(&node));
 
@@ -391,13 +261,7 @@ impl DatanodeHandle {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         drop(containers);
-        drop(
-            self.node
-                .lock
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .take(),
-        );
+        self.node.release_dir();
         tracing::info!(uuid = %self.node.details.uuid, "datanode stopped");
         result
     }

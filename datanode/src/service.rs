@@ -23,9 +23,10 @@ use tokio::task::spawn_blocking;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::container::Container;
-use crate::server::Datanode;
-use crate::{DatanodeError, block};
+use crate::block;
+use crate::container::{Container, ContainerState};
+use crate::error::DatanodeError;
+use crate::node::Datanode;
 
 /// Responses a ReadChunk may read ahead of the client.
 const READ_AHEAD: usize = 2;
@@ -182,7 +183,7 @@ impl DatanodeGrpc {
         let container = self.node.containers.get(block_id.container_id)?;
         let (offset, length) = (request.offset, request.length);
         spawn_blocking(move || {
-            if container.state() == crate::ContainerState::Unhealthy {
+            if container.state() == ContainerState::Unhealthy {
                 return Err(DatanodeError::ContainerUnhealthy {
                     id: container.id(),
                     reason: "marked UNHEALTHY".into(),
@@ -298,7 +299,7 @@ impl DatanodeService for DatanodeGrpc {
         let id = request.into_inner().container_id;
         let prepared = async {
             let container = self.node.containers.get(id)?;
-            if container.state() != crate::ContainerState::Closed {
+            if container.state() != ContainerState::Closed {
                 return Err(DatanodeError::Copy {
                     id,
                     message: format!("the replica here is {}, not CLOSED", container.state()),

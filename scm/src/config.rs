@@ -6,7 +6,7 @@ use std::time::Duration;
 use ozone_common::OzoneConfig;
 
 use crate::error::ScmError;
-use crate::model::Factor;
+use crate::factor::Factor;
 use ozone_common::config::keys;
 
 /// Everything SCM reads from the configuration, validated.

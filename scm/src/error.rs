@@ -1,6 +1,6 @@
 //! The one error type of the SCM crate and its mapping to gRPC statuses.
 
-use crate::model::Factor;
+use crate::factor::Factor;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ScmError {

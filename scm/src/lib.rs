@@ -45,8 +45,9 @@
 //!   the same way.
 //!
 //! - Replication: a second actor, [`replication::ReplicationManager`], runs every
-//!   `hdds.scm.replication.thread.interval` on a snapshot from the state actor and sends back
-//!   commands (replicate, delete replica); see its module doc for the rules.
+//!   `hdds.scm.replication.thread.interval` on a snapshot from the state actor, decides with
+//!   the pure function [`planner::plan`] and sends back commands (replicate, delete replica);
+//!   see the [`planner`] module doc for the rules.
 //! - Deletion: OM hands the blocks of deleted keys to `DeleteBlocks`; they are appended
 //!   durably to the deleted-block log (one transaction per container), sent in DeleteBlocks
 //!   commands to every datanode holding a replica of the container, sent again until the
@@ -65,9 +66,11 @@
 
 pub mod config;
 pub mod error;
+pub mod factor;
 pub mod grpc;
 pub mod manager;
 pub mod model;
+pub mod planner;
 pub mod replication;
 pub mod state;
 pub mod store;

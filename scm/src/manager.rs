@@ -13,7 +13,7 @@ use crate::model::{
     AllocateRequest, AllocatedBlock, ContainerView, DatanodeDetails, DatanodeView, NodeUpdate,
     OpState, PipelineView, SafeModeView,
 };
-use crate::replication::{ApplyReplication, ClusterView, GetClusterView};
+use crate::planner::{ClusterView, RmAction};
 use crate::state::{HeartbeatOutcome, ScmState};
 
 /// Rows of the http status page, refreshed by the actor on every tick.
@@ -145,6 +145,16 @@ pub struct Decommission(pub String);
 #[derive(Message)]
 #[rtype(result = "Result<(DatanodeDetails, OpState), ScmError>")]
 pub struct Recommission(pub String);
+
+/// From the ReplicationManager: a snapshot to decide from.
+#[derive(Message)]
+#[rtype(result = "Result<ClusterView, ScmError>")]
+pub struct GetClusterView;
+
+/// From the ReplicationManager: carry out its decisions.
+#[derive(Message)]
+#[rtype(result = "Result<(), ScmError>")]
+pub struct ApplyReplication(pub Vec<RmAction>);
 
 /// Flushes, releases the database and stops the actor.
 #[derive(Message)]

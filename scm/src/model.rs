@@ -1,52 +1,12 @@
-//! Domain types of SCM: datanodes, pipelines, containers and replica reports, with the
-//! validating conversions from the generated protobuf types (used by [`crate::grpc`]) and the
-//! serde form in which [`crate::store`] persists them.
+//! Domain types of SCM: datanodes, pipelines, containers and replica reports (the replication
+//! [`Factor`] has its own module), with the validating conversions from the generated protobuf
+//! types that the gRPC services use and the serde form in which the store persists them.
 
 use ozone_proto::{hdds, scm as pb};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ScmError;
-
-/// Replication factor of a pipeline, container and block.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum Factor {
-    #[serde(rename = "ONE")]
-    One,
-    #[serde(rename = "THREE")]
-    Three,
-}
-
-impl Factor {
-    /// Number of datanodes (replicas) the factor needs.
-    pub fn nodes(self) -> usize {
-        match self {
-            Factor::One => 1,
-            Factor::Three => 3,
-        }
-    }
-
-    /// The factor for a replica count of 1 or 3.
-    pub fn from_count(n: u64) -> Option<Factor> {
-        match n {
-            1 => Some(Factor::One),
-            3 => Some(Factor::Three),
-            _ => None,
-        }
-    }
-
-    pub fn as_u32(self) -> u32 {
-        self.nodes() as u32
-    }
-}
-
-impl std::fmt::Display for Factor {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Factor::One => "ONE",
-            Factor::Three => "THREE",
-        })
-    }
-}
+use crate::factor::Factor;
 
 /// Health of a datanode, derived from the time since its last heartbeat.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,5 +1,6 @@
 //! SCM's durable state in one redb file (`<db dir>/scm.db`): datanodes, pipelines,
-//! containers, the deleted-block log and the id sequences. Only the state actor ([`crate::manager`]) uses it.
+//! containers, the deleted-block log and the id sequences. Only the state actor's `ScmState`
+//! uses it.
 //!
 //! Records are JSON values keyed by uuid / pipeline id / container id. Every write is one
 //! transaction committed with immediate durability, so a commit that returned is on disk.
@@ -236,7 +237,8 @@ fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T, ScmError> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{ContainerState, DatanodeDetails, Factor, PipelineState};
+    use crate::factor::Factor;
+    use crate::model::{ContainerState, DatanodeDetails, PipelineState};
 
     #[test]
     fn round_trips_records_and_sequences() {

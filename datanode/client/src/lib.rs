@@ -18,10 +18,4 @@ mod writer;
 pub use error::{DatanodeClientError, ReplicaFailure};
 pub use pool::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_RPC_TIMEOUT, DatanodeClients};
 pub use reader::{get_block, read_block};
-pub use writer::{BlockWriter, FinishedBlock, WriterOptions};
-
-/// Replicas that must succeed for a write to `replicas` datanodes to count: a strict majority
-/// (1 of 1, 2 of 2, 2 of 3).
-pub fn write_quorum(replicas: usize) -> usize {
-    replicas / 2 + 1
-}
+pub use writer::{BlockWriter, FinishedBlock, WriterOptions, write_quorum};

@@ -11,7 +11,7 @@ use ozone_proto::datanode::datanode_service_client::DatanodeServiceClient;
 use ozone_proto::hdds::DatanodeDetails;
 use tonic::transport::{Channel, Endpoint};
 
-use crate::DatanodeClientError;
+use crate::error::DatanodeClientError;
 
 /// Default time allowed to open a TCP connection to a datanode.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);

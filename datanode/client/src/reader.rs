@@ -9,7 +9,9 @@ use ozone_proto::datanode::{GetBlockRequest, ReadChunkRequest, ReadChunkResponse
 use ozone_proto::hdds::{BlockData, BlockId, DatanodeDetails};
 use tonic::Streaming;
 
-use crate::{DatanodeClientError, DatanodeClients, ReplicaFailure, checksum};
+use crate::checksum;
+use crate::error::{DatanodeClientError, ReplicaFailure};
+use crate::pool::DatanodeClients;
 
 /// Streams bytes `offset..offset+len` of `block_id`, trying the replicas in `nodes` (starting at a
 /// rotating one). The concatenated items are exactly the requested bytes: every piece is verified

@@ -15,12 +15,20 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::{DatanodeClientError, DatanodeClients, ReplicaFailure, checksum, write_quorum};
+use crate::checksum;
+use crate::error::{DatanodeClientError, ReplicaFailure};
+use crate::pool::DatanodeClients;
 use ozone_common::config::keys;
 
 /// Writes smaller than this are gathered (copied) into one chunk, so that many tiny writes do not
 /// turn into a block with thousands of chunks; larger writes are sent as they are, without a copy.
 const COALESCE_BYTES: usize = 256 * 1024;
+
+/// Replicas that must succeed for a write to `replicas` datanodes to count: a strict majority
+/// (1 of 1, 2 of 2, 2 of 3).
+pub fn write_quorum(replicas: usize) -> usize {
+    replicas / 2 + 1
+}
 
 /// How a [`BlockWriter`] cuts and checksums data.
 #[derive(Debug, Clone, Copy)]

@@ -1,0 +1,571 @@
+//! The ReplicationManager's decisions as a pure function: [`plan`] takes a [`ClusterView`] (a
+//! snapshot of datanodes and non-OPEN containers with their replicas) and the work still in
+//! flight, and returns [`RmAction`]s. It reads no clock and sends nothing: the actor in
+//! `replication` feeds it and carries the decisions to the state actor; tests call it directly.
+//!
+//! It works on non-OPEN containers only, as Ozone's does, and leaves a CLOSED container alone
+//! while any replica still reports OPEN (its close command is on the way). Per CLOSED container:
+//! - a replica counts when it is CLOSED on an IN_SERVICE datanode that is not DEAD; UNHEALTHY
+//!   replicas and replicas on decommissioning or decommissioned datanodes do not count;
+//! - under-replicated (counted + copies in flight < factor): a healthy in-service datanode that
+//!   holds no replica of it is told to copy it from the CLOSED replicas on HEALTHY datanodes
+//!   (decommissioning ones included), least loaded target first;
+//! - UNHEALTHY replicas are deleted once the container has its full count without them, or
+//!   earlier when every datanode that could take a healthy copy holds one of them;
+//! - over-replicated (counted > factor, nothing in flight): the excess is deleted, preferring
+//!   replicas outside the container's original pipeline (readers find replicas through it);
+//! - empty: when a majority of the original pipeline reports it CLOSED with no blocks, no
+//!   replica reports any block and no block deletion for it is pending, it turns DELETING and
+//!   every replica is deleted (only if still empty on the datanode); DELETED follows once no
+//!   datanode reports it.
+//!
+//! Copies and deletions it asked for are remembered as in flight until the replica shows up
+//! (or goes away) in the reports, or `hdds.scm.replication.event.timeout` passes, after which
+//! they may be asked for again.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use crate::factor::Factor;
+use crate::model::{Command, ContainerState, DatanodeDetails, NodeHealth, OpState, ReplicaState};
+
+/// A datanode as the ReplicationManager sees it.
+#[derive(Clone, Debug)]
+pub struct RmNode {
+    pub uuid: String,
+    pub details: DatanodeDetails,
+    pub health: NodeHealth,
+    pub op_state: OpState,
+    /// Healthy, in service and heard from: may receive replicas.
+    pub usable: bool,
+    pub containers: usize,
+    pub used: u64,
+}
+
+#[derive(Clone, Debug)]
+pub struct RmReplica {
+    pub uuid: String,
+    pub state: ReplicaState,
+    pub block_count: u64,
+    pub used_bytes: u64,
+}
+
+/// A non-OPEN container with its reported replicas.
+#[derive(Clone, Debug)]
+pub struct RmContainer {
+    pub id: u64,
+    pub state: ContainerState,
+    pub factor: Factor,
+    /// Members of the pipeline the container was written on.
+    pub pipeline_nodes: Vec<String>,
+    pub replicas: Vec<RmReplica>,
+    /// Whether the deleted-block log still holds transactions for it.
+    pub has_pending_deletes: bool,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct ClusterView {
+    pub nodes: Vec<RmNode>,
+    pub containers: Vec<RmContainer>,
+}
+
+/// A decision of the ReplicationManager.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RmAction {
+    Send { datanode: String, command: Command },
+    MarkDeleting(u64),
+}
+
+/// Copies and deletions asked for and not yet seen done: container -> datanode -> when asked.
+#[derive(Debug, Default)]
+pub struct InFlight {
+    adds: HashMap<u64, BTreeMap<String, Instant>>,
+    deletes: HashMap<u64, BTreeMap<String, Instant>>,
+}
+
+impl InFlight {
+    pub fn adds(&self) -> usize {
+        self.adds.values().map(BTreeMap::len).sum()
+    }
+
+    pub fn deletes(&self) -> usize {
+        self.deletes.values().map(BTreeMap::len).sum()
+    }
+}
+
+/// Counts from one run, published as gauges.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RmReport {
+    pub under_replicated: usize,
+    pub over_replicated: usize,
+    pub unhealthy_replicas: usize,
+    /// Under-replicated containers without any healthy CLOSED replica to copy from.
+    pub unrecoverable: usize,
+    pub copies_sent: usize,
+    pub deletes_sent: usize,
+    pub emptied: usize,
+}
+
+/// One pass over every container; see the module doc for the rules.
+pub fn plan(
+    view: &ClusterView,
+    inflight: &mut InFlight,
+    now: Instant,
+    timeout: Duration,
+) -> (Vec<RmAction>, RmReport) {
+    let nodes: HashMap<&str, &RmNode> = view.nodes.iter().map(|n| (n.uuid.as_str(), n)).collect();
+    let mut actions = Vec::new();
+    let mut report = RmReport::default();
+    // Replicas each datanode will receive in this pass, to spread copies.
+    let mut assigned: HashMap<String, usize> = HashMap::new();
+
+    for c in &view.containers {
+        let holds = |uuid: &str| c.replicas.iter().any(|r| r.uuid == uuid);
+        // Forget in-flight work that is done or timed out.
+        if let Some(adds) = inflight.adds.get_mut(&c.id) {
+            adds.retain(|uuid, at| !holds(uuid) && now.saturating_duration_since(*at) < timeout);
+        }
+        if let Some(dels) = inflight.deletes.get_mut(&c.id) {
+            dels.retain(|uuid, at| holds(uuid) && now.saturating_duration_since(*at) < timeout);
+        }
+        let pending_adds = inflight.adds.get(&c.id).map_or(0, BTreeMap::len);
+        let deleting = |inflight: &InFlight, uuid: &str| {
+            inflight
+                .deletes
+                .get(&c.id)
+                .is_some_and(|d| d.contains_key(uuid))
+        };
+
+        if matches!(c.state, ContainerState::Deleting | ContainerState::Deleted) {
+            for r in &c.replicas {
+                if !deleting(inflight, &r.uuid) {
+                    actions.push(delete(&r.uuid, c.id, false));
+                    inflight
+                        .deletes
+                        .entry(c.id)
+                        .or_default()
+                        .insert(r.uuid.clone(), now);
+                    report.deletes_sent += 1;
+                }
+            }
+            continue;
+        }
+        if c.state != ContainerState::Closed {
+            continue;
+        }
+        // Replicas still closing (SCM's close command is on its way): decide once they are.
+        if c.replicas.iter().any(|r| r.state.is_open()) {
+            continue;
+        }
+
+        let node_of = |uuid: &str| nodes.get(uuid).copied();
+        let counted: Vec<&RmReplica> = c
+            .replicas
+            .iter()
+            .filter(|r| r.state == ReplicaState::Closed)
+            .filter(|r| {
+                node_of(&r.uuid).is_some_and(|n| {
+                    n.op_state == OpState::InService && n.health != NodeHealth::Dead
+                })
+            })
+            .collect();
+        let sources: Vec<DatanodeDetails> = c
+            .replicas
+            .iter()
+            .filter(|r| r.state == ReplicaState::Closed)
+            .filter_map(|r| node_of(&r.uuid))
+            .filter(|n| n.health == NodeHealth::Healthy)
+            .map(|n| n.details.clone())
+            .collect();
+        let unhealthy: Vec<&RmReplica> = c
+            .replicas
+            .iter()
+            .filter(|r| r.state == ReplicaState::Unhealthy)
+            .collect();
+        report.unhealthy_replicas += unhealthy.len();
+        let factor = c.factor.nodes();
+
+        // Empty: a majority of the original pipeline says so, and nobody has a block.
+        let empty_members = c
+            .replicas
+            .iter()
+            .filter(|r| {
+                r.state == ReplicaState::Closed
+                    && r.block_count == 0
+                    && c.pipeline_nodes.contains(&r.uuid)
+            })
+            .count();
+        if !c.has_pending_deletes
+            && empty_members > factor / 2
+            && c.replicas.iter().all(|r| r.block_count == 0)
+        {
+            actions.push(RmAction::MarkDeleting(c.id));
+            for r in &c.replicas {
+                actions.push(delete(&r.uuid, c.id, false));
+                inflight
+                    .deletes
+                    .entry(c.id)
+                    .or_default()
+                    .insert(r.uuid.clone(), now);
+                report.deletes_sent += 1;
+            }
+            report.emptied += 1;
+            continue;
+        }
+
+        if counted.len() + pending_adds < factor {
+            report.under_replicated += 1;
+            if sources.is_empty() {
+                report.unrecoverable += 1;
+                tracing::warn!(
+                    container = c.id,
+                    replicas = c.replicas.len(),
+                    "under-replicated container has no healthy CLOSED replica to copy from"
+                );
+            } else {
+                let mut targets: Vec<&RmNode> = view
+                    .nodes
+                    .iter()
+                    .filter(|n| n.usable && !holds(&n.uuid))
+                    .filter(|n| {
+                        !inflight
+                            .adds
+                            .get(&c.id)
+                            .is_some_and(|a| a.contains_key(&n.uuid))
+                    })
+                    .collect();
+                targets.sort_by_key(|n| {
+                    (
+                        n.containers + assigned.get(&n.uuid).copied().unwrap_or(0),
+                        n.used,
+                        n.uuid.clone(),
+                    )
+                });
+                let missing = factor - counted.len() - pending_adds;
+                if targets.is_empty() {
+                    if unhealthy.is_empty() {
+                        tracing::warn!(
+                            container = c.id,
+                            missing,
+                            "under-replicated container: no datanode can take a copy"
+                        );
+                    } else {
+                        // Every candidate holds a replica: make room by removing the
+                        // UNHEALTHY ones; the freed datanodes take healthy copies next round.
+                        for r in &unhealthy {
+                            if !deleting(inflight, &r.uuid) {
+                                tracing::info!(container = c.id, datanode = %r.uuid,
+                                    "deleting an UNHEALTHY replica to make room for a healthy copy");
+                                actions.push(delete(&r.uuid, c.id, true));
+                                inflight
+                                    .deletes
+                                    .entry(c.id)
+                                    .or_default()
+                                    .insert(r.uuid.clone(), now);
+                                report.deletes_sent += 1;
+                            }
+                        }
+                    }
+                }
+                for (i, target) in targets.into_iter().take(missing).enumerate() {
+                    // Rotate the sources so that copies spread over them.
+                    let mut srcs = sources.clone();
+                    let shift = (c.id as usize + i) % srcs.len();
+                    srcs.rotate_left(shift);
+                    tracing::info!(container = c.id, target = %target.uuid, source = %srcs[0].uuid,
+                        replicas = counted.len(), factor, "under-replicated container: copying");
+                    actions.push(RmAction::Send {
+                        datanode: target.uuid.clone(),
+                        command: Command::ReplicateContainer {
+                            container_id: c.id,
+                            sources: srcs,
+                        },
+                    });
+                    inflight
+                        .adds
+                        .entry(c.id)
+                        .or_default()
+                        .insert(target.uuid.clone(), now);
+                    *assigned.entry(target.uuid.clone()).or_default() += 1;
+                    report.copies_sent += 1;
+                }
+            }
+        }
+
+        // UNHEALTHY replicas go once the container is whole without them.
+        if counted.len() >= factor && !unhealthy.is_empty() {
+            for r in &unhealthy {
+                if !deleting(inflight, &r.uuid) {
+                    tracing::info!(container = c.id, datanode = %r.uuid, "deleting an UNHEALTHY replica");
+                    actions.push(delete(&r.uuid, c.id, true));
+                    inflight
+                        .deletes
+                        .entry(c.id)
+                        .or_default()
+                        .insert(r.uuid.clone(), now);
+                    report.deletes_sent += 1;
+                }
+            }
+        }
+
+        // Excess healthy replicas, once nothing is being copied.
+        let being_deleted = counted
+            .iter()
+            .filter(|r| deleting(inflight, &r.uuid))
+            .count();
+        if counted.len() > factor && pending_adds == 0 {
+            report.over_replicated += 1;
+            let excess = (counted.len() - factor).saturating_sub(being_deleted);
+            let mut victims: Vec<&RmReplica> = counted
+                .iter()
+                .copied()
+                .filter(|r| !deleting(inflight, &r.uuid))
+                .collect();
+            victims.sort_by_key(|r| {
+                let member = c.pipeline_nodes.contains(&r.uuid);
+                let used = node_of(&r.uuid).map_or(0, |n| n.used);
+                (member, std::cmp::Reverse(used), r.uuid.clone())
+            });
+            for r in victims.into_iter().take(excess) {
+                tracing::info!(container = c.id, datanode = %r.uuid, replicas = counted.len(), factor,
+                    "over-replicated container: deleting a replica");
+                actions.push(delete(&r.uuid, c.id, true));
+                inflight
+                    .deletes
+                    .entry(c.id)
+                    .or_default()
+                    .insert(r.uuid.clone(), now);
+                report.deletes_sent += 1;
+            }
+        }
+    }
+    inflight.adds.retain(|_, a| !a.is_empty());
+    inflight.deletes.retain(|_, d| !d.is_empty());
+    (actions, report)
+}
+
+fn delete(uuid: &str, container_id: u64, force: bool) -> RmAction {
+    RmAction::Send {
+        datanode: uuid.to_string(),
+        command: Command::DeleteContainer {
+            container_id,
+            force,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(n: u16, health: NodeHealth, op: OpState) -> RmNode {
+        RmNode {
+            uuid: format!("dn-{n}"),
+            details: DatanodeDetails {
+                uuid: format!("dn-{n}"),
+                host: "127.0.0.1".into(),
+                port: 9000 + n,
+                http_port: 0,
+            },
+            health,
+            op_state: op,
+            usable: health == NodeHealth::Healthy && op == OpState::InService,
+            containers: 0,
+            used: 0,
+        }
+    }
+
+    fn replica(n: u16, state: ReplicaState, blocks: u64) -> RmReplica {
+        RmReplica {
+            uuid: format!("dn-{n}"),
+            state,
+            block_count: blocks,
+            used_bytes: blocks * 10,
+        }
+    }
+
+    fn container(replicas: Vec<RmReplica>) -> RmContainer {
+        RmContainer {
+            id: 7,
+            state: ContainerState::Closed,
+            factor: Factor::Three,
+            pipeline_nodes: vec!["dn-1".into(), "dn-2".into(), "dn-3".into()],
+            replicas,
+            has_pending_deletes: false,
+        }
+    }
+
+    fn healthy(n: u16) -> RmNode {
+        node(n, NodeHealth::Healthy, OpState::InService)
+    }
+
+    fn commands(actions: &[RmAction]) -> Vec<(String, Command)> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                RmAction::Send { datanode, command } => Some((datanode.clone(), command.clone())),
+                RmAction::MarkDeleting(_) => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn under_replicated_copies_once_until_done_or_timed_out() {
+        let view = ClusterView {
+            nodes: (1..=4).map(healthy).collect(),
+            containers: vec![container(vec![
+                replica(1, ReplicaState::Closed, 2),
+                replica(2, ReplicaState::Closed, 2),
+            ])],
+        };
+        let mut inflight = InFlight::default();
+        let t0 = Instant::now();
+        let timeout = Duration::from_secs(30);
+        let (actions, report) = plan(&view, &mut inflight, t0, timeout);
+        assert_eq!(report.under_replicated, 1);
+        let cmds = commands(&actions);
+        assert_eq!(cmds.len(), 1);
+        assert_eq!(cmds[0].0, "dn-3");
+        match &cmds[0].1 {
+            Command::ReplicateContainer {
+                container_id,
+                sources,
+            } => {
+                assert_eq!(*container_id, 7);
+                assert_eq!(sources.len(), 2);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        // In flight: not asked again.
+        let (actions, _) = plan(&view, &mut inflight, t0 + Duration::from_secs(1), timeout);
+        assert!(actions.is_empty());
+        // Timed out: asked again.
+        let (actions, _) = plan(&view, &mut inflight, t0 + Duration::from_secs(31), timeout);
+        assert_eq!(commands(&actions).len(), 1);
+    }
+
+    #[test]
+    fn unhealthy_counts_as_missing_and_goes_once_replaced() {
+        let mut view = ClusterView {
+            nodes: (1..=4).map(healthy).collect(),
+            containers: vec![container(vec![
+                replica(1, ReplicaState::Closed, 2),
+                replica(2, ReplicaState::Closed, 2),
+                replica(3, ReplicaState::Unhealthy, 2),
+            ])],
+        };
+        let mut inflight = InFlight::default();
+        let t0 = Instant::now();
+        let timeout = Duration::from_secs(30);
+        let (actions, _) = plan(&view, &mut inflight, t0, timeout);
+        let cmds = commands(&actions);
+        assert_eq!(cmds.len(), 1, "{cmds:?}");
+        assert_eq!(cmds[0].0, "dn-4", "the unhealthy holder is not a target");
+        view.containers[0]
+            .replicas
+            .push(replica(4, ReplicaState::Closed, 2));
+        let (actions, _) = plan(&view, &mut inflight, t0, timeout);
+        assert_eq!(
+            commands(&actions),
+            vec![(
+                "dn-3".to_string(),
+                Command::DeleteContainer {
+                    container_id: 7,
+                    force: true
+                }
+            )]
+        );
+    }
+
+    #[test]
+    fn over_replicated_deletes_a_non_member_and_decommissioning_replicas_do_not_count() {
+        let view = ClusterView {
+            nodes: (1..=4).map(healthy).collect(),
+            containers: vec![container(vec![
+                replica(1, ReplicaState::Closed, 2),
+                replica(2, ReplicaState::Closed, 2),
+                replica(3, ReplicaState::Closed, 2),
+                replica(4, ReplicaState::Closed, 2),
+            ])],
+        };
+        let (actions, report) = plan(
+            &view,
+            &mut InFlight::default(),
+            Instant::now(),
+            Duration::from_secs(30),
+        );
+        assert_eq!(report.over_replicated, 1);
+        assert_eq!(
+            commands(&actions),
+            vec![(
+                "dn-4".to_string(),
+                Command::DeleteContainer {
+                    container_id: 7,
+                    force: true
+                }
+            )]
+        );
+
+        let mut nodes: Vec<RmNode> = (1..=4).map(healthy).collect();
+        nodes[0] = node(1, NodeHealth::Healthy, OpState::Decommissioning);
+        let view = ClusterView {
+            nodes,
+            containers: vec![container(vec![
+                replica(1, ReplicaState::Closed, 2),
+                replica(2, ReplicaState::Closed, 2),
+                replica(3, ReplicaState::Closed, 2),
+            ])],
+        };
+        let (actions, _) = plan(
+            &view,
+            &mut InFlight::default(),
+            Instant::now(),
+            Duration::from_secs(30),
+        );
+        let cmds = commands(&actions);
+        assert_eq!(cmds.len(), 1);
+        assert_eq!(cmds[0].0, "dn-4");
+    }
+
+    #[test]
+    fn empty_containers_are_deleted_only_when_a_majority_agrees() {
+        let mut view = ClusterView {
+            nodes: (1..=3).map(healthy).collect(),
+            containers: vec![container(vec![
+                replica(1, ReplicaState::Closed, 0),
+                replica(2, ReplicaState::Closed, 0),
+                replica(3, ReplicaState::Closed, 0),
+            ])],
+        };
+        let (actions, report) = plan(
+            &view,
+            &mut InFlight::default(),
+            Instant::now(),
+            Duration::from_secs(30),
+        );
+        assert_eq!(report.emptied, 1);
+        assert!(actions.contains(&RmAction::MarkDeleting(7)));
+        assert_eq!(commands(&actions).len(), 3);
+
+        // One replica alone is not a majority; a pending deletion also holds it back.
+        view.containers[0].replicas.truncate(1);
+        let (actions, _) = plan(
+            &view,
+            &mut InFlight::default(),
+            Instant::now(),
+            Duration::from_secs(30),
+        );
+        assert!(!actions.contains(&RmAction::MarkDeleting(7)));
+        view.containers[0]
+            .replicas
+            .push(replica(2, ReplicaState::Closed, 0));
+        view.containers[0].has_pending_deletes = true;
+        let (actions, _) = plan(
+            &view,
+            &mut InFlight::default(),
+            Instant::now(),
+            Duration::from_secs(30),
+        );
+        assert!(!actions.contains(&RmAction::MarkDeleting(7)));
+    }
+}
