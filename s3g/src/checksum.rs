@@ -64,7 +64,9 @@ impl ChecksumAlgo {
         match self {
             ChecksumAlgo::Crc32 => Hasher::Crc32(crc32fast::Hasher::new()),
             ChecksumAlgo::Crc32c => Hasher::Crc32c(0),
-            ChecksumAlgo::Crc64Nvme => Hasher::Crc64Nvme(crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc64Nvme)),
+            ChecksumAlgo::Crc64Nvme => {
+                Hasher::Crc64Nvme(crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc64Nvme))
+            }
             ChecksumAlgo::Sha1 => Hasher::Sha1(sha1::Sha1::new()),
             ChecksumAlgo::Sha256 => Hasher::Sha256(sha2::Sha256::new()),
         }

@@ -413,8 +413,14 @@ mod tests {
             ("host", "examplebucket.s3.amazonaws.com"),
             ("x-amz-content-sha256", EMPTY_SHA256),
         ];
-        let auth =
-            signer.authorization("GET", "/test.txt", &[], &pairs, EMPTY_SHA256, "20130524T000000Z");
+        let auth = signer.authorization(
+            "GET",
+            "/test.txt",
+            &[],
+            &pairs,
+            EMPTY_SHA256,
+            "20130524T000000Z",
+        );
         assert_eq!(
             auth,
             "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request, SignedHeaders=host;range;x-amz-content-sha256;x-amz-date, Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41"

@@ -29,9 +29,12 @@ fn style() -> ProgressStyle {
         .with_key("mib", |s: &ProgressState, w: &mut dyn std::fmt::Write| {
             let _ = write!(w, "{:.1} MiB", mib(s.pos()));
         })
-        .with_key("total_mib", |s: &ProgressState, w: &mut dyn std::fmt::Write| {
-            let _ = write!(w, "{:.1} MiB", mib(s.len().unwrap_or(0)));
-        })
+        .with_key(
+            "total_mib",
+            |s: &ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = write!(w, "{:.1} MiB", mib(s.len().unwrap_or(0)));
+            },
+        )
         // The average rate since the start, as `ozone sh` always showed it.
         .with_key("rate", |s: &ProgressState, w: &mut dyn std::fmt::Write| {
             let secs = s.elapsed().as_secs_f64().max(0.001);
