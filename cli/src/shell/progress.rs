@@ -64,5 +64,8 @@ impl Progress {
     /// Draws the final state and ends the line.
     pub fn finish(self) {
         self.0.finish();
+        if !self.0.is_hidden() {
+            eprintln!();
+        }
     }
 }
