@@ -50,12 +50,9 @@ pub enum FreonCmd {
     },
 }
 
-/// Signs freon's requests with SigV4 (headers host, x-amz-content-sha256, x-amz-date).
-#[derive(Clone)]
-struct Signer {
-    access_key: String,
-    secret: String,
-}
+/// Signs freon's requests with SigV4 (headers host, x-amz-content-sha256, x-amz-date;
+/// UNSIGNED-PAYLOAD), with the gateway's own signing code.
+type Signer = ozone_s3g::sigv4::ClientSigner;
 
 fn sign(
     signer: &Option<Signer>,
@@ -71,53 +68,17 @@ fn sign(
         Some(p) => format!("{}:{p}", u.host_str().unwrap_or("")),
         None => u.host_str().unwrap_or("").to_string(),
     };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let (t, date) = amz_date(now);
+    let t = ozone_s3g::sigv4::format_amz_date(time::OffsetDateTime::now_utc());
     let payload = "UNSIGNED-PAYLOAD";
-    let creq = format!(
-        "{method}\n{}\n\nhost:{host}\nx-amz-content-sha256:{payload}\nx-amz-date:{t}\n\nhost;x-amz-content-sha256;x-amz-date\n{payload}",
-        u.path()
-    );
-    let scope = format!("{date}/us-east-1/s3/aws4_request");
-    let sts = ozone_s3g::sigv4::string_to_sign(&t, &scope, &creq);
-    let key = ozone_common::sigv4::signing_key(&s.secret, &date, "us-east-1", "s3");
-    let sig = ozone_common::sigv4::sign(&key, &sts);
+    let headers = [
+        ("host", host.as_str()),
+        ("x-amz-content-sha256", payload),
+        ("x-amz-date", t.as_str()),
+    ];
+    let authorization = s.authorization(method, u.path(), &[], &headers, payload, &t);
     req.header("x-amz-date", t)
         .header("x-amz-content-sha256", payload)
-        .header(
-            "authorization",
-            format!(
-                "AWS4-HMAC-SHA256 Credential={}/{scope}, SignedHeaders=host;x-amz-content-sha256;x-amz-date, Signature={sig}",
-                s.access_key
-            ),
-        )
-}
-
-/// (`yyyyMMdd'T'HHmmss'Z'`, `yyyyMMdd`) of a Unix time.
-fn amz_date(secs: u64) -> (String, String) {
-    let days = secs / 86400;
-    let rem = secs % 86400;
-    // Civil date from days since the epoch (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    let date = format!("{y:04}{m:02}{d:02}");
-    let t = format!(
-        "{date}T{:02}{:02}{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    );
-    (t, date)
+        .header("authorization", authorization)
 }
 
 pub async fn run(cmd: FreonCmd) -> Result<(), BoxError> {
@@ -137,6 +98,7 @@ pub async fn run(cmd: FreonCmd) -> Result<(), BoxError> {
             let signer = access_key.map(|access_key| Signer {
                 access_key,
                 secret: secret.unwrap_or_default(),
+                region: "us-east-1".to_string(),
             });
             let size = parse_bytes(&size).ok_or("invalid --size")?;
             let small_size = parse_bytes(&small_size).ok_or("invalid --small-size")?;

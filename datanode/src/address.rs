@@ -9,13 +9,19 @@
 //!   (`ozone_datanode_1.ozone_default`), which stays the same across `down`/`up` while the IP
 //!   does not: block locations recorded at write time keep pointing at the right datanode.
 //!
-//! The reverse lookup speaks DNS over UDP to the name servers of `/etc/resolv.conf` directly
-//! (one question, answers parsed with name compression), so it needs no C resolver and works in a
-//! statically linked binary in a `FROM scratch` image.
+//! The reverse lookup asks the name servers of `/etc/resolv.conf` with `hickory-resolver` (pure
+//! Rust, no C resolver), so it works in a statically linked binary in a `FROM scratch` image.
+//! `/etc/hosts` is not consulted: in Docker it names the container by its id, not by the name
+//! the embedded DNS gives it.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
+
+use hickory_resolver::config::{ResolveHosts, ResolverConfig, ResolverOpts};
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::proto::rr::RData;
+use hickory_resolver::{Resolver, system_conf};
 
 use crate::error::DatanodeError;
 
@@ -102,196 +108,52 @@ async fn route_source(scm_address: &str) -> std::io::Result<IpAddr> {
     Ok(socket.local_addr()?.ip())
 }
 
-/// The name servers listed in a resolv.conf text.
-fn nameservers(resolv_conf: &str) -> Vec<IpAddr> {
-    resolv_conf
-        .lines()
-        .filter_map(|line| {
-            let mut words = line.split_whitespace();
-            (words.next() == Some("nameserver"))
-                .then(|| words.next())
-                .flatten()
-                .and_then(|w| w.parse().ok())
-        })
-        .collect()
-}
-
 /// The PTR name of `ip` from the name servers in `resolv_conf`; `None` when they have none.
 pub(crate) async fn reverse_lookup(
     resolv_conf: &Path,
     ip: IpAddr,
 ) -> std::io::Result<Option<String>> {
-    let text = tokio::fs::read_to_string(resolv_conf).await?;
-    let servers = nameservers(&text);
-    if servers.is_empty() {
-        return Err(std::io::Error::new(
+    let text = tokio::fs::read(resolv_conf).await?;
+    let (config, _) = system_conf::parse_resolv_conf(text).map_err(|e| {
+        std::io::Error::new(
             std::io::ErrorKind::NotFound,
-            format!("no name server in {}", resolv_conf.display()),
-        ));
-    }
-    let mut last_err = None;
-    for server in servers {
-        match ask(SocketAddr::new(server, 53), ip).await {
-            Ok(answer) => return Ok(answer),
-            Err(e) => last_err = Some(e),
-        }
-    }
-    Err(last_err.unwrap_or_else(|| std::io::Error::other("no name server answered")))
+            format!("{}: {e}", resolv_conf.display()),
+        )
+    })?;
+    ask(config, ip, DNS_TIMEOUT).await
 }
 
-/// One PTR question to one server.
-async fn ask(server: SocketAddr, ip: IpAddr) -> std::io::Result<Option<String>> {
-    let any: SocketAddr = if server.is_ipv4() {
-        ([0, 0, 0, 0], 0).into()
-    } else {
-        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
-    };
-    let socket = tokio::net::UdpSocket::bind(any).await?;
-    socket.connect(server).await?;
-    let id = (uuid::Uuid::new_v4().as_u128() & 0xffff) as u16;
-    socket.send(&ptr_query(id, ip)).await?;
-    let mut buf = [0u8; 1500];
-    let deadline = tokio::time::Instant::now() + DNS_TIMEOUT;
-    loop {
-        let n = tokio::time::timeout_at(deadline, socket.recv(&mut buf))
-            .await
-            .map_err(|_| {
-                std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    format!("name server {server} did not answer"),
-                )
-            })??;
-        match parse_ptr_response(&buf[..n], id) {
-            Ok(Some(answer)) => return answer,
-            // A stray datagram (another id): keep waiting for ours.
-            Ok(None) => continue,
-            Err(e) => {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    format!("bad answer from {server}: {e}"),
-                ));
-            }
-        }
-    }
-}
-
-/// `4.3.2.1.in-addr.arpa` / nibble form `....ip6.arpa`.
-fn reverse_name(ip: IpAddr) -> String {
-    match ip {
-        IpAddr::V4(v4) => {
-            let o = v4.octets();
-            format!("{}.{}.{}.{}.in-addr.arpa", o[3], o[2], o[1], o[0])
-        }
-        IpAddr::V6(v6) => {
-            let mut s = String::new();
-            for byte in v6.octets().iter().rev() {
-                s.push_str(&format!("{:x}.{:x}.", byte & 0xf, byte >> 4));
-            }
-            s.push_str("ip6.arpa");
-            s
-        }
-    }
-}
-
-/// A DNS query (recursion desired) for the PTR record of `ip`.
-fn ptr_query(id: u16, ip: IpAddr) -> Vec<u8> {
-    let mut q = Vec::with_capacity(64);
-    q.extend_from_slice(&id.to_be_bytes());
-    q.extend_from_slice(&0x0100u16.to_be_bytes()); // RD
-    q.extend_from_slice(&1u16.to_be_bytes()); // QDCOUNT
-    q.extend_from_slice(&[0, 0, 0, 0, 0, 0]); // AN, NS, AR
-    for label in reverse_name(ip).split('.') {
-        q.push(label.len() as u8);
-        q.extend_from_slice(label.as_bytes());
-    }
-    q.push(0);
-    q.extend_from_slice(&TYPE_PTR.to_be_bytes());
-    q.extend_from_slice(&1u16.to_be_bytes()); // IN
-    q
-}
-
-const TYPE_PTR: u16 = 12;
-
-/// `Ok(None)`: not an answer to `id`. `Ok(Some(Ok(None)))`: the server has no name for it.
-type Parsed = Option<std::io::Result<Option<String>>>;
-
-fn parse_ptr_response(msg: &[u8], id: u16) -> Result<Parsed, String> {
-    let u16_at = |at: usize| -> Result<u16, String> {
-        msg.get(at..at + 2)
-            .map(|b| u16::from_be_bytes([b[0], b[1]]))
-            .ok_or_else(|| "truncated message".to_string())
-    };
-    if u16_at(0)? != id {
-        return Ok(None);
-    }
-    let flags = u16_at(2)?;
-    if flags & 0x8000 == 0 {
-        return Ok(None); // a query, not a response
-    }
-    match flags & 0x000f {
-        0 => {}
-        3 => return Ok(Some(Ok(None))), // NXDOMAIN
-        rcode => {
-            return Ok(Some(Err(std::io::Error::other(format!(
-                "name server answered with rcode {rcode}"
-            )))));
-        }
-    }
-    let questions = u16_at(4)?;
-    let answers = u16_at(6)?;
-    let mut at = 12;
-    for _ in 0..questions {
-        at = skip_name(msg, at)? + 4;
-    }
-    for _ in 0..answers {
-        at = skip_name(msg, at)?;
-        let rtype = u16_at(at)?;
-        let rdlen = usize::from(u16_at(at + 8)?);
-        let rdata = at + 10;
-        if rtype == TYPE_PTR {
-            let name = read_name(msg, rdata)?;
-            return Ok(Some(Ok((!name.is_empty()).then_some(name))));
-        }
-        at = rdata + rdlen;
-    }
-    Ok(Some(Ok(None)))
-}
-
-/// The offset just past the (possibly compressed) name at `at`.
-fn skip_name(msg: &[u8], mut at: usize) -> Result<usize, String> {
-    loop {
-        let len = *msg.get(at).ok_or("truncated name")?;
-        match len {
-            0 => return Ok(at + 1),
-            l if l & 0xc0 == 0xc0 => return Ok(at + 2),
-            l => at += 1 + usize::from(l),
-        }
-    }
-}
-
-/// The dotted name at `at`, following compression pointers; no trailing dot.
-fn read_name(msg: &[u8], mut at: usize) -> Result<String, String> {
-    let mut labels: Vec<String> = Vec::new();
-    let mut jumps = 0;
-    loop {
-        let len = *msg.get(at).ok_or("truncated name")?;
-        if len == 0 {
-            return Ok(labels.join("."));
-        }
-        if len & 0xc0 == 0xc0 {
-            let low = *msg.get(at + 1).ok_or("truncated pointer")?;
-            at = (usize::from(len & 0x3f) << 8) | usize::from(low);
-            jumps += 1;
-            if jumps > 64 {
-                return Err("name compression loop".into());
-            }
-            continue;
-        }
-        let label = msg
-            .get(at + 1..at + 1 + usize::from(len))
-            .ok_or("truncated label")?;
-        labels.push(String::from_utf8_lossy(label).into_owned());
-        at += 1 + usize::from(len);
+/// One PTR question to the name servers of `config`, each tried once for at most `timeout`.
+async fn ask(
+    config: ResolverConfig,
+    ip: IpAddr,
+    timeout: Duration,
+) -> std::io::Result<Option<String>> {
+    let mut opts = ResolverOpts::default();
+    opts.timeout = timeout;
+    opts.attempts = 1;
+    opts.use_hosts_file = ResolveHosts::Never;
+    let resolver = Resolver::builder_with_config(config, TokioRuntimeProvider::default())
+        .with_options(opts)
+        .build()
+        .map_err(std::io::Error::other)?;
+    match resolver.reverse_lookup(ip).await {
+        Ok(lookup) => Ok(lookup
+            .answers()
+            .iter()
+            .find_map(|record| match &record.data {
+                RData::PTR(ptr) => {
+                    let name = ptr.0.to_string();
+                    let name = name.trim_end_matches('.');
+                    (!name.is_empty()).then(|| name.to_string())
+                }
+                _ => None,
+            })),
+        // NXDOMAIN or an empty answer: no name.
+        Err(e) if e.is_no_records_found() => Ok(None),
+        Err(e) => Err(std::io::Error::other(format!(
+            "reverse lookup of {ip}: {e}"
+        ))),
     }
 }
 
@@ -299,24 +161,18 @@ fn read_name(msg: &[u8], mut at: usize) -> Result<String, String> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use hickory_resolver::config::{ConnectionConfig, NameServerConfig};
 
-    #[test]
-    fn reverse_names() {
-        assert_eq!(
-            reverse_name("172.18.0.5".parse().unwrap()),
-            "5.0.18.172.in-addr.arpa"
-        );
-        let v6 = reverse_name("2001:db8::1".parse().unwrap());
-        assert!(v6.starts_with("1.0.0.0.0.0.0.0."), "{v6}");
-        assert!(v6.ends_with(".8.b.d.0.1.0.0.2.ip6.arpa"), "{v6}");
-    }
+    const TYPE_PTR: u16 = 12;
 
     #[test]
     fn reads_nameservers() {
         let conf =
             "# generated\nsearch example\nnameserver 127.0.0.11\noptions ndots:0\nnameserver ::1\n";
+        let (config, _) = system_conf::parse_resolv_conf(conf).unwrap();
+        let ips: Vec<IpAddr> = config.name_servers().iter().map(|ns| ns.ip).collect();
         assert_eq!(
-            nameservers(conf),
+            ips,
             vec![
                 "127.0.0.11".parse::<IpAddr>().unwrap(),
                 "::1".parse().unwrap()
@@ -324,59 +180,153 @@ mod tests {
         );
     }
 
-    /// A response as Docker's embedded DNS sends it: the question, then a PTR answer whose
-    /// owner name is a compression pointer to the question.
-    fn response(id: u16, rcode: u16, name: Option<&str>) -> Vec<u8> {
-        let ip: IpAddr = "172.18.0.5".parse().unwrap();
-        let mut m = ptr_query(id, ip);
+    #[tokio::test]
+    async fn a_resolv_conf_without_name_server_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("resolv.conf");
+        std::fs::write(&conf, "# generated\nsearch example\n").unwrap();
+        let err = reverse_lookup(&conf, "172.18.0.5".parse().unwrap())
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::NotFound, "{err}");
+    }
+
+    /// The dotted question name of a DNS query and the offset just past its question.
+    fn question(query: &[u8]) -> (String, usize) {
+        let mut labels = Vec::new();
+        let mut at = 12;
+        while query[at] != 0 {
+            let len = usize::from(query[at]);
+            labels.push(String::from_utf8_lossy(&query[at + 1..at + 1 + len]).into_owned());
+            at += 1 + len;
+        }
+        (labels.join("."), at + 1 + 4)
+    }
+
+    /// What a fake name server answers.
+    #[derive(Clone, Copy)]
+    enum Reply<'a> {
+        /// A PTR answer whose owner name is a compression pointer to the question, as
+        /// Docker's embedded DNS sends it.
+        Name(&'a str),
+        /// This rcode and no answer (3 = NXDOMAIN, 2 = SERVFAIL).
+        Rcode(u16),
+        /// A PTR answer cut short.
+        Truncated,
+        /// A PTR answer whose name points at itself.
+        CompressionLoop,
+    }
+
+    /// The response to `query` (header and question kept, additional records dropped).
+    fn response(query: &[u8], reply: Reply) -> Vec<u8> {
+        let (_, end) = question(query);
+        let mut m = query[..end].to_vec();
+        let rcode = match reply {
+            Reply::Rcode(rcode) => rcode,
+            _ => 0,
+        };
         m[2..4].copy_from_slice(&(0x8180u16 | rcode).to_be_bytes());
-        if let Some(name) = name {
-            m[6..8].copy_from_slice(&1u16.to_be_bytes());
-            m.extend_from_slice(&[0xc0, 12]); // pointer to the question name
-            m.extend_from_slice(&TYPE_PTR.to_be_bytes());
-            m.extend_from_slice(&1u16.to_be_bytes());
-            m.extend_from_slice(&600u32.to_be_bytes());
-            let mut rdata = Vec::new();
-            for label in name.split('.') {
-                rdata.push(label.len() as u8);
-                rdata.extend_from_slice(label.as_bytes());
+        m[6..12].copy_from_slice(&[0, 0, 0, 0, 0, 0]);
+        if matches!(reply, Reply::Rcode(_)) {
+            return m;
+        }
+        m[6..8].copy_from_slice(&1u16.to_be_bytes());
+        m.extend_from_slice(&[0xc0, 12]); // pointer to the question name
+        m.extend_from_slice(&TYPE_PTR.to_be_bytes());
+        m.extend_from_slice(&1u16.to_be_bytes());
+        m.extend_from_slice(&600u32.to_be_bytes());
+        let mut rdata = Vec::new();
+        match reply {
+            Reply::Name(_) | Reply::Truncated => {
+                let name = match reply {
+                    Reply::Name(name) => name,
+                    _ => "dn-7.net",
+                };
+                for label in name.split('.') {
+                    rdata.push(label.len() as u8);
+                    rdata.extend_from_slice(label.as_bytes());
+                }
+                rdata.push(0);
             }
-            rdata.push(0);
-            m.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
-            m.extend_from_slice(&rdata);
+            _ => {
+                // A pointer to the rdata's own first byte.
+                let here = m.len() + 2;
+                rdata.extend_from_slice(&[0xc0 | (here >> 8) as u8, (here & 0xff) as u8]);
+            }
+        }
+        m.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+        m.extend_from_slice(&rdata);
+        if matches!(reply, Reply::Truncated) {
+            m.truncate(m.len() - 5);
         }
         m
     }
 
-    #[test]
-    fn parses_ptr_answers() {
-        let ok = response(7, 0, Some("ozone_datanode_1.ozone_default"));
-        let got = parse_ptr_response(&ok, 7).unwrap().unwrap().unwrap();
-        assert_eq!(got.as_deref(), Some("ozone_datanode_1.ozone_default"));
-        // Another id is not our answer.
-        assert!(parse_ptr_response(&ok, 8).unwrap().is_none());
-        // NXDOMAIN and an empty answer: no name.
-        let nx = response(7, 3, None);
-        assert_eq!(parse_ptr_response(&nx, 7).unwrap().unwrap().unwrap(), None);
-        let empty = response(7, 0, None);
-        assert_eq!(
-            parse_ptr_response(&empty, 7).unwrap().unwrap().unwrap(),
-            None
-        );
-        // SERVFAIL is an error; truncation is a parse error.
-        assert!(
-            parse_ptr_response(&response(7, 2, None), 7)
-                .unwrap()
-                .unwrap()
-                .is_err()
-        );
-        assert!(parse_ptr_response(&ok[..ok.len() - 5], 7).is_err());
+    /// A name server on loopback that answers every question with `reply` and reports the
+    /// question names it was asked.
+    async fn fake_name_server(
+        reply: Reply<'static>,
+    ) -> (ResolverConfig, tokio::sync::mpsc::UnboundedReceiver<String>) {
+        let server = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let port = server.local_addr().unwrap().port();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 512];
+            loop {
+                let (n, from) = server.recv_from(&mut buf).await.unwrap();
+                let (name, end) = question(&buf[..n]);
+                assert_eq!(&buf[end - 4..end], &[0, 12, 0, 1], "a PTR IN question");
+                let _ = tx.send(name);
+                server
+                    .send_to(&response(&buf[..n], reply), from)
+                    .await
+                    .unwrap();
+            }
+        });
+        let mut udp = ConnectionConfig::udp();
+        udp.port = port;
+        let ns = NameServerConfig::new("127.0.0.1".parse().unwrap(), true, vec![udp]);
+        (ResolverConfig::from_parts(None, vec![], vec![ns]), rx)
     }
 
-    #[test]
-    fn compression_loops_are_refused() {
-        let msg = [0xc0, 0x00];
-        assert!(read_name(&msg, 0).is_err());
+    const TEST_TIMEOUT: Duration = Duration::from_millis(500);
+
+    /// The question asked is the reverse name of the address, in IPv4 and IPv6 form.
+    #[tokio::test]
+    async fn asks_for_the_reverse_name() {
+        let (config, mut asked) = fake_name_server(Reply::Name("dn-7.net")).await;
+        let got = ask(config.clone(), "172.18.0.5".parse().unwrap(), TEST_TIMEOUT)
+            .await
+            .unwrap();
+        assert_eq!(got.as_deref(), Some("dn-7.net"));
+        assert_eq!(asked.recv().await.unwrap(), "5.0.18.172.in-addr.arpa");
+        let got = ask(config, "2001:db8::1".parse().unwrap(), TEST_TIMEOUT)
+            .await
+            .unwrap();
+        assert_eq!(got.as_deref(), Some("dn-7.net"));
+        let v6 = asked.recv().await.unwrap();
+        assert!(v6.starts_with("1.0.0.0.0.0.0.0."), "{v6}");
+        assert!(v6.ends_with(".8.b.d.0.1.0.0.2.ip6.arpa"), "{v6}");
+    }
+
+    #[tokio::test]
+    async fn parses_ptr_answers() {
+        let ip: IpAddr = "172.18.0.5".parse().unwrap();
+        let (config, _) = fake_name_server(Reply::Name("ozone_datanode_1.ozone_default")).await;
+        let got = ask(config, ip, TEST_TIMEOUT).await.unwrap();
+        assert_eq!(got.as_deref(), Some("ozone_datanode_1.ozone_default"));
+        // NXDOMAIN and an empty answer: no name.
+        let (config, _) = fake_name_server(Reply::Rcode(3)).await;
+        assert_eq!(ask(config, ip, TEST_TIMEOUT).await.unwrap(), None);
+        let (config, _) = fake_name_server(Reply::Rcode(0)).await;
+        assert_eq!(ask(config, ip, TEST_TIMEOUT).await.unwrap(), None);
+        // SERVFAIL is an error; so are a truncated answer and a compression loop.
+        let (config, _) = fake_name_server(Reply::Rcode(2)).await;
+        assert!(ask(config, ip, TEST_TIMEOUT).await.is_err());
+        let (config, _) = fake_name_server(Reply::Truncated).await;
+        assert!(ask(config, ip, TEST_TIMEOUT).await.is_err());
+        let (config, _) = fake_name_server(Reply::CompressionLoop).await;
+        assert!(ask(config, ip, TEST_TIMEOUT).await.is_err());
     }
 
     #[tokio::test]
@@ -387,22 +337,5 @@ mod tests {
             advertised_host("127.0.0.1:9861", true).await.unwrap(),
             "127.0.0.1"
         );
-    }
-
-    /// A fake name server on loopback answers the PTR question.
-    #[tokio::test]
-    async fn asks_the_configured_name_server() {
-        let server = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let addr = server.local_addr().unwrap();
-        tokio::spawn(async move {
-            let mut buf = [0u8; 512];
-            let (n, from) = server.recv_from(&mut buf).await.unwrap();
-            let id = u16::from_be_bytes([buf[0], buf[1]]);
-            assert_eq!(&buf[n - 4..n], &[0, 12, 0, 1], "a PTR IN question");
-            let reply = response(id, 0, Some("dn-7.net"));
-            server.send_to(&reply, from).await.unwrap();
-        });
-        let got = ask(addr, "172.18.0.5".parse().unwrap()).await.unwrap();
-        assert_eq!(got.as_deref(), Some("dn-7.net"));
     }
 }

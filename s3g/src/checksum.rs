@@ -64,7 +64,9 @@ impl ChecksumAlgo {
         match self {
             ChecksumAlgo::Crc32 => Hasher::Crc32(crc32fast::Hasher::new()),
             ChecksumAlgo::Crc32c => Hasher::Crc32c(0),
-            ChecksumAlgo::Crc64Nvme => Hasher::Crc64Nvme(crc64fast_nvme::Digest::new()),
+            ChecksumAlgo::Crc64Nvme => {
+                Hasher::Crc64Nvme(crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc64Nvme))
+            }
             ChecksumAlgo::Sha1 => Hasher::Sha1(sha1::Sha1::new()),
             ChecksumAlgo::Sha256 => Hasher::Sha256(sha2::Sha256::new()),
         }
@@ -75,7 +77,7 @@ impl ChecksumAlgo {
 pub enum Hasher {
     Crc32(crc32fast::Hasher),
     Crc32c(u32),
-    Crc64Nvme(crc64fast_nvme::Digest),
+    Crc64Nvme(crc_fast::Digest),
     Sha1(sha1::Sha1),
     Sha256(sha2::Sha256),
 }
@@ -85,7 +87,7 @@ impl Hasher {
         match self {
             Hasher::Crc32(h) => h.update(data),
             Hasher::Crc32c(c) => *c = crc32c::crc32c_append(*c, data),
-            Hasher::Crc64Nvme(h) => h.write(data),
+            Hasher::Crc64Nvme(h) => h.update(data),
             Hasher::Sha1(h) => h.update(data),
             Hasher::Sha256(h) => h.update(data),
         }
@@ -96,7 +98,7 @@ impl Hasher {
         let bytes: Vec<u8> = match self {
             Hasher::Crc32(h) => h.finalize().to_be_bytes().to_vec(),
             Hasher::Crc32c(c) => c.to_be_bytes().to_vec(),
-            Hasher::Crc64Nvme(h) => h.sum64().to_be_bytes().to_vec(),
+            Hasher::Crc64Nvme(h) => h.finalize().to_be_bytes().to_vec(),
             Hasher::Sha1(h) => h.finalize().to_vec(),
             Hasher::Sha256(h) => h.finalize().to_vec(),
         };
