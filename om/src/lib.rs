@@ -19,6 +19,7 @@
 //! [`OmServer::address`].
 
 pub mod command;
+pub mod config;
 pub mod deletion;
 pub mod error;
 pub mod links;
@@ -29,13 +30,12 @@ pub mod scm;
 pub mod security;
 pub mod server;
 pub mod service;
-pub mod settings;
 pub mod state_machine;
 pub mod store;
 pub mod tags;
 
 pub use command::{OmCommand, OmResponse};
+pub use config::OmConfig;
 pub use error::{OmError, Rejection};
 pub use server::{OmServer, run, start};
-pub use settings::OmSettings;
 pub use state_machine::StateMachine;

@@ -20,6 +20,7 @@ use ozone_proto::om::{self, OmStatus};
 use openraft::error::{CheckIsLeaderError, RaftError};
 
 use crate::command::{OmCommand, OmResponse};
+use crate::config::{OmConfig, S3_VOLUME_OWNER};
 use crate::error::OmError;
 use crate::links;
 use crate::model::{
@@ -29,7 +30,6 @@ use crate::model::{
 use crate::raft::node::RaftNode;
 use crate::raft::proposer::{ProposeError, Proposer};
 use crate::scm::ScmBlocks;
-use crate::settings::{OmSettings, S3_VOLUME_OWNER};
 use crate::state_machine::StateMachine;
 use crate::store::{Counts, ListKeysQuery, Snapshot, UploadsQuery};
 use crate::tags::{MAX_BUCKET_TAGS, MAX_KEY_TAGS, check_tags};
@@ -45,7 +45,7 @@ pub struct OzoneManager {
     node: Arc<RaftNode>,
     proposer: Proposer,
     scm: ScmBlocks,
-    settings: OmSettings,
+    config: OmConfig,
 }
 
 /// Runs blocking database work off the async threads.
@@ -97,7 +97,7 @@ impl OzoneManager {
         sm: Arc<StateMachine>,
         node: Arc<RaftNode>,
         scm: ScmBlocks,
-        settings: OmSettings,
+        config: OmConfig,
     ) -> Self {
         let proposer = Proposer::start(node.raft().clone(), node.settings().request_timeout);
         OzoneManager {
@@ -105,7 +105,7 @@ impl OzoneManager {
             node,
             proposer,
             scm,
-            settings,
+            config,
         }
     }
 
@@ -125,8 +125,8 @@ impl OzoneManager {
         &self.sm
     }
 
-    pub fn settings(&self) -> &OmSettings {
-        &self.settings
+    pub fn config(&self) -> &OmConfig {
+        &self.config
     }
 
     /// Replicates a prepared command through the raft log (sharing an entry with the commands
@@ -199,7 +199,7 @@ impl OzoneManager {
 
     /// Creates the S3 volume (owner `admin`) unless it exists.
     pub async fn ensure_s3_volume(&self) -> Result<(), OmError> {
-        let volume = self.settings.s3_volume.clone();
+        let volume = self.config.s3_volume.clone();
         let v = volume.clone();
         if self.read(move |s| s.volume(&v)).await?.is_some() {
             return Ok(());
@@ -275,7 +275,7 @@ impl OzoneManager {
         req: om::CreateBucketRequest,
     ) -> Result<om::BucketInfo, OmError> {
         check_bucket_ref(&req.volume, &req.bucket)?;
-        let replication = resolve_replication(req.replication, self.settings.default_replication)?;
+        let replication = resolve_replication(req.replication, self.config.default_replication)?;
         let cmd = OmCommand::CreateBucket {
             volume: req.volume,
             bucket: req.bucket,
@@ -309,7 +309,7 @@ impl OzoneManager {
                 ),
             ));
         }
-        let replication = resolve_replication(0, self.settings.default_replication)?;
+        let replication = resolve_replication(0, self.config.default_replication)?;
         let cmd = OmCommand::CreateBucket {
             volume: req.volume,
             bucket: req.bucket,
@@ -386,7 +386,7 @@ impl OzoneManager {
         check_key_ref(&req.volume, &req.bucket, &req.key)?;
         let part = part_target(&req.upload_id, req.part_number)?;
         if req.replication != 0 {
-            resolve_replication(req.replication, self.settings.default_replication)?;
+            resolve_replication(req.replication, self.config.default_replication)?;
         }
         // Replication and owner as apply will decide them, for SCM.
         let (v, b, k, p, requested) = (
@@ -415,8 +415,8 @@ impl OzoneManager {
         } else {
             req.owner
         };
-        let count = self.settings.blocks_for(req.size_hint);
-        let block_size = self.settings.block_size;
+        let count = self.config.blocks_for(req.size_hint);
+        let block_size = self.config.block_size;
         let locations = self
             .scm
             .allocate(count, block_size, replication, &owner, Vec::new())
@@ -474,7 +474,7 @@ impl OzoneManager {
             .scm
             .allocate(
                 1,
-                self.settings.block_size,
+                self.config.block_size,
                 open.replication,
                 &open.owner,
                 req.exclude_datanodes,
@@ -628,7 +628,7 @@ impl OzoneManager {
     ) -> Result<om::MultipartUploadInfo, OmError> {
         check_key_ref(&req.volume, &req.bucket, &req.key)?;
         if req.replication != 0 {
-            resolve_replication(req.replication, self.settings.default_replication)?;
+            resolve_replication(req.replication, self.config.default_replication)?;
         }
         let (volume, bucket) = self.resolve_for_write(req.volume, req.bucket).await?;
         // Upload ids sort by initiation time (then at random within a millisecond), so the

@@ -14,13 +14,11 @@ use ozone_common::{now_ms, sigv4};
 use ozone_proto::om::{self, OmStatus};
 
 use crate::command::{OmCommand, OmResponse};
+pub use crate::config::ADMIN_SECRET_FILE;
+use crate::config::OmConfig;
 use crate::error::OmError;
 use crate::manager::OzoneManager;
 use crate::model::{ACL_PERMISSIONS, AclGrant, validate_resource_name};
-use crate::settings::OmSettings;
-
-/// Name of the admin credential file in the OM db directory (when not configured).
-pub const ADMIN_SECRET_FILE: &str = "admin.secret";
 
 /// A fresh random secret: 64 hex digits (two v4 UUIDs: 244 random bits).
 pub fn new_secret() -> String {
@@ -30,7 +28,7 @@ pub fn new_secret() -> String {
 }
 
 /// The admin credential when security is on: read from its file, or created there (0600).
-pub fn load_admin_secret(settings: &OmSettings) -> Result<Option<String>, OmError> {
+pub fn load_admin_secret(settings: &OmConfig) -> Result<Option<String>, OmError> {
     if !settings.security {
         return Ok(None);
     }
@@ -78,7 +76,7 @@ fn denied(message: &str) -> OmError {
 
 impl OzoneManager {
     fn check_admin(&self, token: &str) -> Result<(), OmError> {
-        let Some(admin) = &self.settings().admin_secret else {
+        let Some(admin) = &self.config().admin_secret else {
             return Err(OmError::invalid(
                 "S3 secrets need ozone.security.enabled=true",
             ));

@@ -23,7 +23,6 @@ use md5::{Digest, Md5};
 use openraft::{EntryPayload, LogId, StoredMembership};
 use ozone_proto::om::OmStatus;
 use redb::{Database, Durability, ReadableTable, Table, WriteTransaction};
-use serde::{Deserialize, Serialize};
 
 use crate::command::{DeleteOutcome, OmCommand, OmResponse};
 use crate::error::{OmError, Rejection};
@@ -35,16 +34,9 @@ use crate::model::{
 use crate::raft::{CommandBatch, Entry, NodeId, OmNode};
 use crate::store::{
     self, APPLIED_INDEX, BUCKETS, DELETED, KEYS, META, OPEN_KEYS, PARTS, RAFT_APPLIED, RAFT_META,
-    S3_SECRETS, Snapshot, UPLOADS, VOLUMES, bucket_key, bucket_prefix, get, key_key, open_key_key,
-    part_key, parts_prefix, upload_key, volume_key,
+    RaftApplied, S3_SECRETS, Snapshot, UPLOADS, VOLUMES, bucket_key, bucket_prefix, get, key_key,
+    open_key_key, part_key, parts_prefix, upload_key, volume_key,
 };
-
-/// The last applied raft log id and the membership in effect, stored with the state.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RaftApplied {
-    pub last_applied: Option<LogId<NodeId>>,
-    pub membership: StoredMembership<NodeId, OmNode>,
-}
 
 /// Most commands one raft entry may carry (the position is the low 16 bits of a deleted-blocks
 /// key).
