@@ -13,12 +13,14 @@ use std::path::Path;
 use ozone_common::{now_ms, sigv4};
 use ozone_proto::om::{self, OmStatus};
 
-use crate::command::{OmCommand, OmResponse};
+use crate::apply::{Writer, reject};
+use crate::command::{CreateS3Secret, OmResponse, RevokeS3Secret, SecurityCommand, SetBucketAcl};
 pub use crate::config::ADMIN_SECRET_FILE;
 use crate::config::OmConfig;
 use crate::error::OmError;
 use crate::manager::OzoneManager;
-use crate::model::{ACL_PERMISSIONS, AclGrant, validate_resource_name};
+use crate::model::{ACL_PERMISSIONS, AclGrant, S3SecretRecord, validate_resource_name};
+use crate::store::{self, bucket_key, get};
 
 /// A fresh random secret: 64 hex digits (two v4 UUIDs: 244 random bits).
 pub fn new_secret() -> String {
@@ -108,7 +110,7 @@ impl OzoneManager {
                 format!("user {} has no S3 secret", req.user),
             ));
         }
-        let cmd = OmCommand::CreateS3Secret {
+        let cmd = CreateS3Secret {
             user: req.user,
             secret: new_secret(),
             now_ms: now_ms(),
@@ -135,8 +137,7 @@ impl OzoneManager {
                 format!("user {} has no S3 secret", req.user),
             ));
         }
-        self.submit(OmCommand::RevokeS3Secret { user: req.user })
-            .await?;
+        self.submit(RevokeS3Secret { user: req.user }).await?;
         Ok(om::Empty {})
     }
 
@@ -201,7 +202,7 @@ impl OzoneManager {
                 acl.push(grant);
             }
         }
-        let cmd = OmCommand::SetBucketAcl {
+        let cmd = SetBucketAcl {
             volume: req.volume,
             bucket: req.bucket,
             acl,
@@ -220,4 +221,55 @@ fn validate_user(user: &str) -> Result<(), OmError> {
         return Err(OmError::invalid(format!("bad user name {user:?}")));
     }
     Ok(())
+}
+
+impl Writer<'_> {
+    pub(crate) fn apply_security(&mut self, cmd: &SecurityCommand) -> Result<OmResponse, OmError> {
+        match cmd {
+            SecurityCommand::CreateS3Secret(c) => {
+                self.create_s3_secret(&c.user, &c.secret, c.now_ms)
+            }
+            SecurityCommand::RevokeS3Secret(c) => {
+                self.s3_secrets.remove(c.user.as_bytes())?;
+                Ok(OmResponse::Done)
+            }
+            SecurityCommand::SetBucketAcl(c) => self.set_bucket_acl(&c.volume, &c.bucket, &c.acl),
+        }
+    }
+
+    fn create_s3_secret(
+        &mut self,
+        user: &str,
+        secret: &str,
+        now_ms: u64,
+    ) -> Result<OmResponse, OmError> {
+        if user.is_empty() {
+            return reject(OmStatus::InvalidRequest, "an S3 secret needs a user name");
+        }
+        if let Some(existing) =
+            get::<S3SecretRecord>(&self.s3_secrets, "s3_secrets", user.as_bytes())?
+        {
+            return Ok(OmResponse::S3Secret(existing));
+        }
+        let rec = S3SecretRecord {
+            user: user.to_string(),
+            secret: secret.to_string(),
+            creation_time_ms: now_ms,
+        };
+        Self::put(&mut self.s3_secrets, user.as_bytes(), &rec)?;
+        Ok(OmResponse::S3Secret(rec))
+    }
+
+    fn set_bucket_acl(
+        &mut self,
+        volume: &str,
+        bucket: &str,
+        acl: &[AclGrant],
+    ) -> Result<OmResponse, OmError> {
+        // A link's own record: ACLs (like tags) belong to the bucket name they are set on.
+        let mut rec = store::require_bucket(&self.volumes, &self.buckets, volume, bucket)?;
+        rec.acl = acl.to_vec();
+        Self::put(&mut self.buckets, &bucket_key(volume, bucket), &rec)?;
+        Ok(OmResponse::Bucket(rec))
+    }
 }
