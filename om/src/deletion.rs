@@ -2,7 +2,7 @@
 //! deleted-blocks table (blocks of deleted and overwritten keys, refused opens and unlisted
 //! parts), hands up to `ozone.key.deleting.limit.per.task` records to SCM's deleted-block log
 //! (`DeleteBlocks`, answered once durable there) and then removes exactly those records with an
-//! [`OmCommand::PurgeDeletedBlocks`] applied through the state machine, so every replica of the
+//! [`PurgeDeletedBlocks`] applied through the state machine, so every replica of the
 //! namespace stays identical. A crash between the two steps sends the same blocks again, which
 //! is harmless: deleting a block twice deletes it once.
 //!
@@ -14,10 +14,12 @@ use std::time::Duration;
 
 use ozone_common::OzoneConfig;
 
-use crate::command::OmCommand;
+use crate::apply::Writer;
+use crate::command::{DeletedBlocksCommand, OmResponse, PurgeDeletedBlocks};
 use crate::error::OmError;
 use crate::manager::OzoneManager;
 use crate::scm::ScmBlocks;
+use crate::store;
 use ozone_common::config::keys;
 
 /// Settings of the service.
@@ -98,7 +100,24 @@ pub async fn round(om: &OzoneManager, scm: &ScmBlocks, limit: usize) -> Result<u
     }
     let indexes: Vec<u64> = records.iter().map(|(i, _)| *i).collect();
     let n = indexes.len();
-    om.submit(OmCommand::PurgeDeletedBlocks { indexes }).await?;
+    om.submit(PurgeDeletedBlocks { indexes }).await?;
     tracing::debug!(records = n, blocks, "deleted-block records purged");
     Ok(n)
+}
+
+impl Writer<'_> {
+    pub(crate) fn apply_deleted_blocks(
+        &mut self,
+        cmd: &DeletedBlocksCommand,
+    ) -> Result<OmResponse, OmError> {
+        match cmd {
+            DeletedBlocksCommand::Purge(c) => {
+                let mut t = self.txn.open_table(store::DELETED)?;
+                for i in &c.indexes {
+                    t.remove(*i)?;
+                }
+                Ok(OmResponse::Done)
+            }
+        }
+    }
 }

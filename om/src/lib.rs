@@ -3,39 +3,47 @@
 //!
 //! Layout, from the wire inwards:
 //! - [`service`]: the gRPC service, metrics per RPC, errors as `x-om-status` statuses;
-//! - [`manager`]: the leader side: validates a request, asks SCM for blocks ([`scm`]), picks
-//!   ids and timestamps and writes them into an [`command::OmCommand`]; serves reads;
+//! - [`manager`]: the leader side's core: submitting a prepared [`command::OmCommand`] to raft,
+//!   linearizable reads;
+//! - one file per resource, each with the leader's preparation (an `impl OzoneManager` block:
+//!   validates a request, asks SCM for blocks ([`scm`]), picks ids and timestamps and writes them
+//!   into a command; serves reads) and the deterministic apply of its commands (an
+//!   `impl Writer` block, see [`apply`]): [`volume`], [`bucket`] (with bucket links), [`key`],
+//!   [`multipart`], [`tags`], [`security`] (S3 secrets, SigV4 verification, bucket ACLs),
+//!   [`deletion`] (hands the blocks of deleted keys to SCM's deleted-block log);
+//! - [`command`]: the commands, grouped by resource, and what applying them answers;
 //! - [`raft`]: replication on openraft: the raft log in redb, the network between OMs, snapshots,
 //!   the HA admin service; every command goes through the log before it is applied;
-//! - [`state_machine`]: the deterministic apply of commands, one redb transaction each, with the
-//!   applied raft log id;
+//! - [`state_machine`]: one redb transaction per command with the applied raft log id, batches
+//!   of entries, snapshots; [`apply`] dispatches a command to its resource's apply;
 //! - [`store`]: tables, key encoding and reads; [`model`]: the stored records;
-//! - [`tags`]: the S3 tag limits;
-//! - [`security`]: S3 secrets, SigV4 verification and bucket ACLs (`ozone.security.enabled`);
-//! - [`links`]: bucket links, resolved before every key call;
-//! - [`deletion`]: hands the blocks of deleted keys to SCM's deleted-block log.
+//! - [`config`]: [`OmConfig`], OM's settings from the Ozone configuration.
 //!
 //! The `ozone` binary calls [`run`]; tests call [`start`] with port 0 and use
 //! [`OmServer::address`].
 
+pub mod apply;
+pub mod bucket;
 pub mod command;
+pub mod config;
 pub mod deletion;
 pub mod error;
-pub mod links;
+pub mod key;
 pub mod manager;
 pub mod model;
+pub mod multipart;
 pub mod raft;
 pub mod scm;
 pub mod security;
 pub mod server;
 pub mod service;
-pub mod settings;
 pub mod state_machine;
 pub mod store;
 pub mod tags;
+pub mod volume;
 
 pub use command::{OmCommand, OmResponse};
+pub use config::OmConfig;
 pub use error::{OmError, Rejection};
 pub use server::{OmServer, run, start};
-pub use settings::OmSettings;
 pub use state_machine::StateMachine;

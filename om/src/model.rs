@@ -75,7 +75,7 @@ pub struct BucketRecord {
     #[serde(default)]
     pub acl: Vec<AclGrant>,
     /// A link bucket: the `(volume, bucket)` it points at (which need not exist). Keys are
-    /// never stored under a link; every key call resolves it first (see [`crate::links`]).
+    /// never stored under a link; every key call resolves it first (see `bucket.rs`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<(String, String)>,
 }
@@ -570,10 +570,12 @@ mod tests {
         .expect("old command");
         assert!(matches!(
             cmd,
-            crate::command::OmCommand::CompleteMultipartUpload {
-                condition: None,
-                ..
-            }
+            crate::command::OmCommand::Multipart(crate::command::MultipartCommand::Complete(
+                crate::command::CompleteMultipartUpload {
+                    condition: None,
+                    ..
+                }
+            ))
         ));
     }
 

@@ -13,14 +13,14 @@ use std::path::Path;
 use ozone_common::{now_ms, sigv4};
 use ozone_proto::om::{self, OmStatus};
 
-use crate::command::{OmCommand, OmResponse};
+use crate::apply::{Writer, reject};
+use crate::command::{CreateS3Secret, OmResponse, RevokeS3Secret, SecurityCommand, SetBucketAcl};
+pub use crate::config::ADMIN_SECRET_FILE;
+use crate::config::OmConfig;
 use crate::error::OmError;
 use crate::manager::OzoneManager;
-use crate::model::{ACL_PERMISSIONS, AclGrant, validate_resource_name};
-use crate::settings::OmSettings;
-
-/// Name of the admin credential file in the OM db directory (when not configured).
-pub const ADMIN_SECRET_FILE: &str = "admin.secret";
+use crate::model::{ACL_PERMISSIONS, AclGrant, S3SecretRecord, validate_resource_name};
+use crate::store::{self, bucket_key, get};
 
 /// A fresh random secret: 64 hex digits (two v4 UUIDs: 244 random bits).
 pub fn new_secret() -> String {
@@ -30,7 +30,7 @@ pub fn new_secret() -> String {
 }
 
 /// The admin credential when security is on: read from its file, or created there (0600).
-pub fn load_admin_secret(settings: &OmSettings) -> Result<Option<String>, OmError> {
+pub fn load_admin_secret(settings: &OmConfig) -> Result<Option<String>, OmError> {
     if !settings.security {
         return Ok(None);
     }
@@ -78,7 +78,7 @@ fn denied(message: &str) -> OmError {
 
 impl OzoneManager {
     fn check_admin(&self, token: &str) -> Result<(), OmError> {
-        let Some(admin) = &self.settings().admin_secret else {
+        let Some(admin) = &self.config().admin_secret else {
             return Err(OmError::invalid(
                 "S3 secrets need ozone.security.enabled=true",
             ));
@@ -110,7 +110,7 @@ impl OzoneManager {
                 format!("user {} has no S3 secret", req.user),
             ));
         }
-        let cmd = OmCommand::CreateS3Secret {
+        let cmd = CreateS3Secret {
             user: req.user,
             secret: new_secret(),
             now_ms: now_ms(),
@@ -137,8 +137,7 @@ impl OzoneManager {
                 format!("user {} has no S3 secret", req.user),
             ));
         }
-        self.submit(OmCommand::RevokeS3Secret { user: req.user })
-            .await?;
+        self.submit(RevokeS3Secret { user: req.user }).await?;
         Ok(om::Empty {})
     }
 
@@ -203,7 +202,7 @@ impl OzoneManager {
                 acl.push(grant);
             }
         }
-        let cmd = OmCommand::SetBucketAcl {
+        let cmd = SetBucketAcl {
             volume: req.volume,
             bucket: req.bucket,
             acl,
@@ -222,4 +221,142 @@ fn validate_user(user: &str) -> Result<(), OmError> {
         return Err(OmError::invalid(format!("bad user name {user:?}")));
     }
     Ok(())
+}
+
+impl Writer<'_> {
+    pub(crate) fn apply_security(&mut self, cmd: &SecurityCommand) -> Result<OmResponse, OmError> {
+        match cmd {
+            SecurityCommand::CreateS3Secret(c) => {
+                self.create_s3_secret(&c.user, &c.secret, c.now_ms)
+            }
+            SecurityCommand::RevokeS3Secret(c) => {
+                self.s3_secrets.remove(c.user.as_bytes())?;
+                Ok(OmResponse::Done)
+            }
+            SecurityCommand::SetBucketAcl(c) => self.set_bucket_acl(&c.volume, &c.bucket, &c.acl),
+        }
+    }
+
+    fn create_s3_secret(
+        &mut self,
+        user: &str,
+        secret: &str,
+        now_ms: u64,
+    ) -> Result<OmResponse, OmError> {
+        if user.is_empty() {
+            return reject(OmStatus::InvalidRequest, "an S3 secret needs a user name");
+        }
+        if let Some(existing) =
+            get::<S3SecretRecord>(&self.s3_secrets, "s3_secrets", user.as_bytes())?
+        {
+            return Ok(OmResponse::S3Secret(existing));
+        }
+        let rec = S3SecretRecord {
+            user: user.to_string(),
+            secret: secret.to_string(),
+            creation_time_ms: now_ms,
+        };
+        Self::put(&mut self.s3_secrets, user.as_bytes(), &rec)?;
+        Ok(OmResponse::S3Secret(rec))
+    }
+
+    fn set_bucket_acl(
+        &mut self,
+        volume: &str,
+        bucket: &str,
+        acl: &[AclGrant],
+    ) -> Result<OmResponse, OmError> {
+        // A link's own record: ACLs (like tags) belong to the bucket name they are set on.
+        let mut rec = store::require_bucket(&self.volumes, &self.buckets, volume, bucket)?;
+        rec.acl = acl.to_vec();
+        Self::put(&mut self.buckets, &bucket_key(volume, bucket), &rec)?;
+        Ok(OmResponse::Bucket(rec))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::command::{CreateS3Secret, OmCommand, OmResponse, RevokeS3Secret, SetBucketAcl};
+    use crate::model::{AclGrant, BucketRecord};
+    use crate::state_machine::StateMachine;
+    use crate::state_machine::tests::script;
+
+    #[test]
+    fn s3_secrets_and_bucket_acls_apply_and_travel_in_snapshots() {
+        let d = tempfile::tempdir().expect("tmp");
+        let sm = StateMachine::open(d.path()).expect("open");
+        let apply = |c: OmCommand| sm.apply_next(&c).expect("apply").1;
+        apply(script()[0].clone());
+        apply(script()[1].clone());
+        let secret = |user: &str, secret: &str| {
+            OmCommand::from(CreateS3Secret {
+                user: user.into(),
+                secret: secret.into(),
+                now_ms: 1,
+            })
+        };
+        let OmResponse::S3Secret(first) = apply(secret("alice", "s1")) else {
+            panic!("no secret")
+        };
+        assert_eq!(first.secret, "s1");
+        // A second create keeps (and answers) the first secret.
+        let OmResponse::S3Secret(again) = apply(secret("alice", "s2")) else {
+            panic!("no secret")
+        };
+        assert_eq!(again.secret, "s1");
+        let acl = vec![AclGrant {
+            grantee: "bob".into(),
+            permission: "READ".into(),
+        }];
+        let OmResponse::Bucket(b) = apply(OmCommand::from(SetBucketAcl {
+            volume: "vol".into(),
+            bucket: "bkt".into(),
+            acl: acl.clone(),
+        })) else {
+            panic!("no bucket")
+        };
+        assert_eq!(b.acl, acl);
+        assert!(matches!(
+            apply(OmCommand::from(SetBucketAcl {
+                volume: "vol".into(),
+                bucket: "missing".into(),
+                acl: vec![],
+            })),
+            OmResponse::Rejected(_)
+        ));
+        let snap = sm.snapshot().expect("snap");
+        assert_eq!(
+            snap.s3_secret("alice").expect("read").expect("some").secret,
+            "s1"
+        );
+        assert_eq!(snap.require_bucket("vol", "bkt").expect("bucket").acl, acl);
+        drop(snap);
+
+        // Snapshots carry secrets and ACLs.
+        let (applied, data) = sm.export().expect("export");
+        let d2 = tempfile::tempdir().expect("tmp");
+        let other = StateMachine::open(d2.path()).expect("open");
+        other.install(&applied, &data).expect("install");
+        let snap = other.snapshot().expect("snap");
+        assert!(snap.s3_secret("alice").expect("read").is_some());
+        assert_eq!(snap.require_bucket("vol", "bkt").expect("bucket").acl, acl);
+
+        apply(OmCommand::from(RevokeS3Secret {
+            user: "alice".into(),
+        }));
+        assert!(
+            sm.snapshot()
+                .expect("snap")
+                .s3_secret("alice")
+                .expect("read")
+                .is_none()
+        );
+
+        // A bucket record written before ACLs existed still loads.
+        let old: BucketRecord = serde_json::from_str(
+            r#"{"volume":"v","name":"b","owner":"o","creation_time_ms":1,"replication":3}"#,
+        )
+        .expect("old record");
+        assert!(old.acl.is_empty());
+    }
 }

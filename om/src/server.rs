@@ -15,6 +15,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::transport::server::TcpIncoming;
 
+use crate::config::{OmConfig, SCM_CONNECT_TIMEOUT};
 use crate::error::OmError;
 use crate::manager::OzoneManager;
 use crate::raft::HaSettings;
@@ -22,7 +23,6 @@ use crate::raft::node::RaftNode;
 use crate::raft::service::OmRaftGrpc;
 use crate::scm::ScmBlocks;
 use crate::service::OmGrpc;
-use crate::settings::{OmSettings, SCM_CONNECT_TIMEOUT};
 use crate::state_machine::StateMachine;
 
 /// How long stopping waits for raft's tasks to close the log and the database.
@@ -48,10 +48,10 @@ pub struct OmServer {
 /// A single OM also waits until it leads its one-node group and the S3 volume exists; an OM of
 /// a 3-node service returns once it serves (its peers may not be up yet).
 pub async fn start(cfg: OzoneConfig) -> Result<OmServer, OmError> {
-    let mut settings = OmSettings::from_config(&cfg)?;
-    settings.admin_secret = crate::security::load_admin_secret(&settings)?;
+    let mut config = OmConfig::from_config(&cfg)?;
+    config.admin_secret = crate::security::load_admin_secret(&config)?;
     let mut ha = HaSettings::from_config(&cfg)?;
-    let dir = settings.db_dir.clone();
+    let dir = config.db_dir.clone();
     let sm = tokio::task::spawn_blocking(move || StateMachine::open(&dir))
         .await
         .map_err(|e| OmError::Internal(format!("opening the database: {e}")))??;
@@ -72,22 +72,18 @@ pub async fn start(cfg: OzoneConfig) -> Result<OmServer, OmError> {
         let id = ha.my_id();
         ha.peers.insert(id, ha.me.clone());
     }
-    let node = RaftNode::start(ha.clone(), &settings.db_dir, sm.clone()).await?;
-    let scm = ScmBlocks::new(
-        &settings.scm_address,
-        SCM_CONNECT_TIMEOUT,
-        settings.scm_timeout,
-    )?;
-    let om = Arc::new(OzoneManager::new(sm, node.clone(), scm, settings.clone()));
+    let node = RaftNode::start(ha.clone(), &config.db_dir, sm.clone()).await?;
+    let scm = ScmBlocks::new(&config.scm_address, SCM_CONNECT_TIMEOUT, config.scm_timeout)?;
+    let om = Arc::new(OzoneManager::new(sm, node.clone(), scm, config.clone()));
 
     let metrics = Metrics::new("om");
     let weak = Arc::downgrade(&om);
     let status: http::StatusFn = Arc::new(move || status_rows(&weak, grpc_addr));
-    let http_addr = http::serve(&settings.http_address, metrics.clone(), status)
+    let http_addr = http::serve(&config.http_address, metrics.clone(), status)
         .await
         .map_err(|e| {
             OmError::io(
-                format!("binding OM http address {}", settings.http_address),
+                format!("binding OM http address {}", config.http_address),
                 e,
             )
         })?;
@@ -122,14 +118,10 @@ pub async fn start(cfg: OzoneConfig) -> Result<OmServer, OmError> {
     let gauge_task = tokio::spawn(refresh_gauges(Arc::downgrade(&om), metrics));
     let deletion_task = tokio::spawn(crate::deletion::run(
         Arc::downgrade(&om),
-        ScmBlocks::new(
-            &settings.scm_address,
-            SCM_CONNECT_TIMEOUT,
-            settings.scm_timeout,
-        )?,
+        ScmBlocks::new(&config.scm_address, SCM_CONNECT_TIMEOUT, config.scm_timeout)?,
         crate::deletion::DeletionConfig::from_config(&cfg)?,
     ));
-    tracing::info!(%grpc_addr, %http_addr, node = %ha.me.node_id, oms = ha.peers.len(), scm = %settings.scm_address, "OM serving");
+    tracing::info!(%grpc_addr, %http_addr, node = %ha.me.node_id, oms = ha.peers.len(), scm = %config.scm_address, "OM serving");
     Ok(OmServer {
         grpc_addr,
         http_addr,
@@ -257,7 +249,7 @@ fn status_rows(om: &Weak<OzoneManager>, grpc_addr: SocketAddr) -> Vec<(String, S
     let stats = node.log_stats();
     let mut rows = vec![
         ("gRPC address".to_string(), grpc_addr.to_string()),
-        ("SCM".to_string(), om.settings().scm_address.clone()),
+        ("SCM".to_string(), om.config().scm_address.clone()),
         ("OM node".to_string(), st.node_id.clone()),
         ("role".to_string(), st.role.to_string()),
         ("term".to_string(), st.term.to_string()),

@@ -14,37 +14,21 @@
 //! namespace is exported to / installed from a raft snapshot ([`StateMachine::export`],
 //! [`StateMachine::install`]). A standalone use (tests) calls [`StateMachine::apply_next`].
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use md5::{Digest, Md5};
 use openraft::{EntryPayload, LogId, StoredMembership};
-use ozone_proto::om::OmStatus;
-use redb::{Database, Durability, ReadableTable, Table, WriteTransaction};
-use serde::{Deserialize, Serialize};
+use redb::{Database, Durability, ReadableTable, WriteTransaction};
 
-use crate::command::{DeleteOutcome, OmCommand, OmResponse};
-use crate::error::{OmError, Rejection};
-use crate::model::{
-    AclGrant, BlockRef, BucketRecord, CommittedBlock, DeletedBlocks, KeyRecord, Location,
-    MIN_PART_SIZE, OpenKeyRecord, PartRecord, PartTarget, S3SecretRecord, UploadRecord,
-    VolumeRecord, WriteCondition, unquote, validate_key_name, validate_resource_name,
-};
+use crate::apply::{BytesTable, Writer, allocated_blocks};
+use crate::command::{OmCommand, OmResponse};
+use crate::error::OmError;
+use crate::model::DeletedBlocks;
 use crate::raft::{CommandBatch, Entry, NodeId, OmNode};
 use crate::store::{
     self, APPLIED_INDEX, BUCKETS, DELETED, KEYS, META, OPEN_KEYS, PARTS, RAFT_APPLIED, RAFT_META,
-    S3_SECRETS, Snapshot, UPLOADS, VOLUMES, bucket_key, bucket_prefix, get, key_key, open_key_key,
-    part_key, parts_prefix, upload_key, volume_key,
+    RaftApplied, S3_SECRETS, Snapshot, UPLOADS, VOLUMES,
 };
-
-/// The last applied raft log id and the membership in effect, stored with the state.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RaftApplied {
-    pub last_applied: Option<LogId<NodeId>>,
-    pub membership: StoredMembership<NodeId, OmNode>,
-}
 
 /// Most commands one raft entry may carry (the position is the low 16 bits of a deleted-blocks
 /// key).
@@ -421,918 +405,21 @@ fn write_applied(txn: &WriteTransaction, index: u64) -> Result<(), OmError> {
     Ok(())
 }
 
-/// Blocks a command brings from SCM; if the command is refused nothing refers to them.
-fn allocated_blocks(cmd: &OmCommand) -> Vec<BlockRef> {
-    match cmd {
-        OmCommand::OpenKey { locations, .. } => locations.iter().map(|l| l.block).collect(),
-        OmCommand::AllocateBlock { location, .. } => vec![location.block],
-        _ => Vec::new(),
-    }
-}
-
-fn reject<T>(status: OmStatus, message: impl Into<String>) -> Result<T, OmError> {
-    Err(OmError::reject(status, message))
-}
-
-type BytesTable<'t> = Table<'t, &'static [u8], &'static [u8]>;
-
-/// The open tables of one apply transaction, and the blocks it releases.
-struct Writer<'t> {
-    txn: &'t WriteTransaction,
-    index: u64,
-    volumes: BytesTable<'t>,
-    buckets: BytesTable<'t>,
-    keys: BytesTable<'t>,
-    open_keys: BytesTable<'t>,
-    uploads: BytesTable<'t>,
-    parts: BytesTable<'t>,
-    s3_secrets: BytesTable<'t>,
-    released: Vec<BlockRef>,
-}
-
-impl<'t> Writer<'t> {
-    fn open(txn: &'t WriteTransaction, index: u64) -> Result<Self, OmError> {
-        Ok(Writer {
-            txn,
-            index,
-            volumes: txn.open_table(VOLUMES)?,
-            buckets: txn.open_table(BUCKETS)?,
-            keys: txn.open_table(KEYS)?,
-            open_keys: txn.open_table(OPEN_KEYS)?,
-            uploads: txn.open_table(UPLOADS)?,
-            parts: txn.open_table(PARTS)?,
-            s3_secrets: txn.open_table(S3_SECRETS)?,
-            released: Vec::new(),
-        })
-    }
-
-    /// Records the released blocks under this command's index.
-    fn finish(self, reason: &str) -> Result<(), OmError> {
-        if self.released.is_empty() {
-            return Ok(());
-        }
-        let rec = DeletedBlocks {
-            reason: reason.to_string(),
-            blocks: self.released,
-        };
-        self.txn
-            .open_table(DELETED)?
-            .insert(self.index, store::encode(&rec).as_slice())?;
-        Ok(())
-    }
-
-    fn put<T: serde::Serialize>(
-        table: &mut BytesTable<'t>,
-        key: &[u8],
-        value: &T,
-    ) -> Result<(), OmError> {
-        table.insert(key, store::encode(value).as_slice())?;
-        Ok(())
-    }
-
-    fn execute(&mut self, cmd: &OmCommand) -> Result<OmResponse, OmError> {
-        match cmd {
-            OmCommand::CreateVolume {
-                volume,
-                owner,
-                now_ms,
-            } => self.create_volume(volume, owner, *now_ms),
-            OmCommand::DeleteVolume { volume } => self.delete_volume(volume),
-            OmCommand::CreateBucket {
-                volume,
-                bucket,
-                owner,
-                replication,
-                now_ms,
-                link,
-            } => self.create_bucket(volume, bucket, owner, *replication, *now_ms, link.clone()),
-            OmCommand::DeleteBucket { volume, bucket } => self.delete_bucket(volume, bucket),
-            OmCommand::CreateS3Secret {
-                user,
-                secret,
-                now_ms,
-            } => self.create_s3_secret(user, secret, *now_ms),
-            OmCommand::RevokeS3Secret { user } => {
-                self.s3_secrets.remove(user.as_bytes())?;
-                Ok(OmResponse::Done)
-            }
-            OmCommand::SetBucketAcl {
-                volume,
-                bucket,
-                acl,
-            } => self.set_bucket_acl(volume, bucket, acl),
-            OmCommand::OpenKey {
-                volume,
-                bucket,
-                key,
-                client_id,
-                owner,
-                replication,
-                locations,
-                part,
-                block_size,
-                now_ms,
-            } => {
-                let rec = OpenKeyRecord {
-                    volume: volume.clone(),
-                    bucket: bucket.clone(),
-                    key: key.clone(),
-                    client_id: *client_id,
-                    owner: owner.clone(),
-                    replication: *replication,
-                    locations: locations.clone(),
-                    part: part.clone(),
-                    creation_time_ms: *now_ms,
-                };
-                self.open_key(rec, *block_size)
-            }
-            OmCommand::AllocateBlock {
-                volume,
-                bucket,
-                key,
-                client_id,
-                location,
-            } => self.allocate_block(volume, bucket, key, *client_id, location),
-            OmCommand::CommitKey {
-                volume,
-                bucket,
-                key,
-                client_id,
-                blocks,
-                size,
-                etag,
-                metadata,
-                part,
-                now_ms,
-                tags,
-                condition,
-            } => self.commit_key(CommitArgs {
-                volume,
-                bucket,
-                key,
-                client_id: *client_id,
-                blocks,
-                size: *size,
-                etag,
-                metadata,
-                part: part.as_ref(),
-                now_ms: *now_ms,
-                tags,
-                condition: condition.as_ref(),
-            }),
-            OmCommand::DeleteKeys {
-                volume,
-                bucket,
-                keys,
-            } => self.delete_keys(volume, bucket, keys),
-            OmCommand::PurgeDeletedBlocks { indexes } => {
-                let mut t = self.txn.open_table(DELETED)?;
-                for i in indexes {
-                    t.remove(*i)?;
-                }
-                Ok(OmResponse::Done)
-            }
-            OmCommand::InitiateMultipartUpload {
-                volume,
-                bucket,
-                key,
-                upload_id,
-                owner,
-                replication,
-                metadata,
-                now_ms,
-                tags,
-            } => {
-                let bucket_rec = self.require_bucket(volume, bucket)?;
-                validate_key_name(key)?;
-                let rec = UploadRecord {
-                    volume: volume.clone(),
-                    bucket: bucket.clone(),
-                    key: key.clone(),
-                    upload_id: upload_id.clone(),
-                    owner: if owner.is_empty() {
-                        bucket_rec.owner.clone()
-                    } else {
-                        owner.clone()
-                    },
-                    replication: if *replication == 0 {
-                        bucket_rec.replication
-                    } else {
-                        *replication
-                    },
-                    metadata: metadata.clone(),
-                    creation_time_ms: *now_ms,
-                    tags: tags.clone(),
-                };
-                self.initiate_upload(rec)
-            }
-            OmCommand::CompleteMultipartUpload {
-                volume,
-                bucket,
-                key,
-                upload_id,
-                parts,
-                now_ms,
-                condition,
-            } => self.complete_upload(
-                (volume, bucket, key),
-                upload_id,
-                parts,
-                *now_ms,
-                condition.as_ref(),
-            ),
-            OmCommand::AbortMultipartUpload {
-                volume,
-                bucket,
-                key,
-                upload_id,
-            } => self.abort_upload(volume, bucket, key, upload_id),
-            OmCommand::SetKeyTags {
-                volume,
-                bucket,
-                key,
-                tags,
-            } => {
-                self.require_bucket(volume, bucket)?;
-                let kk = key_key(volume, bucket, key);
-                let Some(mut rec) = get::<KeyRecord>(&self.keys, "keys", &kk)? else {
-                    return reject(
-                        OmStatus::KeyNotFound,
-                        format!("key /{volume}/{bucket}/{key} not found"),
-                    );
-                };
-                rec.tags = tags.clone();
-                Self::put(&mut self.keys, &kk, &rec)?;
-                Ok(OmResponse::Key(rec))
-            }
-            OmCommand::SetBucketTags {
-                volume,
-                bucket,
-                tags,
-            } => {
-                let mut rec = store::require_bucket(&self.volumes, &self.buckets, volume, bucket)?;
-                rec.tags = tags.clone();
-                Self::put(&mut self.buckets, &bucket_key(volume, bucket), &rec)?;
-                Ok(OmResponse::Bucket(rec))
-            }
-        }
-    }
-
-    fn create_s3_secret(
-        &mut self,
-        user: &str,
-        secret: &str,
-        now_ms: u64,
-    ) -> Result<OmResponse, OmError> {
-        if user.is_empty() {
-            return reject(OmStatus::InvalidRequest, "an S3 secret needs a user name");
-        }
-        if let Some(existing) =
-            get::<S3SecretRecord>(&self.s3_secrets, "s3_secrets", user.as_bytes())?
-        {
-            return Ok(OmResponse::S3Secret(existing));
-        }
-        let rec = S3SecretRecord {
-            user: user.to_string(),
-            secret: secret.to_string(),
-            creation_time_ms: now_ms,
-        };
-        Self::put(&mut self.s3_secrets, user.as_bytes(), &rec)?;
-        Ok(OmResponse::S3Secret(rec))
-    }
-
-    fn set_bucket_acl(
-        &mut self,
-        volume: &str,
-        bucket: &str,
-        acl: &[AclGrant],
-    ) -> Result<OmResponse, OmError> {
-        // A link's own record: ACLs (like tags) belong to the bucket name they are set on.
-        let mut rec = store::require_bucket(&self.volumes, &self.buckets, volume, bucket)?;
-        rec.acl = acl.to_vec();
-        Self::put(&mut self.buckets, &bucket_key(volume, bucket), &rec)?;
-        Ok(OmResponse::Bucket(rec))
-    }
-
-    /// A bucket that holds keys: a link is refused (the leader resolves links before it
-    /// prepares a key command, so one here means the names changed in between).
-    fn require_bucket(&self, volume: &str, bucket: &str) -> Result<BucketRecord, OmError> {
-        let b = store::require_bucket(&self.volumes, &self.buckets, volume, bucket)?;
-        if b.is_link() {
-            return reject(
-                OmStatus::BucketNotFound,
-                format!("bucket /{volume}/{bucket} is a link; resolve it first"),
-            );
-        }
-        Ok(b)
-    }
-
-    fn create_volume(
-        &mut self,
-        volume: &str,
-        owner: &str,
-        now_ms: u64,
-    ) -> Result<OmResponse, OmError> {
-        validate_resource_name("volume", volume)?;
-        let k = volume_key(volume);
-        if self.volumes.get(k.as_slice())?.is_some() {
-            return reject(
-                OmStatus::VolumeAlreadyExists,
-                format!("volume {volume} already exists"),
-            );
-        }
-        let rec = VolumeRecord {
-            name: volume.to_string(),
-            owner: owner.to_string(),
-            creation_time_ms: now_ms,
-        };
-        Self::put(&mut self.volumes, &k, &rec)?;
-        Ok(OmResponse::Volume(rec))
-    }
-
-    fn delete_volume(&mut self, volume: &str) -> Result<OmResponse, OmError> {
-        let k = volume_key(volume);
-        if self.volumes.get(k.as_slice())?.is_none() {
-            return reject(
-                OmStatus::VolumeNotFound,
-                format!("volume {volume} not found"),
-            );
-        }
-        let prefix = format!("/{volume}/").into_bytes();
-        if has_prefix(&self.buckets, &prefix)? {
-            return reject(
-                OmStatus::VolumeNotEmpty,
-                format!("volume {volume} still has buckets"),
-            );
-        }
-        self.volumes.remove(k.as_slice())?;
-        Ok(OmResponse::Done)
-    }
-
-    fn create_bucket(
-        &mut self,
-        volume: &str,
-        bucket: &str,
-        owner: &str,
-        replication: u32,
-        now_ms: u64,
-        link: Option<(String, String)>,
-    ) -> Result<OmResponse, OmError> {
-        validate_resource_name("bucket", bucket)?;
-        let vol: VolumeRecord =
-            get(&self.volumes, "volumes", &volume_key(volume))?.ok_or_else(|| {
-                OmError::reject(
-                    OmStatus::VolumeNotFound,
-                    format!("volume {volume} not found"),
-                )
-            })?;
-        let owner = if owner.is_empty() {
-            vol.owner.as_str()
-        } else {
-            owner
-        };
-        let k = bucket_key(volume, bucket);
-        if let Some(existing) = get::<BucketRecord>(&self.buckets, "buckets", &k)? {
-            let message = if existing.owner == owner {
-                format!("bucket /{volume}/{bucket} already exists and is owned by you")
-            } else {
-                format!("bucket /{volume}/{bucket} already exists and is owned by another user")
-            };
-            return Err(OmError::Rejected(Rejection {
-                status: OmStatus::BucketAlreadyExists,
-                message,
-                owner: Some(existing.owner),
-            }));
-        }
-        let rec = BucketRecord {
-            volume: volume.to_string(),
-            name: bucket.to_string(),
-            owner: owner.to_string(),
-            creation_time_ms: now_ms,
-            replication,
-            tags: BTreeMap::new(),
-            acl: Vec::new(),
-            source: link,
-        };
-        Self::put(&mut self.buckets, &k, &rec)?;
-        Ok(OmResponse::Bucket(rec))
-    }
-
-    /// Deleting a link removes only the link (it holds no keys).
-    fn delete_bucket(&mut self, volume: &str, bucket: &str) -> Result<OmResponse, OmError> {
-        store::require_bucket(&self.volumes, &self.buckets, volume, bucket)?;
-        let prefix = bucket_prefix(volume, bucket);
-        if has_prefix(&self.keys, &prefix)? {
-            return reject(
-                OmStatus::BucketNotEmpty,
-                format!("bucket /{volume}/{bucket} is not empty"),
-            );
-        }
-        // Incomplete uploads and open keys do not keep a bucket alive: abort them.
-        for (_, u) in drain_prefix::<UploadRecord>(&mut self.uploads, "multipart_uploads", &prefix)?
-        {
-            tracing::debug!(upload = %u.upload_id, key = %u.key, "aborting upload of deleted bucket");
-        }
-        for (_, p) in drain_prefix::<PartRecord>(&mut self.parts, "multipart_parts", &prefix)? {
-            self.released.extend(p.locations.iter().map(|l| l.block));
-        }
-        for (_, o) in drain_prefix::<OpenKeyRecord>(&mut self.open_keys, "open_keys", &prefix)? {
-            self.released.extend(o.locations.iter().map(|l| l.block));
-        }
-        self.buckets.remove(bucket_key(volume, bucket).as_slice())?;
-        Ok(OmResponse::Done)
-    }
-
-    fn open_key(&mut self, mut rec: OpenKeyRecord, block_size: u64) -> Result<OmResponse, OmError> {
-        let bucket = self.require_bucket(&rec.volume, &rec.bucket)?;
-        validate_key_name(&rec.key)?;
-        if let Some(part) = &rec.part {
-            let u = self.require_upload(&rec.volume, &rec.bucket, &rec.key, &part.upload_id)?;
-            rec.replication = u.replication;
-            if rec.owner.is_empty() {
-                rec.owner = u.owner;
-            }
-        } else {
-            if rec.replication == 0 {
-                rec.replication = bucket.replication;
-            }
-            if rec.owner.is_empty() {
-                rec.owner = bucket.owner;
-            }
-        }
-        let k = open_key_key(&rec.volume, &rec.bucket, &rec.key, rec.client_id);
-        if self.open_keys.get(k.as_slice())?.is_some() {
-            return reject(
-                OmStatus::InvalidRequest,
-                format!("client id {} is already in use", rec.client_id),
-            );
-        }
-        Self::put(&mut self.open_keys, &k, &rec)?;
-        Ok(OmResponse::OpenKey {
-            client_id: rec.client_id,
-            locations: rec.locations,
-            block_size,
-        })
-    }
-
-    fn require_open_key(
-        &self,
-        volume: &str,
-        bucket: &str,
-        key: &str,
-        client_id: u64,
-    ) -> Result<(Vec<u8>, OpenKeyRecord), OmError> {
-        let k = open_key_key(volume, bucket, key, client_id);
-        match get::<OpenKeyRecord>(&self.open_keys, "open_keys", &k)? {
-            Some(o) => Ok((k, o)),
-            None => reject(
-                OmStatus::KeyNotFound,
-                format!("no open key /{volume}/{bucket}/{key} with client id {client_id}"),
-            ),
-        }
-    }
-
-    fn require_upload(
-        &self,
-        volume: &str,
-        bucket: &str,
-        key: &str,
-        upload_id: &str,
-    ) -> Result<UploadRecord, OmError> {
-        match get(
-            &self.uploads,
-            "multipart_uploads",
-            &upload_key(volume, bucket, key, upload_id),
-        )? {
-            Some(u) => Ok(u),
-            None => {
-                self.require_bucket(volume, bucket)?;
-                Err(store::no_such_upload(volume, bucket, key, upload_id))
-            }
-        }
-    }
-
-    fn allocate_block(
-        &mut self,
-        volume: &str,
-        bucket: &str,
-        key: &str,
-        client_id: u64,
-        location: &Location,
-    ) -> Result<OmResponse, OmError> {
-        let (k, mut open) = self.require_open_key(volume, bucket, key, client_id)?;
-        open.locations.push(location.clone());
-        Self::put(&mut self.open_keys, &k, &open)?;
-        Ok(OmResponse::Block(location.clone()))
-    }
-
-    fn commit_key(&mut self, a: CommitArgs<'_>) -> Result<OmResponse, OmError> {
-        // A part of an upload that is gone (aborted or completed meanwhile).
-        if let Some(p) = a.part {
-            self.require_upload(a.volume, a.bucket, a.key, &p.upload_id)?;
-        }
-        let (ok_key, open) = self.require_open_key(a.volume, a.bucket, a.key, a.client_id)?;
-        self.require_bucket(a.volume, a.bucket)?;
-        if let Some(p) = a.part
-            && open.part.as_ref() != Some(p)
-        {
-            return reject(
-                OmStatus::InvalidRequest,
-                format!(
-                    "commit names part {} of upload {} but the key was opened for {:?}",
-                    p.part_number, p.upload_id, open.part
-                ),
-            );
-        }
-        // Only the blocks listed are kept, in the order listed, with offsets recomputed.
-        let allocated: BTreeMap<BlockRef, &Location> =
-            open.locations.iter().map(|l| (l.block, l)).collect();
-        let mut kept = BTreeSet::new();
-        let mut locations = Vec::with_capacity(a.blocks.len());
-        let mut offset = 0u64;
-        for b in a.blocks {
-            let Some(alloc) = allocated.get(&b.block) else {
-                return reject(
-                    OmStatus::InvalidRequest,
-                    format!("block {} was not allocated to this open key", b.block),
-                );
-            };
-            if !kept.insert(b.block) {
-                return reject(
-                    OmStatus::InvalidRequest,
-                    format!("block {} is listed twice", b.block),
-                );
-            }
-            locations.push(Location {
-                block: b.block,
-                offset,
-                length: b.length,
-                pipeline: alloc.pipeline.clone(),
-                part_number: open.part.as_ref().map_or(0, |p| p.part_number),
-            });
-            offset = offset.saturating_add(b.length);
-        }
-        if offset != a.size {
-            return reject(
-                OmStatus::InvalidRequest,
-                format!(
-                    "size {} differs from the committed blocks' total {offset}",
-                    a.size
-                ),
-            );
-        }
-        let etag = unquote(a.etag).to_string();
-
-        let result = match &open.part {
-            Some(part) => {
-                self.require_upload(a.volume, a.bucket, a.key, &part.upload_id)?;
-                let pk = part_key(a.volume, a.bucket, a.key, &part.upload_id, part.part_number);
-                if let Some(old) = get::<PartRecord>(&self.parts, "multipart_parts", &pk)? {
-                    self.released.extend(old.locations.iter().map(|l| l.block));
-                }
-                let rec = PartRecord {
-                    part_number: part.part_number,
-                    etag: etag.clone(),
-                    size: a.size,
-                    locations: locations.clone(),
-                    modification_time_ms: a.now_ms,
-                };
-                Self::put(&mut self.parts, &pk, &rec)?;
-                KeyRecord {
-                    volume: a.volume.to_string(),
-                    bucket: a.bucket.to_string(),
-                    key: a.key.to_string(),
-                    size: a.size,
-                    etag,
-                    creation_time_ms: open.creation_time_ms,
-                    modification_time_ms: a.now_ms,
-                    locations,
-                    metadata: BTreeMap::new(),
-                    owner: open.owner.clone(),
-                    replication: open.replication,
-                    parts_count: 0,
-                    tags: BTreeMap::new(),
-                    upload_id: String::new(),
-                }
-            }
-            None => {
-                let kk = key_key(a.volume, a.bucket, a.key);
-                let old = get::<KeyRecord>(&self.keys, "keys", &kk)?;
-                if let Some(c) = a.condition
-                    && let Err(why) = c.holds(old.as_ref())
-                {
-                    // The write is over: its open key and blocks go, the key stays as it is.
-                    self.released.extend(open.locations.iter().map(|l| l.block));
-                    self.open_keys.remove(ok_key.as_slice())?;
-                    return Ok(OmResponse::Rejected(Rejection::new(
-                        OmStatus::PreconditionFailed,
-                        format!("/{}/{}/{}: {why}", a.volume, a.bucket, a.key),
-                    )));
-                }
-                if let Some(old) = old {
-                    self.released.extend(old.blocks());
-                }
-                let rec = KeyRecord {
-                    volume: a.volume.to_string(),
-                    bucket: a.bucket.to_string(),
-                    key: a.key.to_string(),
-                    size: a.size,
-                    etag,
-                    creation_time_ms: open.creation_time_ms,
-                    modification_time_ms: a.now_ms,
-                    locations,
-                    metadata: a.metadata.clone(),
-                    owner: open.owner.clone(),
-                    replication: open.replication,
-                    parts_count: 0,
-                    tags: a.tags.clone(),
-                    upload_id: String::new(),
-                };
-                Self::put(&mut self.keys, &kk, &rec)?;
-                rec
-            }
-        };
-        // Preallocated blocks the client did not use.
-        self.released.extend(
-            open.locations
-                .iter()
-                .map(|l| l.block)
-                .filter(|b| !kept.contains(b)),
-        );
-        self.open_keys.remove(ok_key.as_slice())?;
-        Ok(OmResponse::Key(result))
-    }
-
-    fn delete_keys(
-        &mut self,
-        volume: &str,
-        bucket: &str,
-        keys: &[String],
-    ) -> Result<OmResponse, OmError> {
-        self.require_bucket(volume, bucket)?;
-        let mut out = Vec::with_capacity(keys.len());
-        for key in keys {
-            let error = match validate_key_name(key) {
-                Err(OmError::Rejected(r)) => Some(r),
-                Err(other) => return Err(other),
-                Ok(()) => {
-                    let removed = self.keys.remove(key_key(volume, bucket, key).as_slice())?;
-                    if let Some(v) = removed {
-                        let rec: KeyRecord = store::decode("keys", v.value())?;
-                        self.released.extend(rec.blocks());
-                    }
-                    None
-                }
-            };
-            out.push(DeleteOutcome {
-                key: key.clone(),
-                error,
-            });
-        }
-        Ok(OmResponse::Deleted(out))
-    }
-
-    fn initiate_upload(&mut self, rec: UploadRecord) -> Result<OmResponse, OmError> {
-        let k = upload_key(&rec.volume, &rec.bucket, &rec.key, &rec.upload_id);
-        if self.uploads.get(k.as_slice())?.is_some() {
-            return reject(
-                OmStatus::InvalidRequest,
-                format!("upload id {} is already in use", rec.upload_id),
-            );
-        }
-        Self::put(&mut self.uploads, &k, &rec)?;
-        Ok(OmResponse::Upload(rec))
-    }
-
-    /// Removes an upload and its parts; returns the parts.
-    fn remove_upload(&mut self, upload: &UploadRecord) -> Result<Vec<PartRecord>, OmError> {
-        let (v, b, k, u) = (
-            &upload.volume,
-            &upload.bucket,
-            &upload.key,
-            &upload.upload_id,
-        );
-        let parts = drain_prefix::<PartRecord>(
-            &mut self.parts,
-            "multipart_parts",
-            &parts_prefix(v, b, k, u),
-        )?;
-        self.uploads.remove(upload_key(v, b, k, u).as_slice())?;
-        // Parts still being written: their blocks are released now; committing them later
-        // answers NO_SUCH_MULTIPART_UPLOAD.
-        let open_prefix = [key_key(v, b, k).as_slice(), b"\0"].concat();
-        let (open, _) = store::scan::<OpenKeyRecord>(
-            &self.open_keys,
-            "open_keys",
-            &open_prefix,
-            Bound::Included(open_prefix.as_slice()),
-            usize::MAX,
-        )?;
-        for (ok, o) in open {
-            if o.part.as_ref().is_some_and(|p| &p.upload_id == u) {
-                self.open_keys.remove(ok.as_slice())?;
-                self.released.extend(o.locations.iter().map(|l| l.block));
-            }
-        }
-        Ok(parts.into_iter().map(|(_, p)| p).collect())
-    }
-
-    fn complete_upload(
-        &mut self,
-        (volume, bucket, key): (&str, &str, &str),
-        upload_id: &str,
-        listed: &[(u32, String)],
-        now_ms: u64,
-        condition: Option<&WriteCondition>,
-    ) -> Result<OmResponse, OmError> {
-        let kk = key_key(volume, bucket, key);
-        let upload = match self.require_upload(volume, bucket, key, upload_id) {
-            Ok(u) => u,
-            Err(OmError::Rejected(r)) if r.status == OmStatus::NoSuchMultipartUpload => {
-                // Completing again while the key is still this upload's result answers it.
-                return match get::<KeyRecord>(&self.keys, "keys", &kk)? {
-                    Some(k) if k.upload_id == upload_id => Ok(OmResponse::Key(k)),
-                    _ => Err(OmError::Rejected(r)),
-                };
-            }
-            Err(e) => return Err(e),
-        };
-        let current = get::<KeyRecord>(&self.keys, "keys", &kk)?;
-        if let Some(c) = condition
-            && let Err(why) = c.holds(current.as_ref())
-        {
-            return reject(
-                OmStatus::PreconditionFailed,
-                format!("/{volume}/{bucket}/{key}: {why}"),
-            );
-        }
-        if listed.is_empty() {
-            return reject(OmStatus::InvalidRequest, "at least one part must be listed");
-        }
-        for w in listed.windows(2) {
-            if w[1].0 <= w[0].0 {
-                return reject(
-                    OmStatus::InvalidPartOrder,
-                    format!(
-                        "part {} follows part {}: parts must be in ascending order",
-                        w[1].0, w[0].0
-                    ),
-                );
-            }
-        }
-        let prefix = parts_prefix(volume, bucket, key, upload_id);
-        let (stored, _) = store::scan::<PartRecord>(
-            &self.parts,
-            "multipart_parts",
-            &prefix,
-            Bound::Included(prefix.as_slice()),
-            usize::MAX,
-        )?;
-        let stored: BTreeMap<u32, PartRecord> = stored
-            .into_iter()
-            .map(|(_, p)| (p.part_number, p))
-            .collect();
-        let mut chosen = Vec::with_capacity(listed.len());
-        for (n, etag) in listed {
-            match stored.get(n) {
-                Some(p) if unquote(&p.etag) == unquote(etag) => chosen.push(p),
-                Some(_) => {
-                    return reject(
-                        OmStatus::InvalidPart,
-                        format!("part {n}: the ETag does not match the uploaded part"),
-                    );
-                }
-                None => {
-                    return reject(OmStatus::InvalidPart, format!("part {n} was not uploaded"));
-                }
-            }
-        }
-        for p in &chosen[..chosen.len() - 1] {
-            if p.size < MIN_PART_SIZE {
-                return reject(
-                    OmStatus::EntityTooSmall,
-                    format!(
-                        "part {} is {} bytes; every part but the last must be at least {MIN_PART_SIZE}",
-                        p.part_number, p.size
-                    ),
-                );
-            }
-        }
-
-        let mut locations = Vec::new();
-        let mut offset = 0u64;
-        let mut digests = Md5::new();
-        for p in &chosen {
-            for l in &p.locations {
-                locations.push(Location {
-                    offset,
-                    part_number: p.part_number,
-                    ..l.clone()
-                });
-                offset = offset.saturating_add(l.length);
-            }
-            digests.update(part_digest(&p.etag));
-        }
-        let size = chosen.iter().map(|p| p.size).sum::<u64>();
-        let etag = format!("{}-{}", hex::encode(digests.finalize()), chosen.len());
-        let listed_numbers: BTreeSet<u32> = listed.iter().map(|(n, _)| *n).collect();
-
-        let parts = self.remove_upload(&upload)?;
-        for p in parts
-            .iter()
-            .filter(|p| !listed_numbers.contains(&p.part_number))
-        {
-            self.released.extend(p.locations.iter().map(|l| l.block));
-        }
-        if let Some(old) = current {
-            self.released.extend(old.blocks());
-        }
-        let rec = KeyRecord {
-            volume: volume.to_string(),
-            bucket: bucket.to_string(),
-            key: key.to_string(),
-            size,
-            etag,
-            creation_time_ms: upload.creation_time_ms,
-            modification_time_ms: now_ms,
-            locations,
-            metadata: upload.metadata.clone(),
-            owner: upload.owner.clone(),
-            replication: upload.replication,
-            parts_count: listed.len() as u32,
-            tags: upload.tags.clone(),
-            upload_id: upload_id.to_string(),
-        };
-        Self::put(&mut self.keys, &kk, &rec)?;
-        Ok(OmResponse::Key(rec))
-    }
-
-    fn abort_upload(
-        &mut self,
-        volume: &str,
-        bucket: &str,
-        key: &str,
-        upload_id: &str,
-    ) -> Result<OmResponse, OmError> {
-        let upload = self.require_upload(volume, bucket, key, upload_id)?;
-        for p in self.remove_upload(&upload)? {
-            self.released.extend(p.locations.iter().map(|l| l.block));
-        }
-        Ok(OmResponse::Done)
-    }
-}
-
-/// Arguments of CommitKey, borrowed from the command.
-struct CommitArgs<'a> {
-    volume: &'a str,
-    bucket: &'a str,
-    key: &'a str,
-    client_id: u64,
-    blocks: &'a [CommittedBlock],
-    size: u64,
-    etag: &'a str,
-    metadata: &'a BTreeMap<String, String>,
-    part: Option<&'a PartTarget>,
-    now_ms: u64,
-    tags: &'a BTreeMap<String, String>,
-    condition: Option<&'a WriteCondition>,
-}
-
-/// The binary MD5 of a part from its ETag (hex). A part ETag that is not 32 hex digits (written
-/// by something other than the S3 gateway) contributes its own bytes instead.
-fn part_digest(etag: &str) -> Vec<u8> {
-    let e = unquote(etag);
-    match hex::decode(e) {
-        Ok(d) if d.len() == 16 => d,
-        _ => e.as_bytes().to_vec(),
-    }
-}
-
-/// Whether any key of `table` starts with `prefix`.
-fn has_prefix(table: &BytesTable<'_>, prefix: &[u8]) -> Result<bool, OmError> {
-    let mut it = table.range::<&[u8]>((Bound::Included(prefix), Bound::Unbounded))?;
-    match it.next() {
-        Some(item) => Ok(item?.0.value().starts_with(prefix)),
-        None => Ok(false),
-    }
-}
-
-/// Removes and returns every record whose key starts with `prefix`.
-fn drain_prefix<T: serde::de::DeserializeOwned>(
-    table: &mut BytesTable<'_>,
-    name: &'static str,
-    prefix: &[u8],
-) -> Result<Vec<(Vec<u8>, T)>, OmError> {
-    let (rows, _) = store::scan::<T>(table, name, prefix, Bound::Included(prefix), usize::MAX)?;
-    for (k, _) in &rows {
-        table.remove(k.as_slice())?;
-    }
-    Ok(rows)
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use std::collections::BTreeMap;
+
+    use md5::{Digest, Md5};
+    use ozone_proto::om::OmStatus;
+
+    use crate::command::{
+        AllocateBlock, CommitKey, CompleteMultipartUpload, CreateBucket, CreateVolume, DeleteKeys,
+        DeleteVolume, InitiateMultipartUpload, KeyCommand, OpenKey, SetBucketTags, SetKeyTags,
+    };
+    use crate::model::{
+        BlockRef, CommittedBlock, Location, MIN_PART_SIZE, PartTarget, WriteCondition,
+    };
     use crate::model::{NodeRecord, PipelineRecord};
 
     fn loc(local_id: u64) -> Location {
@@ -1369,7 +456,7 @@ mod tests {
     }
 
     fn open(key: &str, client_id: u64, blocks: &[u64], part: Option<PartTarget>) -> OmCommand {
-        OmCommand::OpenKey {
+        OmCommand::from(OpenKey {
             volume: "vol".into(),
             bucket: "bkt".into(),
             key: key.into(),
@@ -1380,7 +467,7 @@ mod tests {
             part,
             block_size: 1 << 20,
             now_ms: 1000 + client_id,
-        }
+        })
     }
 
     fn commit(
@@ -1390,7 +477,7 @@ mod tests {
         etag: &str,
         part: Option<PartTarget>,
     ) -> OmCommand {
-        OmCommand::CommitKey {
+        OmCommand::from(CommitKey {
             volume: "vol".into(),
             bucket: "bkt".into(),
             key: key.into(),
@@ -1403,7 +490,7 @@ mod tests {
             now_ms: 2000 + client_id,
             tags: BTreeMap::new(),
             condition: None,
-        }
+        })
     }
 
     fn part(n: u32) -> Option<PartTarget> {
@@ -1413,29 +500,30 @@ mod tests {
         })
     }
 
-    fn script() -> Vec<OmCommand> {
+    /// A volume, a bucket, keys written, overwritten and deleted, a completed upload.
+    pub(crate) fn script() -> Vec<OmCommand> {
         vec![
-            OmCommand::CreateVolume {
+            OmCommand::from(CreateVolume {
                 volume: "vol".into(),
                 owner: "admin".into(),
                 now_ms: 1,
-            },
-            OmCommand::CreateBucket {
+            }),
+            OmCommand::from(CreateBucket {
                 volume: "vol".into(),
                 bucket: "bkt".into(),
                 owner: "alice".into(),
                 replication: 3,
                 now_ms: 2,
                 link: None,
-            },
+            }),
             open("a/1", 11, &[1, 2], None),
-            OmCommand::AllocateBlock {
+            OmCommand::from(AllocateBlock {
                 volume: "vol".into(),
                 bucket: "bkt".into(),
                 key: "a/1".into(),
                 client_id: 11,
                 location: loc(3),
-            },
+            }),
             // Uses blocks 1 and 3; 2 is released.
             commit("a/1", 11, &[(1, 100), (3, 50)], "\"e1\"", None),
             // Overwrite: 1 and 3 are released.
@@ -1444,7 +532,7 @@ mod tests {
             open("b", 13, &[5], None),
             commit("b", 13, &[(5, 7)], "e3", None),
             // Rejected: no such bucket; block 6 is recorded as deleted.
-            OmCommand::OpenKey {
+            OmCommand::from(OpenKey {
                 volume: "vol".into(),
                 bucket: "nope".into(),
                 key: "x".into(),
@@ -1455,13 +543,13 @@ mod tests {
                 part: None,
                 block_size: 1 << 20,
                 now_ms: 3,
-            },
-            OmCommand::DeleteKeys {
+            }),
+            OmCommand::from(DeleteKeys {
                 volume: "vol".into(),
                 bucket: "bkt".into(),
                 keys: vec!["b".into(), "missing".into()],
-            },
-            OmCommand::InitiateMultipartUpload {
+            }),
+            OmCommand::from(InitiateMultipartUpload {
                 volume: "vol".into(),
                 bucket: "bkt".into(),
                 key: "mp".into(),
@@ -1471,7 +559,7 @@ mod tests {
                 metadata: BTreeMap::from([("x-amz-meta-a".to_string(), "1".to_string())]),
                 now_ms: 4,
                 tags: BTreeMap::from([("t".to_string(), "v".to_string())]),
-            },
+            }),
             open("mp", 15, &[7], part(1)),
             commit(
                 "mp",
@@ -1496,7 +584,7 @@ mod tests {
                 "4a8a08f09d37b73795649038408b5f33",
                 part(3),
             ),
-            OmCommand::CompleteMultipartUpload {
+            OmCommand::from(CompleteMultipartUpload {
                 volume: "vol".into(),
                 bucket: "bkt".into(),
                 key: "mp".into(),
@@ -1507,7 +595,7 @@ mod tests {
                 ],
                 now_ms: 5,
                 condition: None,
-            },
+            }),
         ]
     }
 
@@ -1614,9 +702,9 @@ mod tests {
             Err(OmError::OutOfOrder { index: 3, .. })
         ));
         let (next, _) = reopened
-            .apply_next(&OmCommand::DeleteVolume {
+            .apply_next(&OmCommand::from(DeleteVolume {
                 volume: "nope".into(),
-            })
+            }))
             .expect("apply");
         assert_eq!(next, script().len() as u64 + 1);
     }
@@ -1630,32 +718,12 @@ mod tests {
 
     fn commit_if(key: &str, client_id: u64, block: u64, c: Option<WriteCondition>) -> OmCommand {
         match commit(key, client_id, &[(block, 5)], "etag-new", None) {
-            OmCommand::CommitKey {
-                volume,
-                bucket,
-                key,
-                client_id,
-                blocks,
-                size,
-                etag,
-                metadata,
-                part,
-                now_ms,
-                ..
-            } => OmCommand::CommitKey {
-                volume,
-                bucket,
-                key,
-                client_id,
-                blocks,
-                size,
-                etag,
-                metadata,
-                part,
-                now_ms,
+            OmCommand::Key(KeyCommand::Commit(commit)) => CommitKey {
                 tags: BTreeMap::from([("k".to_string(), "v".to_string())]),
                 condition: c,
-            },
+                ..commit
+            }
+            .into(),
             other => other,
         }
     }
@@ -1713,7 +781,7 @@ mod tests {
         assert_eq!(status(&r), Some(OmStatus::PreconditionFailed));
 
         // Completing the completed upload again answers the same key; tags came from it.
-        let again = OmCommand::CompleteMultipartUpload {
+        let again = OmCommand::from(CompleteMultipartUpload {
             volume: "vol".into(),
             bucket: "bkt".into(),
             key: "mp".into(),
@@ -1721,7 +789,7 @@ mod tests {
             parts: vec![(1, "x".into())],
             now_ms: 9,
             condition: None,
-        };
+        });
         let before = sm
             .snapshot()
             .expect("snap")
@@ -1741,25 +809,25 @@ mod tests {
 
         // Tags of keys and buckets.
         let tags = BTreeMap::from([("a".to_string(), "b".to_string())]);
-        let r = apply(&OmCommand::SetKeyTags {
+        let r = apply(&OmCommand::from(SetKeyTags {
             volume: "vol".into(),
             bucket: "bkt".into(),
             key: "mp".into(),
             tags: tags.clone(),
-        });
+        }));
         assert!(matches!(&r, OmResponse::Key(k) if k.tags == tags));
-        let r = apply(&OmCommand::SetKeyTags {
+        let r = apply(&OmCommand::from(SetKeyTags {
             volume: "vol".into(),
             bucket: "bkt".into(),
             key: "missing".into(),
             tags: tags.clone(),
-        });
+        }));
         assert_eq!(status(&r), Some(OmStatus::KeyNotFound));
-        let r = apply(&OmCommand::SetBucketTags {
+        let r = apply(&OmCommand::from(SetBucketTags {
             volume: "vol".into(),
             bucket: "bkt".into(),
             tags: tags.clone(),
-        });
+        }));
         assert!(matches!(&r, OmResponse::Bucket(b) if b.tags == tags));
         let b = sm
             .snapshot()
@@ -1767,82 +835,5 @@ mod tests {
             .require_bucket("vol", "bkt")
             .expect("bucket");
         assert_eq!(b.tags, tags);
-    }
-
-    #[test]
-    fn s3_secrets_and_bucket_acls_apply_and_travel_in_snapshots() {
-        let d = tempfile::tempdir().expect("tmp");
-        let sm = StateMachine::open(d.path()).expect("open");
-        let apply = |c: OmCommand| sm.apply_next(&c).expect("apply").1;
-        apply(script()[0].clone());
-        apply(script()[1].clone());
-        let secret = |user: &str, secret: &str| OmCommand::CreateS3Secret {
-            user: user.into(),
-            secret: secret.into(),
-            now_ms: 1,
-        };
-        let OmResponse::S3Secret(first) = apply(secret("alice", "s1")) else {
-            panic!("no secret")
-        };
-        assert_eq!(first.secret, "s1");
-        // A second create keeps (and answers) the first secret.
-        let OmResponse::S3Secret(again) = apply(secret("alice", "s2")) else {
-            panic!("no secret")
-        };
-        assert_eq!(again.secret, "s1");
-        let acl = vec![AclGrant {
-            grantee: "bob".into(),
-            permission: "READ".into(),
-        }];
-        let OmResponse::Bucket(b) = apply(OmCommand::SetBucketAcl {
-            volume: "vol".into(),
-            bucket: "bkt".into(),
-            acl: acl.clone(),
-        }) else {
-            panic!("no bucket")
-        };
-        assert_eq!(b.acl, acl);
-        assert!(matches!(
-            apply(OmCommand::SetBucketAcl {
-                volume: "vol".into(),
-                bucket: "missing".into(),
-                acl: vec![],
-            }),
-            OmResponse::Rejected(_)
-        ));
-        let snap = sm.snapshot().expect("snap");
-        assert_eq!(
-            snap.s3_secret("alice").expect("read").expect("some").secret,
-            "s1"
-        );
-        assert_eq!(snap.require_bucket("vol", "bkt").expect("bucket").acl, acl);
-        drop(snap);
-
-        // Snapshots carry secrets and ACLs.
-        let (applied, data) = sm.export().expect("export");
-        let d2 = tempfile::tempdir().expect("tmp");
-        let other = StateMachine::open(d2.path()).expect("open");
-        other.install(&applied, &data).expect("install");
-        let snap = other.snapshot().expect("snap");
-        assert!(snap.s3_secret("alice").expect("read").is_some());
-        assert_eq!(snap.require_bucket("vol", "bkt").expect("bucket").acl, acl);
-
-        apply(OmCommand::RevokeS3Secret {
-            user: "alice".into(),
-        });
-        assert!(
-            sm.snapshot()
-                .expect("snap")
-                .s3_secret("alice")
-                .expect("read")
-                .is_none()
-        );
-
-        // A bucket record written before ACLs existed still loads.
-        let old: BucketRecord = serde_json::from_str(
-            r#"{"volume":"v","name":"b","owner":"o","creation_time_ms":1,"replication":3}"#,
-        )
-        .expect("old record");
-        assert!(old.acl.is_empty());
     }
 }

@@ -11,24 +11,26 @@
 //!
 //! Volume and bucket names have no `/` and key names no NUL (see [`crate::model`]), so these
 //! encodings are unambiguous. Values are JSON-encoded [`crate::model`] records.
-//! Writes happen only in [`crate::state_machine`]; reads go through a [`Snapshot`].
+//! Writes happen only in the state machine's apply; reads go through a [`Snapshot`].
 
 use std::ops::Bound;
 use std::path::Path;
 
+use openraft::{LogId, StoredMembership};
 use ozone_proto::om::OmStatus;
 use redb::{
     Database, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata,
     TableDefinition,
 };
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 use crate::error::OmError;
 use crate::model::{
     BucketRecord, DeletedBlocks, KeyRecord, OpenKeyRecord, PartRecord, S3SecretRecord,
     UploadRecord, VolumeRecord, page_size,
 };
+use crate::raft::{NodeId, OmNode};
 
 pub(crate) type BytesTable = TableDefinition<'static, &'static [u8], &'static [u8]>;
 
@@ -47,8 +49,15 @@ pub(crate) const DELETED: TableDefinition<'static, u64, &'static [u8]> =
 /// Raft bookkeeping of the state machine (JSON values).
 pub(crate) const RAFT_META: TableDefinition<'static, &'static str, &'static [u8]> =
     TableDefinition::new("raft_meta");
-/// `raft_meta` key of the [`crate::state_machine::RaftApplied`] record.
+/// `raft_meta` key of the [`RaftApplied`] record.
 pub(crate) const RAFT_APPLIED: &str = "applied";
+
+/// The last applied raft log id and the membership in effect, stored with the state.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RaftApplied {
+    pub last_applied: Option<LogId<NodeId>>,
+    pub membership: StoredMembership<NodeId, OmNode>,
+}
 
 /// `meta` key of the index of the last applied command.
 pub(crate) const APPLIED_INDEX: &str = "applied_index";
@@ -281,7 +290,7 @@ impl Snapshot {
     }
 
     /// The last applied raft log id and membership (defaults before the first entry).
-    pub fn raft_applied(&self) -> Result<crate::state_machine::RaftApplied, OmError> {
+    pub fn raft_applied(&self) -> Result<RaftApplied, OmError> {
         let t = self.txn.open_table(RAFT_META)?;
         match t.get(RAFT_APPLIED)? {
             Some(v) => decode("raft_meta", v.value()),

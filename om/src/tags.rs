@@ -1,9 +1,17 @@
 //! S3 tags of keys and buckets: the limits OM enforces (the gateway checks them first and
-//! answers InvalidTag; these guard every other client).
+//! answers InvalidTag; these guard every other client), the leader's preparation of
+//! SetKeyTags / SetBucketTags and the apply of [`TagCommand`]s.
 
 use std::collections::{BTreeMap, HashMap};
 
+use ozone_proto::om::{self, OmStatus};
+
+use crate::apply::{Writer, reject};
+use crate::command::{OmResponse, SetBucketTags, SetKeyTags, TagCommand};
 use crate::error::OmError;
+use crate::manager::{OzoneManager, check_bucket_ref, check_key_ref, unexpected};
+use crate::model::KeyRecord;
+use crate::store::{self, bucket_key, get, key_key};
 
 /// Most tags of one key (S3's limit).
 pub const MAX_KEY_TAGS: usize = 10;
@@ -38,6 +46,71 @@ pub fn check_tags(
         }
     }
     Ok(tags.into_iter().collect())
+}
+
+impl OzoneManager {
+    pub async fn set_key_tags(&self, req: om::SetKeyTagsRequest) -> Result<om::KeyInfo, OmError> {
+        check_key_ref(&req.volume, &req.bucket, &req.key)?;
+        let (volume, bucket) = self.resolve_for_write(req.volume, req.bucket).await?;
+        let cmd = SetKeyTags {
+            volume,
+            bucket,
+            key: req.key,
+            tags: check_tags(req.tags, MAX_KEY_TAGS)?,
+        };
+        match self.submit(cmd).await? {
+            OmResponse::Key(k) => Ok(k.to_proto(false)),
+            other => Err(unexpected("SetKeyTags", other)),
+        }
+    }
+
+    pub async fn set_bucket_tags(
+        &self,
+        req: om::SetBucketTagsRequest,
+    ) -> Result<om::BucketInfo, OmError> {
+        check_bucket_ref(&req.volume, &req.bucket)?;
+        let cmd = SetBucketTags {
+            volume: req.volume,
+            bucket: req.bucket,
+            tags: check_tags(req.tags, MAX_BUCKET_TAGS)?,
+        };
+        match self.submit(cmd).await? {
+            OmResponse::Bucket(b) => Ok((&b).into()),
+            other => Err(unexpected("SetBucketTags", other)),
+        }
+    }
+}
+
+impl Writer<'_> {
+    pub(crate) fn apply_tags(&mut self, cmd: &TagCommand) -> Result<OmResponse, OmError> {
+        match cmd {
+            TagCommand::SetKeyTags(c) => self.set_key_tags(c),
+            TagCommand::SetBucketTags(c) => self.set_bucket_tags(c),
+        }
+    }
+
+    fn set_key_tags(&mut self, c: &SetKeyTags) -> Result<OmResponse, OmError> {
+        let (volume, bucket, key) = (&c.volume, &c.bucket, &c.key);
+        self.require_bucket(volume, bucket)?;
+        let kk = key_key(volume, bucket, key);
+        let Some(mut rec) = get::<KeyRecord>(&self.keys, "keys", &kk)? else {
+            return reject(
+                OmStatus::KeyNotFound,
+                format!("key /{volume}/{bucket}/{key} not found"),
+            );
+        };
+        rec.tags = c.tags.clone();
+        Self::put(&mut self.keys, &kk, &rec)?;
+        Ok(OmResponse::Key(rec))
+    }
+
+    fn set_bucket_tags(&mut self, c: &SetBucketTags) -> Result<OmResponse, OmError> {
+        let (volume, bucket) = (&c.volume, &c.bucket);
+        let mut rec = store::require_bucket(&self.volumes, &self.buckets, volume, bucket)?;
+        rec.tags = c.tags.clone();
+        Self::put(&mut self.buckets, &bucket_key(volume, bucket), &rec)?;
+        Ok(OmResponse::Bucket(rec))
+    }
 }
 
 #[cfg(test)]

@@ -51,7 +51,7 @@ impl RaftNode {
     /// Opens the log in `db_dir`, starts openraft over `sm` and, when this node's log is empty,
     /// initializes the group with every configured OM (every OM of a new service does this
     /// with the same membership, which makes the same first entry; the election sorts out the
-    /// rest). Serving the raft RPCs is the caller's part ([`super::service`]).
+    /// rest). Serving the raft RPCs is the caller's part (the raft `service` module).
     pub async fn start(
         settings: HaSettings,
         db_dir: &Path,

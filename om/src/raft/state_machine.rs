@@ -18,7 +18,8 @@ use openraft::{
 use super::{Entry, NodeId, OmNode, TypeConfig, storage_error};
 use crate::command::OmResponse;
 use crate::error::OmError;
-use crate::state_machine::{RaftApplied, StateMachine};
+use crate::state_machine::StateMachine;
+use crate::store::RaftApplied;
 
 type SResult<T> = Result<T, StorageError<NodeId>>;
 

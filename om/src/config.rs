@@ -16,9 +16,11 @@ pub const SCM_TIMEOUT: Duration = Duration::from_secs(10);
 pub const SCM_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Owner of the S3 volume created at first start.
 pub const S3_VOLUME_OWNER: &str = "admin";
+/// Name of the admin credential file in the OM db directory (when not configured).
+pub const ADMIN_SECRET_FILE: &str = "admin.secret";
 
 #[derive(Clone, Debug)]
-pub struct OmSettings {
+pub struct OmConfig {
     /// Directory of `om.db`: `ozone.om.db.dirs` (first entry), else `ozone.metadata.dirs`.
     pub db_dir: PathBuf,
     /// `ozone.om.address`: the (single) OM's gRPC address. An OM binds `config::bind_address`
@@ -46,7 +48,7 @@ pub struct OmSettings {
     pub admin_secret: Option<String>,
 }
 
-impl OmSettings {
+impl OmConfig {
     pub fn from_config(cfg: &OzoneConfig) -> Result<Self, OmError> {
         let dirs = cfg
             .get_opt(keys::OZONE_OM_DB_DIRS)
@@ -81,9 +83,9 @@ impl OmSettings {
             .map_err(|e| invalid(keys::OZONE_S3G_VOLUME_NAME, &e.to_string()))?;
         let admin_secret_file = match cfg.get_opt(keys::OZONE_OM_ADMIN_SECRET_FILE) {
             Some(f) => PathBuf::from(f),
-            None => PathBuf::from(&db_dir).join(crate::security::ADMIN_SECRET_FILE),
+            None => PathBuf::from(&db_dir).join(ADMIN_SECRET_FILE),
         };
-        Ok(OmSettings {
+        Ok(OmConfig {
             security: cfg.get_bool(keys::OZONE_SECURITY_ENABLED)?,
             admin_secret_file,
             admin_secret: None,
@@ -124,7 +126,7 @@ mod tests {
         cfg.set(keys::OZONE_METADATA_DIRS, "/tmp/meta")
             .set(keys::OZONE_SCM_BLOCK_SIZE, "1MB")
             .set(keys::OZONE_KEY_PREALLOCATION_MAX_BLOCKS, "4");
-        let s = OmSettings::from_config(&cfg).expect("valid");
+        let s = OmConfig::from_config(&cfg).expect("valid");
         assert_eq!(s.db_dir, PathBuf::from("/tmp/meta"));
         assert_eq!(s.s3_volume, "s3v");
         assert_eq!(s.blocks_for(0), 1);
@@ -134,10 +136,10 @@ mod tests {
         assert_eq!(s.blocks_for(100 << 20), 4);
         cfg.set(keys::OZONE_OM_DB_DIRS, "/tmp/om1,/tmp/om2");
         assert_eq!(
-            OmSettings::from_config(&cfg).expect("valid").db_dir,
+            OmConfig::from_config(&cfg).expect("valid").db_dir,
             PathBuf::from("/tmp/om1")
         );
         cfg.set(keys::OZONE_SERVER_DEFAULT_REPLICATION, "2");
-        assert!(OmSettings::from_config(&cfg).is_err());
+        assert!(OmConfig::from_config(&cfg).is_err());
     }
 }
