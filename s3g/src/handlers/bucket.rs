@@ -29,7 +29,7 @@ pub async fn list_buckets(ctx: &Ctx<'_>) -> S3Result<HttpResponse> {
             start_after = last.name.clone();
         }
         // With security on a user sees only the buckets they own.
-        let security = ctx.gw.settings.security;
+        let security = ctx.gw.config.security;
         buckets.extend(
             page.buckets
                 .into_iter()

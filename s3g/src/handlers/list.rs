@@ -11,7 +11,7 @@ use crate::xml::XmlWriter;
 
 /// `max-keys`: a non-negative integer; larger than the limit is the limit.
 fn max_keys(ctx: &Ctx<'_>) -> S3Result<u32> {
-    let limit = ctx.gw.settings.max_keys;
+    let limit = ctx.gw.config.max_keys;
     match ctx.query.get("max-keys") {
         None => Ok(limit),
         Some(v) => match v.trim().parse::<i64>() {
