@@ -20,6 +20,7 @@ pub mod error;
 pub mod gateway;
 pub mod handlers;
 pub mod object_io;
+pub mod preconditions;
 pub mod router;
 pub mod security;
 pub mod server;

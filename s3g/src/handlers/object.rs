@@ -3,7 +3,6 @@
 use std::collections::HashMap;
 
 use actix_web::body::SizedStream;
-use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, HttpResponseBuilder, web};
 use ozone_proto::om::{KeyInfo, OmStatus, WriteCondition};
 
@@ -11,6 +10,7 @@ use super::{Ctx, http_date, quoted, xml_ok};
 use crate::body::Body;
 use crate::error::{S3Error, S3ErrorCode, S3Result};
 use crate::object_io::{KeyAttrs, read_object};
+use crate::preconditions::{Preconditions, Verdict};
 use crate::xml::{self, XmlWriter};
 
 /// Stored request headers that GET and HEAD give back.
@@ -75,17 +75,13 @@ pub async fn put_object(ctx: &Ctx<'_>, payload: web::Payload) -> S3Result<HttpRe
 /// it again atomically when the key commits: failing there means a concurrent write got there
 /// first (409 ConditionalRequestConflict, see [`S3Error::from_om`]).
 pub async fn write_condition(ctx: &Ctx<'_>) -> S3Result<Option<WriteCondition>> {
-    let if_none_match = ctx.header("if-none-match").map(str::trim);
-    let if_match = ctx.header("if-match").map(str::trim);
-    if if_none_match.is_none() && if_match.is_none() {
+    let pre = Preconditions::from_headers(ctx.req.headers());
+    if !pre.is_conditional_write() {
         return Ok(None);
     }
-    if let Some(v) = if_none_match
-        && v != "*"
-    {
-        // As AWS answers it: only `*` is implemented.
-        return Err(S3Error::new(S3ErrorCode::NotImplemented).with_resource(ctx.resource()));
-    }
+    let (if_none_match, if_match) = pre
+        .write_condition()
+        .map_err(|code| S3Error::new(code).with_resource(ctx.resource()))?;
     let current = match ctx
         .gw
         .om
@@ -96,26 +92,11 @@ pub async fn write_condition(ctx: &Ctx<'_>) -> S3Result<Option<WriteCondition>> 
         Err(e) if e.status() == OmStatus::KeyNotFound => None,
         Err(e) => return Err(S3Error::from_om(e, &ctx.resource())),
     };
-    let failed =
-        || Err(S3Error::new(S3ErrorCode::PreconditionFailed).with_resource(ctx.resource()));
-    if if_none_match.is_some() && current.is_some() {
-        return failed();
-    }
-    if let Some(want) = if_match {
-        let want = want.trim_start_matches("W/").trim_matches('"');
-        match &current {
-            None => {
-                return Err(S3Error::new(S3ErrorCode::NoSuchKey).with_resource(ctx.resource()));
-            }
-            Some(info) if want != "*" && info.etag.trim_matches('"') != want => return failed(),
-            Some(_) => {}
-        }
-    }
+    pre.check_write(current.as_ref().map(|i| i.etag.as_str()))
+        .map_err(|code| S3Error::new(code).with_resource(ctx.resource()))?;
     Ok(Some(WriteCondition {
-        if_none_match: if_none_match.is_some(),
-        if_match: if_match
-            .map(|m| m.trim_start_matches("W/").trim_matches('"').to_string())
-            .unwrap_or_default(),
+        if_none_match,
+        if_match,
     }))
 }
 
@@ -162,42 +143,6 @@ pub fn parse_range(header: Option<&str>, size: u64) -> S3Result<Option<(u64, u64
     Ok(Some((start, end)))
 }
 
-/// Evaluates If-Match / If-None-Match / If-Modified-Since / If-Unmodified-Since.
-fn check_conditions(ctx: &Ctx<'_>, info: &KeyInfo) -> S3Result<Option<StatusCode>> {
-    let etag = info.etag.trim_matches('"');
-    let matches = |list: &str| {
-        list.split(',')
-            .map(|t| t.trim().trim_start_matches("W/").trim_matches('"'))
-            .any(|t| t == "*" || t == etag)
-    };
-    let modified = info.modification_time_ms / 1000;
-    let parse_date = |v: &str| {
-        httpdate::parse_http_date(v)
-            .ok()
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map(|d| d.as_secs())
-    };
-    if let Some(v) = ctx.header("if-match") {
-        if !matches(v) {
-            return Err(S3Error::new(S3ErrorCode::PreconditionFailed).with_resource(ctx.resource()));
-        }
-    } else if let Some(t) = ctx.header("if-unmodified-since").and_then(parse_date)
-        && modified > t
-    {
-        return Err(S3Error::new(S3ErrorCode::PreconditionFailed).with_resource(ctx.resource()));
-    }
-    if let Some(v) = ctx.header("if-none-match") {
-        if matches(v) {
-            return Ok(Some(StatusCode::NOT_MODIFIED));
-        }
-    } else if let Some(t) = ctx.header("if-modified-since").and_then(parse_date)
-        && modified <= t
-    {
-        return Ok(Some(StatusCode::NOT_MODIFIED));
-    }
-    Ok(None)
-}
-
 fn object_headers(ctx: &Ctx<'_>, resp: &mut HttpResponseBuilder, info: &KeyInfo) {
     resp.insert_header(("etag", quoted(&info.etag)));
     resp.insert_header(("last-modified", http_date(info.modification_time_ms)));
@@ -233,11 +178,19 @@ fn object_headers(ctx: &Ctx<'_>, resp: &mut HttpResponseBuilder, info: &KeyInfo)
 
 pub async fn get_object(ctx: &Ctx<'_>, head: bool) -> S3Result<HttpResponse> {
     let info = ctx.lookup_key().await?;
-    if let Some(status) = check_conditions(ctx, &info)? {
-        let mut resp = HttpResponse::build(status);
-        resp.insert_header(("etag", quoted(&info.etag)));
-        resp.insert_header(("last-modified", http_date(info.modification_time_ms)));
-        return Ok(resp.finish());
+    match Preconditions::from_headers(ctx.req.headers())
+        .evaluate(&info.etag, info.modification_time_ms)
+    {
+        Verdict::Pass => {}
+        Verdict::Failed => {
+            return Err(S3Error::new(S3ErrorCode::PreconditionFailed).with_resource(ctx.resource()));
+        }
+        Verdict::NotModified => {
+            let mut resp = HttpResponse::NotModified();
+            resp.insert_header(("etag", quoted(&info.etag)));
+            resp.insert_header(("last-modified", http_date(info.modification_time_ms)));
+            return Ok(resp.finish());
+        }
     }
     let range = match ctx.query.get("partNumber") {
         Some(n) => {
@@ -429,43 +382,11 @@ pub async fn copy_source(ctx: &Ctx<'_>) -> S3Result<(String, String, KeyInfo)> {
         .lookup_key(&ctx.volume(), bucket, key)
         .await
         .map_err(|e| S3Error::from_om(e, &format!("/{bucket}/{key}")))?;
-    let failed =
-        || Err(S3Error::new(S3ErrorCode::PreconditionFailed).with_resource(ctx.resource()));
-    let etag_matches = |list: &str| {
-        list.split(',')
-            .map(|t| t.trim().trim_matches('"'))
-            .any(|t| t == "*" || t == info.etag.trim_matches('"'))
-    };
-    let modified = info.modification_time_ms / 1000;
-    let date = |h: &str| {
-        ctx.header(h)
-            .and_then(|v| httpdate::parse_http_date(v).ok())
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map(|d| d.as_secs())
-    };
-    let if_match = ctx.header("x-amz-copy-source-if-match");
-    if let Some(v) = if_match
-        && !etag_matches(v)
+    // A copy source that fails any of its conditions is 412, "not modified" included.
+    if Preconditions::copy_source(ctx.req.headers()).evaluate(&info.etag, info.modification_time_ms)
+        != Verdict::Pass
     {
-        return failed();
-    }
-    if if_match.is_none()
-        && let Some(t) = date("x-amz-copy-source-if-unmodified-since")
-        && modified > t
-    {
-        return failed();
-    }
-    let if_none_match = ctx.header("x-amz-copy-source-if-none-match");
-    if let Some(v) = if_none_match
-        && etag_matches(v)
-    {
-        return failed();
-    }
-    if if_none_match.is_none()
-        && let Some(t) = date("x-amz-copy-source-if-modified-since")
-        && modified <= t
-    {
-        return failed();
+        return Err(S3Error::new(S3ErrorCode::PreconditionFailed).with_resource(ctx.resource()));
     }
     Ok((bucket.to_string(), key.to_string(), info))
 }
