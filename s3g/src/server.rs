@@ -144,7 +144,7 @@ async fn dispatch(req: HttpRequest, payload: web::Payload, gw: web::Data<Gateway
     let is_head = req.method() == Method::HEAD;
     let start = std::time::Instant::now();
     let mut op = "Unknown";
-    let result = route(&req, payload, &gw, &mut op).await;
+    let result = route(&req, payload, &gw, &rid, &mut op).await;
     let mut resp = match result {
         Ok(r) => {
             gw.metrics.observe(op, true, start.elapsed());
@@ -153,7 +153,9 @@ async fn dispatch(req: HttpRequest, payload: web::Payload, gw: web::Data<Gateway
         Err(mut e) => {
             gw.metrics.observe(op, false, start.elapsed());
             if e.code == S3ErrorCode::InternalError {
-                tracing::warn!(request_id = %rid, op, method = %req.method(), path = %req.path(), "internal error");
+                // The one place an internal error is logged: here, with its request id.
+                let detail = e.detail.as_deref().unwrap_or("");
+                tracing::error!(request_id = %rid, op, method = %req.method(), path = %req.path(), error = detail, "internal error");
             } else {
                 tracing::debug!(request_id = %rid, op, code = e.code.as_str(), "request failed");
             }
@@ -178,6 +180,7 @@ async fn route(
     req: &HttpRequest,
     payload: web::Payload,
     gw: &Gateway,
+    request_id: &str,
     op: &mut &'static str,
 ) -> S3Result<HttpResponse> {
     let target = router::resolve_target(req, &gw.config.domains)?;
@@ -215,6 +218,7 @@ async fn route(
         gw,
         req,
         query: &query,
+        request_id,
         user: identity.user.clone(),
         identity,
         bucket: target.bucket.unwrap_or_default(),

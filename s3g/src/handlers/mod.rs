@@ -24,6 +24,8 @@ pub struct Ctx<'a> {
     pub gw: &'a Gateway,
     pub req: &'a HttpRequest,
     pub query: &'a Query,
+    /// The id the response carries (`x-amz-request-id`), for logs.
+    pub request_id: &'a str,
     pub user: String,
     pub identity: crate::security::Identity,
     pub bucket: String,

@@ -65,7 +65,7 @@ pub async fn complete(
 ) -> S3Result<HttpResponse> {
     let body = ctx.read_small(payload, 1 << 20).await?;
     let req: xml::CompleteMultipartUpload =
-        xml::parse(&body).map_err(|e| e.with_resource(ctx.resource()))?;
+        xml::parse(&body).map_err(|e| S3Error::from(e).with_resource(ctx.resource()))?;
     if req.parts.is_empty() {
         return Err(S3Error::msg(
             S3ErrorCode::MalformedXML,

@@ -253,7 +253,8 @@ pub async fn delete_object(ctx: &Ctx<'_>) -> S3Result<HttpResponse> {
 
 pub async fn delete_objects(ctx: &Ctx<'_>, payload: web::Payload) -> S3Result<HttpResponse> {
     let body = ctx.read_small(payload, 2 << 20).await?;
-    let req: xml::Delete = xml::parse(&body).map_err(|e| e.with_resource(ctx.resource()))?;
+    let req: xml::Delete =
+        xml::parse(&body).map_err(|e| S3Error::from(e).with_resource(ctx.resource()))?;
     if req.objects.is_empty() || req.objects.len() > 1000 {
         return Err(S3Error::new(S3ErrorCode::MalformedXML).with_resource(ctx.resource()));
     }
@@ -265,25 +266,28 @@ pub async fn delete_objects(ctx: &Ctx<'_>, payload: web::Payload) -> S3Result<Ht
         .delete_keys(&ctx.volume(), &ctx.bucket, keys)
         .await
         .map_err(|e| S3Error::from_om(e, &ctx.resource()))?;
-    let mut w = XmlWriter::new();
-    w.root("DeleteResult");
-    for r in &result {
-        if r.status == OmStatus::Ok as i32 {
+    let mut out = xml::DeleteResult::default();
+    for r in result {
+        let status = OmStatus::try_from(r.status).unwrap_or(OmStatus::InternalError);
+        if status == OmStatus::Ok {
             if !quiet {
-                w.open("Deleted");
-                w.elem("Key", &r.key);
-                w.close("Deleted");
+                out.entries.push(xml::DeleteEntry::Deleted { key: r.key });
             }
-        } else {
-            w.open("Error");
-            w.elem("Key", &r.key);
-            w.elem("Code", "InternalError");
-            w.elem("Message", &r.message);
-            w.close("Error");
+            continue;
         }
+        // Each key its own code (AccessDenied, InvalidRequest, ...); what is no fault of the
+        // request is InternalError, logged here since it is not the request's error.
+        let code = S3ErrorCode::from_om_status(status).unwrap_or(S3ErrorCode::InternalError);
+        if code == S3ErrorCode::InternalError {
+            tracing::error!(request_id = ctx.request_id, key = %r.key, error = %r.message, "internal error deleting a key");
+        }
+        out.entries.push(xml::DeleteEntry::Error {
+            key: r.key,
+            code: code.as_str(),
+            message: r.message,
+        });
     }
-    w.close("DeleteResult");
-    Ok(xml_ok(w.finish()))
+    Ok(xml_ok(xml::to_xml("DeleteResult", &out)))
 }
 
 /// CopyObject: streams the source object through the gateway into the destination.
