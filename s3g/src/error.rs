@@ -89,7 +89,7 @@ pub struct S3Error {
     /// Extra headers (e.g. `Content-Range` on InvalidRange).
     pub headers: Vec<(&'static str, String)>,
     /// What went wrong inside, for the log (InternalError); never sent to the client.
-    pub detail: Option<String>,
+    pub detail: Option<Box<str>>,
 }
 
 pub type S3Result<T> = Result<T, S3Error>;
@@ -127,7 +127,7 @@ impl S3Error {
     /// the response.
     pub fn internal(err: impl std::fmt::Display) -> Self {
         let mut e = Self::new(S3ErrorCode::InternalError);
-        e.detail = Some(err.to_string());
+        e.detail = Some(err.to_string().into());
         e
     }
 

@@ -8,10 +8,11 @@ use ozone_proto::om::{KeyInfo, OmStatus, WriteCondition};
 
 use super::{Ctx, http_date, quoted, xml_ok};
 use crate::body::Body;
+use crate::checksum::ChecksumAlgo;
 use crate::error::{S3Error, S3ErrorCode, S3Result};
 use crate::object_io::{KeyAttrs, read_object};
 use crate::preconditions::{Preconditions, Verdict};
-use crate::xml::{self, XmlWriter};
+use crate::xml;
 
 /// Stored request headers that GET and HEAD give back.
 const STORED_HEADERS: &[&str] = &[
@@ -334,15 +335,12 @@ pub async fn copy_object(ctx: &Ctx<'_>) -> S3Result<HttpResponse> {
         condition: write_condition(ctx).await?,
     };
     let (summary, written) = ctx.write_copy(None, attrs, &info, 0, info.size).await?;
-    let mut w = XmlWriter::new();
-    w.root("CopyObjectResult");
-    w.elem(
-        "LastModified",
-        &super::iso8601(written.modification_time_ms),
-    );
-    w.elem("ETag", &quoted(&hex::encode(summary.md5)));
-    w.close("CopyObjectResult");
-    Ok(xml_ok(w.finish()))
+    let out = xml::CopyResult {
+        xmlns: (),
+        last_modified: super::iso8601(written.modification_time_ms),
+        etag: quoted(&hex::encode(summary.md5)),
+    };
+    Ok(xml_ok(xml::to_xml("CopyObjectResult", &out)))
 }
 
 /// Byte range `[start, end)` of part `n` of a key: the blocks written for that part, or the
@@ -419,23 +417,28 @@ pub async fn get_attributes(ctx: &Ctx<'_>) -> S3Result<HttpResponse> {
         ));
     }
     let has = |name: &str| wanted.contains(&name);
-    let mut w = XmlWriter::new();
-    w.root("GetObjectAttributesResponse");
+    let mut out = xml::GetObjectAttributesResponse::default();
     if has("ETag") {
-        w.elem("ETag", info.etag.trim_matches('"'));
+        out.etag = Some(info.etag.trim_matches('"').to_string());
     }
     if has("Checksum") {
-        let sums: Vec<_> = crate::checksum::ChecksumAlgo::ALL
-            .iter()
-            .filter_map(|a| info.metadata.get(a.header()).map(|v| (a.name(), v)))
-            .collect();
-        if !sums.is_empty() {
-            w.open("Checksum");
-            for (name, v) in sums {
-                w.elem(&format!("Checksum{name}"), v);
-            }
-            w.close("Checksum");
+        let mut sums = xml::Checksums::default();
+        let mut any = false;
+        for algo in crate::checksum::ChecksumAlgo::ALL {
+            let Some(v) = info.metadata.get(algo.header()) else {
+                continue;
+            };
+            any = true;
+            let slot = match algo {
+                ChecksumAlgo::Crc32 => &mut sums.crc32,
+                ChecksumAlgo::Crc32c => &mut sums.crc32c,
+                ChecksumAlgo::Crc64Nvme => &mut sums.crc64nvme,
+                ChecksumAlgo::Sha1 => &mut sums.sha1,
+                ChecksumAlgo::Sha256 => &mut sums.sha256,
+            };
+            *slot = Some(v.clone());
         }
+        out.checksum = any.then_some(sums);
     }
     if has("ObjectParts") && info.parts_count > 0 {
         let max: u32 = ctx
@@ -450,41 +453,28 @@ pub async fn get_attributes(ctx: &Ctx<'_>) -> S3Result<HttpResponse> {
             .filter_map(|n| part_range(&info, n).map(|(a, b)| (n, b - a)))
             .collect();
         let shown = &parts[..parts.len().min(max as usize)];
-        w.open("ObjectParts");
-        w.elem("PartsCount", &info.parts_count.to_string());
-        w.elem("PartNumberMarker", &marker.to_string());
-        w.elem(
-            "NextPartNumberMarker",
-            &shown.last().map(|p| p.0).unwrap_or(marker).to_string(),
-        );
-        w.elem("MaxParts", &max.to_string());
-        w.elem(
-            "IsTruncated",
-            if shown.len() < parts.len() {
-                "true"
-            } else {
-                "false"
-            },
-        );
-        for (n, size) in shown {
-            w.open("Part");
-            w.elem("PartNumber", &n.to_string());
-            w.elem("Size", &size.to_string());
-            w.close("Part");
-        }
-        w.close("ObjectParts");
+        out.object_parts = Some(xml::ObjectParts {
+            parts_count: info.parts_count,
+            part_number_marker: marker,
+            next_part_number_marker: shown.last().map(|p| p.0).unwrap_or(marker),
+            max_parts: max,
+            is_truncated: shown.len() < parts.len(),
+            parts: shown
+                .iter()
+                .map(|&(part_number, size)| xml::ObjectPart { part_number, size })
+                .collect(),
+        });
     }
     if has("StorageClass") {
-        w.elem("StorageClass", "STANDARD");
+        out.storage_class = Some("STANDARD");
     }
     if has("ObjectSize") {
-        w.elem("ObjectSize", &info.size.to_string());
+        out.object_size = Some(info.size);
     }
-    w.close("GetObjectAttributesResponse");
     Ok(HttpResponse::Ok()
         .content_type("application/xml")
         .insert_header(("last-modified", http_date(info.modification_time_ms)))
-        .body(w.finish()))
+        .body(xml::to_xml("GetObjectAttributesResponse", &out)))
 }
 
 #[cfg(test)]
