@@ -1,6 +1,6 @@
 //! S3 XML: request bodies parsed and responses written with quick-xml's serde support, as typed
 //! structs. Knows nothing of S3 errors: a body that does not parse is an [`XmlError`], which
-//! [`crate::error`] answers as MalformedXML.
+//! the error module answers as MalformedXML.
 
 use serde::{Deserialize, Serialize};
 
