@@ -117,7 +117,9 @@ fn main() -> ExitCode {
             Cmd::Om => ozone_om::run(cfg, shutdown).await.map_err(Into::into),
             Cmd::Scm => ozone_scm::run(cfg, shutdown).await.map_err(Into::into),
             Cmd::Datanode => ozone_datanode::run(cfg, shutdown).await.map_err(Into::into),
-            Cmd::S3g => ozone_s3g::run(cfg, shutdown).await.map_err(Into::into),
+            Cmd::S3g => ozone_s3g::server::run(cfg, shutdown)
+                .await
+                .map_err(Into::into),
             Cmd::Cluster { cmd } => cluster::run(cmd, &cli.set).await,
             Cmd::Admin { cmd } => admin::run(&cfg, cmd).await,
             Cmd::Sh { cmd } => shell::run(&cfg, cmd).await.map_err(Into::into),

@@ -1,6 +1,6 @@
 //! Who is asking, with `ozone.security.enabled=false`: any access key is accepted and names the
 //! user; signatures are not checked. A request without credentials is served as the user
-//! `anonymous`. With security on, [`crate::security`] authenticates instead.
+//! `anonymous`. With security on, the `security` module authenticates instead.
 
 use actix_web::HttpRequest;
 

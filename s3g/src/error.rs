@@ -8,7 +8,7 @@ use actix_web::{HttpResponse, ResponseError};
 use om_client::OmClientError;
 use ozone_proto::om::OmStatus;
 
-use crate::xml::XmlWriter;
+use crate::xml::{self, ErrorResponse, XmlError};
 
 macro_rules! s3_codes {
     ($($name:ident = $status:literal, $msg:literal;)*) => {
@@ -88,6 +88,8 @@ pub struct S3Error {
     pub no_body: bool,
     /// Extra headers (e.g. `Content-Range` on InvalidRange).
     pub headers: Vec<(&'static str, String)>,
+    /// What went wrong inside, for the log (InternalError); never sent to the client.
+    pub detail: Option<Box<str>>,
 }
 
 pub type S3Result<T> = Result<T, S3Error>;
@@ -101,6 +103,7 @@ impl S3Error {
             request_id: None,
             no_body: false,
             headers: Vec::new(),
+            detail: None,
         }
     }
 
@@ -120,14 +123,40 @@ impl S3Error {
         self
     }
 
+    /// An InternalError; `err` is logged once, with the request id, where the error becomes
+    /// the response.
     pub fn internal(err: impl std::fmt::Display) -> Self {
-        tracing::error!(error = %err, "internal error");
-        Self::new(S3ErrorCode::InternalError)
+        let mut e = Self::new(S3ErrorCode::InternalError);
+        e.detail = Some(err.to_string().into());
+        e
     }
 
     /// Maps an OM error; `resource` names the bucket or key the call was about.
     pub fn from_om(err: OmClientError, resource: &str) -> Self {
-        let code = match err.status() {
+        let code = match S3ErrorCode::from_om_status(err.status()) {
+            Some(code) => code,
+            None if err.is_unavailable() => S3ErrorCode::ServiceUnavailable,
+            None => return S3Error::internal(err).with_resource(resource),
+        };
+        if code == S3ErrorCode::ServiceUnavailable {
+            tracing::warn!(error = %err, "OM unavailable");
+        }
+        let mut e = S3Error::new(code).with_resource(resource);
+        if matches!(
+            code,
+            S3ErrorCode::InvalidRequest | S3ErrorCode::EntityTooSmall
+        ) {
+            e.message = err.to_string();
+        }
+        e
+    }
+}
+
+impl S3ErrorCode {
+    /// The S3 code of an OM status; `None` for a status that is no fault of the request
+    /// (an internal error, or OM unavailable).
+    pub fn from_om_status(status: OmStatus) -> Option<S3ErrorCode> {
+        Some(match status {
             OmStatus::BucketNotFound | OmStatus::VolumeNotFound => S3ErrorCode::NoSuchBucket,
             OmStatus::KeyNotFound => S3ErrorCode::NoSuchKey,
             OmStatus::BucketNotEmpty => S3ErrorCode::BucketNotEmpty,
@@ -152,25 +181,14 @@ impl S3Error {
             OmStatus::Ok
             | OmStatus::InternalError
             | OmStatus::VolumeAlreadyExists
-            | OmStatus::VolumeNotEmpty => {
-                if err.is_unavailable() {
-                    S3ErrorCode::ServiceUnavailable
-                } else {
-                    return S3Error::internal(err).with_resource(resource);
-                }
-            }
-        };
-        if code == S3ErrorCode::ServiceUnavailable {
-            tracing::warn!(error = %err, "OM unavailable");
-        }
-        let mut e = S3Error::new(code).with_resource(resource);
-        if matches!(
-            code,
-            S3ErrorCode::InvalidRequest | S3ErrorCode::EntityTooSmall
-        ) {
-            e.message = err.to_string();
-        }
-        e
+            | OmStatus::VolumeNotEmpty => return None,
+        })
+    }
+}
+
+impl From<XmlError> for S3Error {
+    fn from(_: XmlError) -> Self {
+        S3Error::new(S3ErrorCode::MalformedXML)
     }
 }
 
@@ -193,17 +211,15 @@ impl ResponseError for S3Error {
         if self.no_body {
             return resp.finish();
         }
-        let mut w = XmlWriter::new();
-        w.open("Error");
-        w.elem("Code", self.code.as_str());
-        w.elem("Message", &self.message);
-        if let Some(r) = &self.resource {
-            w.elem("Resource", r);
-        }
-        if let Some(id) = &self.request_id {
-            w.elem("RequestId", id);
-        }
-        w.close("Error");
-        resp.content_type("application/xml").body(w.finish())
+        let body = xml::to_xml(
+            "Error",
+            &ErrorResponse {
+                code: self.code.as_str(),
+                message: &self.message,
+                resource: self.resource.as_deref(),
+                request_id: self.request_id.as_deref(),
+            },
+        );
+        resp.content_type("application/xml").body(body)
     }
 }

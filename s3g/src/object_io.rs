@@ -17,9 +17,9 @@ use ozone_proto::om::{CommitKeyRequest, KeyInfo, OpenKeyRequest, WriteCondition}
 
 pub use ozone_client::read_key as read_object;
 
-use crate::Gateway;
 use crate::body::{Body, BodySpec, BodySummary};
 use crate::error::{S3Error, S3ErrorCode, S3Result};
+use crate::gateway::Gateway;
 
 /// Which key a write produces (or which multipart part).
 pub struct WriteTarget<'a> {
@@ -74,14 +74,14 @@ where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
     E: std::fmt::Display,
 {
-    let volume = gw.settings.volume.clone();
+    let volume = gw.config.volume.clone();
     let resource = format!("/{}/{}", target.bucket, target.key);
     let (upload_id, part_number) = target.upload.clone().unwrap_or_default();
     let settings = WriteSettings {
-        piece_size: gw.settings.buffer_size,
-        chunk_size: gw.settings.chunk_size,
-        bytes_per_checksum: gw.settings.bytes_per_checksum,
-        retry_buffer: gw.settings.retry_buffer,
+        piece_size: gw.config.buffer_size,
+        chunk_size: gw.config.chunk_size,
+        bytes_per_checksum: gw.config.bytes_per_checksum,
+        retry_buffer: gw.config.retry_buffer,
     };
     let mut writer = KeyWriter::open(
         &gw.om,

@@ -1,6 +1,7 @@
 //! Parses a request into one [`Endpoint`] (method + bucket + key + sub-resource), once.
 //! A sub-resource the gateway does not implement is `NotImplemented`, never a fallthrough.
 
+use actix_web::HttpRequest;
 use actix_web::http::Method;
 
 use crate::error::{S3Error, S3ErrorCode, S3Result};
@@ -81,6 +82,74 @@ const UNSUPPORTED_OBJECT: &[&str] = &[
     "versionId",
 ];
 
+/// A request's target after virtual-host and path-style resolution.
+pub struct Target {
+    pub bucket: Option<String>,
+    pub key: Option<String>,
+}
+
+pub fn resolve_target(req: &HttpRequest, domains: &[String]) -> S3Result<Target> {
+    let raw_path = req.uri().path();
+    let host = req
+        .headers()
+        .get("host")
+        .and_then(|h| h.to_str().ok())
+        .map(|h| h.split(':').next().unwrap_or(h).to_ascii_lowercase());
+    if let Some(host) = host {
+        for d in domains {
+            if let Some(bucket) = host
+                .strip_suffix(d.as_str())
+                .and_then(|b| b.strip_suffix('.'))
+            {
+                let key = raw_path.strip_prefix('/').unwrap_or(raw_path);
+                return Ok(Target {
+                    bucket: Some(bucket.to_string()),
+                    key: (!key.is_empty()).then(|| decode_path(key)).transpose()?,
+                });
+            }
+        }
+    }
+    let path = raw_path.strip_prefix('/').unwrap_or(raw_path);
+    if path.is_empty() {
+        return Ok(Target {
+            bucket: None,
+            key: None,
+        });
+    }
+    let (bucket, key) = match path.split_once('/') {
+        Some((b, k)) => (b, (!k.is_empty()).then_some(k)),
+        None => (path, None),
+    };
+    Ok(Target {
+        bucket: Some(decode_path(bucket)?),
+        key: key.map(decode_path).transpose()?,
+    })
+}
+
+/// What an operation needs on its bucket (see [`Endpoint::permission`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Perm {
+    Read,
+    Write,
+    ReadAcp,
+    WriteAcp,
+    /// Only the owner (DeleteBucket, tagging).
+    Owner,
+}
+
+impl Perm {
+    /// The ACL permission that grants it (`FULL_CONTROL` grants every one but `Owner`).
+    pub fn acl_name(self) -> &'static str {
+        match self {
+            Perm::Read => "READ",
+            Perm::Write => "WRITE",
+            Perm::ReadAcp => "READ_ACP",
+            Perm::WriteAcp => "WRITE_ACP",
+            Perm::Owner => "",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Endpoint {
     Browser,
@@ -152,6 +221,45 @@ impl Endpoint {
             Endpoint::GetObjectTagging => "GetObjectTagging",
             Endpoint::PutObjectTagging => "PutObjectTagging",
             Endpoint::DeleteObjectTagging => "DeleteObjectTagging",
+        }
+    }
+
+    /// The permission the operation needs on its bucket, checked with security on
+    /// (`None`: not a bucket operation; an authenticated user is enough).
+    pub fn permission(&self) -> Option<Perm> {
+        match self {
+            // The page is static and public (its script's calls are checked one by one).
+            Endpoint::Browser => None,
+            Endpoint::ListBuckets => None,
+            Endpoint::CreateBucket => None,
+            Endpoint::HeadBucket => Some(Perm::Read),
+            Endpoint::DeleteBucket => Some(Perm::Owner),
+            Endpoint::GetBucketLocation => Some(Perm::Read),
+            Endpoint::GetBucketVersioning => Some(Perm::Read),
+            Endpoint::GetBucketAcl => Some(Perm::ReadAcp),
+            Endpoint::PutBucketAcl => Some(Perm::WriteAcp),
+            Endpoint::GetObjectAcl => Some(Perm::ReadAcp),
+            Endpoint::ListObjects { .. } => Some(Perm::Read),
+            Endpoint::DeleteObjects => Some(Perm::Write),
+            Endpoint::ListMultipartUploads => Some(Perm::Read),
+            Endpoint::PutObject => Some(Perm::Write),
+            Endpoint::CopyObject => Some(Perm::Write),
+            Endpoint::GetObject => Some(Perm::Read),
+            Endpoint::HeadObject => Some(Perm::Read),
+            Endpoint::DeleteObject => Some(Perm::Write),
+            Endpoint::CreateMultipartUpload => Some(Perm::Write),
+            Endpoint::UploadPart { .. } => Some(Perm::Write),
+            Endpoint::UploadPartCopy { .. } => Some(Perm::Write),
+            Endpoint::GetObjectAttributes => Some(Perm::Read),
+            Endpoint::CompleteMultipartUpload { .. } => Some(Perm::Write),
+            Endpoint::AbortMultipartUpload { .. } => Some(Perm::Write),
+            Endpoint::ListParts { .. } => Some(Perm::Read),
+            Endpoint::GetBucketTagging => Some(Perm::Owner),
+            Endpoint::PutBucketTagging => Some(Perm::Owner),
+            Endpoint::DeleteBucketTagging => Some(Perm::Owner),
+            Endpoint::GetObjectTagging => Some(Perm::Owner),
+            Endpoint::PutObjectTagging => Some(Perm::Owner),
+            Endpoint::DeleteObjectTagging => Some(Perm::Owner),
         }
     }
 

@@ -6,7 +6,8 @@
 //! here). OM answers the day-scoped signing key, with which the chunk signatures of a signed
 //! streaming upload are checked here, and the request's bucket (owner, ACL) in the same call.
 //!
-//! Authorization: a bucket's owner may do everything in it; others need an ACL grant (READ to
+//! Authorization ([`crate::router::Endpoint::permission`] names what an operation needs): a
+//! bucket's owner may do everything in it; others need an ACL grant (READ to
 //! list and read, WRITE to write and delete, READ_ACP / WRITE_ACP for the ACL). Deleting a
 //! bucket is its owner's alone. A request without credentials is `anonymous` and gets only
 //! what grants to everyone (`public-read`) allow.
@@ -14,9 +15,9 @@
 use actix_web::HttpRequest;
 use ozone_proto::om::{BucketInfo, VerifyS3SignatureRequest};
 
-use crate::Gateway;
 use crate::error::{S3Error, S3ErrorCode, S3Result};
-use crate::router::{Endpoint, Query};
+use crate::gateway::Gateway;
+use crate::router::{Endpoint, Perm, Query};
 use crate::sigv4::{self, ChunkSigner, SigV4Request};
 
 /// The user of a request without credentials.
@@ -36,60 +37,6 @@ pub struct Identity {
     pub chunk_signer: Option<ChunkSigner>,
     /// The request's bucket, as OM answered with the signature check.
     pub bucket: Option<BucketInfo>,
-}
-
-/// What an operation needs on its bucket.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Perm {
-    Read,
-    Write,
-    ReadAcp,
-    WriteAcp,
-    /// Only the owner (DeleteBucket).
-    Owner,
-}
-
-impl Perm {
-    fn acl_name(self) -> &'static str {
-        match self {
-            Perm::Read => "READ",
-            Perm::Write => "WRITE",
-            Perm::ReadAcp => "READ_ACP",
-            Perm::WriteAcp => "WRITE_ACP",
-            Perm::Owner => "",
-        }
-    }
-}
-
-/// The permission `endpoint` needs on its bucket (`None`: not a bucket operation).
-/// An operation not listed needs the owner (the safe default).
-pub fn required(endpoint: &Endpoint) -> Option<Perm> {
-    use Endpoint::*;
-    Some(match endpoint {
-        ListBuckets | CreateBucket => return None,
-        HeadBucket
-        | GetBucketLocation
-        | GetBucketVersioning
-        | ListObjects { .. }
-        | ListMultipartUploads
-        | GetObject
-        | HeadObject
-        | GetObjectAttributes
-        | ListParts { .. } => Perm::Read,
-        DeleteObjects
-        | PutObject
-        | CopyObject
-        | DeleteObject
-        | CreateMultipartUpload
-        | UploadPart { .. }
-        | UploadPartCopy { .. }
-        | CompleteMultipartUpload { .. }
-        | AbortMultipartUpload { .. } => Perm::Write,
-        GetBucketAcl | GetObjectAcl => Perm::ReadAcp,
-        PutBucketAcl => Perm::WriteAcp,
-        #[allow(unreachable_patterns)]
-        _ => Perm::Owner,
-    })
 }
 
 /// Whether `id` may do `perm` in `bucket`.
@@ -172,7 +119,7 @@ pub async fn authenticate(
         ));
     } else {
         let bucket = match bucket {
-            Some(b) => gw.om.info_bucket(&gw.settings.volume, b).await.ok(),
+            Some(b) => gw.om.info_bucket(&gw.config.volume, b).await.ok(),
             None => None,
         };
         return Ok(Identity {
@@ -212,7 +159,7 @@ async fn verify(
             service: sig.service.clone(),
             string_to_sign: sts,
             signature: sig.signature.clone(),
-            volume: gw.settings.volume.clone(),
+            volume: gw.config.volume.clone(),
             bucket: bucket.unwrap_or_default().to_string(),
         })
         .await
@@ -252,7 +199,7 @@ pub async fn authorize(
     endpoint: &Endpoint,
     bucket: &str,
 ) -> S3Result<()> {
-    let Some(perm) = required(endpoint) else {
+    let Some(perm) = endpoint.permission() else {
         if !id.authenticated {
             return Err(S3Error::new(S3ErrorCode::AccessDenied));
         }
@@ -260,7 +207,7 @@ pub async fn authorize(
     };
     let info = match &id.bucket {
         Some(b) if b.name == bucket => Some(b.clone()),
-        _ => gw.om.info_bucket(&gw.settings.volume, bucket).await.ok(),
+        _ => gw.om.info_bucket(&gw.config.volume, bucket).await.ok(),
     };
     match info {
         Some(b) if !allowed(&b, id, perm) => {
@@ -273,9 +220,9 @@ pub async fn authorize(
     }
 }
 
-/// The source bucket of a copy needs READ too.
+/// The source bucket of a copy needs what reading it needs ([`Endpoint::GetObject`]).
 pub async fn authorize_copy_source(gw: &Gateway, id: &Identity, bucket: &str) -> S3Result<()> {
-    if !gw.settings.security {
+    if !gw.config.security {
         return Ok(());
     }
     authorize(gw, id, &Endpoint::GetObject, bucket).await

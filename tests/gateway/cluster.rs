@@ -19,7 +19,7 @@ pub struct Cluster {
     /// Requests as [`USER`] (signed when security is on).
     pub s3: S3,
     pub users: Users,
-    s3g: ozone_s3g::S3gHandle,
+    s3g: ozone_s3g::server::S3gHandle,
     dn: ozone_datanode::DatanodeHandle,
     om: ozone_om::OmServer,
     scm: ozone_scm::ScmServer,
@@ -90,7 +90,10 @@ impl Cluster {
             .set(keys::HDDS_CONTAINER_IPC_PORT, "0")
             .set(keys::HDDS_DATANODE_HOSTNAME, "127.0.0.1")
             .set(keys::HDDS_DATANODE_HTTP_ADDRESS, "127.0.0.1:0")
-            .set(keys::OZONE_SCM_DATANODE_ADDRESS, scm.datanode_addr.to_string());
+            .set(
+                keys::OZONE_SCM_DATANODE_ADDRESS,
+                scm.datanode_addr.to_string(),
+            );
         let dn = ozone_datanode::start(cfg).await.expect("datanode starts");
 
         let admin_file = path("admin.secret");
@@ -108,7 +111,9 @@ impl Cluster {
             .set(keys::OZONE_S3G_HTTP_ADDRESS, "127.0.0.1:0")
             .set(keys::OZONE_S3G_WEBADMIN_HTTP_ADDRESS, "127.0.0.1:0")
             .set(keys::OZONE_S3G_WORKERS, "2");
-        let s3g = ozone_s3g::start(&cfg).await.expect("S3 gateway starts");
+        let s3g = ozone_s3g::server::start(&cfg)
+            .await
+            .expect("S3 gateway starts");
 
         let users = Users {
             anonymous: S3::new(s3g.s3_addr),

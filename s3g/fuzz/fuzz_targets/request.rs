@@ -29,7 +29,7 @@ fuzz_target!(|input: (u8, u64, bool, &str, &str, &str)| {
         assert!(!sig.access_key.is_empty() && sig.date.len() == 8);
         let _ = ozone_s3g::sigv4::parse_amz_date(&sig.amz_date);
     }
-    if let Ok(Some((start, end))) = ozone_s3g::parse_range(Some(range), size) {
+    if let Ok(Some((start, end))) = ozone_s3g::handlers::parse_range(Some(range), size) {
         assert!(start < end && end <= size, "{range} {size} -> {start}..{end}");
     }
 });

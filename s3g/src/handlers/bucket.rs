@@ -7,7 +7,7 @@ use ozone_proto::om::{CreateBucketRequest, ListBucketsRequest, OmStatus};
 
 use super::{Ctx, iso8601, xml_ok};
 use crate::error::{S3Error, S3ErrorCode, S3Result};
-use crate::xml::{self, XmlWriter};
+use crate::xml;
 
 pub async fn list_buckets(ctx: &Ctx<'_>) -> S3Result<HttpResponse> {
     let mut buckets = Vec::new();
@@ -29,7 +29,7 @@ pub async fn list_buckets(ctx: &Ctx<'_>) -> S3Result<HttpResponse> {
             start_after = last.name.clone();
         }
         // With security on a user sees only the buckets they own.
-        let security = ctx.gw.settings.security;
+        let security = ctx.gw.config.security;
         buckets.extend(
             page.buckets
                 .into_iter()
@@ -39,22 +39,20 @@ pub async fn list_buckets(ctx: &Ctx<'_>) -> S3Result<HttpResponse> {
             break;
         }
     }
-    let mut w = XmlWriter::new();
-    w.root("ListAllMyBucketsResult");
-    w.open("Owner");
-    w.elem("ID", &ctx.user);
-    w.elem("DisplayName", &ctx.user);
-    w.close("Owner");
-    w.open("Buckets");
-    for b in &buckets {
-        w.open("Bucket");
-        w.elem("Name", &b.name);
-        w.elem("CreationDate", &iso8601(b.creation_time_ms));
-        w.close("Bucket");
-    }
-    w.close("Buckets");
-    w.close("ListAllMyBucketsResult");
-    Ok(xml_ok(w.finish()))
+    let out = xml::ListAllMyBucketsResult {
+        xmlns: (),
+        owner: xml::Owner::user(&ctx.user),
+        buckets: xml::Buckets {
+            bucket: buckets
+                .into_iter()
+                .map(|b| xml::BucketEntry {
+                    creation_date: iso8601(b.creation_time_ms),
+                    name: b.name,
+                })
+                .collect(),
+        },
+    };
+    Ok(xml_ok(xml::to_xml("ListAllMyBucketsResult", &out)))
 }
 
 pub async fn create_bucket(ctx: &Ctx<'_>, payload: web::Payload) -> S3Result<HttpResponse> {
@@ -126,16 +124,16 @@ pub async fn delete_bucket(ctx: &Ctx<'_>) -> S3Result<HttpResponse> {
 
 pub async fn get_location(ctx: &Ctx<'_>) -> S3Result<HttpResponse> {
     head_bucket(ctx).await?;
-    let mut w = XmlWriter::new();
-    w.root("LocationConstraint");
-    w.close("LocationConstraint");
-    Ok(xml_ok(w.finish()))
+    Ok(xml_ok(xml::to_xml(
+        "LocationConstraint",
+        &xml::Empty::default(),
+    )))
 }
 
 pub async fn get_versioning(ctx: &Ctx<'_>) -> S3Result<HttpResponse> {
     head_bucket(ctx).await?;
-    let mut w = XmlWriter::new();
-    w.root("VersioningConfiguration");
-    w.close("VersioningConfiguration");
-    Ok(xml_ok(w.finish()))
+    Ok(xml_ok(xml::to_xml(
+        "VersioningConfiguration",
+        &xml::Empty::default(),
+    )))
 }

@@ -7,11 +7,11 @@ use ozone_proto::om::ListKeysRequest;
 
 use super::{Ctx, iso8601, quoted, url_encode, xml_ok};
 use crate::error::{S3Error, S3ErrorCode, S3Result};
-use crate::xml::XmlWriter;
+use crate::xml;
 
 /// `max-keys`: a non-negative integer; larger than the limit is the limit.
 fn max_keys(ctx: &Ctx<'_>) -> S3Result<u32> {
-    let limit = ctx.gw.settings.max_keys;
+    let limit = ctx.gw.config.max_keys;
     match ctx.query.get("max-keys") {
         None => Ok(limit),
         Some(v) => match v.trim().parse::<i64>() {
@@ -85,57 +85,36 @@ pub async fn list_objects(ctx: &Ctx<'_>, v2: bool) -> S3Result<HttpResponse> {
         )
     };
 
-    let mut w = XmlWriter::new();
-    w.root("ListBucketResult");
-    w.elem("Name", &ctx.bucket);
-    w.elem("Prefix", &enc(&prefix));
-    if v2 {
-        if let Some(t) = token {
-            w.elem("ContinuationToken", t);
-        }
-        if let Some(s) = ctx.query.get("start-after") {
-            w.elem("StartAfter", &enc(s));
-        }
-        w.elem("KeyCount", &(keys.len() + prefixes.len()).to_string());
-    } else {
-        w.elem("Marker", &enc(&start_after));
-    }
-    w.elem("MaxKeys", &max.to_string());
-    if !delimiter.is_empty() {
-        w.elem("Delimiter", &enc(&delimiter));
-    }
-    if url {
-        w.elem("EncodingType", "url");
-    }
-    w.elem("IsTruncated", if truncated { "true" } else { "false" });
-    if truncated {
-        if v2 {
-            w.elem("NextContinuationToken", &B64.encode(next.as_bytes()));
-        } else {
-            w.elem("NextMarker", &enc(&next));
-        }
-    }
     let fetch_owner = !v2 || ctx.query.get("fetch-owner") == Some("true");
-    for k in &keys {
-        w.open("Contents");
-        w.elem("Key", &enc(&k.key));
-        w.elem("LastModified", &iso8601(k.modification_time_ms));
-        w.elem("ETag", &quoted(&k.etag));
-        w.elem("Size", &k.size.to_string());
-        if fetch_owner {
-            w.open("Owner");
-            w.elem("ID", &k.owner);
-            w.elem("DisplayName", &k.owner);
-            w.close("Owner");
-        }
-        w.elem("StorageClass", "STANDARD");
-        w.close("Contents");
-    }
-    for p in &prefixes {
-        w.open("CommonPrefixes");
-        w.elem("Prefix", &enc(p));
-        w.close("CommonPrefixes");
-    }
-    w.close("ListBucketResult");
-    Ok(xml_ok(w.finish()))
+    let out = xml::ListBucketResult {
+        xmlns: (),
+        name: ctx.bucket.clone(),
+        prefix: enc(&prefix),
+        continuation_token: token.filter(|_| v2).map(str::to_string),
+        start_after: ctx.query.get("start-after").filter(|_| v2).map(enc),
+        key_count: v2.then(|| keys.len() + prefixes.len()),
+        marker: (!v2).then(|| enc(&start_after)),
+        max_keys: max,
+        delimiter: (!delimiter.is_empty()).then(|| enc(&delimiter)),
+        encoding_type: url.then_some("url"),
+        is_truncated: truncated,
+        next_continuation_token: (truncated && v2).then(|| B64.encode(next.as_bytes())),
+        next_marker: (truncated && !v2).then(|| enc(&next)),
+        contents: keys
+            .iter()
+            .map(|k| xml::ObjectEntry {
+                key: enc(&k.key),
+                last_modified: iso8601(k.modification_time_ms),
+                etag: quoted(&k.etag),
+                size: k.size,
+                owner: fetch_owner.then(|| xml::Owner::user(&k.owner)),
+                storage_class: "STANDARD",
+            })
+            .collect(),
+        common_prefixes: prefixes
+            .iter()
+            .map(|p| xml::CommonPrefix { prefix: enc(p) })
+            .collect(),
+    };
+    Ok(xml_ok(xml::to_xml("ListBucketResult", &out)))
 }

@@ -13,9 +13,9 @@ pub use object::parse_range;
 
 use ozone_proto::om::KeyInfo;
 
-use crate::Gateway;
 use crate::body::{Body, BodySpec, BodySummary};
 use crate::error::{S3Error, S3ErrorCode, S3Result};
+use crate::gateway::Gateway;
 use crate::object_io::{KeyAttrs, WriteTarget, read_object, write_object};
 use crate::router::{Endpoint, Query};
 
@@ -24,6 +24,8 @@ pub struct Ctx<'a> {
     pub gw: &'a Gateway,
     pub req: &'a HttpRequest,
     pub query: &'a Query,
+    /// The id the response carries (`x-amz-request-id`), for logs.
+    pub request_id: &'a str,
     pub user: String,
     pub identity: crate::security::Identity,
     pub bucket: String,
@@ -32,7 +34,7 @@ pub struct Ctx<'a> {
 
 impl Ctx<'_> {
     pub fn volume(&self) -> String {
-        self.gw.settings.volume.clone()
+        self.gw.config.volume.clone()
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
@@ -154,7 +156,7 @@ pub async fn handle(
         return Err(S3Error::new(S3ErrorCode::KeyTooLongError).with_resource(ctx.resource()));
     }
     match endpoint {
-        Endpoint::Browser => Ok(crate::browser::page(ctx.gw.settings.security)),
+        Endpoint::Browser => Ok(crate::browser::page(ctx.gw.config.security)),
         Endpoint::ListBuckets => bucket::list_buckets(&ctx).await,
         Endpoint::CreateBucket => bucket::create_bucket(&ctx, payload).await,
         Endpoint::HeadBucket => bucket::head_bucket(&ctx).await,

@@ -11,7 +11,7 @@ use super::{Ctx, iso8601, quoted, url_encode, xml_ok};
 use crate::body::Body;
 use crate::error::{S3Error, S3ErrorCode, S3Result};
 use crate::object_io::KeyAttrs;
-use crate::xml::{self, XmlWriter};
+use crate::xml;
 
 pub async fn create(ctx: &Ctx<'_>) -> S3Result<HttpResponse> {
     let metadata = metadata_from_headers(ctx)?;
@@ -30,13 +30,13 @@ pub async fn create(ctx: &Ctx<'_>) -> S3Result<HttpResponse> {
         })
         .await
         .map_err(|e| S3Error::from_om(e, &ctx.resource()))?;
-    let mut w = XmlWriter::new();
-    w.root("InitiateMultipartUploadResult");
-    w.elem("Bucket", &ctx.bucket);
-    w.elem("Key", &ctx.key);
-    w.elem("UploadId", &info.upload_id);
-    w.close("InitiateMultipartUploadResult");
-    Ok(xml_ok(w.finish()))
+    let out = xml::InitiateMultipartUploadResult {
+        xmlns: (),
+        bucket: ctx.bucket.clone(),
+        key: ctx.key.clone(),
+        upload_id: info.upload_id,
+    };
+    Ok(xml_ok(xml::to_xml("InitiateMultipartUploadResult", &out)))
 }
 
 pub async fn upload_part(
@@ -65,7 +65,7 @@ pub async fn complete(
 ) -> S3Result<HttpResponse> {
     let body = ctx.read_small(payload, 1 << 20).await?;
     let req: xml::CompleteMultipartUpload =
-        xml::parse(&body).map_err(|e| e.with_resource(ctx.resource()))?;
+        xml::parse(&body).map_err(|e| S3Error::from(e).with_resource(ctx.resource()))?;
     if req.parts.is_empty() {
         return Err(S3Error::msg(
             S3ErrorCode::MalformedXML,
@@ -94,14 +94,14 @@ pub async fn complete(
         })
         .await
         .map_err(|e| S3Error::from_om(e, &ctx.resource()))?;
-    let mut w = XmlWriter::new();
-    w.root("CompleteMultipartUploadResult");
-    w.elem("Location", &format!("/{}/{}", ctx.bucket, ctx.key));
-    w.elem("Bucket", &ctx.bucket);
-    w.elem("Key", &ctx.key);
-    w.elem("ETag", &quoted(&info.etag));
-    w.close("CompleteMultipartUploadResult");
-    Ok(xml_ok(w.finish()))
+    let out = xml::CompleteMultipartUploadResult {
+        xmlns: (),
+        location: format!("/{}/{}", ctx.bucket, ctx.key),
+        bucket: ctx.bucket.clone(),
+        key: ctx.key.clone(),
+        etag: quoted(&info.etag),
+    };
+    Ok(xml_ok(xml::to_xml("CompleteMultipartUploadResult", &out)))
 }
 
 pub async fn abort(ctx: &Ctx<'_>, upload_id: String) -> S3Result<HttpResponse> {
@@ -146,35 +146,30 @@ pub async fn list_parts(ctx: &Ctx<'_>, upload_id: String) -> S3Result<HttpRespon
         .as_ref()
         .map(|u| u.owner.clone())
         .unwrap_or_default();
-    let mut w = XmlWriter::new();
-    w.root("ListPartsResult");
-    w.elem("Bucket", &ctx.bucket);
-    w.elem("Key", &ctx.key);
-    w.elem("UploadId", &upload_id);
-    for tag in ["Initiator", "Owner"] {
-        w.open(tag);
-        w.elem("ID", &owner);
-        w.elem("DisplayName", &owner);
-        w.close(tag);
-    }
-    w.elem("StorageClass", "STANDARD");
-    w.elem("PartNumberMarker", &marker.to_string());
-    w.elem(
-        "NextPartNumberMarker",
-        &resp.next_part_number_marker.to_string(),
-    );
-    w.elem("MaxParts", &max_parts.to_string());
-    w.elem("IsTruncated", if resp.truncated { "true" } else { "false" });
-    for p in &resp.parts {
-        w.open("Part");
-        w.elem("PartNumber", &p.part_number.to_string());
-        w.elem("LastModified", &iso8601(p.modification_time_ms));
-        w.elem("ETag", &quoted(&p.etag));
-        w.elem("Size", &p.size.to_string());
-        w.close("Part");
-    }
-    w.close("ListPartsResult");
-    Ok(xml_ok(w.finish()))
+    let out = xml::ListPartsResult {
+        xmlns: (),
+        bucket: ctx.bucket.clone(),
+        key: ctx.key.clone(),
+        upload_id,
+        initiator: xml::Owner::user(&owner),
+        owner: xml::Owner::user(&owner),
+        storage_class: "STANDARD",
+        part_number_marker: marker,
+        next_part_number_marker: resp.next_part_number_marker,
+        max_parts,
+        is_truncated: resp.truncated,
+        parts: resp
+            .parts
+            .iter()
+            .map(|p| xml::PartEntry {
+                part_number: p.part_number,
+                last_modified: iso8601(p.modification_time_ms),
+                etag: quoted(&p.etag),
+                size: p.size,
+            })
+            .collect(),
+    };
+    Ok(xml_ok(xml::to_xml("ListPartsResult", &out)))
 }
 
 pub async fn list_uploads(ctx: &Ctx<'_>) -> S3Result<HttpResponse> {
@@ -216,45 +211,37 @@ pub async fn list_uploads(ctx: &Ctx<'_>) -> S3Result<HttpResponse> {
             .await
             .map_err(|e| S3Error::from_om(e, &ctx.resource()))?
     };
-    let mut w = XmlWriter::new();
-    w.root("ListMultipartUploadsResult");
-    w.elem("Bucket", &ctx.bucket);
-    w.elem("KeyMarker", &enc(&key_marker));
-    w.elem("UploadIdMarker", &upload_id_marker);
-    if resp.truncated {
-        w.elem("NextKeyMarker", &enc(&resp.next_key_marker));
-        w.elem("NextUploadIdMarker", &resp.next_upload_id_marker);
-    }
-    if !delimiter.is_empty() {
-        w.elem("Delimiter", &enc(&delimiter));
-    }
-    w.elem("Prefix", &enc(&prefix));
-    w.elem("MaxUploads", &max.to_string());
-    w.elem("IsTruncated", if resp.truncated { "true" } else { "false" });
-    if url {
-        w.elem("EncodingType", "url");
-    }
-    for u in &resp.uploads {
-        w.open("Upload");
-        w.elem("Key", &enc(&u.key));
-        w.elem("UploadId", &u.upload_id);
-        for tag in ["Initiator", "Owner"] {
-            w.open(tag);
-            w.elem("ID", &u.owner);
-            w.elem("DisplayName", &u.owner);
-            w.close(tag);
-        }
-        w.elem("StorageClass", "STANDARD");
-        w.elem("Initiated", &iso8601(u.creation_time_ms));
-        w.close("Upload");
-    }
-    for p in &resp.common_prefixes {
-        w.open("CommonPrefixes");
-        w.elem("Prefix", &enc(p));
-        w.close("CommonPrefixes");
-    }
-    w.close("ListMultipartUploadsResult");
-    Ok(xml_ok(w.finish()))
+    let out = xml::ListMultipartUploadsResult {
+        xmlns: (),
+        bucket: ctx.bucket.clone(),
+        key_marker: enc(&key_marker),
+        upload_id_marker: upload_id_marker.to_string(),
+        next_key_marker: resp.truncated.then(|| enc(&resp.next_key_marker)),
+        next_upload_id_marker: resp.truncated.then(|| resp.next_upload_id_marker.clone()),
+        delimiter: (!delimiter.is_empty()).then(|| enc(&delimiter)),
+        prefix: enc(&prefix),
+        max_uploads: max,
+        is_truncated: resp.truncated,
+        encoding_type: url.then_some("url"),
+        uploads: resp
+            .uploads
+            .iter()
+            .map(|u| xml::UploadEntry {
+                key: enc(&u.key),
+                upload_id: u.upload_id.clone(),
+                initiator: xml::Owner::user(&u.owner),
+                owner: xml::Owner::user(&u.owner),
+                storage_class: "STANDARD",
+                initiated: iso8601(u.creation_time_ms),
+            })
+            .collect(),
+        common_prefixes: resp
+            .common_prefixes
+            .iter()
+            .map(|p| xml::CommonPrefix { prefix: enc(p) })
+            .collect(),
+    };
+    Ok(xml_ok(xml::to_xml("ListMultipartUploadsResult", &out)))
 }
 
 /// `x-amz-copy-source-range: bytes=first-last` against a source of `size` bytes.
@@ -295,12 +282,12 @@ pub async fn upload_part_copy(
     let (summary, info) = ctx
         .write_copy(upload, KeyAttrs::default(), &source, start, end)
         .await?;
-    let mut w = XmlWriter::new();
-    w.root("CopyPartResult");
-    w.elem("LastModified", &iso8601(info.modification_time_ms));
-    w.elem("ETag", &quoted(&hex::encode(summary.md5)));
-    w.close("CopyPartResult");
-    Ok(xml_ok(w.finish()))
+    let out = xml::CopyResult {
+        xmlns: (),
+        last_modified: iso8601(info.modification_time_ms),
+        etag: quoted(&hex::encode(summary.md5)),
+    };
+    Ok(xml_ok(xml::to_xml("CopyPartResult", &out)))
 }
 
 #[cfg(test)]

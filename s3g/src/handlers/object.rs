@@ -3,15 +3,16 @@
 use std::collections::HashMap;
 
 use actix_web::body::SizedStream;
-use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, HttpResponseBuilder, web};
 use ozone_proto::om::{KeyInfo, OmStatus, WriteCondition};
 
 use super::{Ctx, http_date, quoted, xml_ok};
 use crate::body::Body;
+use crate::checksum::ChecksumAlgo;
 use crate::error::{S3Error, S3ErrorCode, S3Result};
 use crate::object_io::{KeyAttrs, read_object};
-use crate::xml::{self, XmlWriter};
+use crate::preconditions::{Preconditions, Verdict};
+use crate::xml;
 
 /// Stored request headers that GET and HEAD give back.
 const STORED_HEADERS: &[&str] = &[
@@ -75,17 +76,13 @@ pub async fn put_object(ctx: &Ctx<'_>, payload: web::Payload) -> S3Result<HttpRe
 /// it again atomically when the key commits: failing there means a concurrent write got there
 /// first (409 ConditionalRequestConflict, see [`S3Error::from_om`]).
 pub async fn write_condition(ctx: &Ctx<'_>) -> S3Result<Option<WriteCondition>> {
-    let if_none_match = ctx.header("if-none-match").map(str::trim);
-    let if_match = ctx.header("if-match").map(str::trim);
-    if if_none_match.is_none() && if_match.is_none() {
+    let pre = Preconditions::from_headers(ctx.req.headers());
+    if !pre.is_conditional_write() {
         return Ok(None);
     }
-    if let Some(v) = if_none_match
-        && v != "*"
-    {
-        // As AWS answers it: only `*` is implemented.
-        return Err(S3Error::new(S3ErrorCode::NotImplemented).with_resource(ctx.resource()));
-    }
+    let (if_none_match, if_match) = pre
+        .write_condition()
+        .map_err(|code| S3Error::new(code).with_resource(ctx.resource()))?;
     let current = match ctx
         .gw
         .om
@@ -96,26 +93,11 @@ pub async fn write_condition(ctx: &Ctx<'_>) -> S3Result<Option<WriteCondition>> 
         Err(e) if e.status() == OmStatus::KeyNotFound => None,
         Err(e) => return Err(S3Error::from_om(e, &ctx.resource())),
     };
-    let failed =
-        || Err(S3Error::new(S3ErrorCode::PreconditionFailed).with_resource(ctx.resource()));
-    if if_none_match.is_some() && current.is_some() {
-        return failed();
-    }
-    if let Some(want) = if_match {
-        let want = want.trim_start_matches("W/").trim_matches('"');
-        match &current {
-            None => {
-                return Err(S3Error::new(S3ErrorCode::NoSuchKey).with_resource(ctx.resource()));
-            }
-            Some(info) if want != "*" && info.etag.trim_matches('"') != want => return failed(),
-            Some(_) => {}
-        }
-    }
+    pre.check_write(current.as_ref().map(|i| i.etag.as_str()))
+        .map_err(|code| S3Error::new(code).with_resource(ctx.resource()))?;
     Ok(Some(WriteCondition {
-        if_none_match: if_none_match.is_some(),
-        if_match: if_match
-            .map(|m| m.trim_start_matches("W/").trim_matches('"').to_string())
-            .unwrap_or_default(),
+        if_none_match,
+        if_match,
     }))
 }
 
@@ -162,42 +144,6 @@ pub fn parse_range(header: Option<&str>, size: u64) -> S3Result<Option<(u64, u64
     Ok(Some((start, end)))
 }
 
-/// Evaluates If-Match / If-None-Match / If-Modified-Since / If-Unmodified-Since.
-fn check_conditions(ctx: &Ctx<'_>, info: &KeyInfo) -> S3Result<Option<StatusCode>> {
-    let etag = info.etag.trim_matches('"');
-    let matches = |list: &str| {
-        list.split(',')
-            .map(|t| t.trim().trim_start_matches("W/").trim_matches('"'))
-            .any(|t| t == "*" || t == etag)
-    };
-    let modified = info.modification_time_ms / 1000;
-    let parse_date = |v: &str| {
-        httpdate::parse_http_date(v)
-            .ok()
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map(|d| d.as_secs())
-    };
-    if let Some(v) = ctx.header("if-match") {
-        if !matches(v) {
-            return Err(S3Error::new(S3ErrorCode::PreconditionFailed).with_resource(ctx.resource()));
-        }
-    } else if let Some(t) = ctx.header("if-unmodified-since").and_then(parse_date)
-        && modified > t
-    {
-        return Err(S3Error::new(S3ErrorCode::PreconditionFailed).with_resource(ctx.resource()));
-    }
-    if let Some(v) = ctx.header("if-none-match") {
-        if matches(v) {
-            return Ok(Some(StatusCode::NOT_MODIFIED));
-        }
-    } else if let Some(t) = ctx.header("if-modified-since").and_then(parse_date)
-        && modified <= t
-    {
-        return Ok(Some(StatusCode::NOT_MODIFIED));
-    }
-    Ok(None)
-}
-
 fn object_headers(ctx: &Ctx<'_>, resp: &mut HttpResponseBuilder, info: &KeyInfo) {
     resp.insert_header(("etag", quoted(&info.etag)));
     resp.insert_header(("last-modified", http_date(info.modification_time_ms)));
@@ -233,11 +179,19 @@ fn object_headers(ctx: &Ctx<'_>, resp: &mut HttpResponseBuilder, info: &KeyInfo)
 
 pub async fn get_object(ctx: &Ctx<'_>, head: bool) -> S3Result<HttpResponse> {
     let info = ctx.lookup_key().await?;
-    if let Some(status) = check_conditions(ctx, &info)? {
-        let mut resp = HttpResponse::build(status);
-        resp.insert_header(("etag", quoted(&info.etag)));
-        resp.insert_header(("last-modified", http_date(info.modification_time_ms)));
-        return Ok(resp.finish());
+    match Preconditions::from_headers(ctx.req.headers())
+        .evaluate(&info.etag, info.modification_time_ms)
+    {
+        Verdict::Pass => {}
+        Verdict::Failed => {
+            return Err(S3Error::new(S3ErrorCode::PreconditionFailed).with_resource(ctx.resource()));
+        }
+        Verdict::NotModified => {
+            let mut resp = HttpResponse::NotModified();
+            resp.insert_header(("etag", quoted(&info.etag)));
+            resp.insert_header(("last-modified", http_date(info.modification_time_ms)));
+            return Ok(resp.finish());
+        }
     }
     let range = match ctx.query.get("partNumber") {
         Some(n) => {
@@ -300,7 +254,8 @@ pub async fn delete_object(ctx: &Ctx<'_>) -> S3Result<HttpResponse> {
 
 pub async fn delete_objects(ctx: &Ctx<'_>, payload: web::Payload) -> S3Result<HttpResponse> {
     let body = ctx.read_small(payload, 2 << 20).await?;
-    let req: xml::Delete = xml::parse(&body).map_err(|e| e.with_resource(ctx.resource()))?;
+    let req: xml::Delete =
+        xml::parse(&body).map_err(|e| S3Error::from(e).with_resource(ctx.resource()))?;
     if req.objects.is_empty() || req.objects.len() > 1000 {
         return Err(S3Error::new(S3ErrorCode::MalformedXML).with_resource(ctx.resource()));
     }
@@ -312,25 +267,28 @@ pub async fn delete_objects(ctx: &Ctx<'_>, payload: web::Payload) -> S3Result<Ht
         .delete_keys(&ctx.volume(), &ctx.bucket, keys)
         .await
         .map_err(|e| S3Error::from_om(e, &ctx.resource()))?;
-    let mut w = XmlWriter::new();
-    w.root("DeleteResult");
-    for r in &result {
-        if r.status == OmStatus::Ok as i32 {
+    let mut out = xml::DeleteResult::default();
+    for r in result {
+        let status = OmStatus::try_from(r.status).unwrap_or(OmStatus::InternalError);
+        if status == OmStatus::Ok {
             if !quiet {
-                w.open("Deleted");
-                w.elem("Key", &r.key);
-                w.close("Deleted");
+                out.entries.push(xml::DeleteEntry::Deleted { key: r.key });
             }
-        } else {
-            w.open("Error");
-            w.elem("Key", &r.key);
-            w.elem("Code", "InternalError");
-            w.elem("Message", &r.message);
-            w.close("Error");
+            continue;
         }
+        // Each key its own code (AccessDenied, InvalidRequest, ...); what is no fault of the
+        // request is InternalError, logged here since it is not the request's error.
+        let code = S3ErrorCode::from_om_status(status).unwrap_or(S3ErrorCode::InternalError);
+        if code == S3ErrorCode::InternalError {
+            tracing::error!(request_id = ctx.request_id, key = %r.key, error = %r.message, "internal error deleting a key");
+        }
+        out.entries.push(xml::DeleteEntry::Error {
+            key: r.key,
+            code: code.as_str(),
+            message: r.message,
+        });
     }
-    w.close("DeleteResult");
-    Ok(xml_ok(w.finish()))
+    Ok(xml_ok(xml::to_xml("DeleteResult", &out)))
 }
 
 /// CopyObject: streams the source object through the gateway into the destination.
@@ -377,15 +335,12 @@ pub async fn copy_object(ctx: &Ctx<'_>) -> S3Result<HttpResponse> {
         condition: write_condition(ctx).await?,
     };
     let (summary, written) = ctx.write_copy(None, attrs, &info, 0, info.size).await?;
-    let mut w = XmlWriter::new();
-    w.root("CopyObjectResult");
-    w.elem(
-        "LastModified",
-        &super::iso8601(written.modification_time_ms),
-    );
-    w.elem("ETag", &quoted(&hex::encode(summary.md5)));
-    w.close("CopyObjectResult");
-    Ok(xml_ok(w.finish()))
+    let out = xml::CopyResult {
+        xmlns: (),
+        last_modified: super::iso8601(written.modification_time_ms),
+        etag: quoted(&hex::encode(summary.md5)),
+    };
+    Ok(xml_ok(xml::to_xml("CopyObjectResult", &out)))
 }
 
 /// Byte range `[start, end)` of part `n` of a key: the blocks written for that part, or the
@@ -429,43 +384,11 @@ pub async fn copy_source(ctx: &Ctx<'_>) -> S3Result<(String, String, KeyInfo)> {
         .lookup_key(&ctx.volume(), bucket, key)
         .await
         .map_err(|e| S3Error::from_om(e, &format!("/{bucket}/{key}")))?;
-    let failed =
-        || Err(S3Error::new(S3ErrorCode::PreconditionFailed).with_resource(ctx.resource()));
-    let etag_matches = |list: &str| {
-        list.split(',')
-            .map(|t| t.trim().trim_matches('"'))
-            .any(|t| t == "*" || t == info.etag.trim_matches('"'))
-    };
-    let modified = info.modification_time_ms / 1000;
-    let date = |h: &str| {
-        ctx.header(h)
-            .and_then(|v| httpdate::parse_http_date(v).ok())
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map(|d| d.as_secs())
-    };
-    let if_match = ctx.header("x-amz-copy-source-if-match");
-    if let Some(v) = if_match
-        && !etag_matches(v)
+    // A copy source that fails any of its conditions is 412, "not modified" included.
+    if Preconditions::copy_source(ctx.req.headers()).evaluate(&info.etag, info.modification_time_ms)
+        != Verdict::Pass
     {
-        return failed();
-    }
-    if if_match.is_none()
-        && let Some(t) = date("x-amz-copy-source-if-unmodified-since")
-        && modified > t
-    {
-        return failed();
-    }
-    let if_none_match = ctx.header("x-amz-copy-source-if-none-match");
-    if let Some(v) = if_none_match
-        && etag_matches(v)
-    {
-        return failed();
-    }
-    if if_none_match.is_none()
-        && let Some(t) = date("x-amz-copy-source-if-modified-since")
-        && modified <= t
-    {
-        return failed();
+        return Err(S3Error::new(S3ErrorCode::PreconditionFailed).with_resource(ctx.resource()));
     }
     Ok((bucket.to_string(), key.to_string(), info))
 }
@@ -494,23 +417,28 @@ pub async fn get_attributes(ctx: &Ctx<'_>) -> S3Result<HttpResponse> {
         ));
     }
     let has = |name: &str| wanted.contains(&name);
-    let mut w = XmlWriter::new();
-    w.root("GetObjectAttributesResponse");
+    let mut out = xml::GetObjectAttributesResponse::default();
     if has("ETag") {
-        w.elem("ETag", info.etag.trim_matches('"'));
+        out.etag = Some(info.etag.trim_matches('"').to_string());
     }
     if has("Checksum") {
-        let sums: Vec<_> = crate::checksum::ChecksumAlgo::ALL
-            .iter()
-            .filter_map(|a| info.metadata.get(a.header()).map(|v| (a.name(), v)))
-            .collect();
-        if !sums.is_empty() {
-            w.open("Checksum");
-            for (name, v) in sums {
-                w.elem(&format!("Checksum{name}"), v);
-            }
-            w.close("Checksum");
+        let mut sums = xml::Checksums::default();
+        let mut any = false;
+        for algo in crate::checksum::ChecksumAlgo::ALL {
+            let Some(v) = info.metadata.get(algo.header()) else {
+                continue;
+            };
+            any = true;
+            let slot = match algo {
+                ChecksumAlgo::Crc32 => &mut sums.crc32,
+                ChecksumAlgo::Crc32c => &mut sums.crc32c,
+                ChecksumAlgo::Crc64Nvme => &mut sums.crc64nvme,
+                ChecksumAlgo::Sha1 => &mut sums.sha1,
+                ChecksumAlgo::Sha256 => &mut sums.sha256,
+            };
+            *slot = Some(v.clone());
         }
+        out.checksum = any.then_some(sums);
     }
     if has("ObjectParts") && info.parts_count > 0 {
         let max: u32 = ctx
@@ -525,41 +453,28 @@ pub async fn get_attributes(ctx: &Ctx<'_>) -> S3Result<HttpResponse> {
             .filter_map(|n| part_range(&info, n).map(|(a, b)| (n, b - a)))
             .collect();
         let shown = &parts[..parts.len().min(max as usize)];
-        w.open("ObjectParts");
-        w.elem("PartsCount", &info.parts_count.to_string());
-        w.elem("PartNumberMarker", &marker.to_string());
-        w.elem(
-            "NextPartNumberMarker",
-            &shown.last().map(|p| p.0).unwrap_or(marker).to_string(),
-        );
-        w.elem("MaxParts", &max.to_string());
-        w.elem(
-            "IsTruncated",
-            if shown.len() < parts.len() {
-                "true"
-            } else {
-                "false"
-            },
-        );
-        for (n, size) in shown {
-            w.open("Part");
-            w.elem("PartNumber", &n.to_string());
-            w.elem("Size", &size.to_string());
-            w.close("Part");
-        }
-        w.close("ObjectParts");
+        out.object_parts = Some(xml::ObjectParts {
+            parts_count: info.parts_count,
+            part_number_marker: marker,
+            next_part_number_marker: shown.last().map(|p| p.0).unwrap_or(marker),
+            max_parts: max,
+            is_truncated: shown.len() < parts.len(),
+            parts: shown
+                .iter()
+                .map(|&(part_number, size)| xml::ObjectPart { part_number, size })
+                .collect(),
+        });
     }
     if has("StorageClass") {
-        w.elem("StorageClass", "STANDARD");
+        out.storage_class = Some("STANDARD");
     }
     if has("ObjectSize") {
-        w.elem("ObjectSize", &info.size.to_string());
+        out.object_size = Some(info.size);
     }
-    w.close("GetObjectAttributesResponse");
     Ok(HttpResponse::Ok()
         .content_type("application/xml")
         .insert_header(("last-modified", http_date(info.modification_time_ms)))
-        .body(w.finish()))
+        .body(xml::to_xml("GetObjectAttributesResponse", &out)))
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use ozone_proto::om::{SetBucketTagsRequest, SetKeyTagsRequest};
 
 use super::{Ctx, xml_ok};
 use crate::error::{S3Error, S3ErrorCode, S3Result};
-use crate::xml::{self, XmlWriter};
+use crate::xml;
 
 /// Most tags of one object.
 pub const MAX_OBJECT_TAGS: usize = 10;
@@ -83,7 +83,8 @@ async fn read_tagging(
     max: usize,
 ) -> S3Result<HashMap<String, String>> {
     let body = ctx.read_small(payload, 64 * 1024).await?;
-    let doc: xml::Tagging = xml::parse(&body).map_err(|e| e.with_resource(ctx.resource()))?;
+    let doc: xml::Tagging =
+        xml::parse(&body).map_err(|e| S3Error::from(e).with_resource(ctx.resource()))?;
     let pairs = doc
         .tag_set
         .tags
@@ -97,18 +98,19 @@ async fn read_tagging(
 fn tagging_xml<'a>(tags: impl IntoIterator<Item = (&'a String, &'a String)>) -> String {
     let mut sorted: Vec<_> = tags.into_iter().collect();
     sorted.sort();
-    let mut w = XmlWriter::new();
-    w.root("Tagging");
-    w.open("TagSet");
-    for (k, v) in sorted {
-        w.open("Tag");
-        w.elem("Key", k);
-        w.elem("Value", v);
-        w.close("Tag");
-    }
-    w.close("TagSet");
-    w.close("Tagging");
-    w.finish()
+    let out = xml::Tagging {
+        xmlns: (),
+        tag_set: xml::TagSet {
+            tags: sorted
+                .into_iter()
+                .map(|(k, v)| xml::Tag {
+                    key: k.clone(),
+                    value: v.clone(),
+                })
+                .collect(),
+        },
+    };
+    xml::to_xml("Tagging", &out)
 }
 
 pub async fn get_object_tagging(ctx: &Ctx<'_>) -> S3Result<HttpResponse> {
