@@ -8,7 +8,7 @@ use ozone_tests::{Cluster, ClusterOpts, ok, workspace};
 
 #[test]
 fn bucket_browser_in_headless_chromium() {
-    let c = Cluster::start(ClusterOpts::default());
+    let c = Cluster::shared();
     let artifacts = workspace().join("target/test-artifacts");
     std::fs::create_dir_all(&artifacts).unwrap();
     let shot = artifacts.join("bucket-browser.png");
