@@ -351,14 +351,39 @@ impl Cluster {
         cmd.output().expect("run aws CLI")
     }
 
-    /// Runs a script from tests/py with the endpoint as its first argument.
-    pub fn python(&self, script: &str, args: &[&str]) -> Output {
+    /// Runs pytest in tests/py on `args` (modules, `module::case` ids, options such as `-k`)
+    /// against this cluster's gateway (`OZONE_S3_ENDPOINT`), with the test credentials and
+    /// `env` in its environment. Every case is its own result, each named in the summary
+    /// (`-rA`). Fails, showing the output, unless every case that ran passed (none failed,
+    /// errored or was skipped); returns the output.
+    #[track_caller]
+    pub fn pytest(&self, args: &[&str], env: &[(&str, &str)]) -> String {
         let mut cmd = Command::new(tool("python3"));
-        cmd.arg(workspace().join("tests/py").join(script))
-            .arg(&self.endpoint)
-            .args(args);
+        cmd.args(["-m", "pytest", "-q", "-rA", "-p", "no:cacheprovider"])
+            .args(args)
+            .current_dir(workspace().join("tests/py"));
         self.client_env(&mut cmd);
-        cmd.output().expect("run python")
+        cmd.env("OZONE_S3_ENDPOINT", &self.endpoint)
+            .env("PYTHONDONTWRITEBYTECODE", "1");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = ok(cmd
+            .output()
+            .expect("run pytest (in the test virtualenv: bash .ci/setup.sh)"));
+        let summary = out
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("");
+        assert!(
+            summary.contains(" passed")
+                && !["failed", "error", "skipped", "xfail", "xpass"]
+                    .iter()
+                    .any(|bad| summary.contains(bad)),
+            "pytest {args:?}: not every case passed ({summary}):\n{out}"
+        );
+        out
     }
 
     /// A command for any S3 client, with the test credentials in its environment.

@@ -112,27 +112,29 @@ impl Cluster {
     }
 }
 
-/// Reads the S3 endpoint from `cluster up`'s output in `run`, waiting up to two minutes.
+/// Reads the S3 endpoint from `cluster up`'s output in `run`, waiting up to two minutes; fails
+/// at once when `cluster up` is gone (it crashed, or the directory is left from an old run).
 fn wait_for_endpoint(run: &Path) -> String {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let out = std::fs::read_to_string(run.join("cluster-up.out")).unwrap_or_default();
-        if let Some(ep) = out.lines().find_map(|l| l.strip_prefix("S3 endpoint: ")) {
-            return ep.trim().to_string();
-        }
         let up_gone = std::fs::read_to_string(run.join("up.pid"))
             .ok()
             .and_then(|p| p.trim().parse().ok())
             .is_some_and(|pid: i32| crate::is_zombie(pid));
+        let out = std::fs::read_to_string(run.join("cluster-up.out")).unwrap_or_default();
+        let endpoint = out.lines().find_map(|l| l.strip_prefix("S3 endpoint: "));
+        if let (Some(ep), false) = (endpoint, up_gone) {
+            return ep.trim().to_string();
+        }
         if up_gone || Instant::now() > deadline {
             // Keep the logs for whoever looks.
             let _ = std::fs::write(run.join("keep"), b"");
             panic!(
-                "the shared cluster did not print its S3 endpoint ({}); logs in {}",
+                "the shared cluster {}; logs in {} (remove it if it is left from an old run)",
                 if up_gone {
-                    "cluster up exited"
+                    "is gone: its `cluster up` exited"
                 } else {
-                    "timed out"
+                    "did not print its S3 endpoint within 2 minutes"
                 },
                 run.display()
             );
