@@ -1,9 +1,10 @@
 //! The multi-process test harness: starts `ozone cluster up` (the release binary, built by
 //! `.ci/run`) on a temp dir with free ports, waits until it accepts writes, and drives it with
-//! real clients (the aws CLI, boto3 scripts, `ozone admin`). It can SIGKILL every process and
-//! start the cluster again on the same directory. Dropping a [`Cluster`] kills what is left;
-//! the directory (logs included) is kept when the test failed. Non-destructive tests use
-//! [`Cluster::shared`] instead: one cluster for the whole test run (see [`shared`]).
+//! real clients (the aws CLI, the pytest suites of tests/py, `ozone admin`). It can SIGKILL
+//! every process and start the cluster again on the same directory. Dropping a [`Cluster`]
+//! kills what is left; the directory (logs included) is kept when the test failed.
+//! Non-destructive tests use [`Cluster::shared`] instead: one cluster for the whole test run
+//! (see [`shared`]).
 
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader};
