@@ -43,6 +43,7 @@ if ! { [ -x .venv/bin/aws ] && .venv/bin/python -c 'import boto3' 2>/dev/null; }
   .venv/bin/pip install --quiet --upgrade pip
   .venv/bin/pip install --quiet awscli boto3
 fi
+.venv/bin/python -c 'import pytest' 2>/dev/null || .venv/bin/pip install --quiet pytest # tests/py suites
 if ! .venv/bin/python -c 'import selenium' 2>/dev/null; then
   .venv/bin/pip install --quiet selenium
 fi

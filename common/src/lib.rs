@@ -1,11 +1,13 @@
 //! Shared plumbing of every Ozone-RS role: configuration from `ozone-site.xml` and the
 //! environment, tracing set-up, Prometheus metrics and the small http server each role runs
-//! for `/prom` and its status page. No business logic lives here.
+//! for `/prom` and its status page, and a minimal HTTP/1.1 client to probe them ([`probe`]).
+//! No business logic lives here.
 
 pub mod config;
 pub mod db;
 pub mod http;
 pub mod metrics;
+pub mod probe;
 pub mod sigv4;
 pub mod telemetry;
 

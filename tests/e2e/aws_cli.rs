@@ -149,7 +149,7 @@ fn s3api_fails(c: &Cluster, args: &[&str], code: &str) {
 
 #[test]
 fn aws_s3api_every_operation() {
-    let c = Cluster::start(ClusterOpts::default());
+    let c = Cluster::shared();
     let work = tempfile::tempdir().unwrap();
     let path = |name: &str| work.path().join(name).to_str().unwrap().to_string();
     let b = "api-cli";
@@ -526,14 +526,8 @@ fn aws_s3api_every_operation() {
             .unwrap()
     };
     let get = |path_q: &str| {
-        ozone_tests::http(
-            &c.s3_addr(),
-            "GET",
-            path_q,
-            b"",
-            std::time::Duration::from_secs(30),
-        )
-        .unwrap()
+        let r = ozone_common::probe::get(&c.s3_addr(), path_q).unwrap();
+        (r.status, r.body)
     };
     let (st, body) = get(&presign("300"));
     assert_eq!((st, body.as_slice()), (200, b"hello s3api".as_slice()));

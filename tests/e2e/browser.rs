@@ -5,16 +5,19 @@
 //! Without Chromium the test fails (`.ci/setup.sh` installs it); it never skips.
 
 use ozone_common::config::keys;
-use ozone_tests::{Cluster, ClusterOpts, ok, workspace};
+use ozone_tests::{Cluster, ClusterOpts, workspace};
 
 #[test]
 fn bucket_browser_in_headless_chromium() {
-    let c = Cluster::start(ClusterOpts::default());
+    let c = Cluster::shared();
     let artifacts = workspace().join("target/test-artifacts");
     std::fs::create_dir_all(&artifacts).unwrap();
     let shot = artifacts.join("bucket-browser.png");
     let _ = std::fs::remove_file(&shot);
-    let out = ok(c.python("browser.py", &[shot.to_str().unwrap()]));
+    let out = c.pytest(
+        &["browser.py::test_bucket_browser"],
+        &[("OZONE_TEST_SCREENSHOT", shot.to_str().unwrap())],
+    );
     assert!(out.contains("browser OK"), "{out}");
     let len = std::fs::metadata(&shot).map(|m| m.len()).unwrap_or(0);
     assert!(len > 10_000, "no screenshot at {}", shot.display());
@@ -39,7 +42,14 @@ fn bucket_browser_with_security_on_asks_for_credentials() {
     let ask = artifacts.join("bucket-browser-secure-ask.png");
     let _ = std::fs::remove_file(&shot);
     let _ = std::fs::remove_file(&ask);
-    let out = ok(c.python("browser.py", &[shot.to_str().unwrap(), &ak, &sk]));
+    let out = c.pytest(
+        &["browser.py::test_bucket_browser_with_security_on"],
+        &[
+            ("OZONE_TEST_SCREENSHOT", shot.to_str().unwrap()),
+            ("OZONE_TEST_ACCESS_KEY", &ak),
+            ("OZONE_TEST_SECRET", &sk),
+        ],
+    );
     assert!(out.contains("secure browser OK"), "{out}");
     let len = std::fs::metadata(&shot).map(|m| m.len()).unwrap_or(0);
     assert!(len > 10_000, "no screenshot at {}", shot.display());

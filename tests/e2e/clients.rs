@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use ozone_tests::{Cluster, ClusterOpts, ok, same_file, write_random_file};
+use ozone_tests::{Cluster, ok, same_file, write_random_file};
 
 fn same_tree(a: &Path, b: &Path) -> bool {
     let list = |d: &Path| {
@@ -22,7 +22,7 @@ fn same_tree(a: &Path, b: &Path) -> bool {
 
 #[test]
 fn aws_cli_300mib_and_sync_of_500_files() {
-    let c = Cluster::start(ClusterOpts::default());
+    let c = Cluster::shared();
     let work = tempfile::tempdir().unwrap();
     ok(c.aws(&["s3", "mb", "s3://sync-bucket"]));
     let big = work.path().join("big");
@@ -74,7 +74,7 @@ fn aws_cli_300mib_and_sync_of_500_files() {
 
 #[test]
 fn rclone_s3cmd_and_s3fs() {
-    let c = Cluster::start(ClusterOpts::default());
+    let c = Cluster::shared();
     let work = tempfile::tempdir().unwrap();
     let src = work.path().join("src");
     std::fs::create_dir_all(&src).unwrap();

@@ -1,27 +1,9 @@
 //! `ozone cluster up` itself: its directory layout, every role's `/prom` and status page, the
 //! admin views of a healthy cluster, and a clean stop on SIGTERM.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::time::Duration;
-
 use ozone_common::config::keys;
+use ozone_common::probe::get;
 use ozone_tests::{Cluster, ClusterOpts, ok};
-
-/// A plain HTTP GET; returns status line + body.
-fn http_get(addr: &str, path: &str) -> String {
-    let addr = addr.replace("0.0.0.0", "127.0.0.1");
-    let mut s = TcpStream::connect(&addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
-}
 
 fn conf_value(c: &Cluster, role: &str, key: &str) -> String {
     let text = std::fs::read_to_string(c.dir().join(role).join("conf/ozone-site.xml")).unwrap();
@@ -86,10 +68,12 @@ fn cluster_layout_metrics_admin_and_clean_stop() {
         ),
     ] {
         let addr = conf_value(&c, role, key);
-        let prom = http_get(&addr, "/prom");
-        assert!(prom.starts_with("HTTP/1.1 200"), "{role} /prom: {prom}");
-        assert!(prom.contains(op), "{role} /prom lacks {op}: {prom}");
-        let page = http_get(&addr, "/");
+        let prom = get(&addr, "/prom").unwrap_or_else(|e| panic!("{role} /prom: {e}"));
+        let text = prom.text();
+        assert_eq!(prom.status, 200, "{role} /prom: {} {text}", prom.head);
+        assert!(text.contains(op), "{role} /prom lacks {op}: {text}");
+        let page = get(&addr, "/").unwrap_or_else(|e| panic!("{role} status page: {e}"));
+        let page = page.text();
         assert!(page.contains("Ozone-RS"), "{role} status page: {page}");
     }
 

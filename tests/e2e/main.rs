@@ -1,5 +1,15 @@
-//! End-to-end tests: every test starts a real cluster (`ozone cluster up`: SCM, OM, 3 datanodes,
-//! s3g as separate processes) and uses it with real clients.
+//! End-to-end tests: real clusters (`ozone cluster up`: SCM, OM, 3 datanodes, s3g as separate
+//! processes) used with real clients.
+//!
+//! Non-destructive suites (aws_cli's s3api tour, boto3, the bucket browser, other clients) make
+//! their own buckets and share one cluster per test run ([`ozone_tests::Cluster::shared`]).
+//! Tests that kill, stop, restart or corrupt processes, or need their own configuration
+//! (security on, HA OMs, small blocks, fast replication), start their own
+//! ([`ozone_tests::Cluster::start`]): cluster, datanode_loss, durability, om_ha, security,
+//! compose, the secure browser test and aws_cli's 16 MiB-block round trip. So does `ozone sh`'s
+//! (shell): its 50 MiB key is one block, more than the client keeps to write again, and the
+//! other tests' many small objects fill containers (each allocation counts a whole block), so
+//! its container can close under it mid-write.
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
 mod aws_cli;

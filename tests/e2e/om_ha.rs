@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ozone_common::config::keys;
-use ozone_tests::{Cluster, ClusterOpts, http, ok};
+use ozone_common::probe::request;
+use ozone_tests::{Cluster, ClusterOpts, ok};
 
 const T: Duration = Duration::from_secs(30);
 
@@ -22,13 +23,15 @@ fn ha_cluster(set: &[(&str, &str)]) -> Cluster {
 }
 
 fn put(c: &Cluster, path: &str, body: &[u8]) -> Result<u16, String> {
-    http(&c.s3_addr(), "PUT", path, body, T)
-        .map(|(s, _)| s)
+    request(&c.s3_addr(), "PUT", path, body, T)
+        .map(|r| r.status)
         .map_err(|e| e.to_string())
 }
 
 fn get(c: &Cluster, path: &str) -> (u16, Vec<u8>) {
-    http(&c.s3_addr(), "GET", path, b"", T).unwrap_or_else(|e| panic!("GET {path}: {e}"))
+    request(&c.s3_addr(), "GET", path, b"", T)
+        .map(|r| (r.status, r.body))
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"))
 }
 
 /// PUTs `n` keys `prefix<i>` (body `value-<i>`) with `threads` concurrent writers; panics on
@@ -90,8 +93,8 @@ fn leader_sigkill_mid_put_loop_fails_over_within_10s_and_loses_no_acknowledged_p
             while !stop.load(Ordering::Relaxed) {
                 let sent = Instant::now();
                 let body = format!("value-{i}");
-                let r = http(&addr, "PUT", &format!("/ha-kill/k{i}"), body.as_bytes(), T)
-                    .map(|(s, _)| s)
+                let r = request(&addr, "PUT", &format!("/ha-kill/k{i}"), body.as_bytes(), T)
+                    .map(|r| r.status)
                     .map_err(|e| e.to_string());
                 results.lock().unwrap().push((i, r, sent, Instant::now()));
                 i += 1;
@@ -283,7 +286,7 @@ fn one_om_of_three_answers_503_then_recovers_with_a_second() {
     // The lone OM (the old leader) cannot commit: 503 ServiceUnavailable, never 200.
     for i in 0..3 {
         let t0 = Instant::now();
-        let (st, body) = http(
+        let r = request(
             &c.s3_addr(),
             "PUT",
             &format!("/ha-quorum/lonely{i}"),
@@ -291,6 +294,7 @@ fn one_om_of_three_answers_503_then_recovers_with_a_second() {
             T,
         )
         .expect("s3g answers");
+        let (st, body) = (r.status, r.body);
         let took = t0.elapsed();
         println!(
             "PUT with one OM of three: {st} in {:.2} s",
@@ -304,8 +308,9 @@ fn one_om_of_three_answers_503_then_recovers_with_a_second() {
     c.kill_role(&leader);
     c.start_role(&followers[0]);
     std::thread::sleep(Duration::from_secs(2));
-    let (st, _) =
-        http(&c.s3_addr(), "PUT", "/ha-quorum/lonely-follower", b"y", T).expect("s3g answers");
+    let st = request(&c.s3_addr(), "PUT", "/ha-quorum/lonely-follower", b"y", T)
+        .expect("s3g answers")
+        .status;
     assert_eq!(st, 503);
 
     // A second OM back: writes succeed again.

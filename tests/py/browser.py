@@ -3,23 +3,24 @@
 Fills a bucket with 1,200 objects in folders, then in the browser: lists the buckets, opens the
 bucket, pages forward and back, navigates into a folder and pages through all of it, and
 downloads one object through its (presigned) link; the downloaded bytes must match. A
-screenshot goes to the path given as the second argument.
+screenshot goes to the path in OZONE_TEST_SCREENSHOT (test_bucket_browser).
 
 With an access key and secret (security on, `ozone s3 getsecret`): a bucket of 40 objects in
 folders owned by that user; the page opens asking for credentials, a wrong secret and an unknown
 key show the 403 and ask again, the right ones list the bucket, a folder, and a presigned
-download whose bytes match (secure_main).
+download whose bytes match (test_bucket_browser_with_security_on, with the user's credentials in
+OZONE_TEST_ACCESS_KEY and OZONE_TEST_SECRET).
 
-usage: browser.py ENDPOINT SCREENSHOT_PATH [ACCESS_KEY SECRET]
+The Rust tests run one case each (`pytest browser.py::CASE`), against clusters with security
+off and on.
 """
 import os
 import random
-import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from common import endpoint, s3
+from common import endpoint, env, s3
 
 # Selenium must not try to fetch a driver or a browser: Debian's chromium and chromium-driver.
 os.environ["SE_OFFLINE"] = "true"
@@ -59,7 +60,7 @@ def fill(client):
 
 def driver(download_dir):
     if not os.path.exists(CHROMIUM) or not os.path.exists(CHROMEDRIVER):
-        raise SystemExit(f"FAIL: {CHROMIUM} and {CHROMEDRIVER} are needed (apt-get install chromium chromium-driver; .ci/setup.sh does)")
+        raise AssertionError(f"{CHROMIUM} and {CHROMEDRIVER} are needed (apt-get install chromium chromium-driver; .ci/setup.sh does)")
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
     for a in ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
@@ -188,14 +189,15 @@ def enter_creds(d, key, secret):
     d.find_element(By.ID, "save-creds").click()
 
 
-def secure_main(ak, sk):
+def test_bucket_browser_with_security_on():
     """Security on: the page asks for credentials, shows a 403 for wrong ones, works with the
     user's own."""
     import boto3
     from botocore.config import Config
     from botocore.exceptions import ClientError
 
-    shot = sys.argv[2]
+    ak, sk = env("OZONE_TEST_ACCESS_KEY"), env("OZONE_TEST_SECRET")
+    shot = env("OZONE_TEST_SCREENSHOT")
     client = boto3.client(
         "s3", endpoint_url=endpoint(), region_name="us-east-1",
         aws_access_key_id=ak, aws_secret_access_key=sk,
@@ -308,11 +310,9 @@ def raw_get(url):
         return e.code, dict(e.headers), e.read()
 
 
-def main():
-    if len(sys.argv) == 5:
-        secure_main(sys.argv[3], sys.argv[4])
-        return
-    shot = sys.argv[2]
+def test_bucket_browser():
+    """Security off: 1,200 objects listed, paged, navigated; one downloaded."""
+    shot = env("OZONE_TEST_SCREENSHOT")
     client = s3()
     keys = fill(client)
     print(f"filled {BUCKET} with {len(keys)} objects", flush=True)
@@ -394,7 +394,3 @@ def main():
     finally:
         d.quit()
     print("browser OK", flush=True)
-
-
-if __name__ == "__main__":
-    main()

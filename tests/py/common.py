@@ -1,6 +1,8 @@
-"""Shared helpers of the end-to-end Python scripts (boto3 and raw HTTP)."""
+"""Shared helpers of the end-to-end Python suites (boto3 and raw HTTP). The Rust harness runs
+them under pytest with the gateway's address in OZONE_S3_ENDPOINT and test credentials in the
+usual AWS_* variables (conftest.py has the fixtures)."""
 import http.client
-import sys
+import os
 import urllib.parse
 
 import boto3
@@ -8,8 +10,16 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 
+def env(name):
+    """A value the Rust test passes in the environment; fails the case when it is missing."""
+    value = os.environ.get(name)
+    if not value:
+        raise AssertionError(f"{name} is not set: run this suite from its Rust test (tests/e2e)")
+    return value
+
+
 def endpoint():
-    return sys.argv[1]
+    return env("OZONE_S3_ENDPOINT")
 
 
 def s3():

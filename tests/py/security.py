@@ -1,11 +1,11 @@
 """Security on (ozone.security.enabled=true): SigV4 against OM's secrets, bucket ownership and
-ACLs. Usage: security.py ENDPOINT main ALICE_KEY ALICE_SECRET BOB_KEY BOB_SECRET
-             security.py ENDPOINT revoked KEY SECRET   (the secret was revoked: refused)"""
+ACLs. The Rust test passes Alice's and Bob's secrets in OZONE_TEST_ALICE_KEY/_SECRET and
+OZONE_TEST_BOB_KEY/_SECRET and runs every case but the last; after revoking Bob's secret it runs
+the last (`-k revoked`) with OZONE_TEST_REVOKED_KEY/_SECRET."""
 import base64
 import hashlib
 import hmac
 import http.client
-import sys
 import time
 import urllib.error
 import urllib.parse
@@ -13,9 +13,10 @@ import urllib.request
 import zlib
 
 import boto3
+import pytest
 from botocore.config import Config
 
-from common import code, endpoint, expect_error
+from common import code, endpoint, env, expect_error
 
 EMPTY = hashlib.sha256(b"").hexdigest()
 
@@ -104,9 +105,29 @@ def streaming_put(ak, sk, path, data, chunk=64 * 1024, corrupt_chunk=None, trail
     return request("PUT", path, body=body, headers=h)
 
 
-def main(ak_a, sk_a, ak_b, sk_b):
-    alice, bob = client(ak_a, sk_a), client(ak_b, sk_b)
-    B = "alice-bucket"
+B = "alice-bucket"
+
+
+@pytest.fixture(scope="module")
+def keys():
+    """(Alice's access key, her secret, Bob's access key, his secret)."""
+    return (env("OZONE_TEST_ALICE_KEY"), env("OZONE_TEST_ALICE_SECRET"),
+            env("OZONE_TEST_BOB_KEY"), env("OZONE_TEST_BOB_SECRET"))
+
+
+@pytest.fixture(scope="module")
+def alice(keys):
+    return client(keys[0], keys[1])
+
+
+@pytest.fixture(scope="module")
+def bob(keys):
+    return client(keys[2], keys[3])
+
+
+def test_owner_reads_and_writes_keys_sigv4_encodes(alice, bob, keys):
+    """Alice's bucket; keys and query values with characters SigV4 encodes."""
+    ak_a, sk_a, ak_b, sk_b = keys
     alice.create_bucket(Bucket=B)
     alice.put_object(Bucket=B, Key="doc.txt", Body=b"alice's data")
     assert alice.get_object(Bucket=B, Key="doc.txt")["Body"].read() == b"alice's data"
@@ -119,7 +140,9 @@ def main(ak_a, sk_a, ak_b, sk_b):
         assert listed["KeyCount"] >= 1, (k, listed)
         alice.delete_object(Bucket=B, Key=k)
 
-    # Wrong secret, unknown access key, no credentials.
+
+def test_wrong_unknown_or_no_credentials(alice, bob, keys):
+    ak_a, sk_a, ak_b, sk_b = keys
     assert code(client(ak_a, sk_a + "x").list_buckets) == "SignatureDoesNotMatch"
     assert code(client(ak_a, "wrong").get_object, Bucket=B, Key="doc.txt") == "SignatureDoesNotMatch"
     assert code(client("nobody", "whatever").list_buckets) == "InvalidAccessKeyId"
@@ -127,7 +150,10 @@ def main(ak_a, sk_a, ak_b, sk_b):
     expect_error(request("GET", "/"), 403, "AccessDenied")
     expect_error(request("PUT", "/anon-bucket"), 403, "AccessDenied")
 
-    # Clock skew over 15 minutes.
+
+def test_clock_skew_and_a_changed_signed_header(alice, bob, keys):
+    """Clock skew over 15 minutes; a signed header changed after signing."""
+    ak_a, sk_a, ak_b, sk_b = keys
     old = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(time.time() - 16 * 60))
     h, *_ = signed(ak_a, sk_a, "GET", f"/{B}/doc.txt", EMPTY, amz_date=old)
     expect_error(request("GET", f"/{B}/doc.txt", headers=h), 403, "RequestTimeTooSkewed")
@@ -138,7 +164,10 @@ def main(ak_a, sk_a, ak_b, sk_b):
     h["x-amz-date"] = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(time.time() - 60))
     expect_error(request("GET", f"/{B}/doc.txt", headers=h), 403, "SignatureDoesNotMatch")
 
-    # x-amz-content-sha256 must match the signed payload.
+
+def test_payload_hash_must_match(alice, bob, keys):
+    """x-amz-content-sha256 must match the signed payload."""
+    ak_a, sk_a, ak_b, sk_b = keys
     h, *_ = signed(ak_a, sk_a, "PUT", f"/{B}/hashed", hashlib.sha256(b"abc").hexdigest())
     st, _, _ = request("PUT", f"/{B}/hashed", body=b"abc", headers=h)
     assert st == 200, st
@@ -146,7 +175,9 @@ def main(ak_a, sk_a, ak_b, sk_b):
     expect_error(request("PUT", f"/{B}/hashed2", body=b"abd", headers=h), 400,
                  "XAmzContentSHA256Mismatch")
 
-    # Presigned URLs: valid, tampered.
+
+def test_presigned_urls_valid_and_tampered(alice, bob, keys):
+    ak_a, sk_a, ak_b, sk_b = keys
     url = alice.generate_presigned_url("get_object", Params={"Bucket": B, "Key": "doc.txt"},
                                        ExpiresIn=300)
     try:
@@ -163,7 +194,10 @@ def main(ak_a, sk_a, ak_b, sk_b):
             assert e.code == 403, (e.code, bad)
             assert b"SignatureDoesNotMatch" in e.read()
 
-    # Signed streaming upload: every chunk signature checked.
+
+def test_signed_streaming_upload(alice, bob, keys):
+    """Every chunk signature checked; the -TRAILER variant's trailer signature too."""
+    ak_a, sk_a, ak_b, sk_b = keys
     data = bytes(range(256)) * 1200  # 300 KiB: 5 chunks of 64 KiB
     st, _, body = streaming_put(ak_a, sk_a, f"/{B}/streamed", data)
     assert st == 200, (st, body)
@@ -183,7 +217,10 @@ def main(ak_a, sk_a, ak_b, sk_b):
                                 corrupt_trailer=True)
     assert st == 403 and b"SignatureDoesNotMatch" in body, (st, body)
 
-    # A signed XML body must match its x-amz-content-sha256.
+
+def test_signed_xml_body_and_query(alice, bob, keys):
+    """A signed XML body must match its x-amz-content-sha256."""
+    ak_a, sk_a, ak_b, sk_b = keys
     acl_xml = b"<AccessControlPolicy><AccessControlList></AccessControlList></AccessControlPolicy>"
     h, *_ = signed(ak_a, sk_a, "PUT", f"/{B}", hashlib.sha256(acl_xml).hexdigest(), query="acl=")
     st, _, body = request("PUT", f"/{B}?acl", body=acl_xml, headers=h)
@@ -195,7 +232,10 @@ def main(ak_a, sk_a, ak_b, sk_b):
     st, _, body = request("PUT", f"/{B}?acl&x=1", body=acl_xml, headers=h)
     assert st == 403 and b"SignatureDoesNotMatch" in body, (st, body)
 
-    # Bob cannot see, read, list, write or delete in Alice's bucket.
+
+def test_other_users_cannot_touch_the_bucket(alice, bob, keys):
+    """Bob cannot see, read, list, write or delete in Alice's bucket."""
+    ak_a, sk_a, ak_b, sk_b = keys
     assert B not in [b["Name"] for b in bob.list_buckets()["Buckets"]]
     assert B in [b["Name"] for b in alice.list_buckets()["Buckets"]]
     assert code(bob.get_object, Bucket=B, Key="doc.txt") == "AccessDenied"
@@ -210,7 +250,10 @@ def main(ak_a, sk_a, ak_b, sk_b):
                 CopySource={"Bucket": B, "Key": "doc.txt"}) == "AccessDenied"
     assert code(bob.create_bucket, Bucket=B) in ("BucketAlreadyExists", "AccessDenied")
 
-    # Alice grants Bob READ: he reads and lists, still cannot write.
+
+def test_read_grant(alice, bob, keys):
+    """Alice grants Bob READ: he reads and lists, still cannot write."""
+    ak_a, sk_a, ak_b, sk_b = keys
     alice.put_bucket_acl(Bucket=B, GrantRead='id="%s"' % ak_b)
     acl = alice.get_bucket_acl(Bucket=B)
     assert acl["Owner"]["ID"] == ak_a, acl
@@ -221,7 +264,10 @@ def main(ak_a, sk_a, ak_b, sk_b):
     assert code(bob.put_object, Bucket=B, Key="x", Body=b"x") == "AccessDenied"
     bob.copy_object(Bucket="bob-bucket", Key="copied", CopySource={"Bucket": B, "Key": "doc.txt"})
 
-    # Canned ACLs: public-read lets anyone read; private takes every grant away.
+
+def test_canned_acls(alice, bob, keys):
+    """public-read lets anyone read; private takes every grant away."""
+    ak_a, sk_a, ak_b, sk_b = keys
     alice.put_bucket_acl(Bucket=B, ACL="public-read")
     st, _, data = request("GET", f"/{B}/doc.txt")
     assert st == 200 and data == b"alice's data", (st, data)
@@ -230,7 +276,10 @@ def main(ak_a, sk_a, ak_b, sk_b):
     expect_error(request("GET", f"/{B}/doc.txt"), 403, "AccessDenied")
     assert code(bob.get_object, Bucket=B, Key="doc.txt") == "AccessDenied"
 
-    # An AccessControlPolicy body granting Bob WRITE.
+
+def test_access_control_policy_body_grants_write(alice, bob, keys):
+    """An AccessControlPolicy body granting Bob WRITE."""
+    ak_a, sk_a, ak_b, sk_b = keys
     alice.put_bucket_acl(Bucket=B, AccessControlPolicy={
         "Owner": {"ID": ak_a},
         "Grants": [{"Grantee": {"Type": "CanonicalUser", "ID": ak_b}, "Permission": "WRITE"}],
@@ -239,16 +288,10 @@ def main(ak_a, sk_a, ak_b, sk_b):
     assert code(bob.get_object, Bucket=B, Key="from-bob") == "AccessDenied"
     assert alice.get_object(Bucket=B, Key="from-bob")["Body"].read() == b"hi"
     assert alice.get_object_acl(Bucket=B, Key="doc.txt")["Owner"]["ID"] == ak_a
-    print("security OK")
 
 
-def revoked(ak, sk):
-    c = client(ak, sk)
+def test_revoked_secret_is_refused():
+    """Run after `ozone s3 revokesecret`: the old secret is refused at once."""
+    c = client(env("OZONE_TEST_REVOKED_KEY"), env("OZONE_TEST_REVOKED_SECRET"))
     assert code(c.list_buckets) == "InvalidAccessKeyId"
     assert code(c.put_object, Bucket="bob-bucket", Key="after", Body=b"x") == "InvalidAccessKeyId"
-    print("revoked OK")
-
-
-if __name__ == "__main__":
-    phase = sys.argv[2]
-    {"main": main, "revoked": revoked}[phase](*sys.argv[3:])

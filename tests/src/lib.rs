@@ -1,15 +1,20 @@
 //! The multi-process test harness: starts `ozone cluster up` (the release binary, built by
 //! `.ci/run`) on a temp dir with free ports, waits until it accepts writes, and drives it with
-//! real clients (the aws CLI, boto3 scripts, `ozone admin`). It can SIGKILL every process and
-//! start the cluster again on the same directory. Dropping a [`Cluster`] kills what is left;
-//! the directory (logs included) is kept when the test failed.
+//! real clients (the aws CLI, the pytest suites of tests/py, `ozone admin`). It can SIGKILL
+//! every process and start the cluster again on the same directory. Dropping a [`Cluster`]
+//! kills what is left; the directory (logs included) is kept when the test failed.
+//! Non-destructive tests use [`Cluster::shared`] instead: one cluster for the whole test run
+//! (see [`shared`]).
 
 use ozone_common::config::keys;
+use std::ffi::OsString;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+pub mod shared;
 
 /// The workspace root.
 pub fn workspace() -> PathBuf {
@@ -81,6 +86,8 @@ pub struct Cluster {
     path: PathBuf,
     opts: ClusterOpts,
     up: Option<Child>,
+    /// The run directory of the shared cluster ([`Cluster::shared`]); `None` for an own one.
+    shared: Option<PathBuf>,
     pub endpoint: String,
 }
 
@@ -96,6 +103,7 @@ impl Cluster {
             path,
             opts,
             up: None,
+            shared: None,
             endpoint: String::new(),
         };
         c.launch();
@@ -110,27 +118,43 @@ impl Cluster {
         self.path.join("conf")
     }
 
-    fn launch(&mut self) {
-        let mut cmd = Command::new(ozone_bin());
-        cmd.arg("cluster")
-            .arg("up")
-            .arg("--data-dir")
-            .arg(&self.path)
-            .arg("--datanodes")
-            .arg(self.opts.datanodes.to_string())
-            .arg("--oms")
-            .arg(self.opts.oms.to_string())
-            .arg("--s3g-port")
-            .arg("0");
+    /// The arguments of `ozone cluster up` for a cluster in `path`.
+    fn up_args(path: &Path, opts: &ClusterOpts) -> Vec<OsString> {
+        let mut args: Vec<OsString> = vec!["cluster".into(), "up".into(), "--data-dir".into()];
+        args.push(path.into());
+        for (flag, value) in [
+            ("--datanodes", opts.datanodes.to_string()),
+            ("--oms", opts.oms.to_string()),
+            ("--s3g-port", "0".to_string()),
+        ] {
+            args.push(flag.into());
+            args.push(value.into());
+        }
         // Short heartbeats so replica reports arrive quickly.
         let mut set = vec![(
             keys::HDDS_HEARTBEAT_INTERVAL.name().to_string(),
             "1s".to_string(),
         )];
-        set.extend(self.opts.set.iter().cloned());
+        set.extend(opts.set.iter().cloned());
         for (k, v) in &set {
-            cmd.arg("--set").arg(format!("{k}={v}"));
+            args.push("--set".into());
+            args.push(format!("{k}={v}").into());
         }
+        args
+    }
+
+    /// Panics on the shared cluster, which other tests are using.
+    #[track_caller]
+    fn own(&self, what: &str) {
+        assert!(
+            self.shared.is_none(),
+            "{what} on the shared cluster: use Cluster::start for a test that needs it"
+        );
+    }
+
+    fn launch(&mut self) {
+        let mut cmd = Command::new(ozone_bin());
+        cmd.args(Cluster::up_args(&self.path, &self.opts));
         cmd.envs(self.opts.env.iter().map(|(k, v)| (k, v)));
         let log = std::fs::File::create(self.path.join(format!(
             "cluster-up-{}.log",
@@ -195,6 +219,7 @@ impl Cluster {
 
     /// SIGKILLs `ozone cluster up` and every role process.
     pub fn kill_all(&mut self) {
+        self.own("kill_all");
         if let Some(mut up) = self.up.take() {
             let _ = up.kill();
             let _ = up.wait();
@@ -217,6 +242,7 @@ impl Cluster {
     /// SIGKILLs one role process (`scm`, `om-1`, `datanode-2`, `s3g`, ...) and waits until it is
     /// gone. `cluster up` notices and leaves it down.
     pub fn kill_role(&mut self, name: &str) {
+        self.own("kill_role");
         let pid_file = self.path.join(name).join("pid");
         let pid: i32 = std::fs::read_to_string(&pid_file)
             .unwrap_or_else(|e| panic!("no pid file for {name}: {e}"))
@@ -237,6 +263,7 @@ impl Cluster {
     /// Starts one role process again with its own configuration (`DIR/<name>/conf`), appending
     /// to its log and writing its pid file, as `cluster up` does.
     pub fn start_role(&mut self, name: &str) {
+        self.own("start_role");
         let role = name.split('-').next().unwrap_or(name);
         let dir = self.path.join(name);
         let log = std::fs::OpenOptions::new()
@@ -260,11 +287,13 @@ impl Cluster {
 
     /// Starts `ozone cluster up` again on the same directory.
     pub fn restart(&mut self) {
+        self.own("restart");
         self.launch();
     }
 
     /// SIGTERM to `cluster up`, which stops its children; waits for it.
     pub fn stop(&mut self) {
+        self.own("stop");
         if let Some(mut up) = self.up.take() {
             signal(up.id() as i32, rustix::process::Signal::TERM);
             let deadline = Instant::now() + Duration::from_secs(30);
@@ -331,14 +360,39 @@ impl Cluster {
         cmd.output().expect("run aws CLI")
     }
 
-    /// Runs a script from tests/py with the endpoint as its first argument.
-    pub fn python(&self, script: &str, args: &[&str]) -> Output {
+    /// Runs pytest in tests/py on `args` (modules, `module::case` ids, options such as `-k`)
+    /// against this cluster's gateway (`OZONE_S3_ENDPOINT`), with the test credentials and
+    /// `env` in its environment. Every case is its own result, each named in the summary
+    /// (`-rA`). Fails, showing the output, unless every case that ran passed (none failed,
+    /// errored or was skipped); returns the output.
+    #[track_caller]
+    pub fn pytest(&self, args: &[&str], env: &[(&str, &str)]) -> String {
         let mut cmd = Command::new(tool("python3"));
-        cmd.arg(workspace().join("tests/py").join(script))
-            .arg(&self.endpoint)
-            .args(args);
+        cmd.args(["-m", "pytest", "-q", "-rA", "-p", "no:cacheprovider"])
+            .args(args)
+            .current_dir(workspace().join("tests/py"));
         self.client_env(&mut cmd);
-        cmd.output().expect("run python")
+        cmd.env("OZONE_S3_ENDPOINT", &self.endpoint)
+            .env("PYTHONDONTWRITEBYTECODE", "1");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = ok(cmd
+            .output()
+            .expect("run pytest (in the test virtualenv: bash .ci/setup.sh)"));
+        let summary = out
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("");
+        assert!(
+            summary.contains(" passed")
+                && !["failed", "error", "skipped", "xfail", "xpass"]
+                    .iter()
+                    .any(|bad| summary.contains(bad)),
+            "pytest {args:?}: not every case passed ({summary}):\n{out}"
+        );
+        out
     }
 
     /// A command for any S3 client, with the test credentials in its environment.
@@ -397,61 +451,6 @@ pub fn om_dir(node_id: &str) -> String {
     }
 }
 
-/// A plain HTTP/1.1 request to `addr` (unsigned S3 works with security off): returns the
-/// status code and body. Connection errors and timeouts are `Err`.
-pub fn http(
-    addr: &str,
-    method: &str,
-    path: &str,
-    body: &[u8],
-    timeout: Duration,
-) -> std::io::Result<(u16, Vec<u8>)> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr)?;
-    s.set_read_timeout(Some(timeout))?;
-    s.set_write_timeout(Some(timeout))?;
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    )?;
-    s.write_all(body)?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw)?;
-    let text_end = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| std::io::Error::other("no http header end"))?;
-    let head = String::from_utf8_lossy(&raw[..text_end]).into_owned();
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("bad status line in {head:?}")))?;
-    let mut body = raw[text_end + 4..].to_vec();
-    if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        body = dechunk(&body);
-    }
-    Ok((status, body))
-}
-
-fn dechunk(mut b: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(eol) = b.windows(2).position(|w| w == b"\r\n") {
-        let size =
-            usize::from_str_radix(String::from_utf8_lossy(&b[..eol]).trim(), 16).unwrap_or(0);
-        if size == 0 || b.len() < eol + 2 + size {
-            break;
-        }
-        out.extend_from_slice(&b[eol + 2..eol + 2 + size]);
-        b = &b[(eol + 4 + size).min(b.len())..];
-    }
-    out
-}
-
 fn signal(pid: i32, sig: rustix::process::Signal) {
     if let Some(pid) = rustix::process::Pid::from_raw(pid) {
         let _ = rustix::process::kill_process(pid, sig);
@@ -476,6 +475,18 @@ fn is_zombie(pid: i32) -> bool {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        if let Some(run) = &self.shared {
+            // Other tests go on using it; its supervisor stops it at the end of the run and
+            // keeps the directory if a test failed.
+            if std::thread::panicking() {
+                let _ = std::fs::write(run.join("keep"), b"");
+                eprintln!(
+                    "test failed; the shared cluster's directory with logs is kept at {}",
+                    run.display()
+                );
+            }
+            return;
+        }
         self.kill_all();
         if std::thread::panicking()
             && let Some(dir) = self.dir.take()

@@ -154,7 +154,10 @@ async fn registers_heartbeats_and_obeys_scm() {
         })
     })
     .await;
-    let status = http_get(node.http_addr(), "/").await;
+    let status = ozone_common::probe::get_async(node.http_addr(), "/")
+        .await
+        .expect("GET /")
+        .text();
     assert!(
         status.contains("registered (cluster test-cluster)"),
         "{status}"

@@ -91,11 +91,17 @@ async fn multi_chunk_block_round_trips_whole_and_in_ranges() {
         ),
         (1, 1, len64)
     );
-    let prom = http_get(cluster.node(0).http_addr(), "/prom").await;
+    let prom = ozone_common::probe::get_async(cluster.node(0).http_addr(), "/prom")
+        .await
+        .expect("GET /prom")
+        .text();
     assert!(prom.contains("ozone_datanode_requests_total"), "{prom}");
     assert!(prom.contains("op=\"WriteChunk\""), "{prom}");
     assert!(prom.contains("op=\"PutBlock\""), "{prom}");
-    let status_page = http_get(cluster.node(0).http_addr(), "/").await;
+    let status_page = ozone_common::probe::get_async(cluster.node(0).http_addr(), "/")
+        .await
+        .expect("GET /")
+        .text();
     assert!(
         status_page.contains(cluster.node(0).uuid()),
         "{status_page}"

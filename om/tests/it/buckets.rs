@@ -153,12 +153,18 @@ async fn buckets_and_volumes() {
     assert_status(om.info_volume("vol1").await, OmStatus::VolumeNotFound);
 
     // Metrics and status page.
-    let prom = http_get(c.om.http_address(), "/prom").await;
+    let prom = ozone_common::probe::get_async(c.om.http_address(), "/prom")
+        .await
+        .expect("GET /prom")
+        .text();
     assert!(
         prom.contains("ozone_om_requests_total{op=\"CreateBucket\",outcome=\"failure\"}"),
         "{prom}"
     );
-    let page = http_get(c.om.http_address(), "/").await;
+    let page = ozone_common::probe::get_async(c.om.http_address(), "/")
+        .await
+        .expect("GET /")
+        .text();
     assert!(page.contains("applied index"), "{page}");
     c.om.stop().await.expect("stop");
 }

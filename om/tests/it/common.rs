@@ -311,17 +311,3 @@ pub fn assert_status<T: std::fmt::Debug>(
         }
     }
 }
-
-/// `GET path` on an http address; returns the body.
-pub async fn http_get(addr: SocketAddr, path: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr)
-        .await
-        .expect("connect http");
-    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
-        .await
-        .expect("send");
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.expect("read");
-    out
-}

@@ -1,7 +1,5 @@
 //! Container reports become replicas; metrics and the status page.
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
 use scm_client::pb;
 
 use crate::harness::{config, eventually, start};
@@ -94,16 +92,6 @@ async fn get_container_shows_the_reported_replicas() {
     scm.stop().await;
 }
 
-async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
-    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: scm\r\n\r\n").as_bytes())
-        .await
-        .expect("write");
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.expect("read");
-    out
-}
-
 #[actix_rt::test]
 async fn prom_and_status_page() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -115,12 +103,18 @@ async fn prom_and_status_page() {
         .expect("allocate");
     let addr = scm.server.http_addr;
     eventually(std::time::Duration::from_secs(5), "gauges", || async move {
-        let prom = http_get(addr, "/prom").await;
+        let prom = ozone_common::probe::get_async(addr, "/prom")
+            .await
+            .expect("GET /prom")
+            .text();
         prom.contains("ozone_scm_state{name=\"healthy_nodes\"} 3")
             && prom.contains("ozone_scm_state{name=\"open_containers\"} 1")
     })
     .await;
-    let prom = http_get(addr, "/prom").await;
+    let prom = ozone_common::probe::get_async(addr, "/prom")
+        .await
+        .expect("GET /prom")
+        .text();
     for needle in [
         "ozone_scm_requests_total{op=\"AllocateBlock\",outcome=\"success\"} 1",
         "ozone_scm_requests_total{op=\"Register\",outcome=\"success\"} 3",
@@ -130,7 +124,10 @@ async fn prom_and_status_page() {
     ] {
         assert!(prom.contains(needle), "{needle} missing from\n{prom}");
     }
-    let page = http_get(addr, "/").await;
+    let page = ozone_common::probe::get_async(addr, "/")
+        .await
+        .expect("GET /")
+        .text();
     assert!(
         page.contains("cluster id") && page.contains("CID-"),
         "{page}"
