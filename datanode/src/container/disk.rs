@@ -6,7 +6,9 @@ use std::io::Write;
 use std::path::Path;
 
 use ozone_common::fsync_dir;
-use redb::TableDefinition;
+use ozone_proto::hdds::BlockData;
+use prost::Message;
+use redb::{Database, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 use super::state::ContainerState;
@@ -49,4 +51,43 @@ pub(super) fn write_json_atomic(path: &Path, value: &impl Serialize) -> Result<(
         fsync_dir(dir)
     };
     write().map_err(io_err(format!("writing {}", path.display())))
+}
+
+/// Lays down a new container's metadata in `metadata`: `container.json` in `state` and a block
+/// table holding `blocks`, committed durably. Shared by a new container and an import.
+pub(super) fn write_metadata(
+    metadata: &Path,
+    id: u64,
+    state: ContainerState,
+    blocks: &[BlockData],
+) -> Result<(), DatanodeError> {
+    write_json_atomic(
+        &metadata.join(CONTAINER_FILE),
+        &ContainerFile {
+            id,
+            state,
+            created_ms: ozone_common::now_ms(),
+        },
+    )?;
+    let db = Database::builder()
+        .set_cache_size(DB_CACHE_BYTES)
+        .create(metadata.join(DB_FILE))
+        .map_err(|e| DatanodeError::metadata(id, e))?;
+    let txn = db
+        .begin_write()
+        .map_err(|e| DatanodeError::metadata(id, e))?;
+    {
+        let mut table = txn
+            .open_table(BLOCKS)
+            .map_err(|e| DatanodeError::metadata(id, e))?;
+        for b in blocks {
+            let local_id = b.block_id.map(|i| i.local_id).unwrap_or_default();
+            table
+                .insert(local_id, b.encode_to_vec().as_slice())
+                .map_err(|e| DatanodeError::metadata(id, e))?;
+        }
+    }
+    txn.commit().map_err(|e| DatanodeError::metadata(id, e))?;
+    drop(db);
+    Ok(())
 }

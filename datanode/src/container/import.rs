@@ -5,12 +5,8 @@ use std::path::{Path, PathBuf};
 
 use ozone_common::fsync_dir;
 use ozone_proto::hdds::BlockData;
-use prost::Message;
-use redb::Database;
 
-use super::disk::{
-    BLOCKS, CONTAINER_FILE, ContainerFile, DB_CACHE_BYTES, DB_FILE, io_err, write_json_atomic,
-};
+use super::disk::{io_err, write_metadata};
 use super::replica::Container;
 use super::state::ContainerState;
 use crate::error::DatanodeError;
@@ -77,34 +73,7 @@ impl Import {
     pub(super) fn commit(mut self) -> Result<Container, DatanodeError> {
         let id = self.id;
         let metadata = self.tmp.join("metadata");
-        write_json_atomic(
-            &metadata.join(CONTAINER_FILE),
-            &ContainerFile {
-                id,
-                state: ContainerState::Closed,
-                created_ms: ozone_common::now_ms(),
-            },
-        )?;
-        let db = Database::builder()
-            .set_cache_size(DB_CACHE_BYTES)
-            .create(metadata.join(DB_FILE))
-            .map_err(|e| DatanodeError::metadata(id, e))?;
-        let txn = db
-            .begin_write()
-            .map_err(|e| DatanodeError::metadata(id, e))?;
-        {
-            let mut table = txn
-                .open_table(BLOCKS)
-                .map_err(|e| DatanodeError::metadata(id, e))?;
-            for b in &self.blocks {
-                let local_id = b.block_id.map(|i| i.local_id).unwrap_or_default();
-                table
-                    .insert(local_id, b.encode_to_vec().as_slice())
-                    .map_err(|e| DatanodeError::metadata(id, e))?;
-            }
-        }
-        txn.commit().map_err(|e| DatanodeError::metadata(id, e))?;
-        drop(db);
+        write_metadata(&metadata, id, ContainerState::Closed, &self.blocks)?;
         let chunks = self.tmp.join("chunks");
         for d in [&chunks, &metadata, &self.tmp] {
             fsync_dir(d).map_err(io_err(format!("syncing {}", d.display())))?;

@@ -15,6 +15,7 @@ use redb::{Database, ReadableDatabase, ReadableTable};
 
 use super::disk::{
     BLOCKS, CONTAINER_FILE, ContainerFile, DB_CACHE_BYTES, DB_FILE, io_err, write_json_atomic,
+    write_metadata,
 };
 use super::state::ContainerState;
 use crate::error::DatanodeError;
@@ -51,25 +52,7 @@ impl Container {
                 .map_err(io_err(format!("creating {}", chunks.display())))?;
             std::fs::create_dir_all(&metadata)
                 .map_err(io_err(format!("creating {}", metadata.display())))?;
-            write_json_atomic(
-                &metadata.join(CONTAINER_FILE),
-                &ContainerFile {
-                    id,
-                    state: ContainerState::Open,
-                    created_ms: ozone_common::now_ms(),
-                },
-            )?;
-            let db = Database::builder()
-                .set_cache_size(DB_CACHE_BYTES)
-                .create(metadata.join(DB_FILE))
-                .map_err(|e| DatanodeError::metadata(id, e))?;
-            let txn = db
-                .begin_write()
-                .map_err(|e| DatanodeError::metadata(id, e))?;
-            txn.open_table(BLOCKS)
-                .map_err(|e| DatanodeError::metadata(id, e))?;
-            txn.commit().map_err(|e| DatanodeError::metadata(id, e))?;
-            drop(db);
+            write_metadata(&metadata, id, ContainerState::Open, &[])?;
             for d in [&chunks, &metadata, &tmp] {
                 fsync_dir(d).map_err(io_err(format!("syncing {}", d.display())))?;
             }
