@@ -1,5 +1,6 @@
 //! The gateway's settings ([`S3gConfig`]), read from `ozone-site.xml` once at start.
 
+use ozone_client::WriteSettings;
 use ozone_common::config::keys;
 use ozone_common::{ConfigError, OzoneConfig};
 
@@ -7,13 +8,9 @@ use ozone_common::{ConfigError, OzoneConfig};
 #[derive(Clone, Debug)]
 pub struct S3gConfig {
     pub volume: String,
-    pub chunk_size: usize,
-    /// Body bytes gathered before they go to the datanodes (`ozone.s3g.client.buffer.size`).
-    pub buffer_size: usize,
-    pub bytes_per_checksum: u32,
-    /// Bytes of the current block kept to rewrite it elsewhere if its replicas fail
-    /// (`ozone.client.stream.buffer.max.size`).
-    pub retry_buffer: u64,
+    /// How a body is cut and kept while it is written; its `piece_size` is the body bytes
+    /// gathered before they go to the datanodes (`ozone.s3g.client.buffer.size`).
+    pub write: WriteSettings,
     pub max_keys: u32,
     pub domains: Vec<String>,
     /// `ozone.security.enabled`: SigV4 checked against OM's secrets, owners and ACLs enforced.
@@ -22,22 +19,14 @@ pub struct S3gConfig {
 
 impl S3gConfig {
     pub fn from_config(cfg: &OzoneConfig) -> Result<Self, ConfigError> {
-        let chunk_size = cfg
-            .get_bytes(keys::OZONE_SCM_CHUNK_SIZE)?
-            .clamp(64 * 1024, 32 << 20) as usize;
-        let bytes_per_checksum = cfg
-            .get_bytes(keys::OZONE_CLIENT_BYTES_PER_CHECKSUM)?
-            .clamp(512, chunk_size as u64) as u32;
-        let buffer_size = cfg
+        let mut write = WriteSettings::from_config(cfg)?;
+        write.piece_size = cfg
             .get_bytes(keys::OZONE_S3G_CLIENT_BUFFER_SIZE)?
-            .clamp(64 * 1024, chunk_size as u64) as usize;
+            .clamp(64 * 1024, write.chunk_size as u64) as usize;
         Ok(S3gConfig {
             security: cfg.get_bool(keys::OZONE_SECURITY_ENABLED)?,
             volume: cfg.get(keys::OZONE_S3G_VOLUME_NAME),
-            chunk_size,
-            buffer_size,
-            bytes_per_checksum,
-            retry_buffer: cfg.get_bytes(keys::OZONE_CLIENT_STREAM_BUFFER_MAX_SIZE)?,
+            write,
             max_keys: cfg
                 .get_u64(keys::OZONE_S3G_LIST_MAX_KEYS_LIMIT)?
                 .clamp(1, 100_000) as u32,

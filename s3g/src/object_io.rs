@@ -12,7 +12,7 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 use futures::Stream;
-use ozone_client::{KeyIoError, KeyWriter, WriteSettings};
+use ozone_client::{KeyIoError, KeyWriter};
 use ozone_proto::om::{CommitKeyRequest, KeyInfo, OpenKeyRequest, WriteCondition};
 
 pub use ozone_client::read_key as read_object;
@@ -77,16 +77,10 @@ where
     let volume = gw.config.volume.clone();
     let resource = format!("/{}/{}", target.bucket, target.key);
     let (upload_id, part_number) = target.upload.clone().unwrap_or_default();
-    let settings = WriteSettings {
-        piece_size: gw.config.buffer_size,
-        chunk_size: gw.config.chunk_size,
-        bytes_per_checksum: gw.config.bytes_per_checksum,
-        retry_buffer: gw.config.retry_buffer,
-    };
     let mut writer = KeyWriter::open(
         &gw.om,
         &gw.dn,
-        settings,
+        gw.config.write.clone(),
         OpenKeyRequest {
             volume: volume.clone(),
             bucket: target.bucket.to_string(),
