@@ -429,6 +429,23 @@ impl Writer<'_> {
             );
         }
         let etag = unquote(&a.etag).to_string();
+        // The key this commit makes, a part's (returned, not stored as a key) or a whole key's.
+        let record = |etag, locations, metadata, tags| KeyRecord {
+            volume: a.volume.clone(),
+            bucket: a.bucket.clone(),
+            key: a.key.clone(),
+            size: a.size,
+            etag,
+            creation_time_ms: open.creation_time_ms,
+            modification_time_ms: a.now_ms,
+            locations,
+            metadata,
+            owner: open.owner.clone(),
+            replication: open.replication,
+            parts_count: 0,
+            tags,
+            upload_id: String::new(),
+        };
 
         let result = match &open.part {
             Some(part) => {
@@ -451,22 +468,7 @@ impl Writer<'_> {
                     modification_time_ms: a.now_ms,
                 };
                 Self::put(&mut self.parts, &pk, &rec)?;
-                KeyRecord {
-                    volume: a.volume.clone(),
-                    bucket: a.bucket.clone(),
-                    key: a.key.clone(),
-                    size: a.size,
-                    etag,
-                    creation_time_ms: open.creation_time_ms,
-                    modification_time_ms: a.now_ms,
-                    locations,
-                    metadata: BTreeMap::new(),
-                    owner: open.owner.clone(),
-                    replication: open.replication,
-                    parts_count: 0,
-                    tags: BTreeMap::new(),
-                    upload_id: String::new(),
-                }
+                record(etag, locations, BTreeMap::new(), BTreeMap::new())
             }
             None => {
                 let kk = key_key(&a.volume, &a.bucket, &a.key);
@@ -485,22 +487,7 @@ impl Writer<'_> {
                 if let Some(old) = old {
                     self.released.extend(old.blocks());
                 }
-                let rec = KeyRecord {
-                    volume: a.volume.clone(),
-                    bucket: a.bucket.clone(),
-                    key: a.key.clone(),
-                    size: a.size,
-                    etag,
-                    creation_time_ms: open.creation_time_ms,
-                    modification_time_ms: a.now_ms,
-                    locations,
-                    metadata: a.metadata.clone(),
-                    owner: open.owner.clone(),
-                    replication: open.replication,
-                    parts_count: 0,
-                    tags: a.tags.clone(),
-                    upload_id: String::new(),
-                };
+                let rec = record(etag, locations, a.metadata.clone(), a.tags.clone());
                 Self::put(&mut self.keys, &kk, &rec)?;
                 rec
             }
