@@ -71,19 +71,15 @@ impl OzoneManager {
         req: om::CreateBucketRequest,
     ) -> Result<om::BucketInfo, OmError> {
         check_bucket_ref(&req.volume, &req.bucket)?;
-        let replication = resolve_replication(req.replication, self.config.default_replication)?;
-        let cmd = CreateBucket {
-            volume: req.volume,
-            bucket: req.bucket,
-            owner: req.owner,
-            replication,
-            now_ms: now_ms(),
-            link: None,
-        };
-        match self.submit(cmd).await? {
-            OmResponse::Bucket(b) => Ok((&b).into()),
-            other => Err(unexpected("CreateBucket", other)),
-        }
+        self.submit_create(
+            "CreateBucket",
+            req.volume,
+            req.bucket,
+            req.owner,
+            req.replication,
+            None,
+        )
+        .await
     }
 
     /// A link bucket `/volume/bucket` -> `/source_volume/source_bucket` (the source need not
@@ -105,18 +101,40 @@ impl OzoneManager {
                 ),
             ));
         }
-        let replication = resolve_replication(0, self.config.default_replication)?;
+        self.submit_create(
+            "CreateBucketLink",
+            req.volume,
+            req.bucket,
+            req.owner,
+            0,
+            Some((req.source_volume, req.source_bucket)),
+        )
+        .await
+    }
+
+    /// Submits the [`CreateBucket`] of a bucket or a link (`link`); `replication` 0 is the
+    /// server default.
+    async fn submit_create(
+        &self,
+        op: &str,
+        volume: String,
+        bucket: String,
+        owner: String,
+        replication: u32,
+        link: Option<(String, String)>,
+    ) -> Result<om::BucketInfo, OmError> {
+        let replication = resolve_replication(replication, self.config.default_replication)?;
         let cmd = CreateBucket {
-            volume: req.volume,
-            bucket: req.bucket,
-            owner: req.owner,
+            volume,
+            bucket,
+            owner,
             replication,
             now_ms: now_ms(),
-            link: Some((req.source_volume, req.source_bucket)),
+            link,
         };
         match self.submit(cmd).await? {
             OmResponse::Bucket(b) => Ok((&b).into()),
-            other => Err(unexpected("CreateBucketLink", other)),
+            other => Err(unexpected(op, other)),
         }
     }
 
