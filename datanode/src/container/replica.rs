@@ -11,7 +11,7 @@ use ozone_common::fsync_dir;
 use ozone_proto::hdds::{BlockData, BlockId};
 use ozone_proto::scm::ContainerReplicaReport;
 use prost::Message;
-use redb::{Database, ReadableDatabase, ReadableTable};
+use redb::{Database, ReadOnlyTable, ReadableDatabase, ReadableTable};
 
 use super::disk::{
     BLOCKS, CONTAINER_FILE, ContainerFile, DB_CACHE_BYTES, DB_FILE, io_err, write_json_atomic,
@@ -103,13 +103,7 @@ impl Container {
             block_count: AtomicU64::new(0),
         };
         let (mut used, mut count, mut undecodable) = (0u64, 0u64, 0u64);
-        let txn = container
-            .db
-            .begin_read()
-            .map_err(|e| DatanodeError::metadata(id, e))?;
-        let table = txn
-            .open_table(BLOCKS)
-            .map_err(|e| DatanodeError::metadata(id, e))?;
+        let table = container.read_blocks()?;
         for entry in table.iter().map_err(|e| DatanodeError::metadata(id, e))? {
             let (_, value) = entry.map_err(|e| DatanodeError::metadata(id, e))?;
             match BlockData::decode(value.value()) {
@@ -121,7 +115,6 @@ impl Container {
             }
         }
         drop(table);
-        drop(txn);
         container.used_bytes.store(used, Ordering::Relaxed);
         container.block_count.store(count, Ordering::Relaxed);
         if undecodable > 0 {
@@ -168,15 +161,19 @@ impl Container {
         }
     }
 
-    /// Every committed block, in local id order.
-    pub fn blocks(&self) -> Result<Vec<BlockData>, DatanodeError> {
+    /// The committed block table, read in a transaction of its own.
+    fn read_blocks(&self) -> Result<ReadOnlyTable<u64, &'static [u8]>, DatanodeError> {
         let txn = self
             .db
             .begin_read()
             .map_err(|e| DatanodeError::metadata(self.id, e))?;
-        let table = txn
-            .open_table(BLOCKS)
-            .map_err(|e| DatanodeError::metadata(self.id, e))?;
+        txn.open_table(BLOCKS)
+            .map_err(|e| DatanodeError::metadata(self.id, e))
+    }
+
+    /// Every committed block, in local id order.
+    pub fn blocks(&self) -> Result<Vec<BlockData>, DatanodeError> {
+        let table = self.read_blocks()?;
         let mut out = Vec::new();
         for entry in table
             .iter()
@@ -253,13 +250,7 @@ impl Container {
 
     /// The committed metadata of block `local_id`, if any.
     pub fn get_block(&self, local_id: u64) -> Result<Option<BlockData>, DatanodeError> {
-        let txn = self
-            .db
-            .begin_read()
-            .map_err(|e| DatanodeError::metadata(self.id, e))?;
-        let table = txn
-            .open_table(BLOCKS)
-            .map_err(|e| DatanodeError::metadata(self.id, e))?;
+        let table = self.read_blocks()?;
         let Some(value) = table
             .get(local_id)
             .map_err(|e| DatanodeError::metadata(self.id, e))?
@@ -275,13 +266,7 @@ impl Container {
     }
 
     fn is_committed(&self, local_id: u64) -> Result<bool, DatanodeError> {
-        let txn = self
-            .db
-            .begin_read()
-            .map_err(|e| DatanodeError::metadata(self.id, e))?;
-        let table = txn
-            .open_table(BLOCKS)
-            .map_err(|e| DatanodeError::metadata(self.id, e))?;
+        let table = self.read_blocks()?;
         Ok(table
             .get(local_id)
             .map_err(|e| DatanodeError::metadata(self.id, e))?
