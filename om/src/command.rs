@@ -21,8 +21,8 @@ use crate::model::{
 };
 
 /// A mutation of the namespace, ready to apply, by resource.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(from = "WireCommand", into = "WireCommand")]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(from = "WireCommand")]
 pub enum OmCommand {
     Volume(VolumeCommand),
     Bucket(BucketCommand),
@@ -258,29 +258,39 @@ pub struct SetBucketAcl {
 
 /// Declares, from one list of `WireName => Resource(ResourceCommand::Variant)`:
 /// the flat stored form [`WireCommand`] (variants in the order the log has always had),
-/// the conversions both ways, [`OmCommand::name`] (the wire name) and `From<each command>`.
+/// loading it into an [`OmCommand`], writing an [`OmCommand`] in it without copying the command
+/// (a borrowed twin of the flat enum), [`OmCommand::name`] (the wire name) and
+/// `From<each command>`.
 macro_rules! commands {
     ($($wire:ident => $outer:ident($inner:ident::$variant:ident)),* $(,)?) => {
         /// The stored (raft log, snapshot, network) form of an [`OmCommand`]: one flat enum,
         /// externally tagged by the command's name.
-        #[derive(Clone, Debug, Serialize, Deserialize)]
+        #[derive(Deserialize)]
         #[serde(rename = "OmCommand")]
         enum WireCommand {
             $($wire($wire),)*
+        }
+
+        /// [`WireCommand`] borrowing its command: what [`OmCommand`] serializes as.
+        #[derive(Serialize)]
+        #[serde(rename = "OmCommand")]
+        enum WireCommandRef<'a> {
+            $($wire(&'a $wire),)*
+        }
+
+        impl Serialize for OmCommand {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                match self {
+                    $(OmCommand::$outer($inner::$variant(c)) => WireCommandRef::$wire(c),)*
+                }
+                .serialize(s)
+            }
         }
 
         impl From<WireCommand> for OmCommand {
             fn from(w: WireCommand) -> Self {
                 match w {
                     $(WireCommand::$wire(c) => OmCommand::$outer($inner::$variant(c)),)*
-                }
-            }
-        }
-
-        impl From<OmCommand> for WireCommand {
-            fn from(c: OmCommand) -> Self {
-                match c {
-                    $(OmCommand::$outer($inner::$variant(c)) => WireCommand::$wire(c),)*
                 }
             }
         }
