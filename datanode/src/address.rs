@@ -151,9 +151,7 @@ async fn ask(
             })),
         // NXDOMAIN or an empty answer: no name.
         Err(e) if e.is_no_records_found() => Ok(None),
-        Err(e) => Err(std::io::Error::other(format!(
-            "reverse lookup of {ip}: {e}"
-        ))),
+        Err(e) => Err(std::io::Error::other(e)),
     }
 }
 
