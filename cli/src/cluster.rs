@@ -388,10 +388,7 @@ async fn up(
     }
     println!("S3 endpoint: {endpoint}");
     println!("Configuration: OZONE_CONF_DIR={}", conf_dir.display());
-    if let Some(f) = cluster
-        .explicit()
-        .get(keys::OZONE_OM_ADMIN_SECRET_FILE.name())
-    {
+    if let Some(f) = cluster.get_opt(keys::OZONE_OM_ADMIN_SECRET_FILE) {
         println!("Security on; admin credential: {f} (ozone s3 getsecret -u USER)");
     }
 

@@ -90,13 +90,6 @@ impl ConfKey for KeyBuf {
     }
 }
 
-/// A template names itself (in errors about the family of keys).
-impl<const N: usize> ConfKey for KeyTemplate<N> {
-    fn key_name(&self) -> &str {
-        self.0
-    }
-}
-
 impl<T: ConfKey + ?Sized> ConfKey for &T {
     fn key_name(&self) -> &str {
         (**self).key_name()

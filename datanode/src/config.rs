@@ -42,10 +42,8 @@ impl DatanodeConfig {
     pub fn from_ozone(cfg: &OzoneConfig) -> Result<Self, DatanodeError> {
         let port_key = keys::HDDS_CONTAINER_IPC_PORT;
         let port = cfg.get_u64(port_key)?;
-        let grpc_port = u16::try_from(port).map_err(|_| ConfigError::Invalid {
-            key: port_key.into(),
-            message: format!("{port} is not a TCP port"),
-        })?;
+        let grpc_port = u16::try_from(port)
+            .map_err(|_| ConfigError::invalid(port_key, format!("{port} is not a TCP port")))?;
         let heartbeat_interval = cfg.get_duration(keys::HDDS_HEARTBEAT_INTERVAL)?;
         if heartbeat_interval.is_zero() {
             return Err(ConfigError::invalid(

@@ -109,11 +109,9 @@ impl OmConfig {
     }
 }
 
-fn invalid(key: impl ozone_common::config::ConfKey, message: &str) -> OmError {
-    OmError::Config(ozone_common::ConfigError::Invalid {
-        key: key.to_string(),
-        message: message.to_string(),
-    })
+/// An OM error for an invalid configuration value of `key`.
+pub(crate) fn invalid(key: impl ozone_common::config::ConfKey, message: &str) -> OmError {
+    OmError::Config(ozone_common::ConfigError::invalid(key, message))
 }
 
 #[cfg(test)]

@@ -27,6 +27,7 @@ use ozone_common::OzoneConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::command::{OmCommand, OmResponse};
+use crate::config::invalid;
 use crate::error::OmError;
 use ozone_common::config::keys;
 
@@ -102,7 +103,7 @@ impl HaSettings {
             };
             if let Some(other) = peers.insert(id, node) {
                 return Err(invalid(
-                    keys::OZONE_OM_NODES_SERVICEID,
+                    keys::OZONE_OM_NODES_SERVICEID.with([&cfg.get(keys::OZONE_OM_SERVICE_IDS)]),
                     &format!("node ids {} and {} collide", other.node_id, n.node_id),
                 ));
             }
@@ -177,13 +178,6 @@ impl HaSettings {
         let id = raft_id(node_id);
         self.peers.get(&id).map(|n| (id, n))
     }
-}
-
-fn invalid(key: impl ozone_common::config::ConfKey, message: &str) -> OmError {
-    OmError::Config(ozone_common::ConfigError::Invalid {
-        key: key.to_string(),
-        message: message.to_string(),
-    })
 }
 
 /// An openraft storage error from an OM error.
