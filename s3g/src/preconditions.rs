@@ -4,7 +4,14 @@
 
 use actix_web::http::header::HeaderMap;
 
+use ozone_proto::om::WriteCondition;
+
 use crate::error::S3ErrorCode;
+
+/// An entity tag as compared: without a weak `W/` prefix and the quotes.
+fn bare_etag(tag: &str) -> &str {
+    tag.trim().trim_start_matches("W/").trim_matches('"')
+}
 
 /// The precondition headers of one request.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -64,7 +71,7 @@ impl Preconditions {
         let etag = etag.trim_matches('"');
         let matches = |list: &str| {
             list.split(',')
-                .map(|t| t.trim().trim_start_matches("W/").trim_matches('"'))
+                .map(bare_etag)
                 .any(|t| t == "*" || t == etag)
         };
         let modified = modified_ms / 1000;
@@ -80,26 +87,26 @@ impl Preconditions {
         }
     }
 
-    /// Whether this is a conditional write (`If-Match` or `If-None-Match` sent).
-    pub fn is_conditional_write(&self) -> bool {
-        self.if_match.is_some() || self.if_none_match.is_some()
-    }
-
-    /// The condition of a write, for OM to check again when the key commits:
-    /// `(if_none_match, if_match etag)`. Only `If-None-Match: *` is implemented, as AWS answers.
-    pub fn write_condition(&self) -> Result<(bool, String), S3ErrorCode> {
+    /// The condition of a write, for OM to check again when the key commits; `None` when
+    /// neither `If-Match` nor `If-None-Match` was sent. Only `If-None-Match: *` is implemented,
+    /// as AWS answers.
+    pub fn write_condition(&self) -> Result<Option<WriteCondition>, S3ErrorCode> {
+        if self.if_match.is_none() && self.if_none_match.is_none() {
+            return Ok(None);
+        }
         if let Some(v) = &self.if_none_match
             && v != "*"
         {
             return Err(S3ErrorCode::NotImplemented);
         }
-        Ok((
-            self.if_none_match.is_some(),
-            self.if_match
+        Ok(Some(WriteCondition {
+            if_none_match: self.if_none_match.is_some(),
+            if_match: self
+                .if_match
                 .as_deref()
-                .map(|m| m.trim_start_matches("W/").trim_matches('"').to_string())
+                .map(|m| bare_etag(m).to_string())
                 .unwrap_or_default(),
-        ))
+        }))
     }
 
     /// Checks a conditional write against the current key's ETag (`None`: no key): 412
@@ -109,7 +116,7 @@ impl Preconditions {
             return Err(S3ErrorCode::PreconditionFailed);
         }
         if let Some(want) = &self.if_match {
-            let want = want.trim_start_matches("W/").trim_matches('"');
+            let want = bare_etag(want);
             match current_etag {
                 None => return Err(S3ErrorCode::NoSuchKey),
                 Some(etag) if want != "*" && etag.trim_matches('"') != want => {
@@ -182,20 +189,32 @@ mod tests {
     #[test]
     fn write_conditions() {
         let p = |h| Preconditions::from_headers(&headers(h));
-        assert!(!p(&[]).is_conditional_write());
+        assert_eq!(p(&[]).write_condition(), Ok(None));
         assert_eq!(
             p(&[("if-none-match", "\"abc\"")]).write_condition(),
             Err(S3ErrorCode::NotImplemented)
         );
         let star = p(&[("if-none-match", "*")]);
-        assert_eq!(star.write_condition(), Ok((true, String::new())));
+        assert_eq!(
+            star.write_condition(),
+            Ok(Some(WriteCondition {
+                if_none_match: true,
+                if_match: String::new()
+            }))
+        );
         assert_eq!(star.check_write(None), Ok(()));
         assert_eq!(
             star.check_write(Some("abc")),
             Err(S3ErrorCode::PreconditionFailed)
         );
         let m = p(&[("if-match", "W/\"abc\"")]);
-        assert_eq!(m.write_condition(), Ok((false, "abc".to_string())));
+        assert_eq!(
+            m.write_condition(),
+            Ok(Some(WriteCondition {
+                if_none_match: false,
+                if_match: "abc".to_string()
+            }))
+        );
         assert_eq!(m.check_write(Some("\"abc\"")), Ok(()));
         assert_eq!(
             m.check_write(Some("x")),

@@ -77,12 +77,12 @@ pub async fn put_object(ctx: &Ctx<'_>, payload: web::Payload) -> S3Result<HttpRe
 /// first (409 ConditionalRequestConflict, see [`S3Error::from_om`]).
 pub async fn write_condition(ctx: &Ctx<'_>) -> S3Result<Option<WriteCondition>> {
     let pre = Preconditions::from_headers(ctx.req.headers());
-    if !pre.is_conditional_write() {
-        return Ok(None);
-    }
-    let (if_none_match, if_match) = pre
+    let Some(condition) = pre
         .write_condition()
-        .map_err(|code| S3Error::new(code).with_resource(ctx.resource()))?;
+        .map_err(|code| S3Error::new(code).with_resource(ctx.resource()))?
+    else {
+        return Ok(None);
+    };
     let current = match ctx
         .gw
         .om
@@ -95,10 +95,7 @@ pub async fn write_condition(ctx: &Ctx<'_>) -> S3Result<Option<WriteCondition>> 
     };
     pre.check_write(current.as_ref().map(|i| i.etag.as_str()))
         .map_err(|code| S3Error::new(code).with_resource(ctx.resource()))?;
-    Ok(Some(WriteCondition {
-        if_none_match,
-        if_match,
-    }))
+    Ok(Some(condition))
 }
 
 /// Parses a `Range: bytes=...` header against an object of `size` bytes.
@@ -254,8 +251,7 @@ pub async fn delete_object(ctx: &Ctx<'_>) -> S3Result<HttpResponse> {
 
 pub async fn delete_objects(ctx: &Ctx<'_>, payload: web::Payload) -> S3Result<HttpResponse> {
     let body = ctx.read_small(payload, 2 << 20).await?;
-    let req: xml::Delete =
-        xml::parse(&body).map_err(|e| S3Error::from(e).with_resource(ctx.resource()))?;
+    let req: xml::Delete = ctx.parse_xml(&body)?;
     if req.objects.is_empty() || req.objects.len() > 1000 {
         return Err(S3Error::new(S3ErrorCode::MalformedXML).with_resource(ctx.resource()));
     }
