@@ -167,8 +167,7 @@ pub async fn put_bucket_acl(ctx: &Ctx<'_>, payload: web::Payload) -> S3Result<Ht
         ));
     }
     if has_body {
-        let policy: AccessControlPolicy =
-            xml::parse(&body).map_err(|e| S3Error::from(e).with_resource(ctx.resource()))?;
+        let policy: AccessControlPolicy = ctx.parse_xml(&body)?;
         for g in policy.acl.map(|a| a.grants).unwrap_or_default() {
             let grantee = match (g.grantee.id, g.grantee.uri, g.grantee.email) {
                 (Some(id), _, _) if !id.trim().is_empty() => id.trim().to_string(),

@@ -107,6 +107,11 @@ impl Ctx<'_> {
             .map_err(|e| S3Error::from_om(e, &self.resource()))
     }
 
+    /// Parses a request's XML body (MalformedXML naming the request's resource).
+    pub fn parse_xml<T: for<'de> serde::Deserialize<'de>>(&self, body: &[u8]) -> S3Result<T> {
+        crate::xml::parse(body).map_err(|e| S3Error::from(e).with_resource(self.resource()))
+    }
+
     /// Reads a small request body (XML) whole. It must match its Content-MD5 (BadDigest) and,
     /// when `x-amz-content-sha256` carries a digest (a signed payload), that digest.
     pub async fn read_small(&self, payload: web::Payload, limit: usize) -> S3Result<bytes::Bytes> {

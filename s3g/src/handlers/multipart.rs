@@ -64,8 +64,7 @@ pub async fn complete(
     upload_id: String,
 ) -> S3Result<HttpResponse> {
     let body = ctx.read_small(payload, 1 << 20).await?;
-    let req: xml::CompleteMultipartUpload =
-        xml::parse(&body).map_err(|e| S3Error::from(e).with_resource(ctx.resource()))?;
+    let req: xml::CompleteMultipartUpload = ctx.parse_xml(&body)?;
     if req.parts.is_empty() {
         return Err(S3Error::msg(
             S3ErrorCode::MalformedXML,

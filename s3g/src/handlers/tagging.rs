@@ -83,8 +83,7 @@ async fn read_tagging(
     max: usize,
 ) -> S3Result<HashMap<String, String>> {
     let body = ctx.read_small(payload, 64 * 1024).await?;
-    let doc: xml::Tagging =
-        xml::parse(&body).map_err(|e| S3Error::from(e).with_resource(ctx.resource()))?;
+    let doc: xml::Tagging = ctx.parse_xml(&body)?;
     let pairs = doc
         .tag_set
         .tags
