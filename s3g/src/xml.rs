@@ -89,12 +89,13 @@ fn ns<S: serde::Serializer>(_: &(), s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(s3_ns())
 }
 
-/// `<Owner>` of listings and ACLs: the user's name as both id and display name.
-#[derive(Debug, Serialize)]
+/// `<Owner>` of listings and ACLs: the user's name as both id and display name. As a request
+/// body may carry it (in an `AccessControlPolicy`), either part may be missing.
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Owner {
-    #[serde(rename = "ID")]
+    #[serde(rename = "ID", default)]
     pub id: String,
-    #[serde(rename = "DisplayName")]
+    #[serde(rename = "DisplayName", default)]
     pub display_name: String,
 }
 
@@ -454,18 +455,9 @@ pub struct AccessControlPolicy {
     #[serde(rename = "@xmlns", serialize_with = "ns", skip_deserializing)]
     pub xmlns: (),
     #[serde(rename = "Owner", default, skip_serializing_if = "Option::is_none")]
-    pub owner: Option<AclOwner>,
+    pub owner: Option<Owner>,
     #[serde(rename = "AccessControlList", default)]
     pub acl: Option<AccessControlList>,
-}
-
-/// `<Owner>` as a request body may carry it (either part may be missing).
-#[derive(Debug, Default, Serialize, Deserialize)]
-pub struct AclOwner {
-    #[serde(rename = "ID", default)]
-    pub id: String,
-    #[serde(rename = "DisplayName", default)]
-    pub display_name: String,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]

@@ -111,10 +111,7 @@ fn grant(grantee: &str, permission: &str) -> xml::Grant {
 fn policy_xml(owner: &str, grants: &[BucketGrant]) -> String {
     let policy = AccessControlPolicy {
         xmlns: (),
-        owner: Some(xml::AclOwner {
-            id: owner.to_string(),
-            display_name: owner.to_string(),
-        }),
+        owner: Some(xml::Owner::user(owner)),
         acl: Some(xml::AccessControlList {
             grants: std::iter::once(grant(owner, "FULL_CONTROL"))
                 .chain(grants.iter().map(|g| grant(&g.grantee, &g.permission)))
