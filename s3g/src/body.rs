@@ -297,18 +297,7 @@ where
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use actix_web::http::header::{HeaderName, HeaderValue};
-
-    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.insert(
-                HeaderName::from_static(k),
-                HeaderValue::from_str(v).unwrap(),
-            );
-        }
-        h
-    }
+    use crate::test_support::headers;
 
     async fn run(spec: &BodySpec, pieces: Vec<&'static [u8]>) -> S3Result<(Vec<u8>, BodySummary)> {
         let stream = futures::stream::iter(

@@ -25,4 +25,6 @@ pub mod router;
 pub mod security;
 pub mod server;
 pub mod sigv4;
+#[cfg(test)]
+mod test_support;
 pub mod xml;

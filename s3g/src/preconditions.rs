@@ -133,18 +133,7 @@ impl Preconditions {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use actix_web::http::header::{HeaderName, HeaderValue};
-
-    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.insert(
-                HeaderName::from_static(k),
-                HeaderValue::from_str(v).unwrap(),
-            );
-        }
-        h
-    }
+    use crate::test_support::headers;
 
     const T: u64 = 1_700_000_000_000;
     const BEFORE: &str = "Mon, 13 Nov 2023 00:00:00 GMT"; // before T (2023-11-14T22:13:20Z)

@@ -346,20 +346,9 @@ impl ClientSigner {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use actix_web::http::header::{HeaderName, HeaderValue};
+    use crate::test_support::headers;
 
     const SECRET: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
-
-    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.append(
-                HeaderName::from_static(k),
-                HeaderValue::from_str(v).unwrap(),
-            );
-        }
-        h
-    }
 
     /// AWS's example "GET Object" (Signature Calculations for the Authorization Header:
     /// Transferring Payload in a Single Chunk).
