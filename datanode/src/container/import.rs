@@ -1,4 +1,5 @@
-//! A container replica copied in from another datanode, built aside and put in place whole.
+//! A container replica built aside and put in place whole: copied in from another datanode, or
+//! a new, empty one.
 
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -11,9 +12,10 @@ use super::replica::Container;
 use super::state::ContainerState;
 use crate::error::DatanodeError;
 
-/// A container replica being copied in from another datanode: built in a temporary directory
-/// and renamed into place only once every block is on disk and verified, so a crash or a failed
-/// copy never leaves a partial container. Dropping it unfinished removes the directory.
+/// A container replica being built (copied in from another datanode, or created empty): built in
+/// a temporary directory and renamed into place only once every block is on disk and verified,
+/// so a crash or a failed copy never leaves a partial container. Dropping it unfinished removes
+/// the directory.
 pub struct Import {
     id: u64,
     root: PathBuf,
@@ -68,12 +70,12 @@ impl Import {
         Ok(())
     }
 
-    /// Writes the block table and `container.json` (CLOSED), syncs everything and renames the
-    /// container into place.
-    pub(super) fn commit(mut self) -> Result<Container, DatanodeError> {
+    /// Writes the block table and `container.json` (in `state`: CLOSED for a copy, OPEN for a new
+    /// container), syncs everything and renames the container into place.
+    pub(super) fn commit(mut self, state: ContainerState) -> Result<Container, DatanodeError> {
         let id = self.id;
         let metadata = self.tmp.join("metadata");
-        write_metadata(&metadata, id, ContainerState::Closed, &self.blocks)?;
+        write_metadata(&metadata, id, state, &self.blocks)?;
         let chunks = self.tmp.join("chunks");
         for d in [&chunks, &metadata, &self.tmp] {
             fsync_dir(d).map_err(io_err(format!("syncing {}", d.display())))?;
@@ -94,7 +96,7 @@ impl Drop for Import {
         if !self.done
             && let Err(e) = std::fs::remove_dir_all(&self.tmp)
         {
-            tracing::warn!(path = %self.tmp.display(), error = %e, "cannot remove an unfinished container import");
+            tracing::warn!(path = %self.tmp.display(), error = %e, "cannot remove an unfinished container build");
         }
     }
 }

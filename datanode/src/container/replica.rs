@@ -15,7 +15,6 @@ use redb::{Database, ReadOnlyTable, ReadableDatabase, ReadableTable};
 
 use super::disk::{
     BLOCKS, CONTAINER_FILE, ContainerFile, DB_CACHE_BYTES, DB_FILE, io_err, write_json_atomic,
-    write_metadata,
 };
 use super::state::ContainerState;
 use crate::error::DatanodeError;
@@ -41,35 +40,6 @@ impl std::fmt::Debug for Container {
 }
 
 impl Container {
-    /// Creates container `id` under `root` (`<dir>/containers`) durably and opens it, OPEN.
-    pub(super) fn create(root: &Path, id: u64) -> Result<Container, DatanodeError> {
-        let final_dir = root.join(id.to_string());
-        let tmp = root.join(format!(".tmp-{id}-{}", uuid::Uuid::new_v4()));
-        let result = (|| {
-            let chunks = tmp.join("chunks");
-            let metadata = tmp.join("metadata");
-            std::fs::create_dir_all(&chunks)
-                .map_err(io_err(format!("creating {}", chunks.display())))?;
-            std::fs::create_dir_all(&metadata)
-                .map_err(io_err(format!("creating {}", metadata.display())))?;
-            write_metadata(&metadata, id, ContainerState::Open, &[])?;
-            for d in [&chunks, &metadata, &tmp] {
-                fsync_dir(d).map_err(io_err(format!("syncing {}", d.display())))?;
-            }
-            std::fs::rename(&tmp, &final_dir)
-                .map_err(io_err(format!("renaming {} into place", tmp.display())))?;
-            fsync_dir(root).map_err(io_err(format!("syncing {}", root.display())))
-        })();
-        if let Err(e) = result {
-            if let Err(cleanup) = std::fs::remove_dir_all(&tmp) {
-                tracing::warn!(path = %tmp.display(), error = %cleanup, "cannot remove a failed container creation");
-            }
-            return Err(e);
-        }
-        tracing::info!(container = id, "created container");
-        Container::load(&final_dir, id)
-    }
-
     /// Opens container `id` stored in `dir`, counting its committed blocks.
     pub(super) fn load(dir: &Path, id: u64) -> Result<Container, DatanodeError> {
         let json_path = dir.join("metadata").join(CONTAINER_FILE);

@@ -111,9 +111,15 @@ impl ContainerSet {
             Err(DatanodeError::ContainerNotFound(_)) => {}
             other => return other,
         }
+        // Built aside and renamed into place, like a copied-in replica.
         let root = self.root.clone();
-        let container =
-            Arc::new(tokio::task::spawn_blocking(move || Container::create(&root, id)).await??);
+        let container = Arc::new(
+            tokio::task::spawn_blocking(move || {
+                Import::begin(&root, id)?.commit(ContainerState::Open)
+            })
+            .await??,
+        );
+        tracing::info!(container = id, "created container");
         self.containers
             .write()
             .unwrap_or_else(|p| p.into_inner())
@@ -158,7 +164,9 @@ impl ContainerSet {
             }
             Err(e) => return Err(e),
         }
-        let container = Arc::new(tokio::task::spawn_blocking(move || import.commit()).await??);
+        let container = Arc::new(
+            tokio::task::spawn_blocking(move || import.commit(ContainerState::Closed)).await??,
+        );
         self.containers
             .write()
             .unwrap_or_else(|p| p.into_inner())
