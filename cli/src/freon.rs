@@ -70,12 +70,7 @@ fn sign(
     };
     let t = ozone_s3g::sigv4::format_amz_date(time::OffsetDateTime::now_utc());
     let payload = "UNSIGNED-PAYLOAD";
-    let headers = [
-        ("host", host.as_str()),
-        ("x-amz-content-sha256", payload),
-        ("x-amz-date", t.as_str()),
-    ];
-    let authorization = s.authorization(method, u.path(), &[], &headers, payload, &t);
+    let authorization = s.authorization(method, u.path(), &[], &[("host", &host)], payload, &t);
     req.header("x-amz-date", t)
         .header("x-amz-content-sha256", payload)
         .header("authorization", authorization)

@@ -311,8 +311,9 @@ pub struct ClientSigner {
 
 impl ClientSigner {
     /// The `Authorization` header value of an `s3` request sent at `amz_date`
-    /// (`yyyyMMdd'T'HHmmss'Z'`). Every header of `headers` (lower-case names) is signed; they
-    /// must include `host`, `x-amz-date` and `x-amz-content-sha256` (= `payload_hash`).
+    /// (`yyyyMMdd'T'HHmmss'Z'`) with a payload of hash `payload_hash`: the request must carry
+    /// them as `x-amz-date` and `x-amz-content-sha256`, which are signed with every header of
+    /// `headers` (lower-case names; `host` among them).
     pub fn authorization(
         &self,
         method: &str,
@@ -324,6 +325,10 @@ impl ClientSigner {
     ) -> String {
         let mut signed: Vec<(&str, Vec<String>)> = headers
             .iter()
+            .chain(&[
+                ("x-amz-content-sha256", payload_hash),
+                ("x-amz-date", amz_date),
+            ])
             .map(|(name, value)| (*name, vec![value.to_string()]))
             .collect();
         signed.sort_by(|a, b| a.0.cmp(b.0));
@@ -406,7 +411,7 @@ mod tests {
             "GET",
             "/test.txt",
             &[],
-            &pairs,
+            &pairs[1..3],
             EMPTY_SHA256,
             "20130524T000000Z",
         );
