@@ -142,10 +142,13 @@ pub fn parse_presigned(query: &Query) -> S3Result<SigV4Request> {
     })
 }
 
+/// The form of `x-amz-date`: `yyyyMMdd'T'HHmmss'Z'`.
+const AMZ_DATE: &[time::format_description::BorrowedFormatItem<'static>] =
+    time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
+
 /// Seconds since the epoch of a `yyyyMMdd'T'HHmmss'Z'` date.
 pub fn parse_amz_date(s: &str) -> Option<i64> {
-    let fmt = time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
-    time::PrimitiveDateTime::parse(s, &fmt)
+    time::PrimitiveDateTime::parse(s, AMZ_DATE)
         .ok()
         .map(|t| t.assume_utc().unix_timestamp())
 }
@@ -294,9 +297,8 @@ impl ChunkSigner {
 
 /// `yyyyMMdd'T'HHmmss'Z'` of a time, as `X-Amz-Date` carries it.
 pub fn format_amz_date(t: time::OffsetDateTime) -> String {
-    let fmt = time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
     t.to_offset(time::UtcOffset::UTC)
-        .format(&fmt)
+        .format(AMZ_DATE)
         .expect("a UTC date formats as yyyyMMddTHHmmssZ")
 }
 
