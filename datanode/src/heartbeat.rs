@@ -92,6 +92,7 @@ async fn beat(
         node_report: Some(node_report(node).await),
         containers: container_report(node),
         deleted_block_txs: node.take_delete_acks(),
+        ..Default::default()
     };
     let reply = client.heartbeat(request).await?.into_inner();
     for command in reply.commands {

@@ -114,6 +114,7 @@ impl FakeDatanode {
                 node_report: Some(Self::node_report()),
                 containers: self.containers.clone(),
                 deleted_block_txs: vec![],
+                ..Default::default()
             })
             .await
             .expect("heartbeat")

@@ -82,6 +82,7 @@ async fn get_container_shows_the_reported_replicas() {
             node_report: None,
             containers: odd.containers.clone(),
             deleted_block_txs: vec![],
+            ..Default::default()
         })
         .await
         .expect_err("unknown replica state");
