@@ -90,6 +90,12 @@ pub enum ContainerCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Closes an OPEN container: it takes no more blocks and its replicas close on their next
+    /// heartbeat. Fails for an unknown id or a container that is not OPEN.
+    Close {
+        /// Container id.
+        id: u64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -130,6 +136,8 @@ pub enum SafemodeCmd {
 ///
 /// - `datanode decommission|recommission`: one line per datanode with its new operational
 ///   state (`IN_SERVICE|DECOMMISSIONING|DECOMMISSIONED`).
+/// - `container close ID`: `Container ID is CLOSED` (an error, as in Ozone, when the container
+///   does not exist or is not OPEN: `Cannot close a CLOSED container.`).
 ///
 /// States are upper-case strings: health `HEALTHY|STALE|DEAD`, container
 /// `OPEN|CLOSED|DELETING|DELETED`,
@@ -217,6 +225,12 @@ pub async fn output(
             } else {
                 container_text(&c)
             }
+        }
+        AdminCmd::Container {
+            cmd: ContainerCmd::Close { id },
+        } => {
+            let c = client.close_container(id).await?;
+            format!("Container {} is {}\n", c.id, c.state)
         }
         AdminCmd::Pipeline {
             cmd: PipelineCmd::List { json },
@@ -525,6 +539,14 @@ mod tests {
             Cli::try_parse_from(args).expect("parses");
         }
         assert!(Cli::try_parse_from(["admin", "container", "info"]).is_err());
+        let cli = Cli::try_parse_from(["admin", "container", "close", "7"]).expect("close");
+        assert!(matches!(
+            cli.cmd,
+            AdminCmd::Container {
+                cmd: ContainerCmd::Close { id: 7 }
+            }
+        ));
+        assert!(Cli::try_parse_from(["admin", "container", "close"]).is_err());
     }
 
     #[test]

@@ -182,9 +182,10 @@ keys! {
     OZONE_SERVER_DEFAULT_REPLICATION = "ozone.server.default.replication" = "3" : "Replication factor of new keys: 1 or 3.";
     OZONE_SCM_BLOCK_SIZE = "ozone.scm.block.size" = "256MB" : "Largest block; bigger keys span several blocks.";
     OZONE_SCM_CHUNK_SIZE = "ozone.scm.chunk.size" = "4MB" : "Chunk size: the unit of a datanode write.";
-    OZONE_SCM_CONTAINER_SIZE = "ozone.scm.container.size" = "5GB" : "Container size; a container whose allocations reach it is closed.";
+    OZONE_SCM_CONTAINER_SIZE = "ozone.scm.container.size" = "5GB" : "Container size: SCM hands out a block in a container only while its reported used bytes plus the blocks in flight plus the new block fit in it.";
+    OZONE_SCM_CONTAINER_CLOSE_THRESHOLD = "ozone.scm.container.close.threshold" = "0.9" : "SCM closes a container once the bytes its replicas report as used reach this fraction of ozone.scm.container.size (0 < value <= 1).";
     OZONE_CLIENT_BYTES_PER_CHECKSUM = "ozone.client.bytes.per.checksum" = "16KB" : "Bytes covered by one CRC32C checksum.";
-    OZONE_SCM_PIPELINE_OWNER_CONTAINER_COUNT = "ozone.scm.pipeline.owner.container.count" = "3" : "Open containers per pipeline.";
+    OZONE_SCM_PIPELINE_OWNER_CONTAINER_COUNT = "ozone.scm.pipeline.owner.container.count" = "3" : "Most open containers per pipeline; SCM fills one at a time and opens another only when no open one has room for a block.";
     OZONE_SCM_DATANODE_PIPELINE_LIMIT = "ozone.scm.datanode.pipeline.limit" = "2" : "Pipelines a datanode may belong to.";
     HDDS_SCM_SAFEMODE_MIN_DATANODE = "hdds.scm.safemode.min.datanode" = "0" : "Healthy datanodes needed before SCM allocates blocks (0: the replication factor).";
     HDDS_HEARTBEAT_INTERVAL = "hdds.heartbeat.interval" = "3s" : "Datanode heartbeat interval.";

@@ -22,11 +22,15 @@ pub struct ScmConfig {
     pub http_address: String,
     /// `ozone.server.default.replication`.
     pub default_factor: Factor,
-    /// `ozone.scm.container.size`: a container whose allocations reach it is closed.
+    /// `ozone.scm.container.size`: a block goes into a container only while the container's
+    /// fill (reported used bytes plus blocks in flight) plus the block fit in it.
     pub container_size: u64,
+    /// `ozone.scm.container.close.threshold` x `container_size`: a container whose replicas
+    /// report this many used bytes is closed, and one whose fill reaches it takes no more blocks.
+    pub close_bytes: u64,
     /// `ozone.scm.block.size`: the block size used when a request gives none.
     pub block_size: u64,
-    /// `ozone.scm.pipeline.owner.container.count`: open containers kept per pipeline.
+    /// `ozone.scm.pipeline.owner.container.count`: most open containers per pipeline.
     pub owner_container_count: usize,
     /// `ozone.scm.datanode.pipeline.limit`: open pipelines of each factor a datanode may join.
     pub pipeline_limit: usize,
@@ -78,6 +82,18 @@ impl ScmConfig {
                 "ozone.scm.block.size ({block_size}) exceeds ozone.scm.container.size ({container_size})"
             )));
         }
+        let threshold_text = cfg.get(keys::OZONE_SCM_CONTAINER_CLOSE_THRESHOLD);
+        let threshold: f64 = threshold_text
+            .parse()
+            .ok()
+            .filter(|t: &f64| *t > 0.0 && *t <= 1.0)
+            .ok_or_else(|| {
+                ScmError::InvalidConfig(format!(
+                    "ozone.scm.container.close.threshold must be a fraction in (0, 1], got {threshold_text:?}"
+                ))
+            })?;
+        // Exact enough: container sizes are far below 2^53 bytes.
+        let close_bytes = ((container_size as f64) * threshold).ceil() as u64;
         let owner_container_count = cfg.get_u64(keys::OZONE_SCM_PIPELINE_OWNER_CONTAINER_COUNT)?;
         let pipeline_limit = cfg.get_u64(keys::OZONE_SCM_DATANODE_PIPELINE_LIMIT)?;
         if owner_container_count == 0 || pipeline_limit == 0 {
@@ -122,6 +138,7 @@ impl ScmConfig {
             http_address: cfg.get(keys::OZONE_SCM_HTTP_ADDRESS),
             default_factor,
             container_size,
+            close_bytes: close_bytes.clamp(1, container_size),
             block_size,
             owner_container_count: usize::try_from(owner_container_count).unwrap_or(usize::MAX),
             pipeline_limit: usize::try_from(pipeline_limit).unwrap_or(usize::MAX),
@@ -148,6 +165,14 @@ mod tests {
         assert_eq!(scm.default_factor, Factor::Three);
         assert_eq!(scm.safemode_min_datanodes, 3);
         assert_eq!(scm.container_size, 5 << 30);
+        assert_eq!(scm.close_bytes, (5u64 << 30) / 10 * 9);
+        cfg.set(keys::OZONE_SCM_CONTAINER_CLOSE_THRESHOLD, "1.5");
+        assert!(ScmConfig::from_ozone(&cfg).is_err());
+        cfg.set(keys::OZONE_SCM_CONTAINER_CLOSE_THRESHOLD, "0.5");
+        assert_eq!(
+            ScmConfig::from_ozone(&cfg).expect("valid").close_bytes,
+            5u64 << 29
+        );
         cfg.set(keys::OZONE_SERVER_DEFAULT_REPLICATION, "2");
         assert!(ScmConfig::from_ozone(&cfg).is_err());
         cfg.set(keys::OZONE_SERVER_DEFAULT_REPLICATION, "1");

@@ -36,6 +36,10 @@ pub enum ScmError {
     InvalidArgument(String),
     #[error("{0}")]
     NotFound(String),
+    /// The request does not fit the object's state (e.g. closing a container that is not
+    /// OPEN).
+    #[error("{0}")]
+    FailedPrecondition(String),
     /// The SCM state actor has stopped (shutdown in progress).
     #[error("SCM is shutting down")]
     Stopped,
@@ -56,6 +60,7 @@ impl From<ScmError> for tonic::Status {
             }
             ScmError::InvalidArgument(_) => tonic::Status::invalid_argument(e.to_string()),
             ScmError::NotFound(_) => tonic::Status::not_found(e.to_string()),
+            ScmError::FailedPrecondition(_) => tonic::Status::failed_precondition(e.to_string()),
             _ => {
                 tracing::error!(error = %e, "SCM request failed");
                 tonic::Status::internal(e.to_string())

@@ -62,7 +62,8 @@ impl pb::scm_datanode_service_server::ScmDatanodeService for Services {
         self.metrics
             .time("Heartbeat", async {
                 let r = request.into_inner();
-                let mut update = NodeUpdate::from_parts(r.datanode, r.node_report, r.containers)?;
+                let mut update = NodeUpdate::from_parts(r.datanode, r.node_report, r.containers)?
+                    .with_increment(r.incremental_container_report, r.removed_containers);
                 update.deleted_block_txs = r.deleted_block_txs;
                 let outcome = self.ask(manager::Heartbeat(update)).await?;
                 Ok(Response::new(pb::HeartbeatResponse {
@@ -198,6 +199,24 @@ impl pb::scm_client_service_server::ScmClientService for Services {
                 let name = datanode_name(request.into_inner())?;
                 let (d, op) = self.ask(manager::Recommission(name)).await?;
                 Ok(Response::new(admin_response(d, op)))
+            })
+            .await
+    }
+
+    async fn close_container(
+        &self,
+        request: Request<pb::CloseContainerRequest>,
+    ) -> Result<Response<pb::CloseContainerResponse>, Status> {
+        self.metrics
+            .time("CloseContainer", async {
+                let id = request.into_inner().container_id;
+                if id == 0 {
+                    return Err(Status::invalid_argument("container id 0"));
+                }
+                let c = self.ask(manager::CloseContainer(id)).await?;
+                Ok(Response::new(pb::CloseContainerResponse {
+                    container: Some(container_info(c)),
+                }))
             })
             .await
     }

@@ -146,6 +146,11 @@ pub struct Decommission(pub String);
 #[rtype(result = "Result<(DatanodeDetails, OpState), ScmError>")]
 pub struct Recommission(pub String);
 
+/// An administrator closes an OPEN container; answers the container after the close.
+#[derive(Message)]
+#[rtype(result = "Result<ContainerView, ScmError>")]
+pub struct CloseContainer(pub u64);
+
 /// From the ReplicationManager: a snapshot to decide from.
 #[derive(Message)]
 #[rtype(result = "Result<ClusterView, ScmError>")]
@@ -235,6 +240,14 @@ impl Handler<Recommission> for ScmManager {
     type Result = Result<(DatanodeDetails, OpState), ScmError>;
     fn handle(&mut self, msg: Recommission, _: &mut Context<Self>) -> Self::Result {
         self.state.recommission(&msg.0)
+    }
+}
+
+impl Handler<CloseContainer> for ScmManager {
+    type Result = Result<ContainerView, ScmError>;
+    fn handle(&mut self, msg: CloseContainer, _: &mut Context<Self>) -> Self::Result {
+        self.state.close_container_by_admin(msg.0)?;
+        self.state.container(msg.0)
     }
 }
 

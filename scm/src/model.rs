@@ -259,7 +259,13 @@ impl TryFrom<pb::ContainerReplicaReport> for ReplicaReport {
 pub struct NodeUpdate {
     pub details: DatanodeDetails,
     pub report: Option<NodeReport>,
+    /// Every replica the datanode holds (a full report), or with `incremental` only those new
+    /// or changed.
     pub replicas: Vec<ReplicaReport>,
+    /// `replicas` is incremental: replicas it does not name are unchanged.
+    pub incremental: bool,
+    /// With `incremental`: containers whose replicas the datanode no longer holds.
+    pub removed: Vec<u64>,
     /// Deleted-block transactions the datanode carried out.
     pub deleted_block_txs: Vec<u64>,
 }
@@ -281,8 +287,18 @@ impl NodeUpdate {
             details,
             report: report.map(NodeReport::from),
             replicas,
+            incremental: false,
+            removed: Vec::new(),
             deleted_block_txs: Vec::new(),
         })
+    }
+
+    /// Makes the update an incremental report with `removed` containers (ignored, as
+    /// meaningless, when `incremental` is false: a full report replaces everything).
+    pub fn with_increment(mut self, incremental: bool, removed: Vec<u64>) -> Self {
+        self.incremental = incremental;
+        self.removed = if incremental { removed } else { Vec::new() };
+        self
     }
 }
 
@@ -388,7 +404,8 @@ pub struct ContainerRecord {
     pub pipeline_id: String,
     pub factor: Factor,
     pub state: ContainerState,
-    /// Bytes handed out as blocks in this container.
+    /// Bytes handed out as blocks in this container: the sizes their writers declared (capped
+    /// by the block size). Shown to admins; how full the container is comes from the reports.
     pub allocated_bytes: u64,
     pub created_ms: u64,
 }
@@ -396,7 +413,8 @@ pub struct ContainerRecord {
 /// A validated AllocateBlock request.
 #[derive(Clone, Debug)]
 pub struct AllocateRequest {
-    /// Bytes per block; 0 means the configured block size.
+    /// Bytes the writer declares per block (capped by the block size); 0 means unknown,
+    /// counted as the block size.
     pub size: u64,
     pub num_blocks: u32,
     /// None means the server default.

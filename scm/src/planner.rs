@@ -3,8 +3,9 @@
 //! flight, and returns [`RmAction`]s. It reads no clock and sends nothing: the actor in
 //! `replication` feeds it and carries the decisions to the state actor; tests call it directly.
 //!
-//! It works on non-OPEN containers only, as Ozone's does, and leaves a CLOSED container alone
-//! while any replica still reports OPEN (its close command is on the way). Per CLOSED container:
+//! It works on non-OPEN containers only, as Ozone's does. A CLOSED container with a replica
+//! still reporting OPEN or CLOSING gets its close command sent again to those replicas and is
+//! otherwise left alone until they are closed. Per CLOSED container:
 //! - a replica counts when it is CLOSED on an IN_SERVICE datanode that is not DEAD; UNHEALTHY
 //!   replicas and replicas on decommissioning or decommissioned datanodes do not count;
 //! - under-replicated (counted + copies in flight < factor): a healthy in-service datanode that
@@ -103,6 +104,8 @@ pub struct RmReport {
     pub unrecoverable: usize,
     pub copies_sent: usize,
     pub deletes_sent: usize,
+    /// Close commands sent again to replicas of CLOSED containers still open.
+    pub closes_sent: usize,
     pub emptied: usize,
 }
 
@@ -153,8 +156,18 @@ pub fn plan(
         if c.state != ContainerState::Closed {
             continue;
         }
-        // Replicas still closing (SCM's close command is on its way): decide once they are.
-        if c.replicas.iter().any(|r| r.state.is_open()) {
+        // Replicas still open or closing: SCM's close command may have been lost (incremental
+        // reports do not repeat an unchanged replica), so it is sent again, as Ozone's
+        // ClosingContainerHandler does; the rest is decided once they are closed.
+        let still_open: Vec<&RmReplica> = c.replicas.iter().filter(|r| r.state.is_open()).collect();
+        if !still_open.is_empty() {
+            for r in still_open {
+                actions.push(RmAction::Send {
+                    datanode: r.uuid.clone(),
+                    command: Command::CloseContainer(c.id),
+                });
+                report.closes_sent += 1;
+            }
             continue;
         }
 
@@ -442,6 +455,34 @@ mod tests {
         // Timed out: asked again.
         let (actions, _) = plan(&view, &mut inflight, t0 + Duration::from_secs(31), timeout);
         assert_eq!(commands(&actions).len(), 1);
+    }
+
+    #[test]
+    fn replicas_still_open_of_a_closed_container_are_told_again_to_close() {
+        let view = ClusterView {
+            nodes: (1..=4).map(healthy).collect(),
+            containers: vec![container(vec![
+                replica(1, ReplicaState::Closed, 2),
+                replica(2, ReplicaState::Open, 2),
+                replica(3, ReplicaState::Closing, 2),
+            ])],
+        };
+        let mut inflight = InFlight::default();
+        let (actions, report) = plan(
+            &view,
+            &mut inflight,
+            Instant::now(),
+            Duration::from_secs(30),
+        );
+        assert_eq!(report.closes_sent, 2);
+        // Nothing else is decided while replicas are still open: no copy for the "missing" two.
+        assert_eq!(
+            commands(&actions),
+            vec![
+                ("dn-2".to_string(), Command::CloseContainer(7)),
+                ("dn-3".to_string(), Command::CloseContainer(7)),
+            ]
+        );
     }
 
     #[test]

@@ -3,9 +3,19 @@
 //! tested without clocks or networks; the state actor (`manager`) owns the one instance.
 //!
 //! Durability: every structural change (new datanode or address, new or closed pipeline, new or
-//! closed container, id reservations) is committed before the request that caused it is
-//! answered. A container's allocated-bytes counter alone is written at the next commit or
-//! periodic flush, so after a crash it may lag; the replicas' reported used bytes raise it again.
+//! closed container, id reservations, the deleted-block log) is committed before the request
+//! that caused it is answered. A container's allocated-bytes counter (the declared sizes of
+//! the blocks handed out, shown to admins) alone is written at the next commit or periodic
+//! flush, so after a crash it may lag. How full a container is lives in memory only: the used
+//! bytes its replicas report (back with the first reports after a restart) plus the blocks in
+//! flight (see `containers`), which a restart forgets; at worst a container then takes a few
+//! blocks more than it has room for, as Ozone's own allocation (reported bytes only) would.
+//!
+//! Indexes keep the per-request work proportional to the request: each container knows the
+//! datanodes holding it (`holders`), the deleted-block log is indexed by container, and each
+//! datanode has the set of its containers with deleted-block transactions it has not carried
+//! out, so a heartbeat costs its report and its pending deletions, never all containers or
+//! the whole log.
 //!
 //! This file holds the state itself, loading it, node health, the periodic tick, safe mode and
 //! persisting; the rest of `impl ScmState` is split by concern into child modules: `nodes`
@@ -65,7 +75,8 @@ struct Node {
     /// Health at the last evaluation (to log transitions once).
     health: NodeHealth,
     report: NodeReport,
-    /// The latest full container report.
+    /// The replicas it holds: its last full container report with the incremental ones since
+    /// applied.
     replicas: BTreeMap<u64, ReplicaReport>,
     /// Commands for the next heartbeat response.
     pending: Vec<Command>,
@@ -73,8 +84,33 @@ struct Node {
 
 struct Container {
     record: ContainerRecord,
-    /// Allocation clock value of the last block handed out here (least recently used first).
-    last_used: u64,
+    /// Datanodes whose reports hold a replica of it.
+    holders: BTreeSet<String>,
+    /// Largest used bytes any holder reports.
+    reported_used: u64,
+    /// Blocks handed out here that the reports may not show yet (OPEN containers only).
+    in_flight: containers::BlocksInFlight,
+}
+
+impl Container {
+    fn new(record: ContainerRecord) -> Self {
+        Container {
+            record,
+            holders: BTreeSet::new(),
+            reported_used: 0,
+            in_flight: containers::BlocksInFlight::default(),
+        }
+    }
+}
+
+/// Progress of one deleted-block transaction (in memory; a restart sends it again, and
+/// deleting a block twice is harmless). Dropped with the transaction.
+#[derive(Default)]
+struct TxProgress {
+    /// Datanodes that carried it out.
+    acked: HashSet<String>,
+    /// When it was last sent to each datanode that has not acknowledged it.
+    sent: HashMap<String, Instant>,
 }
 
 #[derive(Default)]
@@ -105,17 +141,20 @@ pub struct ScmState {
     /// Local ids below this are durably reserved.
     local_id_limit: u64,
     round_robin: HashMap<Factor, usize>,
-    use_clock: u64,
     dirty: Dirty,
     in_safe_mode: bool,
+    /// DELETING containers (a few at a time), checked each tick for their last replica.
+    deleting: BTreeSet<u64>,
     /// The deleted-block log (durable), by transaction id.
     delete_log: BTreeMap<u64, DeleteTx>,
+    /// The log's transactions by container.
+    delete_by_container: HashMap<u64, BTreeSet<u64>>,
     next_delete_tx: u64,
-    /// Datanodes that carried out each transaction (in memory; a restart sends them again,
-    /// and deleting a block twice is harmless).
-    delete_acks: HashMap<u64, HashSet<String>>,
-    /// When each transaction was last sent to each datanode.
-    delete_sent: HashMap<(u64, String), Instant>,
+    /// Progress of each transaction in the log.
+    delete_progress: HashMap<u64, TxProgress>,
+    /// Per datanode: its containers with transactions it may not have carried out yet (a
+    /// superset, pruned when dispatching).
+    delete_work: HashMap<String, BTreeSet<u64>>,
 }
 
 impl ScmState {
@@ -145,25 +184,44 @@ impl ScmState {
             .map(|p| (p.id.clone(), p))
             .collect();
         let mut open_by_pipeline: HashMap<String, BTreeSet<u64>> = HashMap::new();
-        let containers = loaded
+        let mut deleting = BTreeSet::new();
+        let containers: BTreeMap<u64, Container> = loaded
             .containers
             .into_iter()
             .map(|record| {
-                if record.state == ContainerState::Open {
-                    open_by_pipeline
-                        .entry(record.pipeline_id.clone())
-                        .or_default()
-                        .insert(record.id);
+                match record.state {
+                    ContainerState::Open => {
+                        open_by_pipeline
+                            .entry(record.pipeline_id.clone())
+                            .or_default()
+                            .insert(record.id);
+                    }
+                    ContainerState::Deleting => {
+                        deleting.insert(record.id);
+                    }
+                    ContainerState::Closed | ContainerState::Deleted => {}
                 }
-                (
-                    record.id,
-                    Container {
-                        record,
-                        last_used: 0,
-                    },
-                )
+                (record.id, Container::new(record))
             })
             .collect();
+        let mut dirty = Dirty::default();
+        let mut delete_log = BTreeMap::new();
+        let mut delete_by_container: HashMap<u64, BTreeSet<u64>> = HashMap::new();
+        for t in loaded.delete_log {
+            let live = containers
+                .get(&t.container_id)
+                .is_some_and(|c| c.record.state != ContainerState::Deleted);
+            if live {
+                delete_by_container
+                    .entry(t.container_id)
+                    .or_default()
+                    .insert(t.tx_id);
+                delete_log.insert(t.tx_id, t);
+            } else {
+                // Its container is gone: nothing left to delete.
+                dirty.removed_delete_txs.insert(t.tx_id);
+            }
+        }
         tracing::info!(
             cluster_id = %loaded.cluster_id,
             next_container_id = loaded.next_container_id,
@@ -183,17 +241,14 @@ impl ScmState {
             next_local_id: loaded.local_id_limit,
             local_id_limit: loaded.local_id_limit,
             round_robin: HashMap::new(),
-            use_clock: 0,
-            dirty: Dirty::default(),
+            dirty,
             in_safe_mode: true,
-            delete_log: loaded
-                .delete_log
-                .into_iter()
-                .map(|t| (t.tx_id, t))
-                .collect(),
+            deleting,
+            delete_log,
+            delete_by_container,
             next_delete_tx: loaded.next_delete_tx,
-            delete_acks: HashMap::new(),
-            delete_sent: HashMap::new(),
+            delete_progress: HashMap::new(),
+            delete_work: HashMap::new(),
         })
     }
 
@@ -247,8 +302,14 @@ impl ScmState {
             }
             if health == NodeHealth::Dead && !node.replicas.is_empty() {
                 tracing::warn!(datanode = %uuid, replicas = node.replicas.len(), "forgetting the replicas of a DEAD datanode");
-                node.replicas.clear();
+                let ids: Vec<u64> = node.replicas.keys().copied().collect();
+                for id in ids {
+                    self.drop_replica(&uuid, id);
+                }
             }
+            let Some(node) = self.nodes.get(&uuid) else {
+                continue;
+            };
             if health != NodeHealth::Healthy || node.record.op_state != OpState::InService {
                 unhealthy.insert(uuid);
             }
@@ -369,6 +430,8 @@ mod tests {
             },
             report: None,
             replicas: vec![],
+            incremental: false,
+            removed: vec![],
             deleted_block_txs: vec![],
         }
     }
@@ -405,33 +468,39 @@ mod tests {
         members.dedup();
         assert_eq!(members.len(), 3);
 
-        // 4MB containers, 1MB blocks: the fourth block fills and closes the container.
+        // 4MB containers, 1MB blocks (close threshold 0.9): four blocks of unknown size fill
+        // the one container of the pipeline; it stays OPEN until its replicas report the bytes.
         let blocks = s.allocate(alloc(4, &[]), t0).expect("allocate");
-        assert!(
-            blocks
-                .iter()
-                .all(|b| b.container_id == blocks[0].container_id)
-        );
-        let c = s.container(blocks[0].container_id).expect("container");
-        assert_eq!(c.record.state, ContainerState::Closed);
+        let cid = blocks[0].container_id;
+        assert!(blocks.iter().all(|b| b.container_id == cid));
+        let c = s.container(cid).expect("container");
+        assert_eq!(c.record.state, ContainerState::Open);
         assert_eq!(c.record.allocated_bytes, 4 << 20);
-        let hb = s.heartbeat(update(1), t0).expect("heartbeat");
+        assert!(s.heartbeat(update(1), t0).expect("hb").commands.is_empty());
+        // A replica reporting 3.6MB used (the threshold) closes it; the reporter and the other
+        // members are told.
+        let mut u = update(1);
+        u.replicas.push(ReplicaReport {
+            container_id: cid,
+            state: ReplicaState::Open,
+            used_bytes: (4 << 20) * 9 / 10 + 1,
+            block_count: 4,
+        });
+        let hb = s.heartbeat(u.clone(), t0).expect("heartbeat");
+        assert_eq!(hb.commands, vec![Command::CloseContainer(cid)]);
         assert_eq!(
-            hb.commands,
-            vec![Command::CloseContainer(blocks[0].container_id)]
+            s.container(cid).expect("c").record.state,
+            ContainerState::Closed
         );
         // Delivered once; re-sent only while a report shows the replica open.
         assert!(s.heartbeat(update(1), t0).expect("hb").commands.is_empty());
-        let mut u = update(1);
-        u.replicas.push(ReplicaReport {
-            container_id: blocks[0].container_id,
-            state: ReplicaState::Open,
-            used_bytes: 10,
-            block_count: 1,
-        });
         assert_eq!(s.heartbeat(u, t0).expect("hb").commands.len(), 1);
+        assert_eq!(
+            s.heartbeat(update(2), t0).expect("hb").commands,
+            vec![Command::CloseContainer(cid)]
+        );
         let next = s.allocate(alloc(1, &[]), t0).expect("allocate");
-        assert_ne!(next[0].container_id, blocks[0].container_id);
+        assert_ne!(next[0].container_id, cid);
 
         // A datanode that closes a replica on its own closes the container in SCM.
         let mut u = update(2);
@@ -665,5 +734,391 @@ mod tests {
             .recommission(&format!("dn-{victim}"))
             .expect("recommission");
         assert_eq!(st, OpState::InService);
+    }
+
+    fn config_with(
+        dir: &std::path::Path,
+        container: &str,
+        block: &str,
+        owners: &str,
+        replication: &str,
+    ) -> ScmConfig {
+        let mut cfg = ozone_common::OzoneConfig::default();
+        cfg.set(keys::OZONE_SCM_DB_DIRS, dir.to_string_lossy().to_string())
+            .set(keys::OZONE_SCM_CONTAINER_SIZE, container)
+            .set(keys::OZONE_SCM_BLOCK_SIZE, block)
+            .set(keys::OZONE_SCM_PIPELINE_OWNER_CONTAINER_COUNT, owners)
+            .set(keys::OZONE_SERVER_DEFAULT_REPLICATION, replication)
+            .set(keys::HDDS_HEARTBEAT_INTERVAL, "3s");
+        ScmConfig::from_ozone(&cfg).expect("valid test config")
+    }
+
+    fn sized(size: u64) -> AllocateRequest {
+        AllocateRequest {
+            size,
+            ..alloc(1, &[])
+        }
+    }
+
+    fn one(s: &mut ScmState, size: u64, at: Instant) -> u64 {
+        s.allocate(sized(size), at).expect("allocate")[0].container_id
+    }
+
+    /// A full container report of datanode `n`: (container, state, used bytes).
+    fn report(n: u16, replicas: &[(u64, ReplicaState, u64)]) -> NodeUpdate {
+        let mut u = update(n);
+        u.replicas = replicas
+            .iter()
+            .map(|(id, state, used)| ReplicaReport {
+                container_id: *id,
+                state: *state,
+                used_bytes: *used,
+                block_count: 1,
+            })
+            .collect();
+        u
+    }
+
+    fn incremental(n: u16, replicas: &[(u64, ReplicaState, u64)], removed: &[u64]) -> NodeUpdate {
+        report(n, replicas).with_increment(true, removed.to_vec())
+    }
+
+    fn state_of(s: &ScmState, id: u64) -> ContainerState {
+        s.container(id).expect("container").record.state
+    }
+
+    const MB: u64 = 1 << 20;
+
+    #[test]
+    fn containers_fill_by_reported_bytes_and_blocks_in_flight() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let t0 = Instant::now();
+        // One datanode, one pipeline; 8MB containers close at 7.2MB; blocks of 2MB.
+        let cfg = config_with(dir.path(), "8MB", "2MB", "2", "1");
+        assert_eq!(cfg.close_bytes, (8 * MB * 9).div_ceil(10));
+        let mut s = ScmState::open(cfg, t0).expect("open");
+        s.register(update(1), t0).expect("register");
+
+        // Declared sizes count, capped by the block size; unknown (0) counts a whole block.
+        let c1 = one(&mut s, MB, t0);
+        assert_eq!(one(&mut s, 0, t0), c1);
+        assert_eq!(one(&mut s, u64::MAX, t0), c1);
+        assert_eq!(s.container(c1).expect("c").record.allocated_bytes, 5 * MB);
+        assert_eq!(one(&mut s, 2 * MB, t0), c1); // 7MB
+        // No room for 2MB more: a second container opens, the first is not closed.
+        let c2 = one(&mut s, 2 * MB, t0);
+        assert_ne!(c2, c1);
+        assert_eq!(state_of(&s, c1), ContainerState::Open);
+        // The fullest container with room takes a small block: 8MB, at the threshold.
+        assert_eq!(one(&mut s, MB, t0), c1);
+        // At the threshold by estimates alone: no more blocks, but not closed either.
+        assert_eq!(one(&mut s, MB, t0), c2);
+        assert_eq!(state_of(&s, c1), ContainerState::Open);
+
+        // A report within the grace does not retire the estimates: still full.
+        s.heartbeat(
+            report(1, &[(c1, ReplicaState::Open, 3 * MB)]),
+            t0 + Duration::from_secs(1),
+        )
+        .expect("hb");
+        assert_eq!(one(&mut s, MB, t0 + Duration::from_secs(1)), c2);
+        // A report after the grace does: c1 counts its 6MB reported and is the fullest again.
+        let t7 = t0 + Duration::from_secs(7);
+        s.heartbeat(report(1, &[(c1, ReplicaState::Open, 6 * MB)]), t7)
+            .expect("hb");
+        assert_eq!(one(&mut s, MB, t7), c1); // 6MB + 1MB in flight
+        // c2 was never reported: its estimates (4MB, from t0 and t0 + 1s) lapse after the
+        // timeout.
+        let t61 = t0 + Duration::from_secs(61);
+        s.heartbeat(incremental(1, &[], &[]), t61).expect("hb");
+        assert_eq!(one(&mut s, 2 * MB, t61), c2);
+        assert_eq!(s.container(c2).expect("c").record.allocated_bytes, 6 * MB);
+
+        // Replicas reporting the threshold close the container; the datanode is told.
+        let hb = s
+            .heartbeat(report(1, &[(c1, ReplicaState::Open, 7 * MB + MB / 2)]), t61)
+            .expect("hb");
+        assert_eq!(hb.commands, vec![Command::CloseContainer(c1)]);
+        assert_eq!(state_of(&s, c1), ContainerState::Closed);
+
+        // c2 holds 2MB in flight: three more 2MB blocks reach 8MB, then c3 opens (1 of 2
+        // open), fills, and with both at the limit and full the fullest (c2, first) closes.
+        for _ in 0..3 {
+            assert_eq!(one(&mut s, 2 * MB, t61), c2);
+        }
+        let c3 = one(&mut s, 2 * MB, t61);
+        assert!(c3 > c2);
+        for _ in 0..3 {
+            assert_eq!(one(&mut s, 2 * MB, t61), c3);
+        }
+        let c4 = one(&mut s, 2 * MB, t61);
+        assert!(c4 > c3);
+        assert_eq!(state_of(&s, c2), ContainerState::Closed);
+        assert_eq!(state_of(&s, c3), ContainerState::Open);
+        // Never a block in a closed container.
+        for _ in 0..20 {
+            let id = one(&mut s, MB, t61);
+            assert_eq!(state_of(&s, id), ContainerState::Open);
+        }
+    }
+
+    /// Simulated datanodes: every block written at once with its declared size, full reports
+    /// every `report_every` allocations; returns containers per pipeline and per datanode.
+    fn simulate(
+        s: &mut ScmState,
+        t0: Instant,
+        calls: usize,
+        blocks_per_call: u32,
+        size: u64,
+        report_every: usize,
+    ) -> (usize, usize) {
+        let mut written: BTreeMap<u64, u64> = BTreeMap::new();
+        let mut now = t0;
+        for i in 0..calls {
+            now += Duration::from_millis(20);
+            let req = AllocateRequest {
+                size,
+                ..alloc(blocks_per_call, &[])
+            };
+            for b in s.allocate(req, now).expect("allocate") {
+                *written.entry(b.container_id).or_default() += size;
+            }
+            if i % report_every == 0 {
+                for n in 1..=3 {
+                    let r: Vec<_> = written
+                        .iter()
+                        .map(|(id, used)| (*id, ReplicaState::Open, *used))
+                        .collect();
+                    s.heartbeat(report(n, &r), now).expect("hb");
+                }
+            }
+        }
+        let cs = s.containers(0, 0);
+        let mut per_pipeline: BTreeMap<String, usize> = BTreeMap::new();
+        for c in &cs {
+            *per_pipeline
+                .entry(c.record.pipeline_id.clone())
+                .or_default() += 1;
+        }
+        let pipelines = s.pipelines();
+        let mut per_node: BTreeMap<String, usize> = BTreeMap::new();
+        for c in &cs {
+            let p = pipelines
+                .iter()
+                .find(|p| p.id == c.record.pipeline_id)
+                .expect("pipeline");
+            for d in &p.nodes {
+                *per_node.entry(d.uuid.clone()).or_default() += 1;
+            }
+        }
+        (
+            per_pipeline.values().copied().max().unwrap_or(0),
+            per_node.values().copied().max().unwrap_or(0),
+        )
+    }
+
+    #[test]
+    fn small_objects_share_a_container_per_pipeline() {
+        // Issue 11: 2,000 x 4 KiB with 64MB containers: at most 2 containers per pipeline.
+        let dir = tempfile::tempdir().expect("temp dir");
+        let t0 = Instant::now();
+        let mut s =
+            ScmState::open(config_with(dir.path(), "64MB", "4MB", "3", "3"), t0).expect("open");
+        for n in 1..=3 {
+            s.register(update(n), t0).expect("register");
+        }
+        let (per_pipeline, _) = simulate(&mut s, t0, 2000, 1, 4096, 50);
+        assert_eq!(per_pipeline, 1);
+
+        // 200,000 x 4 KiB (800 MB) at the default 5GB: at most 5 containers per datanode.
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut cfg = ozone_common::OzoneConfig::default();
+        cfg.set(
+            keys::OZONE_SCM_DB_DIRS,
+            dir.path().to_string_lossy().to_string(),
+        );
+        let mut s = ScmState::open(ScmConfig::from_ozone(&cfg).expect("cfg"), t0).expect("open");
+        for n in 1..=3 {
+            s.register(update(n), t0).expect("register");
+        }
+        let (_, per_node) = simulate(&mut s, t0, 2000, 100, 4096, 20);
+        assert!(per_node <= 5, "{per_node} containers on a datanode");
+    }
+
+    #[test]
+    fn incremental_reports_change_only_what_they_name() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let t0 = Instant::now();
+        let mut s = ScmState::open(config(dir.path()), t0).expect("open");
+        for n in 1..=3 {
+            s.register(update(n), t0).expect("register");
+        }
+        // 4MB containers, owner count 1: the fifth block closes c1 (full) and opens c2.
+        let c1 = one(&mut s, MB, t0);
+        for _ in 0..3 {
+            assert_eq!(one(&mut s, MB, t0), c1);
+        }
+        let c2 = one(&mut s, MB, t0);
+        assert_eq!(state_of(&s, c1), ContainerState::Closed);
+        let holders = |s: &ScmState, id: u64| -> Vec<(String, u64)> {
+            s.container(id)
+                .expect("c")
+                .replicas
+                .iter()
+                .map(|r| (r.datanode.uuid.clone(), r.report.used_bytes))
+                .collect()
+        };
+        let hb = s
+            .heartbeat(
+                report(
+                    1,
+                    &[
+                        (c1, ReplicaState::Open, 4 * MB),
+                        (c2, ReplicaState::Open, 10),
+                    ],
+                ),
+                t0,
+            )
+            .expect("hb");
+        assert_eq!(hb.commands, vec![Command::CloseContainer(c1)]);
+        assert_eq!(holders(&s, c1), vec![("dn-1".to_string(), 4 * MB)]);
+        // Incremental: c2 changed, c1 removed; an unknown removed id is ignored.
+        s.heartbeat(
+            incremental(1, &[(c2, ReplicaState::Open, 20)], &[c1, 999]),
+            t0,
+        )
+        .expect("hb");
+        assert!(holders(&s, c1).is_empty());
+        assert_eq!(holders(&s, c2), vec![("dn-1".to_string(), 20)]);
+        // An empty incremental report changes nothing.
+        s.heartbeat(incremental(1, &[], &[]), t0).expect("hb");
+        assert_eq!(holders(&s, c2), vec![("dn-1".to_string(), 20)]);
+        let count = |s: &ScmState| {
+            s.datanodes(t0)
+                .into_iter()
+                .find(|d| d.details.uuid == "dn-1")
+                .map(|d| d.container_count)
+        };
+        assert_eq!(count(&s), Some(1));
+        // A replica still open of a closed container named again: told again to close.
+        let hb = s
+            .heartbeat(
+                incremental(1, &[(c1, ReplicaState::Closing, 4 * MB)], &[]),
+                t0,
+            )
+            .expect("hb");
+        assert_eq!(hb.commands, vec![Command::CloseContainer(c1)]);
+        assert_eq!(count(&s), Some(2));
+        // An incremental report at the threshold closes c2.
+        let hb = s
+            .heartbeat(incremental(2, &[(c2, ReplicaState::Open, 4 * MB)], &[]), t0)
+            .expect("hb");
+        assert!(hb.commands.contains(&Command::CloseContainer(c2)));
+        assert_eq!(state_of(&s, c2), ContainerState::Closed);
+        assert_eq!(holders(&s, c2).len(), 2);
+        // A full report replaces: dn-1 now holds c1 only.
+        s.heartbeat(report(1, &[(c1, ReplicaState::Closed, 4 * MB)]), t0)
+            .expect("hb");
+        assert_eq!(count(&s), Some(1));
+        assert_eq!(holders(&s, c2), vec![("dn-2".to_string(), 4 * MB)]);
+        // Registering again is a full report too, even an empty one.
+        s.register(update(1), t0).expect("register");
+        assert!(holders(&s, c1).is_empty());
+    }
+
+    #[test]
+    fn deleted_block_log_is_indexed_by_container() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let t0 = Instant::now();
+        let mut cfg = ozone_common::OzoneConfig::default();
+        cfg.set(
+            keys::OZONE_SCM_DB_DIRS,
+            dir.path().to_string_lossy().to_string(),
+        )
+        .set(keys::OZONE_SCM_CONTAINER_SIZE, "4MB")
+        .set(keys::OZONE_SCM_BLOCK_SIZE, "1MB")
+        .set(keys::OZONE_SCM_PIPELINE_OWNER_CONTAINER_COUNT, "1")
+        .set(keys::OZONE_SCM_DATANODE_PIPELINE_LIMIT, "1")
+        .set(keys::HDDS_SCM_BLOCK_DELETION_PER_INTERVAL_MAX, "1500");
+        let cfg = ScmConfig::from_ozone(&cfg).expect("cfg");
+        let mut s = ScmState::open(cfg.clone(), t0).expect("open");
+        for n in 1..=4 {
+            s.register(update(n), t0).expect("register");
+        }
+        let c1 = one(&mut s, MB, t0);
+        for _ in 0..3 {
+            one(&mut s, MB, t0);
+        }
+        let c2 = one(&mut s, MB, t0);
+        assert_eq!(state_of(&s, c1), ContainerState::Closed);
+        let both = [(c1, ReplicaState::Closed, 10), (c2, ReplicaState::Open, 10)];
+        s.heartbeat(report(1, &both), t0).expect("hb");
+        s.heartbeat(report(2, &both), t0).expect("hb");
+        s.heartbeat(report(3, &both[..1]), t0).expect("hb");
+        let added = s
+            .add_deleted_blocks(vec![(c1, (1..=2500).collect()), (c2, vec![5])])
+            .expect("log");
+        assert_eq!(added, 4);
+        let sent = |s: &mut ScmState, n: u16, u: NodeUpdate| -> Vec<u64> {
+            let mut ids = Vec::new();
+            for cmd in s.heartbeat(u, t0).expect("hb").commands {
+                if let Command::DeleteBlocks(txs) = cmd {
+                    assert!(txs.iter().all(|t| t.container_id == c1 || n != 3));
+                    ids.extend(txs.iter().map(|t| t.tx_id));
+                }
+            }
+            ids
+        };
+        // At most 1,500 blocks a heartbeat (a transaction is never split): 1000 + 1000.
+        let first = sent(&mut s, 1, report(1, &both));
+        assert_eq!(first.len(), 2);
+        let second = sent(&mut s, 1, incremental(1, &[], &[]));
+        assert_eq!(second.len(), 2);
+        assert!(sent(&mut s, 1, incremental(1, &[], &[])).is_empty());
+        // dn-3 holds c1 only; dn-4 holds nothing.
+        let third = sent(&mut s, 3, incremental(3, &[], &[]));
+        assert_eq!(third.len(), 2);
+        assert!(sent(&mut s, 4, incremental(4, &[], &[])).is_empty());
+        // A new replica of c1 on dn-4 (a copy) has c1's transactions to carry out.
+        let dn4 = sent(
+            &mut s,
+            4,
+            incremental(4, &[(c1, ReplicaState::Closed, 10)], &[]),
+        );
+        assert_eq!(dn4.len(), 2);
+        // Acknowledgements from every holder retire the transactions.
+        let all: Vec<u64> = first.iter().chain(&second).copied().collect();
+        for n in 1..=4 {
+            let mut u = incremental(n, &[], &[]);
+            u.deleted_block_txs = all.clone();
+            s.heartbeat(u, t0).expect("hb");
+        }
+        // dn-2 never got its commands sent (it heartbeated before the log) yet acknowledges.
+        assert_eq!(s.delete_log_len(), 0);
+        assert_eq!(s.delete_bookkeeping(), (0, 0));
+
+        // A DELETING container's transactions go with it once no replica is left.
+        assert_eq!(s.add_deleted_blocks(vec![(c1, vec![7])]).expect("log"), 1);
+        s.apply_replication(vec![crate::planner::RmAction::MarkDeleting(c1)])
+            .expect("apply");
+        s.tick(t0).expect("tick");
+        assert_eq!(state_of(&s, c1), ContainerState::Deleting);
+        assert_eq!(s.delete_log_len(), 1);
+        for n in 1..=4 {
+            s.heartbeat(incremental(n, &[], &[c1]), t0).expect("hb");
+        }
+        s.tick(t0).expect("tick");
+        assert_eq!(state_of(&s, c1), ContainerState::Deleted);
+        assert_eq!(s.delete_log_len(), 0);
+        assert_eq!(s.delete_bookkeeping(), (0, 0));
+        assert_eq!(s.add_deleted_blocks(vec![(c1, vec![8])]).expect("log"), 0);
+        // c2's pending transaction survives a restart, indexed again.
+        assert_eq!(s.add_deleted_blocks(vec![(c2, vec![9])]).expect("log"), 1);
+        s.close().expect("close");
+        let mut s = ScmState::open(cfg, t0).expect("reopen");
+        assert_eq!(s.delete_log_len(), 1);
+        s.register(report(1, &both[1..]), t0).expect("register");
+        let again = sent(&mut s, 1, incremental(1, &[], &[]));
+        assert_eq!(again.len(), 1);
     }
 }

@@ -36,6 +36,10 @@ pub enum ScmClientError {
     NotFound(String),
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// The request does not fit the object's state (e.g. closing a container that is not
+    /// OPEN).
+    #[error("{0}")]
+    FailedPrecondition(String),
     /// Any other status.
     #[error("SCM call failed: {0}")]
     Rpc(tonic::Status),
@@ -61,6 +65,7 @@ impl From<tonic::Status> for ScmClientError {
             }
             Code::NotFound => ScmClientError::NotFound(s.message().to_string()),
             Code::InvalidArgument => ScmClientError::InvalidArgument(s.message().to_string()),
+            Code::FailedPrecondition => ScmClientError::FailedPrecondition(s.message().to_string()),
             _ => ScmClientError::Rpc(s),
         }
     }
@@ -216,6 +221,23 @@ impl ScmClient {
             .into_inner())
     }
 
+    /// Closes an OPEN container (CLOSED at once, its replicas close on their next heartbeat);
+    /// returns it after the close. [`ScmClientError::NotFound`] for an unknown id,
+    /// [`ScmClientError::FailedPrecondition`] for a container that is not OPEN.
+    pub async fn close_container(&self, container_id: u64) -> Result<pb::ContainerInfo> {
+        let resp = self
+            .inner
+            .clone()
+            .close_container(pb::CloseContainerRequest { container_id })
+            .await?
+            .into_inner();
+        resp.container.ok_or_else(|| {
+            ScmClientError::Rpc(tonic::Status::internal(
+                "CloseContainer answered without the container",
+            ))
+        })
+    }
+
     pub async fn safe_mode_status(&self) -> Result<pb::SafeModeStatusResponse> {
         Ok(self
             .inner
@@ -247,8 +269,8 @@ impl ScmDatanodeClient {
         Ok(self.inner.clone().register(req).await?.into_inner())
     }
 
-    /// Sends a heartbeat (with a full container report); the response carries commands and
-    /// `reregister` when SCM does not know the datanode.
+    /// Sends a heartbeat (with a full or an incremental container report); the response
+    /// carries commands and `reregister` when SCM does not know the datanode.
     pub async fn heartbeat(&self, req: pb::HeartbeatRequest) -> Result<pb::HeartbeatResponse> {
         Ok(self.inner.clone().heartbeat(req).await?.into_inner())
     }
@@ -265,6 +287,11 @@ mod tests {
         assert!(e.is_retryable());
         let e = ScmClientError::from(tonic::Status::not_found("container 3"));
         assert!(matches!(e, ScmClientError::NotFound(_)));
+        assert!(!e.is_retryable());
+        let e = ScmClientError::from(tonic::Status::failed_precondition(
+            "Cannot close a CLOSED container.",
+        ));
+        assert_eq!(e.to_string(), "Cannot close a CLOSED container.");
         assert!(!e.is_retryable());
         assert!(matches!(
             ScmClientError::from(tonic::Status::internal("x")),

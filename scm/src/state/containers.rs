@@ -1,8 +1,37 @@
-//! Containers and blocks: creating and closing containers, picking one for a block, block
-//! allocation, and the end of a container's deletion (DELETING -> DELETED).
+//! Containers and blocks: creating and closing containers, how full a container is, picking
+//! one for a block, block allocation, and the end of a container's deletion (DELETING ->
+//! DELETED).
+//!
+//! # How full a container is
+//! Its *fill* is the largest used bytes any of its replicas reports, plus an estimate for the
+//! blocks in flight: each block handed out counts the size its writer declared (capped by
+//! the block size; 0, unknown, counts the whole block size). An estimate stops counting
+//! - at the first report of a replica of the container that arrives at least the *grace*
+//!   (two heartbeat intervals, at least a second) after the allocation: a block written
+//!   within the grace is in that report's bytes, so it is not counted twice for long; a block
+//!   written more slowly is counted as the reports show it grow; or
+//! - after the *timeout* (ten heartbeat intervals, at least a minute) whatever arrived, so
+//!   blocks never written (or of containers whose replicas report nothing new, as incremental
+//!   reports leave unchanged replicas out) stop counting.
+//!
+//! Estimates are kept in batches of allocations at most [`IN_FLIGHT_BATCH`] apart, so a
+//! container keeps at most timeout / batch of them, whatever the allocation rate.
+//!
+//! # Rules
+//! - A block goes into an OPEN container of the chosen pipeline whose fill is below the close
+//!   threshold (`ozone.scm.container.close.threshold` x `ozone.scm.container.size`) and has room
+//!   for the block (fill + block <= container size); of those, the fullest (then the lowest
+//!   id), so a pipeline fills one container at a time. A container without room is skipped,
+//!   not closed.
+//! - Only when none has room is a new container opened, while the pipeline has fewer than
+//!   `ozone.scm.pipeline.owner.container.count`; at that limit the fullest is closed first.
+//! - A container is CLOSED once its replicas report used bytes at the threshold (in-flight
+//!   estimates alone only stop new blocks: they may overstate, and closing would fail the
+//!   writes in progress), when a replica reports it closed or unhealthy, when its pipeline
+//!   closes, or when an administrator closes it.
 
-use std::collections::HashSet;
-use std::time::Instant;
+use std::collections::{HashSet, VecDeque};
+use std::time::{Duration, Instant};
 
 use ozone_common::now_ms;
 
@@ -14,7 +43,115 @@ use crate::model::{
 };
 use crate::store::{SEQ_CONTAINER_ID, SEQ_LOCAL_ID_LIMIT};
 
+/// Allocations this close together share one in-flight batch.
+pub const IN_FLIGHT_BATCH: Duration = Duration::from_secs(1);
+
+/// Allocations close together: their bytes, the first and the last allocation.
+#[derive(Debug)]
+struct Batch {
+    first: Instant,
+    last: Instant,
+    bytes: u64,
+}
+
+/// The in-flight estimate of one container; see the module doc.
+#[derive(Debug, Default)]
+pub(super) struct BlocksInFlight {
+    batches: VecDeque<Batch>,
+    bytes: u64,
+}
+
+impl BlocksInFlight {
+    pub(super) fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    fn add(&mut self, now: Instant, bytes: u64) {
+        match self.batches.back_mut() {
+            Some(b) if now.saturating_duration_since(b.first) < IN_FLIGHT_BATCH => {
+                b.last = b.last.max(now);
+                b.bytes = b.bytes.saturating_add(bytes);
+            }
+            _ => self.batches.push_back(Batch {
+                first: now,
+                last: now,
+                bytes,
+            }),
+        }
+        self.bytes = self.bytes.saturating_add(bytes);
+    }
+
+    /// Drops the batches whose last allocation is at least `age` before `at`.
+    fn expire(&mut self, at: Instant, age: Duration) {
+        while let Some(b) = self.batches.front() {
+            if at.saturating_duration_since(b.last) < age {
+                break;
+            }
+            self.bytes = self.bytes.saturating_sub(b.bytes);
+            self.batches.pop_front();
+        }
+    }
+
+    fn clear(&mut self) {
+        self.batches.clear();
+        self.bytes = 0;
+    }
+}
+
 impl ScmState {
+    /// A report newer than an allocation by this much includes the block (see the module doc).
+    fn in_flight_grace(&self) -> Duration {
+        (self.cfg.heartbeat_interval * 2).max(Duration::from_secs(1))
+    }
+
+    /// An estimate older than this stops counting (see the module doc).
+    fn in_flight_timeout(&self) -> Duration {
+        (self.cfg.heartbeat_interval * 10).max(Duration::from_secs(60))
+    }
+
+    /// A replica of container `id` reported at `now`: drop the estimates it covers.
+    pub(super) fn expire_reported(&mut self, id: u64, now: Instant) {
+        let grace = self.in_flight_grace();
+        if let Some(c) = self.containers.get_mut(&id) {
+            c.in_flight.expire(now, grace);
+        }
+    }
+
+    /// Reported used bytes plus the unexpired in-flight estimate.
+    fn fill(&mut self, id: u64, now: Instant) -> u64 {
+        let timeout = self.in_flight_timeout();
+        self.containers.get_mut(&id).map_or(0, |c| {
+            c.in_flight.expire(now, timeout);
+            c.reported_used.saturating_add(c.in_flight.bytes())
+        })
+    }
+
+    /// Sets the largest used bytes the holders of container `id` report, and closes an OPEN
+    /// container whose replicas report it at the threshold.
+    pub(super) fn refresh_reported_used(&mut self, id: u64) {
+        let Some(c) = self.containers.get(&id) else {
+            return;
+        };
+        let used = c
+            .holders
+            .iter()
+            .filter_map(|u| self.nodes.get(u).and_then(|n| n.replicas.get(&id)))
+            .map(|r| r.used_bytes)
+            .max()
+            .unwrap_or(0);
+        let Some(c) = self.containers.get_mut(&id) else {
+            return;
+        };
+        c.reported_used = used;
+        if c.record.state == ContainerState::Open && used >= self.cfg.close_bytes {
+            let reason = format!(
+                "its replicas report {used} bytes used, at the close threshold {}",
+                self.cfg.close_bytes
+            );
+            self.close_container(id, &reason);
+        }
+    }
+
     fn create_container(&mut self, pipeline: &PipelineRecord) -> u64 {
         let id = self.next_container_id;
         self.next_container_id += 1;
@@ -24,17 +161,14 @@ impl ScmState {
         tracing::info!(container = id, pipeline = %pipeline.id, factor = %pipeline.factor, "container created");
         self.containers.insert(
             id,
-            Container {
-                record: ContainerRecord {
-                    id,
-                    pipeline_id: pipeline.id.clone(),
-                    factor: pipeline.factor,
-                    state: ContainerState::Open,
-                    allocated_bytes: 0,
-                    created_ms: now_ms(),
-                },
-                last_used: 0,
-            },
+            Container::new(ContainerRecord {
+                id,
+                pipeline_id: pipeline.id.clone(),
+                factor: pipeline.factor,
+                state: ContainerState::Open,
+                allocated_bytes: 0,
+                created_ms: now_ms(),
+            }),
         );
         self.open_by_pipeline
             .entry(pipeline.id.clone())
@@ -45,7 +179,8 @@ impl ScmState {
         id
     }
 
-    /// Marks a container CLOSED and tells every datanode that may hold it to close it.
+    /// Marks a container CLOSED and tells every datanode that may hold it (its pipeline's
+    /// members and the datanodes reporting it) to close it.
     pub(super) fn close_container(&mut self, id: u64, reason: &str) {
         let Some(c) = self.containers.get_mut(&id) else {
             return;
@@ -54,8 +189,10 @@ impl ScmState {
             return;
         }
         c.record.state = ContainerState::Closed;
+        c.in_flight.clear();
         tracing::info!(
             container = id,
+            reported_used = c.reported_used,
             allocated = c.record.allocated_bytes,
             reason,
             "container closed"
@@ -63,15 +200,17 @@ impl ScmState {
         if let Some(open) = self.open_by_pipeline.get_mut(&c.record.pipeline_id) {
             open.remove(&id);
         }
-        let members: Vec<String> = self
+        let mut targets: Vec<String> = self
             .pipelines
             .get(&c.record.pipeline_id)
             .map(|p| p.nodes.clone())
             .unwrap_or_default();
+        targets.extend(c.holders.iter().cloned());
         let cmd = Command::CloseContainer(id);
-        for (uuid, node) in self.nodes.iter_mut() {
-            let holds = members.contains(uuid) || node.replicas.contains_key(&id);
-            if holds && !node.pending.contains(&cmd) {
+        for uuid in targets {
+            if let Some(node) = self.nodes.get_mut(&uuid)
+                && !node.pending.contains(&cmd)
+            {
                 node.pending.push(cmd.clone());
             }
         }
@@ -79,34 +218,57 @@ impl ScmState {
         self.dirty.structural = true;
     }
 
-    /// An OPEN container of `pipeline` for a block of `size` bytes: a new one while the
-    /// pipeline has fewer than `owner_container_count`, else the least recently used one with
-    /// room; when none has room the fullest is closed and a new one replaces it.
-    fn pick_container(&mut self, pipeline: &PipelineRecord, size: u64) -> u64 {
+    /// An administrator closes an OPEN container (Ozone's `ozone admin container close`):
+    /// CLOSED now, its replicas told to close. A container in any other state is refused, as
+    /// Ozone does ("Cannot close a CLOSED container.").
+    pub fn close_container_by_admin(&mut self, id: u64) -> Result<(), ScmError> {
+        let c = self
+            .containers
+            .get(&id)
+            .ok_or_else(|| ScmError::NotFound(format!("container {id} does not exist")))?;
+        if c.record.state != ContainerState::Open {
+            return Err(ScmError::FailedPrecondition(format!(
+                "Cannot close a {} container.",
+                c.record.state.as_str()
+            )));
+        }
+        self.close_container(id, "closed by an administrator");
+        self.persist()
+    }
+
+    /// An OPEN container of `pipeline` for a block of `size` bytes; see the module doc.
+    fn pick_container(&mut self, pipeline: &PipelineRecord, size: u64, now: Instant) -> u64 {
         let open: Vec<u64> = self
             .open_by_pipeline
             .get(&pipeline.id)
             .map(|s| s.iter().copied().collect())
             .unwrap_or_default();
-        if open.len() < self.cfg.owner_container_count {
-            return self.create_container(pipeline);
+        // (fill, id) of the fullest container with room, and of the fullest of all.
+        let mut best: Option<(u64, u64)> = None;
+        let mut fullest: Option<(u64, u64)> = None;
+        for id in &open {
+            let fill = self.fill(*id, now);
+            let better = |cur: Option<(u64, u64)>| cur.is_none_or(|(f, _)| fill > f);
+            if better(fullest) {
+                fullest = Some((fill, *id));
+            }
+            let room =
+                fill < self.cfg.close_bytes && fill.saturating_add(size) <= self.cfg.container_size;
+            if room && better(best) {
+                best = Some((fill, *id));
+            }
         }
-        let fits = open
-            .iter()
-            .filter_map(|id| self.containers.get(id))
-            .filter(|c| c.record.allocated_bytes.saturating_add(size) <= self.cfg.container_size)
-            .min_by_key(|c| c.last_used)
-            .map(|c| c.record.id);
-        if let Some(id) = fits {
+        if let Some((_, id)) = best {
             return id;
         }
-        let fullest = open
-            .iter()
-            .filter_map(|id| self.containers.get(id))
-            .max_by_key(|c| c.record.allocated_bytes)
-            .map(|c| c.record.id);
-        if let Some(id) = fullest {
-            self.close_container(id, "no room left for a block");
+        if open.len() >= self.cfg.owner_container_count
+            && let Some((fill, id)) = fullest
+        {
+            let reason = format!(
+                "no room for a block of {size} bytes in the {} open containers of its pipeline; this one is the fullest ({fill} bytes)",
+                open.len()
+            );
+            self.close_container(id, &reason);
         }
         self.create_container(pipeline)
     }
@@ -118,17 +280,12 @@ impl ScmState {
         now: Instant,
     ) -> Result<Vec<AllocatedBlock>, ScmError> {
         let factor = req.factor.unwrap_or(self.cfg.default_factor);
+        // What the writer declared, capped by the block size; unknown counts a whole block.
         let size = if req.size == 0 {
             self.cfg.block_size
         } else {
-            req.size
+            req.size.min(self.cfg.block_size)
         };
-        if size > self.cfg.container_size {
-            return Err(ScmError::InvalidArgument(format!(
-                "block size {size} exceeds the container size {}",
-                self.cfg.container_size
-            )));
-        }
         let safe = self.safe_mode(now);
         if safe.in_safe_mode {
             return Err(ScmError::SafeMode {
@@ -176,21 +333,14 @@ impl ScmState {
             let rr = self.round_robin.entry(factor).or_default();
             let pipeline = &candidates[*rr % candidates.len()];
             *rr = rr.wrapping_add(1);
-            let container_id = self.pick_container(pipeline, size);
-            self.use_clock += 1;
-            let full = {
-                let c = self
-                    .containers
-                    .get_mut(&container_id)
-                    .expect("pick_container returns an existing container");
-                c.record.allocated_bytes += size;
-                c.last_used = self.use_clock;
-                c.record.allocated_bytes >= self.cfg.container_size
-            };
+            let container_id = self.pick_container(pipeline, size, now);
+            let c = self
+                .containers
+                .get_mut(&container_id)
+                .expect("pick_container returns an existing container");
+            c.record.allocated_bytes = c.record.allocated_bytes.saturating_add(size);
+            c.in_flight.add(now, size);
             self.dirty.containers.insert(container_id);
-            if full {
-                self.close_container(container_id, "full");
-            }
             let local_id = self.next_local_id;
             self.next_local_id += 1;
             blocks.push(AllocatedBlock {
@@ -207,40 +357,30 @@ impl ScmState {
     }
 
     /// DELETING containers that no datanode reports any more are DELETED; their pending
-    /// deleted-block transactions are dropped.
+    /// deleted-block transactions are dropped. Looks at the DELETING containers only.
     pub(super) fn finish_container_deletions(&mut self) {
         let gone: Vec<u64> = self
-            .containers
-            .values()
-            .filter(|c| c.record.state == ContainerState::Deleting)
-            .filter(|c| {
-                !self
-                    .nodes
-                    .values()
-                    .any(|n| n.replicas.contains_key(&c.record.id))
-            })
-            .map(|c| c.record.id)
+            .deleting
+            .iter()
+            .copied()
+            .filter(|id| self.containers.get(id).is_none_or(|c| c.holders.is_empty()))
             .collect();
         for id in gone {
+            self.deleting.remove(&id);
             if let Some(c) = self.containers.get_mut(&id) {
                 tracing::info!(container = id, "container DELETED: no replica left");
                 c.record.state = ContainerState::Deleted;
                 self.dirty.containers.insert(id);
                 self.dirty.structural = true;
             }
-        }
-        let dropped: Vec<u64> = self
-            .delete_log
-            .values()
-            .filter(|t| {
-                self.containers
-                    .get(&t.container_id)
-                    .is_none_or(|c| c.record.state == ContainerState::Deleted)
-            })
-            .map(|t| t.tx_id)
-            .collect();
-        for tx in dropped {
-            self.remove_delete_tx(tx);
+            let txs: Vec<u64> = self
+                .delete_by_container
+                .get(&id)
+                .map(|t| t.iter().copied().collect())
+                .unwrap_or_default();
+            for tx in txs {
+                self.remove_delete_tx(tx);
+            }
         }
     }
 }

@@ -85,13 +85,14 @@ impl ScmState {
             ContainerState::Open => return false,
             ContainerState::Closed => {}
         }
-        let good = self
-            .nodes
+        let good = c
+            .holders
             .iter()
-            .filter(|(u, _)| u.as_str() != except && self.usable(u, now))
-            .filter(|(_, n)| {
-                n.replicas
-                    .get(&id)
+            .filter(|u| u.as_str() != except && self.usable(u, now))
+            .filter(|u| {
+                self.nodes
+                    .get(*u)
+                    .and_then(|n| n.replicas.get(&id))
                     .is_some_and(|r| r.state == ReplicaState::Closed)
             })
             .count();
@@ -110,13 +111,13 @@ impl ScmState {
                 let on_its_pipelines = self
                     .containers
                     .values()
+                    .filter(|c| !c.holders.is_empty())
                     .filter(|c| {
                         self.pipelines
                             .get(&c.record.pipeline_id)
                             .is_some_and(|p| p.nodes.contains(*u))
                     })
-                    .map(|c| c.record.id)
-                    .filter(|id| self.nodes.values().any(|o| o.replicas.contains_key(id)));
+                    .map(|c| c.record.id);
                 n.replicas
                     .keys()
                     .copied()

@@ -1,11 +1,17 @@
 //! The deleted-block log: blocks OM hands over, their transactions sent to the datanodes
 //! holding replicas, and the acknowledgements that retire them.
+//!
+//! The log is indexed by container, and each datanode has the set of its containers with
+//! transactions it may not have carried out (`delete_work`): filled when a transaction is
+//! added (for the container's holders) and when a datanode reports a new replica of a
+//! container with transactions, pruned when dispatching finds nothing left for it. A heartbeat
+//! so looks only at that datanode's outstanding work, never at the whole log.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use super::ScmState;
+use super::{ScmState, TxProgress};
 use crate::error::ScmError;
-use crate::model::{Command, DeleteTx};
+use crate::model::{Command, ContainerState, DeleteTx};
 use crate::store::SEQ_DELETE_TX;
 
 /// Most local ids in one deleted-block transaction.
@@ -20,13 +26,27 @@ impl ScmState {
             if local_ids.is_empty() {
                 continue;
             }
-            if !self.containers.contains_key(&container_id) {
+            let Some(c) = self.containers.get(&container_id) else {
                 tracing::warn!(
                     container = container_id,
                     blocks = local_ids.len(),
                     "deleted blocks of a container SCM does not know; dropped"
                 );
                 continue;
+            };
+            if c.record.state == ContainerState::Deleted {
+                tracing::debug!(
+                    container = container_id,
+                    blocks = local_ids.len(),
+                    "deleted blocks of a DELETED container; nothing to do"
+                );
+                continue;
+            }
+            for h in &c.holders {
+                self.delete_work
+                    .entry(h.clone())
+                    .or_default()
+                    .insert(container_id);
             }
             for ids in local_ids.chunks(MAX_TX_BLOCKS) {
                 let tx_id = self.next_delete_tx;
@@ -39,6 +59,10 @@ impl ScmState {
                         local_ids: ids.to_vec(),
                     },
                 );
+                self.delete_by_container
+                    .entry(container_id)
+                    .or_default()
+                    .insert(tx_id);
                 self.dirty.delete_txs.insert(tx_id);
                 added += 1;
             }
@@ -55,11 +79,49 @@ impl ScmState {
     }
 
     pub(super) fn remove_delete_tx(&mut self, tx: u64) {
-        if self.delete_log.remove(&tx).is_some() {
-            self.dirty.delete_txs.remove(&tx);
-            self.dirty.removed_delete_txs.insert(tx);
-            self.delete_acks.remove(&tx);
-            self.delete_sent.retain(|(t, _), _| *t != tx);
+        let Some(t) = self.delete_log.remove(&tx) else {
+            return;
+        };
+        self.dirty.delete_txs.remove(&tx);
+        self.dirty.removed_delete_txs.insert(tx);
+        self.delete_progress.remove(&tx);
+        let cid = t.container_id;
+        if let Some(txs) = self.delete_by_container.get_mut(&cid) {
+            txs.remove(&tx);
+            if txs.is_empty() {
+                self.delete_by_container.remove(&cid);
+                if let Some(c) = self.containers.get(&cid) {
+                    for h in &c.holders {
+                        if let Some(work) = self.delete_work.get_mut(h) {
+                            work.remove(&cid);
+                            if work.is_empty() {
+                                self.delete_work.remove(h);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// A datanode now holds a replica of `container_id`: it has that container's
+    /// transactions to carry out.
+    pub(super) fn note_new_holder(&mut self, uuid: &str, container_id: u64) {
+        if self.delete_by_container.contains_key(&container_id) {
+            self.delete_work
+                .entry(uuid.to_string())
+                .or_default()
+                .insert(container_id);
+        }
+    }
+
+    /// A datanode no longer holds `container_id`.
+    pub(super) fn note_gone_holder(&mut self, uuid: &str, container_id: u64) {
+        if let Some(work) = self.delete_work.get_mut(uuid) {
+            work.remove(&container_id);
+            if work.is_empty() {
+                self.delete_work.remove(uuid);
+            }
         }
     }
 
@@ -72,15 +134,14 @@ impl ScmState {
                 continue;
             };
             let container_id = t.container_id;
-            let acked = self.delete_acks.entry(*tx).or_default();
-            acked.insert(uuid.to_string());
-            let holders: Vec<&String> = self
-                .nodes
-                .iter()
-                .filter(|(_, n)| n.replicas.contains_key(&container_id))
-                .map(|(u, _)| u)
-                .collect();
-            if holders.iter().all(|u| acked.contains(*u)) {
+            let p = self.delete_progress.entry(*tx).or_default();
+            p.sent.remove(uuid);
+            p.acked.insert(uuid.to_string());
+            let done = self
+                .containers
+                .get(&container_id)
+                .is_none_or(|c| c.holders.iter().all(|h| p.acked.contains(h)));
+            if done {
                 tracing::debug!(
                     tx,
                     container = container_id,
@@ -91,43 +152,77 @@ impl ScmState {
         }
     }
 
+    /// How long a sent transaction waits for its acknowledgement before it is sent again.
+    fn delete_resend(&self) -> Duration {
+        (self.cfg.heartbeat_interval * 5).max(Duration::from_secs(5))
+    }
+
     /// Queues a DeleteBlocks command with the transactions of containers `uuid` holds that
-    /// it has not carried out, unless sent recently.
+    /// it has not carried out, unless sent recently; at most
+    /// `hdds.scm.block.deletion.per-interval.max` blocks. Looks only at the datanode's
+    /// outstanding work.
     pub(super) fn dispatch_deletes(&mut self, uuid: &str, now: Instant) {
         let Some(node) = self.nodes.get(uuid) else {
             return;
         };
-        let resend = (self.cfg.heartbeat_interval * 5).max(std::time::Duration::from_secs(5));
-        let mut txs = Vec::new();
+        let Some(work) = self.delete_work.get(uuid) else {
+            return;
+        };
+        let resend = self.delete_resend();
+        let mut txs: Vec<DeleteTx> = Vec::new();
         let mut blocks = 0usize;
-        for t in self.delete_log.values() {
-            if blocks >= self.cfg.deletion_blocks_per_heartbeat {
-                break;
+        // Containers with nothing left for this datanode (pruned below).
+        let mut finished: Vec<u64> = Vec::new();
+        'containers: for cid in work {
+            let ids = match self.delete_by_container.get(cid) {
+                Some(ids) if node.replicas.contains_key(cid) => ids,
+                _ => {
+                    finished.push(*cid);
+                    continue;
+                }
+            };
+            let mut outstanding = false;
+            for tx in ids {
+                let p = self.delete_progress.get(tx);
+                if p.is_some_and(|p| p.acked.contains(uuid)) {
+                    continue;
+                }
+                outstanding = true;
+                let recent = p
+                    .and_then(|p| p.sent.get(uuid))
+                    .is_some_and(|at| now.saturating_duration_since(*at) < resend);
+                if recent {
+                    continue;
+                }
+                if blocks >= self.cfg.deletion_blocks_per_heartbeat {
+                    break 'containers;
+                }
+                if let Some(t) = self.delete_log.get(tx) {
+                    blocks += t.local_ids.len();
+                    txs.push(t.clone());
+                }
             }
-            if !node.replicas.contains_key(&t.container_id)
-                || self
-                    .delete_acks
-                    .get(&t.tx_id)
-                    .is_some_and(|a| a.contains(uuid))
-            {
-                continue;
+            if !outstanding {
+                finished.push(*cid);
             }
-            let key = (t.tx_id, uuid.to_string());
-            if self
-                .delete_sent
-                .get(&key)
-                .is_some_and(|at| now.saturating_duration_since(*at) < resend)
-            {
-                continue;
+        }
+        if let Some(work) = self.delete_work.get_mut(uuid) {
+            for cid in finished {
+                work.remove(&cid);
             }
-            blocks += t.local_ids.len();
-            txs.push(t.clone());
+            if work.is_empty() {
+                self.delete_work.remove(uuid);
+            }
         }
         if txs.is_empty() {
             return;
         }
         for t in &txs {
-            self.delete_sent.insert((t.tx_id, uuid.to_string()), now);
+            self.delete_progress
+                .entry(t.tx_id)
+                .or_insert_with(TxProgress::default)
+                .sent
+                .insert(uuid.to_string(), now);
         }
         tracing::debug!(datanode = %uuid, transactions = txs.len(), blocks, "sending block deletions");
         if let Some(node) = self.nodes.get_mut(uuid) {
@@ -138,5 +233,17 @@ impl ScmState {
     /// Transactions in the deleted-block log.
     pub fn delete_log_len(&self) -> usize {
         self.delete_log.len()
+    }
+
+    /// Whether the log holds transactions for container `id`.
+    pub(super) fn has_pending_deletes(&self, id: u64) -> bool {
+        self.delete_by_container.contains_key(&id)
+    }
+
+    /// Sizes of the in-memory delete bookkeeping: transactions with progress, and datanodes
+    /// with outstanding work (for tests: both must shrink as the log empties).
+    #[cfg(test)]
+    pub(super) fn delete_bookkeeping(&self) -> (usize, usize) {
+        (self.delete_progress.len(), self.delete_work.len())
     }
 }

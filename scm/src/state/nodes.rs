@@ -1,7 +1,7 @@
 //! The datanode protocol: registration, heartbeats and their reports (node health itself
 //! is evaluated in `tick`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::time::Instant;
 
 use ozone_common::now_ms;
@@ -9,7 +9,8 @@ use ozone_common::now_ms;
 use super::{HeartbeatOutcome, Node, ScmState};
 use crate::error::ScmError;
 use crate::model::{
-    Command, ContainerState, NodeHealth, NodeRecord, NodeReport, NodeUpdate, OpState, ReplicaState,
+    Command, ContainerState, NodeHealth, NodeRecord, NodeReport, NodeUpdate, OpState,
+    ReplicaReport, ReplicaState,
 };
 
 impl ScmState {
@@ -109,8 +110,11 @@ impl ScmState {
         })
     }
 
-    /// Records a datanode's liveness, node report and full container report; schedules close
-    /// commands for replicas still open of containers SCM has closed.
+    /// Records a datanode's liveness, node report and container report: a full report
+    /// replaces its replica list, an incremental one removes `removed` and then sets the
+    /// replicas it names. Schedules close commands for reported replicas still open of
+    /// containers SCM has closed, and closes OPEN containers a replica reports closed or
+    /// unhealthy, or at the close threshold. Costs the size of the report.
     fn accept_reports(&mut self, uuid: &str, update: NodeUpdate, now: Instant) {
         let Some(node) = self.nodes.get_mut(uuid) else {
             return;
@@ -124,21 +128,33 @@ impl ScmState {
         if let Some(report) = update.report {
             node.report = report;
         }
-        node.replicas = update
-            .replicas
-            .iter()
-            .map(|r| (r.container_id, *r))
-            .collect();
+        let removed: Vec<u64> = if update.incremental {
+            update.removed
+        } else {
+            let named: HashSet<u64> = update.replicas.iter().map(|r| r.container_id).collect();
+            node.replicas
+                .keys()
+                .filter(|id| !named.contains(id))
+                .copied()
+                .collect()
+        };
+        for id in removed {
+            self.drop_replica(uuid, id);
+        }
         let mut closed_by_datanode = Vec::new();
         for r in &update.replicas {
-            let Some(c) = self.containers.get_mut(&r.container_id) else {
+            self.put_replica(uuid, *r, now);
+            let Some(c) = self.containers.get(&r.container_id) else {
                 tracing::debug!(datanode = %uuid, container = r.container_id, "report of a container SCM does not know");
                 continue;
             };
             match c.record.state {
                 ContainerState::Closed => {
                     let cmd = Command::CloseContainer(r.container_id);
-                    if r.state.is_open() && !node.pending.contains(&cmd) {
+                    if r.state.is_open()
+                        && let Some(node) = self.nodes.get_mut(uuid)
+                        && !node.pending.contains(&cmd)
+                    {
                         node.pending.push(cmd);
                     }
                 }
@@ -148,9 +164,6 @@ impl ScmState {
                     if r.state != ReplicaState::Open {
                         // The datanode closed (or lost) its replica: no more blocks there.
                         closed_by_datanode.push((r.container_id, r.state));
-                    } else if r.used_bytes > c.record.allocated_bytes {
-                        c.record.allocated_bytes = r.used_bytes;
-                        self.dirty.containers.insert(r.container_id);
                     }
                 }
             }
@@ -158,6 +171,40 @@ impl ScmState {
         for (id, state) in closed_by_datanode {
             let reason = format!("datanode {uuid} reports its replica {}", state.as_str());
             self.close_container(id, &reason);
+        }
+    }
+
+    /// Datanode `uuid` reports replica `r`: its replica list, the container's holders and
+    /// reported bytes (closing it at the threshold), in-flight estimates and delete work.
+    fn put_replica(&mut self, uuid: &str, r: ReplicaReport, now: Instant) {
+        let Some(node) = self.nodes.get_mut(uuid) else {
+            return;
+        };
+        let id = r.container_id;
+        let new = node.replicas.insert(id, r).is_none();
+        let Some(c) = self.containers.get_mut(&id) else {
+            return;
+        };
+        c.holders.insert(uuid.to_string());
+        self.expire_reported(id, now);
+        self.refresh_reported_used(id);
+        if new {
+            self.note_new_holder(uuid, id);
+        }
+    }
+
+    /// Datanode `uuid` no longer holds container `id` (removed, or the datanode is DEAD).
+    pub(super) fn drop_replica(&mut self, uuid: &str, id: u64) {
+        let Some(node) = self.nodes.get_mut(uuid) else {
+            return;
+        };
+        if node.replicas.remove(&id).is_none() {
+            return;
+        }
+        self.note_gone_holder(uuid, id);
+        if let Some(c) = self.containers.get_mut(&id) {
+            c.holders.remove(uuid);
+            self.refresh_reported_used(id);
         }
     }
 }

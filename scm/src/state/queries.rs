@@ -67,9 +67,10 @@ impl ScmState {
     }
 
     fn container_view(&self, c: &Container) -> ContainerView {
-        let replicas: Vec<ReplicaView> = self
-            .nodes
-            .values()
+        let replicas: Vec<ReplicaView> = c
+            .holders
+            .iter()
+            .filter_map(|u| self.nodes.get(u))
             .filter_map(|n| {
                 n.replicas.get(&c.record.id).map(|r| ReplicaView {
                     datanode: n.record.details.clone(),

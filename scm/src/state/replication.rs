@@ -38,11 +38,12 @@ impl ScmState {
                     .get(&c.record.pipeline_id)
                     .map(|p| p.nodes.clone())
                     .unwrap_or_default(),
-                replicas: self
-                    .nodes
+                replicas: c
+                    .holders
                     .iter()
-                    .filter_map(|(u, n)| {
-                        n.replicas.get(&c.record.id).map(|r| RmReplica {
+                    .filter_map(|u| {
+                        let r = self.nodes.get(u)?.replicas.get(&c.record.id)?;
+                        Some(RmReplica {
                             uuid: u.clone(),
                             state: r.state,
                             block_count: r.block_count,
@@ -50,10 +51,7 @@ impl ScmState {
                         })
                     })
                     .collect(),
-                has_pending_deletes: self
-                    .delete_log
-                    .values()
-                    .any(|t| t.container_id == c.record.id),
+                has_pending_deletes: self.has_pending_deletes(c.record.id),
             })
             .collect();
         ClusterView { nodes, containers }
@@ -80,6 +78,7 @@ impl ScmState {
                     {
                         tracing::info!(container = id, "empty closed container: DELETING");
                         c.record.state = ContainerState::Deleting;
+                        self.deleting.insert(id);
                         self.dirty.containers.insert(id);
                         self.dirty.structural = true;
                     }
