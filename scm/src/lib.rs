@@ -26,8 +26,10 @@
 //!   `reregister`. A datanode that registers again with a new host/port is updated everywhere
 //!   (pipelines name members by uuid). Datanodes loaded from the database after a restart take
 //!   part in nothing until they heartbeat again.
-//! - Replicas: each heartbeat carries a full container report that replaces the datanode's
-//!   replica list; `GetContainer` shows them. A DEAD datanode's replicas are forgotten.
+//! - Replicas: Register carries a full container report that replaces the datanode's replica
+//!   list; a heartbeat carries a full one too, or an incremental one (the replicas new or
+//!   changed, and those removed) that changes only what it names, so a heartbeat costs the size
+//!   of its report. `GetContainer` shows them. A DEAD datanode's replicas are forgotten.
 //! - Pipelines: a factor-ONE pipeline per healthy datanode, and factor-THREE pipelines of three
 //!   distinct healthy datanodes with each datanode in at most `ozone.scm.datanode.pipeline.limit`
 //!   open pipelines of a factor; formed on register, heartbeat and every tick. A pipeline with a
@@ -36,13 +38,18 @@
 //!   datanodes are healthy and a healthy pipeline of the default factor exists; once left,
 //!   safe mode stays off until SCM restarts.
 //! - Allocation: round robin over the OPEN pipelines of the factor whose members are all
-//!   healthy and none excluded; on the pipeline a new container while it has fewer than
-//!   `ozone.scm.pipeline.owner.container.count` open ones, else the least recently used open
-//!   container with room. A container whose allocations reach `ozone.scm.container.size` is
-//!   CLOSED, and its replicas get a CloseContainerCommand in their next heartbeat responses
-//!   (sent again while a report shows the replica open). An OPEN container one of whose
-//!   replicas is reported in any other state (closed or unhealthy on the datanode) is closed
-//!   the same way.
+//!   healthy and none excluded. A container's fill is the used bytes its replicas report plus
+//!   an expiring estimate for the blocks in flight (the size the writer declared, capped by the
+//!   block size); a pipeline fills one container at a time (the fullest with room below the
+//!   close threshold) and opens another only when none has room, up to
+//!   `ozone.scm.pipeline.owner.container.count` (at that limit the fullest is closed). See
+//!   `state::containers` for the details. A container whose replicas report
+//!   `ozone.scm.container.close.threshold` (0.9) of `ozone.scm.container.size` is CLOSED, and
+//!   its replicas get a CloseContainerCommand in their next heartbeat responses (sent again
+//!   when a report shows the replica open, and by the ReplicationManager each round). An OPEN
+//!   container one of whose replicas is reported in any other state (closed or unhealthy on the
+//!   datanode) is closed the same way, and so is one an administrator closes
+//!   (`CloseContainer`, `ozone admin container close`).
 //!
 //! - Replication: a second actor, [`replication::ReplicationManager`], runs every
 //!   `hdds.scm.replication.thread.interval` on a snapshot from the state actor, decides with
@@ -51,7 +58,9 @@
 //! - Deletion: OM hands the blocks of deleted keys to `DeleteBlocks`; they are appended
 //!   durably to the deleted-block log (one transaction per container), sent in DeleteBlocks
 //!   commands to every datanode holding a replica of the container, sent again until the
-//!   datanode acknowledges in a heartbeat, and dropped once every holder did.
+//!   datanode acknowledges in a heartbeat, and dropped once every holder did. The log is
+//!   indexed by container and each datanode's outstanding work is kept apart, so a heartbeat
+//!   looks only at what that datanode has to do.
 //! - Decommission: a DECOMMISSIONING datanode takes no new pipelines or replicas, its
 //!   pipelines close, its replicas stop counting (so they are copied elsewhere) and it turns
 //!   DECOMMISSIONED once every container it holds has its full count of CLOSED replicas on

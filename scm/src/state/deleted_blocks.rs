@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{ScmState, TxProgress};
+use super::ScmState;
 use crate::error::ScmError;
 use crate::model::{Command, ContainerState, DeleteTx};
 use crate::store::SEQ_DELETE_TX;
@@ -220,7 +220,7 @@ impl ScmState {
         for t in &txs {
             self.delete_progress
                 .entry(t.tx_id)
-                .or_insert_with(TxProgress::default)
+                .or_default()
                 .sent
                 .insert(uuid.to_string(), now);
         }

@@ -34,12 +34,12 @@ async fn block_ids_are_unique_across_many_calls() {
         }
     }
     assert_eq!(ids.len(), 700);
-    // Round robin over both factor-THREE pipelines, each with owner.container.count (3) open
-    // containers.
+    // Round robin over both factor-THREE pipelines; 700MB fit in one 5GB container of each
+    // (a pipeline fills one container at a time).
     assert_eq!(pipelines.len(), 2);
-    assert_eq!(containers.len(), 6);
+    assert_eq!(containers.len(), 2);
     let listed = scm.client.list_containers(0, 0).await.expect("list");
-    assert_eq!(listed.len(), 6);
+    assert_eq!(listed.len(), 2);
     assert!(
         listed
             .iter()
@@ -47,15 +47,20 @@ async fn block_ids_are_unique_across_many_calls() {
     );
     let total: u64 = listed.iter().map(|c| c.allocated_bytes).sum();
     assert_eq!(total, 700 << 20);
-    // Paging: after the second container, at most two.
+    // Paging: the first one, then after it at most five.
+    let page = scm.client.list_containers(0, 1).await.expect("page");
+    assert_eq!(
+        page.iter().map(|c| c.id).collect::<Vec<_>>(),
+        vec![listed[0].id]
+    );
     let page = scm
         .client
-        .list_containers(listed[1].id, 2)
+        .list_containers(listed[0].id, 5)
         .await
         .expect("page");
     assert_eq!(
         page.iter().map(|c| c.id).collect::<Vec<_>>(),
-        vec![listed[2].id, listed[3].id]
+        vec![listed[1].id]
     );
     scm.stop().await;
 }
@@ -89,6 +94,8 @@ async fn containers_fill_close_and_replicas_get_the_close_command() {
         assert!(closed_containers(&dn.heartbeat().await).is_empty());
     }
 
+    // The fourth block fills the container; it stays OPEN (no block may go there any more)
+    // until its replicas report the bytes.
     let fourth = scm
         .client
         .allocate_block(0, 1, 0, "test", &[])
@@ -96,22 +103,49 @@ async fn containers_fill_close_and_replicas_get_the_close_command() {
         .expect("allocate");
     assert_eq!(fourth[0].block_id.expect("id").container_id, cid);
     let c = scm.client.get_container(cid).await.expect("container");
-    assert_eq!((c.state.as_str(), c.allocated_bytes), ("CLOSED", 4 << 20));
+    assert_eq!((c.state.as_str(), c.allocated_bytes), ("OPEN", 4 << 20));
     for dn in &dns {
+        assert!(closed_containers(&dn.heartbeat().await).is_empty());
+    }
+    // A replica reporting 3.6MB used (ozone.scm.container.close.threshold 0.9) closes it:
+    // every member is told once, and again while a report shows its replica open.
+    let report = |state: &str| scm_client::pb::ContainerReplicaReport {
+        container_id: cid,
+        state: state.into(),
+        used_bytes: 4 << 20,
+        block_count: 4,
+    };
+    assert_eq!(
+        closed_containers(
+            &dns[0]
+                .heartbeat_incremental(vec![report("OPEN")], vec![])
+                .await
+        ),
+        vec![cid]
+    );
+    let c = scm.client.get_container(cid).await.expect("container");
+    assert_eq!((c.state.as_str(), c.used_bytes), ("CLOSED", 4 << 20));
+    for dn in &dns[1..] {
         assert_eq!(closed_containers(&dn.heartbeat().await), vec![cid]);
-        // Delivered once; repeated only while a report shows the replica open.
         assert!(closed_containers(&dn.heartbeat().await).is_empty());
     }
     let mut dn = dns[0].clone();
-    dn.containers = vec![scm_client::pb::ContainerReplicaReport {
-        container_id: cid,
-        state: "OPEN".into(),
-        used_bytes: 4 << 20,
-        block_count: 4,
-    }];
+    dn.containers = vec![report("OPEN")];
     assert_eq!(closed_containers(&dn.heartbeat().await), vec![cid]);
     dn.containers[0].state = "CLOSED".into();
     assert!(closed_containers(&dn.heartbeat().await).is_empty());
+    // Incremental reports: unchanged replicas stay, removed ones go.
+    assert!(
+        dn.heartbeat_incremental(vec![], vec![])
+            .await
+            .commands
+            .is_empty()
+    );
+    let c = scm.client.get_container(cid).await.expect("container");
+    assert_eq!(c.replicas.len(), 1);
+    dn.heartbeat_incremental(vec![], vec![cid]).await;
+    let c = scm.client.get_container(cid).await.expect("container");
+    assert!(c.replicas.is_empty());
 
     let next = scm
         .client
@@ -194,7 +228,7 @@ async fn bad_requests_are_invalid_arguments() {
     let dir = tempfile::tempdir().expect("temp dir");
     let scm = start(&config(dir.path())).await;
     scm.register_datanodes(3).await;
-    for (size, n, repl) in [(1 << 20, 1, 2), (1 << 20, 0, 3), (u64::MAX, 1, 3)] {
+    for (size, n, repl) in [(1 << 20, 1, 2), (1 << 20, 0, 3)] {
         let e = scm
             .client
             .allocate_block(size, n, repl, "t", &[])
@@ -208,6 +242,17 @@ async fn bad_requests_are_invalid_arguments() {
         .await
         .expect_err("no such container");
     assert!(matches!(e, ScmClientError::NotFound(_)), "{e}");
+    let e = scm
+        .client
+        .close_container(999)
+        .await
+        .expect_err("no such container");
+    assert!(matches!(e, ScmClientError::NotFound(_)), "{e}");
+    // A declared size above the block size is capped, not refused.
+    scm.client
+        .allocate_block(u64::MAX, 1, 3, "t", &[])
+        .await
+        .expect("capped");
     // A datanode without a uuid is refused.
     let mut dn = scm.datanode(20009);
     dn.details.uuid.clear();
@@ -220,5 +265,41 @@ async fn bad_requests_are_invalid_arguments() {
         .await
         .expect_err("no uuid");
     assert!(matches!(e, ScmClientError::InvalidArgument(_)), "{e}");
+    scm.stop().await;
+}
+
+#[actix_rt::test]
+async fn an_administrator_closes_an_open_container() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let scm = start(&config(dir.path())).await;
+    let dns = scm.register_datanodes(3).await;
+    let b = scm
+        .client
+        .allocate_block(1 << 20, 1, 3, "test", &[])
+        .await
+        .expect("allocate");
+    let cid = b[0].block_id.expect("id").container_id;
+    let c = scm.client.close_container(cid).await.expect("close");
+    assert_eq!((c.id, c.state.as_str()), (cid, "CLOSED"));
+    for dn in &dns {
+        assert_eq!(closed_containers(&dn.heartbeat().await), vec![cid]);
+    }
+    // As Ozone: closing a container that is not OPEN is refused.
+    let e = scm
+        .client
+        .close_container(cid)
+        .await
+        .expect_err("already closed");
+    assert!(
+        matches!(e, ScmClientError::FailedPrecondition(ref m) if m == "Cannot close a CLOSED container."),
+        "{e}"
+    );
+    // New blocks go elsewhere.
+    let b = scm
+        .client
+        .allocate_block(1 << 20, 1, 3, "test", &[])
+        .await
+        .expect("allocate");
+    assert_ne!(b[0].block_id.expect("id").container_id, cid);
     scm.stop().await;
 }

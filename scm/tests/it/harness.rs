@@ -120,6 +120,26 @@ impl FakeDatanode {
             .expect("heartbeat")
     }
 
+    /// Heartbeats with an incremental container report: `changed` replicas and `removed`
+    /// containers (the stored full report is left as it is).
+    pub async fn heartbeat_incremental(
+        &self,
+        changed: Vec<pb::ContainerReplicaReport>,
+        removed: Vec<u64>,
+    ) -> pb::HeartbeatResponse {
+        self.client
+            .heartbeat(pb::HeartbeatRequest {
+                datanode: Some(self.details.clone()),
+                node_report: Some(Self::node_report()),
+                containers: changed,
+                incremental_container_report: true,
+                removed_containers: removed,
+                ..Default::default()
+            })
+            .await
+            .expect("heartbeat")
+    }
+
     /// Heartbeats every `every` in a background task until the handle is aborted.
     pub fn heartbeat_loop(&self, every: Duration) -> tokio::task::JoinHandle<()> {
         let dn = self.clone();
