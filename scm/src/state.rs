@@ -1086,14 +1086,29 @@ mod tests {
             incremental(4, &[(c1, ReplicaState::Closed, 10)], &[]),
         );
         assert_eq!(dn4.len(), 2);
-        // Acknowledgements from every holder retire the transactions.
+        // Acknowledgements from every holder retire the transactions; a holder that goes away
+        // without acknowledging no longer holds them up.
         let all: Vec<u64> = first.iter().chain(&second).copied().collect();
+        for n in 1..=3 {
+            let mut u = incremental(n, &[], &[]);
+            u.deleted_block_txs = all.clone();
+            s.heartbeat(u, t0).expect("hb");
+        }
+        assert_eq!(
+            s.delete_log_len(),
+            3,
+            "dn-4 holds c1 and has not acknowledged"
+        );
+        s.heartbeat(incremental(4, &[], &[c1]), t0).expect("hb");
+        assert_eq!(s.delete_log_len(), 0);
+        assert_eq!(s.delete_bookkeeping(), (0, 0));
+        s.heartbeat(incremental(4, &[(c1, ReplicaState::Closed, 10)], &[]), t0)
+            .expect("hb");
         for n in 1..=4 {
             let mut u = incremental(n, &[], &[]);
             u.deleted_block_txs = all.clone();
             s.heartbeat(u, t0).expect("hb");
         }
-        // dn-2 never got its commands sent (it heartbeated before the log) yet acknowledges.
         assert_eq!(s.delete_log_len(), 0);
         assert_eq!(s.delete_bookkeeping(), (0, 0));
 

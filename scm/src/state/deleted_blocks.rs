@@ -152,6 +152,38 @@ impl ScmState {
         }
     }
 
+    /// A holder of `container_id` went away: its transactions that every remaining holder has
+    /// carried out leave the log (with no holder left they stay: the replicas of a DEAD
+    /// datanode may come back). Costs the container's transactions.
+    pub(super) fn retire_done_txs(&mut self, container_id: u64) {
+        let Some(c) = self.containers.get(&container_id) else {
+            return;
+        };
+        if c.holders.is_empty() {
+            return;
+        }
+        let done: Vec<u64> = self
+            .delete_by_container
+            .get(&container_id)
+            .into_iter()
+            .flatten()
+            .copied()
+            .filter(|tx| {
+                self.delete_progress
+                    .get(tx)
+                    .is_some_and(|p| c.holders.iter().all(|h| p.acked.contains(h)))
+            })
+            .collect();
+        for tx in done {
+            tracing::debug!(
+                tx,
+                container = container_id,
+                "deleted-block transaction done by every remaining holder"
+            );
+            self.remove_delete_tx(tx);
+        }
+    }
+
     /// How long a sent transaction waits for its acknowledgement before it is sent again.
     fn delete_resend(&self) -> Duration {
         (self.cfg.heartbeat_interval * 5).max(Duration::from_secs(5))

@@ -205,6 +205,7 @@ impl ScmState {
         if let Some(c) = self.containers.get_mut(&id) {
             c.holders.remove(uuid);
             self.refresh_reported_used(id);
+            self.retire_done_txs(id);
         }
     }
 }
