@@ -42,7 +42,8 @@
 //!   an expiring estimate for the blocks in flight (the size the writer declared, capped by the
 //!   block size); a pipeline fills one container at a time (the fullest with room below the
 //!   close threshold) and opens another only when none has room, up to
-//!   `ozone.scm.pipeline.owner.container.count` (at that limit the fullest is closed). See
+//!   `ozone.scm.pipeline.owner.container.count` (at that limit a container with room by its
+//!   reported bytes takes the block, else the fullest is closed). See
 //!   `state::containers` for the details. A container whose replicas report
 //!   `ozone.scm.container.close.threshold` (0.9) of `ozone.scm.container.size` is CLOSED, and
 //!   its replicas get a CloseContainerCommand in their next heartbeat responses (sent again

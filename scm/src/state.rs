@@ -841,8 +841,8 @@ mod tests {
         assert_eq!(hb.commands, vec![Command::CloseContainer(c1)]);
         assert_eq!(state_of(&s, c1), ContainerState::Closed);
 
-        // c2 holds 2MB in flight: three more 2MB blocks reach 8MB, then c3 opens (1 of 2
-        // open), fills, and with both at the limit and full the fullest (c2, first) closes.
+        // c2 holds 2MB in flight: three more 2MB blocks reach 8MB, then c3 opens (2 of 2
+        // open) and fills.
         for _ in 0..3 {
             assert_eq!(one(&mut s, 2 * MB, t61), c2);
         }
@@ -851,13 +851,32 @@ mod tests {
         for _ in 0..3 {
             assert_eq!(one(&mut s, 2 * MB, t61), c3);
         }
-        let c4 = one(&mut s, 2 * MB, t61);
+        // At the limit, both full by estimates alone: nothing is closed on estimates; the
+        // least filled with room by its reports (c2, the first) takes the block.
+        assert_eq!(one(&mut s, 2 * MB, t61), c2);
+        assert_eq!(state_of(&s, c2), ContainerState::Open);
+        // The reports show 7MB in each: no room for 2MB by real bytes either, so the fullest
+        // (c2, the first) is closed and c4 opens; a 1MB block still fits in c3.
+        let t68 = t61 + Duration::from_secs(7);
+        s.heartbeat(
+            report(
+                1,
+                &[
+                    (c2, ReplicaState::Open, 7 * MB),
+                    (c3, ReplicaState::Open, 7 * MB),
+                ],
+            ),
+            t68,
+        )
+        .expect("hb");
+        let c4 = one(&mut s, 2 * MB, t68);
         assert!(c4 > c3);
         assert_eq!(state_of(&s, c2), ContainerState::Closed);
         assert_eq!(state_of(&s, c3), ContainerState::Open);
+        assert_eq!(one(&mut s, MB, t68), c3);
         // Never a block in a closed container.
         for _ in 0..20 {
-            let id = one(&mut s, MB, t61);
+            let id = one(&mut s, MB, t68);
             assert_eq!(state_of(&s, id), ContainerState::Open);
         }
     }
@@ -869,7 +888,7 @@ mod tests {
         t0: Instant,
         calls: usize,
         blocks_per_call: u32,
-        size: u64,
+        (declared, size): (u64, u64),
         report_every: usize,
     ) -> (usize, usize) {
         let mut written: BTreeMap<u64, u64> = BTreeMap::new();
@@ -877,7 +896,7 @@ mod tests {
         for i in 0..calls {
             now += Duration::from_millis(20);
             let req = AllocateRequest {
-                size,
+                size: declared,
                 ..alloc(blocks_per_call, &[])
             };
             for b in s.allocate(req, now).expect("allocate") {
@@ -927,8 +946,24 @@ mod tests {
         for n in 1..=3 {
             s.register(update(n), t0).expect("register");
         }
-        let (per_pipeline, _) = simulate(&mut s, t0, 2000, 1, 4096, 50);
+        let (per_pipeline, _) = simulate(&mut s, t0, 2000, 1, (4096, 4096), 50);
         assert_eq!(per_pipeline, 1);
+
+        // Writers that declare whole blocks (4MB) and write 4 KiB: the estimates fill at most
+        // owner.container.count containers per pipeline, and none is closed on estimates.
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut s =
+            ScmState::open(config_with(dir.path(), "64MB", "4MB", "3", "3"), t0).expect("open");
+        for n in 1..=3 {
+            s.register(update(n), t0).expect("register");
+        }
+        let (per_pipeline, _) = simulate(&mut s, t0, 2000, 1, (0, 4096), 50);
+        assert!(per_pipeline <= 3, "{per_pipeline} containers on a pipeline");
+        assert!(
+            s.containers(0, 0)
+                .iter()
+                .all(|c| c.record.state == ContainerState::Open)
+        );
 
         // 200,000 x 4 KiB (800 MB) at the default 5GB: at most 5 containers per datanode.
         let dir = tempfile::tempdir().expect("temp dir");
@@ -941,7 +976,7 @@ mod tests {
         for n in 1..=3 {
             s.register(update(n), t0).expect("register");
         }
-        let (_, per_node) = simulate(&mut s, t0, 2000, 100, 4096, 20);
+        let (_, per_node) = simulate(&mut s, t0, 2000, 100, (4096, 4096), 20);
         assert!(per_node <= 5, "{per_node} containers on a datanode");
     }
 
@@ -953,13 +988,21 @@ mod tests {
         for n in 1..=3 {
             s.register(update(n), t0).expect("register");
         }
-        // 4MB containers, owner count 1: the fifth block closes c1 (full) and opens c2.
+        // An administrator closes c1; the next block opens c2. Closing it again is refused
+        // (as Ozone: "Cannot close a CLOSED container."), an unknown id is not found.
         let c1 = one(&mut s, MB, t0);
-        for _ in 0..3 {
-            assert_eq!(one(&mut s, MB, t0), c1);
-        }
+        s.close_container_by_admin(c1).expect("close");
         let c2 = one(&mut s, MB, t0);
+        assert_ne!(c1, c2);
         assert_eq!(state_of(&s, c1), ContainerState::Closed);
+        assert!(matches!(
+            s.close_container_by_admin(c1),
+            Err(ScmError::FailedPrecondition(ref m)) if m == "Cannot close a CLOSED container."
+        ));
+        assert!(matches!(
+            s.close_container_by_admin(999),
+            Err(ScmError::NotFound(_))
+        ));
         let holders = |s: &ScmState, id: u64| -> Vec<(String, u64)> {
             s.container(id)
                 .expect("c")
@@ -1046,11 +1089,9 @@ mod tests {
             s.register(update(n), t0).expect("register");
         }
         let c1 = one(&mut s, MB, t0);
-        for _ in 0..3 {
-            one(&mut s, MB, t0);
-        }
+        s.close_container_by_admin(c1).expect("close");
         let c2 = one(&mut s, MB, t0);
-        assert_eq!(state_of(&s, c1), ContainerState::Closed);
+        assert_ne!(c1, c2);
         let both = [(c1, ReplicaState::Closed, 10), (c2, ReplicaState::Open, 10)];
         s.heartbeat(report(1, &both), t0).expect("hb");
         s.heartbeat(report(2, &both), t0).expect("hb");

@@ -24,7 +24,10 @@
 //!   id), so a pipeline fills one container at a time. A container without room is skipped,
 //!   not closed.
 //! - Only when none has room is a new container opened, while the pipeline has fewer than
-//!   `ozone.scm.pipeline.owner.container.count`; at that limit the fullest is closed first.
+//!   `ozone.scm.pipeline.owner.container.count`. At that limit the block goes to the least
+//!   filled container with room by its reported bytes alone (estimates are upper bounds, and
+//!   closing on them would close containers holding a few bytes); only when none has room
+//!   even so is the fullest (by reported bytes) closed and a new one opened.
 //! - A container is CLOSED once its replicas report used bytes at the threshold (in-flight
 //!   estimates alone only stop new blocks: they may overstate, and closing would fail the
 //!   writes in progress), when a replica reports it closed or unhealthy, when its pipeline
@@ -243,29 +246,43 @@ impl ScmState {
             .get(&pipeline.id)
             .map(|s| s.iter().copied().collect())
             .unwrap_or_default();
-        // (fill, id) of the fullest container with room, and of the fullest of all.
+        // (fill, id) of the fullest container with room; (fill, id) of the least filled one
+        // with room by its reported bytes alone; (reported, id) of the fullest by reports.
         let mut best: Option<(u64, u64)> = None;
+        let mut least: Option<(u64, u64)> = None;
         let mut fullest: Option<(u64, u64)> = None;
         for id in &open {
             let fill = self.fill(*id, now);
-            let better = |cur: Option<(u64, u64)>| cur.is_none_or(|(f, _)| fill > f);
-            if better(fullest) {
-                fullest = Some((fill, *id));
+            let reported = self.containers.get(id).map_or(0, |c| c.reported_used);
+            if fullest.is_none_or(|(r, _)| reported > r) {
+                fullest = Some((reported, *id));
+            }
+            if reported.saturating_add(size) <= self.cfg.container_size
+                && least.is_none_or(|(f, _)| fill < f)
+            {
+                least = Some((fill, *id));
             }
             let room =
                 fill < self.cfg.close_bytes && fill.saturating_add(size) <= self.cfg.container_size;
-            if room && better(best) {
+            if room && best.is_none_or(|(f, _)| fill > f) {
                 best = Some((fill, *id));
             }
         }
         if let Some((_, id)) = best {
             return id;
         }
-        if open.len() >= self.cfg.owner_container_count
-            && let Some((fill, id)) = fullest
-        {
+        if open.len() < self.cfg.owner_container_count {
+            return self.create_container(pipeline);
+        }
+        // At the limit. Estimates are upper bounds (a writer may declare a whole block and
+        // write a few bytes): a container with room by what its replicas report takes the
+        // block rather than being closed on estimates alone.
+        if let Some((_, id)) = least {
+            return id;
+        }
+        if let Some((reported, id)) = fullest {
             let reason = format!(
-                "no room for a block of {size} bytes in the {} open containers of its pipeline; this one is the fullest ({fill} bytes)",
+                "no room for a block of {size} bytes in the {} open containers of its pipeline; this one is the fullest ({reported} bytes reported)",
                 open.len()
             );
             self.close_container(id, &reason);
