@@ -41,7 +41,11 @@ fn open_files(pid: i32) -> usize {
 #[test]
 fn small_objects_share_containers_under_a_256_file_limit() {
     let c = Cluster::start(ClusterOpts {
-        set: vec![(keys::OZONE_SCM_CONTAINER_SIZE.name().into(), "64MB".into())],
+        set: vec![
+            (keys::OZONE_SCM_CONTAINER_SIZE.name().into(), "64MB".into()),
+            // A block must fit a container.
+            (keys::OZONE_SCM_BLOCK_SIZE.name().into(), "16MB".into()),
+        ],
         nofile: Some(256),
         ..Default::default()
     });
