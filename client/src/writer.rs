@@ -190,6 +190,7 @@ impl KeyWriter {
                 key: self.key.clone(),
                 client_id: self.client_id,
                 exclude_datanodes,
+                size: 0,
             })
             .await?)
     }

@@ -107,6 +107,17 @@ impl OmConfig {
         let n = size_hint.div_ceil(self.block_size);
         n.clamp(1, self.max_prealloc_blocks).min(u32::MAX as u64) as u32
     }
+
+    /// The bytes SCM is told to expect in each block of a write of `size` bytes (0: unknown):
+    /// at most a block, a whole block when unknown. SCM counts them against the container
+    /// until the datanodes report what was really written.
+    pub fn declared_block_bytes(&self, size: u64) -> u64 {
+        if size == 0 {
+            self.block_size
+        } else {
+            size.min(self.block_size)
+        }
+    }
 }
 
 /// An OM error for an invalid configuration value of `key`.
@@ -132,6 +143,10 @@ mod tests {
         assert_eq!(s.blocks_for(1 << 20), 1);
         assert_eq!(s.blocks_for((1 << 20) + 1), 2);
         assert_eq!(s.blocks_for(100 << 20), 4);
+        // SCM is told a block's expected bytes: the size up to a block, a block if unknown.
+        assert_eq!(s.declared_block_bytes(4096), 4096);
+        assert_eq!(s.declared_block_bytes(0), 1 << 20);
+        assert_eq!(s.declared_block_bytes(100 << 20), 1 << 20);
         cfg.set(keys::OZONE_OM_DB_DIRS, "/tmp/om1,/tmp/om2");
         assert_eq!(
             OmConfig::from_config(&cfg).expect("valid").db_dir,

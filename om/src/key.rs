@@ -84,7 +84,13 @@ impl OzoneManager {
         let block_size = self.config.block_size;
         let locations = self
             .scm
-            .allocate(count, block_size, replication, &owner, Vec::new())
+            .allocate(
+                count,
+                self.config.declared_block_bytes(req.size_hint),
+                replication,
+                &owner,
+                Vec::new(),
+            )
             .await?;
         let cmd = OpenKey {
             volume,
@@ -139,7 +145,7 @@ impl OzoneManager {
             .scm
             .allocate(
                 1,
-                self.config.block_size,
+                self.config.declared_block_bytes(req.size),
                 open.replication,
                 &open.owner,
                 req.exclude_datanodes,

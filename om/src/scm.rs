@@ -75,17 +75,18 @@ impl ScmBlocks {
         }
     }
 
-    /// Allocates `count` blocks of up to `block_size` bytes on pipelines of `replication`.
+    /// Allocates `count` blocks on pipelines of `replication`, each expected to receive
+    /// `block_bytes` (see [`crate::config::OmConfig::declared_block_bytes`]).
     pub async fn allocate(
         &self,
         count: u32,
-        block_size: u64,
+        block_bytes: u64,
         replication: u32,
         owner: &str,
         exclude_datanodes: Vec<String>,
     ) -> Result<Vec<Location>, OmError> {
         let req = AllocateBlockRequest {
-            size: block_size,
+            size: block_bytes,
             num_blocks: count,
             replication,
             owner: owner.to_string(),

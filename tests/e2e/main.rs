@@ -6,7 +6,8 @@
 //! Tests that kill, stop, restart or corrupt processes, or need their own configuration
 //! (security on, HA OMs, small blocks, fast replication), start their own
 //! ([`ozone_tests::Cluster::start`]): cluster, datanode_loss, durability, om_ha, security,
-//! compose, the secure browser test and aws_cli's 16 MiB-block round trip. So does `ozone sh`'s
+//! compose, scale (small container sizes, an open-file limit, containers closed under
+//! uploads), the secure browser test and aws_cli's 16 MiB-block round trip. So does `ozone sh`'s
 //! (shell): its 50 MiB key is one block, more than the client keeps to write again, and the
 //! other tests' many small objects fill containers (each allocation counts a whole block), so
 //! its container can close under it mid-write.
@@ -21,5 +22,6 @@ mod compose;
 mod datanode_loss;
 mod durability;
 mod om_ha;
+mod scale;
 mod security;
 mod shell;

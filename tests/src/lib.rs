@@ -68,6 +68,9 @@ pub struct ClusterOpts {
     pub set: Vec<(String, String)>,
     /// Environment variables of `ozone cluster up` (e.g. `OZONE-SITE.XML_<key>`).
     pub env: Vec<(String, String)>,
+    /// Open-file limit (soft and hard, as `ulimit -n`) of `ozone cluster up` and so of every
+    /// role it starts; `None` keeps the test's own.
+    pub nofile: Option<u64>,
 }
 
 impl Default for ClusterOpts {
@@ -77,6 +80,7 @@ impl Default for ClusterOpts {
             oms: 1,
             set: Vec::new(),
             env: Vec::new(),
+            nofile: None,
         }
     }
 }
@@ -153,7 +157,17 @@ impl Cluster {
     }
 
     fn launch(&mut self) {
-        let mut cmd = Command::new(ozone_bin());
+        let mut cmd = match self.opts.nofile {
+            // The shell sets both limits, then becomes `ozone cluster up`.
+            Some(n) => {
+                let mut c = Command::new("sh");
+                c.arg("-c")
+                    .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
+                    .arg(ozone_bin());
+                c
+            }
+            None => Command::new(ozone_bin()),
+        };
         cmd.args(Cluster::up_args(&self.path, &self.opts));
         cmd.envs(self.opts.env.iter().map(|(k, v)| (k, v)));
         let log = std::fs::File::create(self.path.join(format!(

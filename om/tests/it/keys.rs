@@ -64,6 +64,7 @@ async fn key_lifecycle() {
             key: "dir/obj".into(),
             client_id: open.client_id,
             exclude_datanodes: vec!["dn-2".into()],
+            size: 0,
         })
         .await
         .expect("allocate block");

@@ -55,6 +55,7 @@ async fn put_part(
                 key: up.key.clone(),
                 client_id: open.client_id,
                 exclude_datanodes: Vec::new(),
+                size: 0,
             })
             .await?,
         );
