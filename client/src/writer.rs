@@ -4,9 +4,11 @@
 //! This is Ozone's KeyOutputStream/BlockOutputStream scheme. Every
 //! [`WriteSettings::flush_size`] bytes (`ozone.client.stream.buffer.flush.size`) the writer
 //! flushes the current block: every replica acknowledges every byte sent and PutBlock commits
-//! the chunks so far on each of them (a majority must take it). The writer holds only the bytes
-//! written since the last successful flush (shared `Bytes`, no copies), so its memory per upload
-//! is bounded whatever the block size.
+//! the chunks so far on each of them (a majority must take it). The PutBlock is answered while
+//! the next bytes are sent, one at a time, when [`WriteSettings::buffer_max`]
+//! (`ozone.client.stream.buffer.max.size`) has room for two flushes. The writer holds only the
+//! bytes written since the last commit it knows of (shared `Bytes`, no copies; at most
+//! `buffer_max`), so its memory per upload is bounded whatever the block size.
 //!
 //! When a write or flush fails (no majority left: datanodes died, or the container was closed
 //! under the write, e.g. because it filled up) the block keeps the length of its last successful
@@ -46,10 +48,13 @@ pub struct WriteSettings {
     pub chunk_size: usize,
     /// `ozone.client.bytes.per.checksum`.
     pub bytes_per_checksum: u32,
-    /// Bytes written to a block between two flushes (PutBlock of what was written so far); the
-    /// writer holds at most this many uncommitted bytes (`ozone.client.stream.buffer.flush.size`,
-    /// at most `ozone.client.stream.buffer.max.size`).
+    /// Bytes written to a block between two flushes (PutBlock of what was written so far,
+    /// `ozone.client.stream.buffer.flush.size`).
     pub flush_size: u64,
+    /// Most uncommitted bytes the writer holds (`ozone.client.stream.buffer.max.size`, at least
+    /// `flush_size`). With room for two flushes' worth, a flush's PutBlock is answered while the
+    /// next bytes are sent; otherwise each flush waits for its answer.
+    pub buffer_max: u64,
 }
 
 impl WriteSettings {
@@ -78,6 +83,7 @@ impl WriteSettings {
             chunk_size,
             bytes_per_checksum,
             flush_size,
+            buffer_max: max_size,
         })
     }
 }
@@ -97,13 +103,43 @@ pub struct WrittenKey {
 struct OpenBlock {
     location: KeyLocation,
     writer: BlockWriter,
-    /// Bytes handed to this block: its committed length plus `held_len`.
+    /// Bytes handed to this block.
     written: u64,
-    /// The bytes written since the block's last successful flush, in order.
-    held: Vec<Bytes>,
+    /// The bytes written after the block's last known commit, in order; a commit always ends
+    /// at a boundary between two of them.
+    held: VecDeque<Bytes>,
     held_len: u64,
-    /// Failures in a row without a successful flush.
+    /// Block offset of the first held byte (the last known commit).
+    held_start: u64,
+    /// Bytes written since the last flush was started.
+    unflushed: u64,
+    /// Failures in a row without a new commit.
     failures: u32,
+}
+
+impl OpenBlock {
+    /// Drops the held bytes the block's last commit covers.
+    fn release_committed(&mut self) -> Result<()> {
+        let committed = self.writer.committed_len();
+        if committed > self.held_start {
+            self.failures = 0;
+        }
+        while self.held_start < committed {
+            let Some(front) = self.held.pop_front() else {
+                break;
+            };
+            let len = front.len() as u64;
+            if self.held_start + len > committed {
+                return Err(KeyIoError::Internal(format!(
+                    "commit at {committed} splits the piece at {} of the block",
+                    self.held_start
+                )));
+            }
+            self.held_start += len;
+            self.held_len -= len;
+        }
+        Ok(())
+    }
 }
 
 /// Streams bytes into a new version of a key (or a multipart part) opened with OM.
@@ -200,14 +236,15 @@ impl KeyWriter {
             }
             let mut block = self.current.take().expect("a block was opened above");
             // A part ends at the block's end and at the next flush point.
-            let room = (self.block_size - block.written).min(flush_size - block.held_len);
+            let room = (self.block_size - block.written)
+                .min(flush_size.saturating_sub(block.unflushed).max(1));
             let part = chunk.split_to((room as usize).min(chunk.len()));
             self.write_part(&mut block, part).await?;
             if block.written >= self.block_size {
                 self.finish_block(block).await?;
             } else {
-                if block.held_len >= flush_size {
-                    self.flush(&mut block).await?;
+                if block.unflushed >= flush_size {
+                    self.flush_point(&mut block).await?;
                 }
                 self.current = Some(block);
             }
@@ -252,37 +289,58 @@ impl KeyWriter {
             location,
             writer,
             written: 0,
-            held: Vec::new(),
+            held: VecDeque::new(),
             held_len: 0,
+            held_start: 0,
+            unflushed: 0,
             failures: 0,
         })
     }
 
     /// Appends `part` to the block, moving on to a new block if this one fails.
     async fn write_part(&mut self, block: &mut OpenBlock, part: Bytes) -> Result<()> {
-        block.written += part.len() as u64;
-        block.held_len += part.len() as u64;
-        block.held.push(part.clone());
+        let len = part.len() as u64;
+        block.written += len;
+        block.unflushed += len;
+        block.held_len += len;
+        block.held.push_back(part.clone());
         match block.writer.write(part).await {
-            Ok(()) => Ok(()),
+            Ok(()) => block.release_committed(),
             Err(e) => self.move_block(block, e).await,
         }
     }
 
-    /// Commits what was written to the block so far; the held bytes are then dropped.
+    /// Starts committing what was written to the block so far; waits for the answer too when
+    /// the held bytes could otherwise outgrow [`WriteSettings::buffer_max`].
+    async fn flush_point(&mut self, block: &mut OpenBlock) -> Result<()> {
+        let pipelined = self.settings.flush_size.saturating_mul(2) <= self.settings.buffer_max;
+        let result = if pipelined {
+            block.writer.start_flush().await
+        } else {
+            block.writer.flush().await.map(|_| ())
+        };
+        match result {
+            Ok(()) => {
+                block.unflushed = 0;
+                block.release_committed()
+            }
+            Err(e) => self.move_block(block, e).await,
+        }
+    }
+
+    /// Commits what was written to the block and waits for it; the held bytes are then dropped.
     async fn flush(&mut self, block: &mut OpenBlock) -> Result<()> {
         loop {
             match block.writer.flush().await {
                 Ok(committed) => {
-                    if committed != block.written {
+                    block.unflushed = 0;
+                    block.release_committed()?;
+                    if committed != block.written || block.held_len != 0 {
                         return Err(KeyIoError::Internal(format!(
                             "block committed {committed} bytes, {} written",
                             block.written
                         )));
                     }
-                    block.held.clear();
-                    block.held_len = 0;
-                    block.failures = 0;
                     return Ok(());
                 }
                 Err(e) => self.move_block(block, e).await?,
@@ -304,6 +362,13 @@ impl KeyWriter {
             if block.failures >= MAX_BLOCK_ATTEMPTS {
                 return Err(err.into());
             }
+            // A commit in flight may still have reached a majority: its bytes stay here.
+            if let Err(e) = block.writer.wait_for_commit().await {
+                tracing::debug!(error = %e, "block write already failed");
+            }
+            let failures = block.failures;
+            block.release_committed()?;
+            block.failures = failures;
             let committed = block.writer.committed_len();
             let exclude = exclusions(&err);
             tracing::warn!(error = %err, excluded = ?exclude, attempt = block.failures,
@@ -325,11 +390,20 @@ impl KeyWriter {
             // The old writer goes (cancelling its streams); what it committed stays committed.
             block.writer = fresh.writer;
             block.written = block.held_len;
+            block.held_start = 0;
+            block.unflushed = block.held_len;
             let mut result = Ok(());
             for piece in &block.held {
                 result = block.writer.write(piece.clone()).await;
                 if result.is_err() {
                     break;
+                }
+            }
+            if result.is_ok() && block.unflushed >= self.settings.flush_size {
+                result = block.writer.flush().await.map(|_| ());
+                if result.is_ok() {
+                    block.unflushed = 0;
+                    block.release_committed()?;
                 }
             }
             match result {

@@ -16,15 +16,16 @@ use scm_client::ScmClient;
 
 const MB: usize = 1024 * 1024;
 
-/// Settings every role reads: small blocks, chunks and flushes, short timers.
-fn base_config() -> OzoneConfig {
+/// Settings every role reads: small blocks, chunks and flushes (a flush every MB, at most
+/// `buffer_max` uncommitted), short timers.
+fn base_config(buffer_max: &str) -> OzoneConfig {
     let mut cfg = OzoneConfig::default();
     cfg.set(keys::OZONE_SERVER_DEFAULT_REPLICATION, "3")
         .set(keys::HDDS_SCM_SAFEMODE_MIN_DATANODE, "3")
         .set(keys::OZONE_SCM_BLOCK_SIZE, "4MB")
         .set(keys::OZONE_SCM_CHUNK_SIZE, "256KB")
         .set(keys::OZONE_CLIENT_STREAM_BUFFER_FLUSH_SIZE, "1MB")
-        .set(keys::OZONE_CLIENT_STREAM_BUFFER_MAX_SIZE, "2MB")
+        .set(keys::OZONE_CLIENT_STREAM_BUFFER_MAX_SIZE, buffer_max)
         .set(keys::HDDS_HEARTBEAT_INTERVAL, "100ms")
         .set(keys::OZONE_OM_RATIS_MINIMUM_TIMEOUT, "150ms")
         .set(keys::HDDS_CONTAINER_SCRUB_ENABLED, "false");
@@ -32,6 +33,7 @@ fn base_config() -> OzoneConfig {
 }
 
 struct Cluster {
+    buffer_max: &'static str,
     om: OmClient,
     scm: ScmClient,
     dn: DatanodeClients,
@@ -42,11 +44,11 @@ struct Cluster {
 }
 
 impl Cluster {
-    async fn start() -> Cluster {
+    async fn start(buffer_max: &'static str) -> Cluster {
         ozone_common::telemetry::init("warn,openraft=error");
         let dir = tempfile::tempdir().unwrap();
         let path = |name: &str| dir.path().join(name).display().to_string();
-        let mut cfg = base_config();
+        let mut cfg = base_config(buffer_max);
         cfg.set(keys::OZONE_SCM_DB_DIRS, path("scm"))
             .set(keys::OZONE_SCM_CLIENT_ADDRESS, "127.0.0.1:0")
             .set(keys::OZONE_SCM_DATANODE_ADDRESS, "127.0.0.1:0")
@@ -55,7 +57,7 @@ impl Cluster {
         let scm_client = scm_server.client_addr.to_string();
         let mut datanodes = Vec::new();
         for i in 0..3 {
-            let mut cfg = base_config();
+            let mut cfg = base_config(buffer_max);
             cfg.set(keys::HDDS_DATANODE_DIR, path(&format!("dn{i}")))
                 .set(keys::HDDS_CONTAINER_IPC_PORT, "0")
                 .set(keys::HDDS_DATANODE_HOSTNAME, "127.0.0.1")
@@ -66,7 +68,7 @@ impl Cluster {
                 );
             datanodes.push(ozone_datanode::start(cfg).await.unwrap());
         }
-        let mut cfg = base_config();
+        let mut cfg = base_config(buffer_max);
         cfg.set(keys::OZONE_OM_DB_DIRS, path("om"))
             .set(keys::OZONE_OM_ADDRESS, "127.0.0.1:0")
             .set(keys::OZONE_OM_HTTP_ADDRESS, "127.0.0.1:0")
@@ -83,6 +85,7 @@ impl Cluster {
         .await
         .unwrap();
         Cluster {
+            buffer_max,
             om,
             scm: ScmClient::connect(&scm_client).unwrap(),
             dn: DatanodeClients::new(),
@@ -101,8 +104,8 @@ impl Cluster {
         self.scm_server.stop().await.unwrap();
     }
 
-    fn settings() -> WriteSettings {
-        let mut s = WriteSettings::from_config(&base_config()).unwrap();
+    fn settings(&self) -> WriteSettings {
+        let mut s = WriteSettings::from_config(&base_config(self.buffer_max)).unwrap();
         s.piece_size = 256 * 1024;
         s
     }
@@ -118,7 +121,7 @@ impl Cluster {
                 owner: "tester".into(),
                 ..Default::default()
             };
-            match KeyWriter::open(&self.om, &self.dn, Self::settings(), req).await {
+            match KeyWriter::open(&self.om, &self.dn, self.settings(), req).await {
                 Ok(w) => return w,
                 Err(e) => {
                     assert!(Instant::now() < deadline, "no key can be opened: {e}");
@@ -202,7 +205,7 @@ fn data(len: usize, seed: u64) -> Vec<u8> {
 }
 
 /// Runs `test` on a fresh cluster inside an actix system (SCM's actors need one).
-fn run<F, Fut>(test: F)
+fn run<F, Fut>(buffer_max: &'static str, test: F)
 where
     F: FnOnce(Cluster) -> Fut,
     Fut: Future<Output = Cluster> + 'static,
@@ -215,7 +218,7 @@ where
             .unwrap()
     });
     system.block_on(async move {
-        let cluster = Cluster::start().await;
+        let cluster = Cluster::start(buffer_max).await;
         let cluster = test(cluster).await;
         cluster.stop().await;
     });
@@ -233,7 +236,7 @@ fn assert_tiles(info: &KeyInfo) {
 
 #[test]
 fn a_key_is_written_in_flushed_blocks_and_reads_back() {
-    run(|c| async move {
+    run("2MB", |c| async move {
         let bytes = data(9 * MB + 12_345, 1);
         let mut w = c.open("plain").await;
         for piece in bytes.chunks(100_000) {
@@ -252,41 +255,56 @@ fn a_key_is_written_in_flushed_blocks_and_reads_back() {
     });
 }
 
+/// Block 1 is full (4 MB); block 2 has 2.5 MB sent, more than the 2 MB buffer maximum, when
+/// its container closes. With a 2 MB buffer the PutBlock of its second MB may still be in flight
+/// then; with 1 MB every flush waits for its PutBlock, so 2 MB are committed.
+async fn close_mid_block(c: Cluster) -> Cluster {
+    let bytes = data(10 * MB + 777, 2);
+    let first = 6 * MB + MB / 2;
+    let mut w = c.open("moved").await;
+    for piece in bytes[..first].chunks(64 * 1024) {
+        w.write(piece).await.unwrap();
+    }
+    let closed = c.busy_container();
+    c.close(closed).await;
+    for piece in bytes[first..].chunks(64 * 1024) {
+        w.write(piece).await.unwrap();
+    }
+    let info = c.commit("moved", w).await;
+    assert_eq!(info.size, bytes.len() as u64);
+    assert_tiles(&info);
+    let lengths: Vec<u64> = info.locations.iter().map(|l| l.length).collect();
+    let mb = MB as u64;
+    // The half-written block keeps what was committed in it; the bytes after that go to new
+    // blocks in another container.
+    let kept = lengths[1];
+    if c.buffer_max == "1MB" {
+        assert_eq!(kept, 2 * mb, "{lengths:?}");
+    } else {
+        assert!(kept == 2 * mb || kept == mb, "{lengths:?}");
+    }
+    let rest = bytes.len() as u64 - 8 * mb - kept;
+    assert_eq!(lengths, vec![4 * mb, kept, 4 * mb, rest], "{lengths:?}");
+    let containers: Vec<u64> = info
+        .locations
+        .iter()
+        .map(|l| l.block_id.unwrap().container_id)
+        .collect();
+    assert_eq!(containers[1], closed);
+    assert!(
+        containers[2..].iter().all(|&id| id != closed),
+        "{containers:?}"
+    );
+    assert_eq!(c.read(&info).await, bytes);
+    c
+}
+
 #[test]
 fn a_container_closed_mid_block_moves_the_rest_of_the_key_to_a_new_block() {
-    run(|c| async move {
-        // Block 1 is full (4 MB); block 2 has 2.5 MB sent, more than the 2 MB buffer maximum,
-        // of which 2 MB are committed when its container closes.
-        let bytes = data(10 * MB + 777, 2);
-        let first = 6 * MB + MB / 2;
-        let mut w = c.open("moved").await;
-        for piece in bytes[..first].chunks(64 * 1024) {
-            w.write(piece).await.unwrap();
-        }
-        let closed = c.busy_container();
-        c.close(closed).await;
-        for piece in bytes[first..].chunks(64 * 1024) {
-            w.write(piece).await.unwrap();
-        }
-        let info = c.commit("moved", w).await;
-        assert_eq!(info.size, bytes.len() as u64);
-        assert_tiles(&info);
-        let lengths: Vec<u64> = info.locations.iter().map(|l| l.length).collect();
-        let mb = MB as u64;
-        // The half-written block keeps its 2 committed MB; the held half MB and the rest go to
-        // new blocks in another container.
-        assert_eq!(lengths, vec![4 * mb, 2 * mb, 4 * mb, 777], "{lengths:?}");
-        let containers: Vec<u64> = info
-            .locations
-            .iter()
-            .map(|l| l.block_id.unwrap().container_id)
-            .collect();
-        assert_eq!(containers[1], closed);
-        assert!(
-            containers[2..].iter().all(|&id| id != closed),
-            "{containers:?}"
-        );
-        assert_eq!(c.read(&info).await, bytes);
-        c
-    });
+    run("2MB", close_mid_block);
+}
+
+#[test]
+fn a_container_closed_mid_block_keeps_every_flush_that_was_waited_for() {
+    run("1MB", close_mid_block);
 }

@@ -7,12 +7,13 @@
 //! acknowledges the wrong length is dropped from the write; the write goes on while a majority is
 //! left and fails, naming the dropped datanodes, as soon as it is not.
 //!
-//! [`BlockWriter::flush`] commits the block as written so far (Ozone's BlockOutputStream flush):
-//! the replicas' streams are closed and every byte acknowledged, then PutBlock with all chunks so
-//! far goes to each live replica, and the next write opens new streams. The datanode accepts a
-//! PutBlock that extends the block's committed chunks while its container is OPEN. After a
-//! failure, [`BlockWriter::committed_len`] is the prefix a majority of the replicas holds durably:
-//! the caller keeps the bytes written since the last flush and writes them elsewhere.
+//! [`BlockWriter::start_flush`] commits the block as written so far (Ozone's BlockOutputStream
+//! flush): the replicas' streams are closed and every byte acknowledged, then PutBlock with all
+//! chunks so far goes to each live replica while the next writes already go to new streams;
+//! [`BlockWriter::wait_for_commit`] (Ozone's watchForCommit) waits for the answers, and at most
+//! one commit is in flight. The datanode accepts a PutBlock that extends the block's committed
+//! chunks while its container is OPEN. [`BlockWriter::committed_len`] is the prefix a majority of
+//! the replicas holds durably: after a failure the caller writes the bytes after it elsewhere.
 
 use bytes::{Bytes, BytesMut};
 use futures::future::join_all;
@@ -111,6 +112,37 @@ pub struct FinishedBlock {
 
 type CallResult = Result<WriteChunkResponse, tonic::Status>;
 
+/// A PutBlock sent to the live replicas and not yet waited for.
+struct InFlightCommit {
+    /// The length it commits.
+    size: u64,
+    /// Each target replica's index and outcome.
+    task: JoinHandle<Vec<(usize, Result<(), String>)>>,
+}
+
+/// Sends one PutBlock and checks the length the replica committed.
+async fn put_block(
+    clients: &DatanodeClients,
+    node: &DatanodeDetails,
+    request: PutBlockRequest,
+    expected: u64,
+    timeout: std::time::Duration,
+) -> Result<(), String> {
+    let mut client = clients.client(node).map_err(|e| e.to_string())?;
+    let resp = tokio::time::timeout(timeout, client.put_block(request))
+        .await
+        .map_err(|_| format!("PutBlock got no answer within {timeout:?}"))?
+        .map_err(|s| format!("PutBlock: {}", status_text(&s)))?
+        .into_inner();
+    if resp.committed_length != expected {
+        return Err(format!(
+            "PutBlock committed {} bytes of {expected}",
+            resp.committed_length
+        ));
+    }
+    Ok(())
+}
+
 /// One replica's side of the write.
 struct Replica {
     node: DatanodeDetails,
@@ -191,6 +223,8 @@ pub struct BlockWriter {
     committed: u64,
     /// Whether a PutBlock has succeeded yet.
     put_done: bool,
+    /// The commit sent by the last flush, until it is waited for.
+    in_flight: Option<InFlightCommit>,
     chunks: Vec<ChunkInfo>,
     /// Small writes gathered into the next chunk.
     pending: BytesMut,
@@ -233,6 +267,7 @@ impl BlockWriter {
             stream_start: 0,
             committed: 0,
             put_done: false,
+            in_flight: None,
             chunks: Vec::new(),
             pending: BytesMut::new(),
             failed: false,
@@ -277,6 +312,7 @@ impl BlockWriter {
     /// Appends `data` to the block. Waits while the slowest live replica is `queue_depth`
     /// messages behind. Fails once fewer than a majority of replicas are left.
     pub async fn write(&mut self, data: Bytes) -> Result<(), DatanodeClientError> {
+        self.settle_finished_commit().await?;
         self.check_quorum()?;
         if data.len() >= COALESCE_BYTES {
             self.flush_pending().await?;
@@ -315,15 +351,24 @@ impl BlockWriter {
         }
     }
 
-    /// Commits everything written so far: closes the streams, makes every live replica
-    /// acknowledge every byte, then PutBlock with all the chunks so far on each of them; returns
-    /// the committed length. Does nothing when nothing was written since the last flush. On an
-    /// error [`BlockWriter::committed_len`] still says what an earlier flush committed.
+    /// Commits everything written so far and waits for it: [`BlockWriter::start_flush`], then
+    /// [`BlockWriter::wait_for_commit`]; returns the committed length. Does nothing when nothing
+    /// was written since the last flush. On an error [`BlockWriter::committed_len`] still says
+    /// what an earlier flush committed.
     pub async fn flush(&mut self) -> Result<u64, DatanodeClientError> {
+        self.start_flush().await?;
+        self.wait_for_commit().await
+    }
+
+    /// Starts committing everything written so far: waits for the previous commit, closes the
+    /// streams and makes every live replica acknowledge every byte, then sends PutBlock with all
+    /// the chunks so far to each of them without waiting for the answers; the next write opens
+    /// new streams. At most one commit is in flight: see [`BlockWriter::wait_for_commit`].
+    pub async fn start_flush(&mut self) -> Result<(), DatanodeClientError> {
         self.flush_pending().await?;
-        self.check_quorum()?;
+        self.wait_for_commit().await?;
         if self.put_done && self.len == self.committed {
-            return Ok(self.committed);
+            return Ok(());
         }
         let timeout = self.clients.rpc_timeout();
         let expected = self.len;
@@ -359,39 +404,79 @@ impl BlockWriter {
 
         // 2. Commit on every replica that has all the bytes.
         let block = self.block_data();
+        let targets: Vec<(usize, DatanodeDetails)> = self
+            .replicas
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.live())
+            .map(|(i, r)| (i, r.node.clone()))
+            .collect();
         let clients = self.clients.clone();
-        let puts = self.replicas.iter_mut().filter(|r| r.live()).map(|r| {
-            let request = PutBlockRequest {
-                block: Some(block.clone()),
-            };
-            let clients = clients.clone();
-            async move {
-                let result = async {
-                    let mut client = clients.client(&r.node).map_err(|e| e.to_string())?;
-                    let resp = tokio::time::timeout(timeout, client.put_block(request))
-                        .await
-                        .map_err(|_| format!("PutBlock got no answer within {timeout:?}"))?
-                        .map_err(|s| format!("PutBlock: {}", status_text(&s)))?
-                        .into_inner();
-                    if resp.committed_length != expected {
-                        return Err(format!(
-                            "PutBlock committed {} bytes of {expected}",
-                            resp.committed_length
-                        ));
-                    }
-                    Ok(())
+        let task = tokio::spawn(async move {
+            let puts = targets.into_iter().map(|(i, node)| {
+                let request = PutBlockRequest {
+                    block: Some(block.clone()),
+                };
+                let clients = clients.clone();
+                async move {
+                    (
+                        i,
+                        put_block(&clients, &node, request, expected, timeout).await,
+                    )
                 }
-                .await;
-                if let Err(reason) = result {
-                    r.fail(block_id, reason);
+            });
+            join_all(puts).await
+        });
+        self.in_flight = Some(InFlightCommit {
+            size: expected,
+            task,
+        });
+        Ok(())
+    }
+
+    /// Waits for the commit [`BlockWriter::start_flush`] sent, if any; returns the committed
+    /// length. The commit counts when a majority of the replicas took the PutBlock (replicas
+    /// dropped from the streams since then included: what they committed is durable); the
+    /// replicas that refused it are dropped. Fails, after recording a commit that counted, when
+    /// fewer than a majority of the replicas are left.
+    pub async fn wait_for_commit(&mut self) -> Result<u64, DatanodeClientError> {
+        if let Some(commit) = self.in_flight.take() {
+            let results = match commit.task.await {
+                Ok(results) => results,
+                Err(join) => {
+                    let reason = format!("PutBlock task failed: {join}");
+                    (0..self.replicas.len())
+                        .map(|i| (i, Err(reason.clone())))
+                        .collect()
+                }
+            };
+            let took = results.iter().filter(|(_, r)| r.is_ok()).count();
+            for (i, result) in results {
+                if let (Err(reason), Some(r)) = (result, self.replicas.get_mut(i))
+                    && r.live()
+                {
+                    r.fail(self.block_id, reason);
                 }
             }
-        });
-        join_all(puts).await;
+            if took >= write_quorum(self.replicas.len()) {
+                self.committed = commit.size;
+                self.put_done = true;
+            }
+        }
         self.check_quorum()?;
-        self.committed = expected;
-        self.put_done = true;
-        Ok(expected)
+        Ok(self.committed)
+    }
+
+    /// Settles a commit in flight whose answers are all in, without waiting.
+    async fn settle_finished_commit(&mut self) -> Result<(), DatanodeClientError> {
+        if self
+            .in_flight
+            .as_ref()
+            .is_some_and(|c| c.task.is_finished())
+        {
+            self.wait_for_commit().await?;
+        }
+        Ok(())
     }
 
     async fn flush_pending(&mut self) -> Result<(), DatanodeClientError> {
@@ -492,6 +577,9 @@ impl BlockWriter {
 
 impl Drop for BlockWriter {
     fn drop(&mut self) {
+        if let Some(commit) = self.in_flight.take() {
+            commit.task.abort();
+        }
         for r in &mut self.replicas {
             r.tx = None;
             if let Some(call) = r.call.take() {
