@@ -3,9 +3,11 @@
 //!
 //! - [`KeyWriter`]: OM opens the key with preallocated blocks; bytes pushed with
 //!   [`KeyWriter::write`] are cut into pieces and streamed to every replica of the current block
-//!   (replicated by `datanode_client::BlockWriter`); a full block is committed with PutBlock and
-//!   the next one taken (or asked from OM); [`KeyWriter::finish`] returns the committed block
-//!   list. The caller commits the key with OM (after checking its own body), so nothing is
+//!   (replicated by `datanode_client::BlockWriter`), committed with PutBlock every
+//!   `ozone.client.stream.buffer.flush.size` bytes and when full, then the next block is taken
+//!   (or asked from OM); when a block's container closes or its replicas fail, the block keeps
+//!   its committed length and the bytes since go on in a new block. [`KeyWriter::finish`]
+//!   returns the block list. The caller commits the key with OM (after checking its own body), so nothing is
 //!   visible for a write that failed.
 //! - [`read_key`]: streams a byte range of a key from its blocks, verified and failed over
 //!   between replicas, asking SCM where a container's replicas are now when none of the recorded

@@ -1,15 +1,25 @@
-//! Writing a key: blocks from OM, bytes to every replica of each block, retried on a new block
-//! when a block's replicas fail.
+//! Writing a key: blocks from OM, bytes to every replica of each block, committed as they go,
+//! continued on a new block when a block's container closes or its replicas fail.
 //!
-//! A block whose replicas fail (no majority left: datanodes died, or the container was closed
-//! under the write because its pipeline lost a member) is written again from its first byte on
-//! a new block that OM asks SCM for, excluding the datanodes that failed for reasons other than
-//! a closed container, as long as the writer still holds all of the block's bytes: it keeps up
-//! to [`WriteSettings::retry_buffer`] of the current block (shared `Bytes`, no copies). A block
-//! that fails after more than that was sent fails the write; nothing is ever reported written
-//! that is not on a majority of some block's replicas.
+//! This is Ozone's KeyOutputStream/BlockOutputStream scheme. Every
+//! [`WriteSettings::flush_size`] bytes (`ozone.client.stream.buffer.flush.size`) the writer
+//! flushes the current block: every replica acknowledges every byte sent and PutBlock commits
+//! the chunks so far on each of them (a majority must take it). The PutBlock is answered while
+//! the next bytes are sent, one at a time, when [`WriteSettings::buffer_max`]
+//! (`ozone.client.stream.buffer.max.size`) has room for two flushes. The writer holds only the
+//! bytes written since the last commit it knows of (shared `Bytes`, no copies; at most
+//! `buffer_max`), so its memory per upload is bounded whatever the block size.
+//!
+//! When a write or flush fails (no majority left: datanodes died, or the container was closed
+//! under the write, e.g. because it filled up) the block keeps the length of its last successful
+//! flush, which a majority holds durably: the key records the block with that length (a block
+//! with nothing committed is left out). The held bytes go to a new block that OM asks SCM for,
+//! excluding the datanodes that failed for reasons other than a closed container, and the key
+//! continues there. Nothing is ever reported written that is not on a majority of some block's
+//! replicas, and the key's locations cover its bytes exactly, in order.
 
 use std::collections::VecDeque;
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use datanode_client::{BlockWriter, DatanodeClientError, DatanodeClients, WriterOptions};
@@ -21,8 +31,13 @@ use ozone_common::config::keys;
 
 type Result<T, E = KeyIoError> = std::result::Result<T, E>;
 
-/// Attempts at writing one block's bytes (the first and the rewrites on new blocks).
+/// Consecutive failures of the key's current block (each moving it to a new block) without a
+/// successful flush in between, before the write gives up.
 const MAX_BLOCK_ATTEMPTS: u32 = 5;
+
+/// Pause before moving to a new block again after that many failures in a row: SCM may not
+/// know yet that a container its datanodes closed is closed.
+const RETRY_PAUSE: Duration = Duration::from_millis(200);
 
 /// How bytes are cut and kept.
 #[derive(Clone, Debug)]
@@ -33,13 +48,18 @@ pub struct WriteSettings {
     pub chunk_size: usize,
     /// `ozone.client.bytes.per.checksum`.
     pub bytes_per_checksum: u32,
-    /// Bytes of the current block kept to rewrite it elsewhere if its replicas fail
-    /// (`ozone.client.stream.buffer.max.size`).
-    pub retry_buffer: u64,
+    /// Bytes written to a block between two flushes (PutBlock of what was written so far,
+    /// `ozone.client.stream.buffer.flush.size`).
+    pub flush_size: u64,
+    /// Most uncommitted bytes the writer holds (`ozone.client.stream.buffer.max.size`, at least
+    /// `flush_size`). With room for two flushes' worth, a flush's PutBlock is answered while the
+    /// next bytes are sent; otherwise each flush waits for its answer.
+    pub buffer_max: u64,
 }
 
 impl WriteSettings {
-    /// The client keys of `cfg`; `piece_size` is the chunk size.
+    /// The client keys of `cfg`; `piece_size` is the chunk size. Fails when the flush size is 0
+    /// or above `ozone.client.stream.buffer.max.size`.
     pub fn from_config(cfg: &ozone_common::OzoneConfig) -> Result<Self, ozone_common::ConfigError> {
         let chunk_size = cfg
             .get_bytes(keys::OZONE_SCM_CHUNK_SIZE)?
@@ -47,11 +67,23 @@ impl WriteSettings {
         let bytes_per_checksum = cfg
             .get_bytes(keys::OZONE_CLIENT_BYTES_PER_CHECKSUM)?
             .clamp(512, chunk_size as u64) as u32;
+        let flush_size = cfg.get_bytes(keys::OZONE_CLIENT_STREAM_BUFFER_FLUSH_SIZE)?;
+        let max_size = cfg.get_bytes(keys::OZONE_CLIENT_STREAM_BUFFER_MAX_SIZE)?;
+        if flush_size == 0 || flush_size > max_size {
+            return Err(ozone_common::ConfigError::invalid(
+                keys::OZONE_CLIENT_STREAM_BUFFER_FLUSH_SIZE,
+                format!(
+                    "{flush_size} bytes is not in 1..={max_size} ({})",
+                    keys::OZONE_CLIENT_STREAM_BUFFER_MAX_SIZE
+                ),
+            ));
+        }
         Ok(WriteSettings {
             piece_size: chunk_size,
             chunk_size,
             bytes_per_checksum,
-            retry_buffer: cfg.get_bytes(keys::OZONE_CLIENT_STREAM_BUFFER_MAX_SIZE)?,
+            flush_size,
+            buffer_max: max_size,
         })
     }
 }
@@ -70,11 +102,44 @@ pub struct WrittenKey {
 /// The block being written and what has been written to it.
 struct OpenBlock {
     location: KeyLocation,
-    writer: Option<BlockWriter>,
+    writer: BlockWriter,
+    /// Bytes handed to this block.
     written: u64,
-    /// Every byte written to this block so far, while they fit the retry buffer.
-    replay: Option<Vec<Bytes>>,
-    attempts: u32,
+    /// The bytes written after the block's last known commit, in order; a commit always ends
+    /// at a boundary between two of them.
+    held: VecDeque<Bytes>,
+    held_len: u64,
+    /// Block offset of the first held byte (the last known commit).
+    held_start: u64,
+    /// Bytes written since the last flush was started.
+    unflushed: u64,
+    /// Failures in a row without a new commit.
+    failures: u32,
+}
+
+impl OpenBlock {
+    /// Drops the held bytes the block's last commit covers.
+    fn release_committed(&mut self) -> Result<()> {
+        let committed = self.writer.committed_len();
+        if committed > self.held_start {
+            self.failures = 0;
+        }
+        while self.held_start < committed {
+            let Some(front) = self.held.pop_front() else {
+                break;
+            };
+            let len = front.len() as u64;
+            if self.held_start + len > committed {
+                return Err(KeyIoError::Internal(format!(
+                    "commit at {committed} splits the piece at {} of the block",
+                    self.held_start
+                )));
+            }
+            self.held_start += len;
+            self.held_len -= len;
+        }
+        Ok(())
+    }
 }
 
 /// Streams bytes into a new version of a key (or a multipart part) opened with OM.
@@ -88,8 +153,10 @@ pub struct KeyWriter {
     client_id: u64,
     block_size: u64,
     preallocated: VecDeque<KeyLocation>,
+    /// Blocks done, in key order, with their final offsets and lengths.
     committed: Vec<KeyLocation>,
     current: Option<OpenBlock>,
+    /// Key offset of the current block's first byte (the bytes of the blocks done).
     key_offset: u64,
     buf: BytesMut,
 }
@@ -148,8 +215,7 @@ impl KeyWriter {
             self.write_chunk(rest).await?;
         }
         if let Some(last) = self.current.take() {
-            let loc = self.finish_block(last).await?;
-            self.committed.push(loc);
+            self.finish_block(last).await?;
         }
         Ok(WrittenKey {
             client_id: self.client_id,
@@ -159,6 +225,7 @@ impl KeyWriter {
     }
 
     async fn write_chunk(&mut self, mut chunk: Bytes) -> Result<()> {
+        let flush_size = self.settings.flush_size.max(1);
         while !chunk.is_empty() {
             if self.current.is_none() {
                 let location = match self.preallocated.pop_front() {
@@ -168,13 +235,17 @@ impl KeyWriter {
                 self.current = Some(self.open_block(location)?);
             }
             let mut block = self.current.take().expect("a block was opened above");
-            let room = (self.block_size - block.written) as usize;
-            let part = chunk.split_to(room.min(chunk.len()));
+            // A part ends at the block's end and at the next flush point.
+            let room = (self.block_size - block.written)
+                .min(flush_size.saturating_sub(block.unflushed).max(1));
+            let part = chunk.split_to((room as usize).min(chunk.len()));
             self.write_part(&mut block, part).await?;
-            if block.written == self.block_size {
-                let loc = self.finish_block(block).await?;
-                self.committed.push(loc);
+            if block.written >= self.block_size {
+                self.finish_block(block).await?;
             } else {
+                if block.unflushed >= flush_size {
+                    self.flush_point(&mut block).await?;
+                }
                 self.current = Some(block);
             }
         }
@@ -217,45 +288,125 @@ impl KeyWriter {
         let writer = BlockWriter::open(&self.dn, block_id, nodes, options)?;
         Ok(OpenBlock {
             location,
-            writer: Some(writer),
+            writer,
             written: 0,
-            replay: Some(Vec::new()),
-            attempts: 1,
+            held: VecDeque::new(),
+            held_len: 0,
+            held_start: 0,
+            unflushed: 0,
+            failures: 0,
         })
     }
 
-    /// Replaces `block`'s location and writer with a new block from OM (avoiding the datanodes
-    /// that failed) and writes the kept bytes to it again; fails with the original error when
-    /// the bytes are no longer all kept or the attempts are used up.
-    async fn rewrite_block(
-        &self,
+    /// Appends `part` to the block, moving on to a new block if this one fails.
+    async fn write_part(&mut self, block: &mut OpenBlock, part: Bytes) -> Result<()> {
+        let len = part.len() as u64;
+        block.written += len;
+        block.unflushed += len;
+        block.held_len += len;
+        block.held.push_back(part.clone());
+        match block.writer.write(part).await {
+            Ok(()) => block.release_committed(),
+            Err(e) => self.move_block(block, e).await,
+        }
+    }
+
+    /// Starts committing what was written to the block so far; waits for the answer too when
+    /// the held bytes could otherwise outgrow [`WriteSettings::buffer_max`].
+    async fn flush_point(&mut self, block: &mut OpenBlock) -> Result<()> {
+        let pipelined = self.settings.flush_size.saturating_mul(2) <= self.settings.buffer_max;
+        let result = if pipelined {
+            block.writer.start_flush().await
+        } else {
+            block.writer.flush().await.map(|_| ())
+        };
+        match result {
+            Ok(()) => {
+                block.unflushed = 0;
+                block.release_committed()
+            }
+            Err(e) => self.move_block(block, e).await,
+        }
+    }
+
+    /// Commits what was written to the block and waits for it; the held bytes are then dropped.
+    async fn flush(&mut self, block: &mut OpenBlock) -> Result<()> {
+        loop {
+            match block.writer.flush().await {
+                Ok(committed) => {
+                    block.unflushed = 0;
+                    block.release_committed()?;
+                    if committed != block.written || block.held_len != 0 {
+                        return Err(KeyIoError::Internal(format!(
+                            "block committed {committed} bytes, {} written",
+                            block.written
+                        )));
+                    }
+                    return Ok(());
+                }
+                Err(e) => self.move_block(block, e).await?,
+            }
+        }
+    }
+
+    /// After `err` on `block`: records the block's committed prefix as a block of the key (if
+    /// any), then writes the held bytes to a new block from OM (avoiding the datanodes that
+    /// failed) and makes `block` that one. Gives up with the last error after
+    /// [`MAX_BLOCK_ATTEMPTS`] failures in a row.
+    async fn move_block(
+        &mut self,
         block: &mut OpenBlock,
         mut err: DatanodeClientError,
     ) -> Result<()> {
         loop {
-            let Some(replay) = block.replay.clone() else {
-                return Err(err.into());
-            };
-            if block.attempts >= MAX_BLOCK_ATTEMPTS {
+            block.failures += 1;
+            if block.failures >= MAX_BLOCK_ATTEMPTS {
                 return Err(err.into());
             }
-            block.attempts += 1;
+            // A commit in flight may still have reached a majority: its bytes stay here.
+            if let Err(e) = block.writer.wait_for_commit().await {
+                tracing::debug!(error = %e, "block write already failed");
+            }
+            let failures = block.failures;
+            block.release_committed()?;
+            block.failures = failures;
+            let committed = block.writer.committed_len();
             let exclude = exclusions(&err);
-            tracing::warn!(error = %err, excluded = ?exclude, attempt = block.attempts,
-                bytes = block.written, "block write failed; writing the block again on a new one");
-            block.writer = None;
+            tracing::warn!(error = %err, excluded = ?exclude, attempt = block.failures,
+                committed, moved = block.held_len,
+                "block write failed; the block keeps its committed bytes and the rest goes to a new block");
+            if committed > 0 {
+                let mut done = block.location.clone();
+                done.offset = self.key_offset;
+                done.length = committed;
+                self.key_offset += committed;
+                self.committed.push(done);
+            }
+            if block.failures > 1 {
+                tokio::time::sleep(RETRY_PAUSE * (block.failures - 1)).await;
+            }
             let location = self.allocate(exclude).await?;
             let fresh = self.open_block(location)?;
             block.location = fresh.location;
-            let mut writer = fresh.writer.expect("open_block sets a writer");
+            // The old writer goes (cancelling its streams); what it committed stays committed.
+            block.writer = fresh.writer;
+            block.written = block.held_len;
+            block.held_start = 0;
+            block.unflushed = block.held_len;
             let mut result = Ok(());
-            for piece in replay {
-                result = writer.write(piece).await;
+            for piece in &block.held {
+                result = block.writer.write(piece.clone()).await;
                 if result.is_err() {
                     break;
                 }
             }
-            block.writer = Some(writer);
+            if result.is_ok() && block.unflushed >= self.settings.flush_size {
+                result = block.writer.flush().await.map(|_| ());
+                if result.is_ok() {
+                    block.unflushed = 0;
+                    block.release_committed()?;
+                }
+            }
             match result {
                 Ok(()) => return Ok(()),
                 Err(e) => err = e,
@@ -263,52 +414,21 @@ impl KeyWriter {
         }
     }
 
-    /// Appends `part` to the block, rewriting the block elsewhere if its replicas fail.
-    async fn write_part(&self, block: &mut OpenBlock, part: Bytes) -> Result<()> {
-        block.written += part.len() as u64;
-        if block.written <= self.settings.retry_buffer {
-            if let Some(r) = block.replay.as_mut() {
-                r.push(part.clone());
-            }
-        } else {
-            block.replay = None;
-        }
-        let writer = block
-            .writer
-            .as_mut()
-            .ok_or_else(|| KeyIoError::Internal("block writer missing".into()))?;
-        match writer.write(part).await {
-            Ok(()) => Ok(()),
-            Err(e) => self.rewrite_block(block, e).await,
-        }
-    }
-
-    async fn finish_block(&mut self, mut block: OpenBlock) -> Result<KeyLocation> {
-        let finished = loop {
-            let writer = block
-                .writer
-                .take()
-                .ok_or_else(|| KeyIoError::Internal("block writer missing".into()))?;
-            match writer.finish_detailed().await {
-                Ok(f) => break f,
-                Err(e) => self.rewrite_block(&mut block, e).await?,
-            }
-        };
-        for f in &finished.failed {
+    /// Commits the rest of the block and records it as the key's next block.
+    async fn finish_block(&mut self, mut block: OpenBlock) -> Result<()> {
+        self.flush(&mut block).await?;
+        for f in block.writer.failed_replicas() {
             tracing::warn!(datanode = %f.uuid, reason = %f.reason, "replica failed; block kept on the rest");
         }
-        let data = finished.block;
-        let mut location = block.location;
-        if data.size != block.written {
-            return Err(KeyIoError::Internal(format!(
-                "block committed {} bytes, {} written",
-                data.size, block.written
-            )));
+        if block.written == 0 {
+            return Ok(());
         }
+        let mut location = block.location;
         location.offset = self.key_offset;
         location.length = block.written;
         self.key_offset += block.written;
-        Ok(location)
+        self.committed.push(location);
+        Ok(())
     }
 }
 
@@ -322,5 +442,24 @@ fn exclusions(err: &DatanodeClientError) -> Vec<String> {
             .map(|f| f.uuid.clone())
             .collect(),
         _ => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flush_size_must_be_within_the_buffer_max() {
+        let mut cfg = ozone_common::OzoneConfig::default();
+        let s = WriteSettings::from_config(&cfg).expect("defaults are valid");
+        assert_eq!(s.flush_size, 4 << 20);
+        cfg.set(keys::OZONE_CLIENT_STREAM_BUFFER_FLUSH_SIZE, "16MB");
+        assert!(WriteSettings::from_config(&cfg).is_err());
+        cfg.set(keys::OZONE_CLIENT_STREAM_BUFFER_MAX_SIZE, "32MB");
+        let s = WriteSettings::from_config(&cfg).expect("16MB of 32MB");
+        assert_eq!(s.flush_size, 16 << 20);
+        cfg.set(keys::OZONE_CLIENT_STREAM_BUFFER_FLUSH_SIZE, "0");
+        assert!(WriteSettings::from_config(&cfg).is_err());
     }
 }

@@ -209,7 +209,8 @@ keys! {
     OZONE_BLOCK_DELETING_SERVICE_INTERVAL = "ozone.block.deleting.service.interval" = "60s" : "How often OM hands the blocks of deleted and overwritten keys to SCM's deleted-block log.";
     OZONE_KEY_DELETING_LIMIT_PER_TASK = "ozone.key.deleting.limit.per.task" = "20000" : "Most deleted-block records OM sends to SCM in one round.";
     HDDS_SCM_BLOCK_DELETION_PER_INTERVAL_MAX = "hdds.scm.block.deletion.per-interval.max" = "100000" : "Most blocks SCM asks one datanode to delete in one heartbeat response.";
-    OZONE_CLIENT_STREAM_BUFFER_MAX_SIZE = "ozone.client.stream.buffer.max.size" = "8MB" : "Bytes of the current block the S3 gateway keeps so that, if its replicas fail, it can rewrite the block on a new pipeline; a block whose replicas fail after more than this was sent fails the upload with an error.";
+    OZONE_CLIENT_STREAM_BUFFER_FLUSH_SIZE = "ozone.client.stream.buffer.flush.size" = "4MB" : "A key writer (S3 gateway, `ozone sh key put`) commits the block it is writing with PutBlock on every replica after each this many bytes, and keeps only the bytes since its last commit: if the container closes or the replicas fail, the block keeps its committed length and those bytes go on in a new block. At most ozone.client.stream.buffer.max.size.";
+    OZONE_CLIENT_STREAM_BUFFER_MAX_SIZE = "ozone.client.stream.buffer.max.size" = "8MB" : "Most bytes of a block a key writer holds that are not yet committed on the datanodes (its memory per upload); ozone.client.stream.buffer.flush.size must not exceed it. With room for two flushes, the writer sends on while a flush's PutBlock is answered. Any block size can be written and retried.";
 }
 
 /// Whether `key` is a listed configuration key (or matches a listed template).

@@ -101,8 +101,9 @@ impl DatanodeGrpc {
                         .get_or_create(block_id.container_id)
                         .await?;
                     let c = container.clone();
+                    let first_offset = chunk.offset;
                     let file = spawn_blocking(move || {
-                        c.check_writable(block_id.local_id)?;
+                        c.check_writable(block_id.local_id, first_offset)?;
                         c.open_block_for_write(block_id.local_id)
                     })
                     .await??;

@@ -3,8 +3,8 @@
 //! Used by the S3 gateway (and by datanodes copying containers) to move block data:
 //! - [`DatanodeClients`]: a cheap-to-clone pool of lazily connected channels, one per datanode.
 //! - [`BlockWriter`]: streams a block to every replica of a pipeline at once, checksumming each
-//!   slice once, and commits it with `PutBlock`; it succeeds only when a majority of the replicas
-//!   durably holds every byte.
+//!   slice once, and commits it with `PutBlock` at each flush and at the end; a commit counts
+//!   only when a majority of the replicas durably holds every byte of it.
 //! - [`read_block`]: streams a byte range from one replica, verifies every checksum, and fails over
 //!   to the next replica, resuming at the first byte not yet returned.
 //! - [`checksum`]: the CRC32C slice checksums shared with the datanode server.

@@ -1,10 +1,19 @@
 //! Replicated block writes: one client-streaming `WriteChunk` per replica fed from bounded
-//! channels, then `PutBlock` on every replica that accepted every chunk.
+//! channels, and `PutBlock` on every replica that accepted every chunk, each time the writer
+//! flushes and once at the end.
 //!
 //! Each chunk's checksums are computed once and the same `Bytes` is handed to every replica's
 //! stream (reference counted, never copied). A replica that errors, stalls past the RPC timeout or
 //! acknowledges the wrong length is dropped from the write; the write goes on while a majority is
 //! left and fails, naming the dropped datanodes, as soon as it is not.
+//!
+//! [`BlockWriter::start_flush`] commits the block as written so far (Ozone's BlockOutputStream
+//! flush): the replicas' streams are closed and every byte acknowledged, then PutBlock with all
+//! chunks so far goes to each live replica while the next writes already go to new streams;
+//! [`BlockWriter::wait_for_commit`] (Ozone's watchForCommit) waits for the answers, and at most
+//! one commit is in flight. The datanode accepts a PutBlock that extends the block's committed
+//! chunks while its container is OPEN. [`BlockWriter::committed_len`] is the prefix a majority of
+//! the replicas holds durably: after a failure the caller writes the bytes after it elsewhere.
 
 use bytes::{Bytes, BytesMut};
 use futures::future::join_all;
@@ -103,10 +112,42 @@ pub struct FinishedBlock {
 
 type CallResult = Result<WriteChunkResponse, tonic::Status>;
 
+/// A PutBlock sent to the live replicas and not yet waited for.
+struct InFlightCommit {
+    /// The length it commits.
+    size: u64,
+    /// Each target replica's index and outcome.
+    task: JoinHandle<Vec<(usize, Result<(), String>)>>,
+}
+
+/// Sends one PutBlock and checks the length the replica committed.
+async fn put_block(
+    clients: &DatanodeClients,
+    node: &DatanodeDetails,
+    request: PutBlockRequest,
+    expected: u64,
+    timeout: std::time::Duration,
+) -> Result<(), String> {
+    let mut client = clients.client(node).map_err(|e| e.to_string())?;
+    let resp = tokio::time::timeout(timeout, client.put_block(request))
+        .await
+        .map_err(|_| format!("PutBlock got no answer within {timeout:?}"))?
+        .map_err(|s| format!("PutBlock: {}", status_text(&s)))?
+        .into_inner();
+    if resp.committed_length != expected {
+        return Err(format!(
+            "PutBlock committed {} bytes of {expected}",
+            resp.committed_length
+        ));
+    }
+    Ok(())
+}
+
 /// One replica's side of the write.
 struct Replica {
     node: DatanodeDetails,
-    /// Feeds the replica's WriteChunk stream; `None` once closed or failed.
+    /// Feeds the replica's WriteChunk stream; `None` before the first write after a flush, and
+    /// once closed or failed.
     tx: Option<mpsc::Sender<WriteChunkRequest>>,
     /// The WriteChunk call, which ends when the stream is closed or the datanode gives up.
     call: Option<JoinHandle<CallResult>>,
@@ -116,6 +157,21 @@ struct Replica {
 impl Replica {
     fn live(&self) -> bool {
         self.failure.is_none()
+    }
+
+    /// Opens a WriteChunk stream to the replica (the call runs on its own task).
+    fn open_stream(&mut self, clients: &DatanodeClients, queue_depth: usize) -> Result<(), String> {
+        let mut client = clients.client(&self.node).map_err(|e| e.to_string())?;
+        let (tx, rx) = mpsc::channel(queue_depth);
+        let call = tokio::spawn(async move {
+            client
+                .write_chunk(ReceiverStream::new(rx))
+                .await
+                .map(tonic::Response::into_inner)
+        });
+        self.tx = Some(tx);
+        self.call = Some(call);
+        Ok(())
     }
 
     fn fail(&mut self, block_id: BlockId, reason: String) {
@@ -151,8 +207,9 @@ fn status_text(status: &tonic::Status) -> String {
 }
 
 /// Streams one block to all replicas of a pipeline. Call [`BlockWriter::write`] with the
-/// block's bytes in order, then [`BlockWriter::finish`] (or [`BlockWriter::finish_detailed`]).
-/// Dropping the writer without finishing cancels the streams; nothing is committed.
+/// block's bytes in order, [`BlockWriter::flush`] to commit what was written so far, then
+/// [`BlockWriter::finish`] (or [`BlockWriter::finish_detailed`]). Dropping the writer without
+/// finishing cancels the streams; only what was flushed is committed.
 pub struct BlockWriter {
     clients: DatanodeClients,
     block_id: BlockId,
@@ -160,6 +217,14 @@ pub struct BlockWriter {
     replicas: Vec<Replica>,
     /// Bytes handed to the replicas so far.
     len: u64,
+    /// `len` when the current streams were opened (bytes each must acknowledge: `len - this`).
+    stream_start: u64,
+    /// The length of the last PutBlock a majority took (0 before any).
+    committed: u64,
+    /// Whether a PutBlock has succeeded yet.
+    put_done: bool,
+    /// The commit sent by the last flush, until it is waited for.
+    in_flight: Option<InFlightCommit>,
     chunks: Vec<ChunkInfo>,
     /// Small writes gathered into the next chunk.
     pending: BytesMut,
@@ -168,7 +233,8 @@ pub struct BlockWriter {
 
 impl BlockWriter {
     /// Opens a WriteChunk stream to every node of the pipeline. Connection problems show up as
-    /// replica failures on the following writes, not here.
+    /// replica failures on the following writes, not here; streams are opened again on the
+    /// first write after each flush.
     pub fn open(
         clients: &DatanodeClients,
         block_id: BlockId,
@@ -187,19 +253,8 @@ impl BlockWriter {
                 call: None,
                 failure: None,
             };
-            match clients.client(&replica.node) {
-                Ok(mut client) => {
-                    let (tx, rx) = mpsc::channel(options.queue_depth);
-                    let call = tokio::spawn(async move {
-                        client
-                            .write_chunk(ReceiverStream::new(rx))
-                            .await
-                            .map(tonic::Response::into_inner)
-                    });
-                    replica.tx = Some(tx);
-                    replica.call = Some(call);
-                }
-                Err(e) => replica.fail(block_id, e.to_string()),
+            if let Err(reason) = replica.open_stream(clients, options.queue_depth) {
+                replica.fail(block_id, reason);
             }
             replicas.push(replica);
         }
@@ -209,6 +264,10 @@ impl BlockWriter {
             options,
             replicas,
             len: 0,
+            stream_start: 0,
+            committed: 0,
+            put_done: false,
+            in_flight: None,
             chunks: Vec::new(),
             pending: BytesMut::new(),
             failed: false,
@@ -230,6 +289,12 @@ impl BlockWriter {
         self.len() == 0
     }
 
+    /// Bytes committed by the last successful [`BlockWriter::flush`]: durable on a majority of
+    /// the replicas, whatever happens to the write afterwards.
+    pub fn committed_len(&self) -> u64 {
+        self.committed
+    }
+
     /// Replicas dropped so far.
     pub fn failed_replicas(&self) -> Vec<ReplicaFailure> {
         self.replicas
@@ -247,6 +312,7 @@ impl BlockWriter {
     /// Appends `data` to the block. Waits while the slowest live replica is `queue_depth`
     /// messages behind. Fails once fewer than a majority of replicas are left.
     pub async fn write(&mut self, data: Bytes) -> Result<(), DatanodeClientError> {
+        self.settle_finished_commit().await?;
         self.check_quorum()?;
         if data.len() >= COALESCE_BYTES {
             self.flush_pending().await?;
@@ -269,70 +335,148 @@ impl BlockWriter {
 
     /// Like [`BlockWriter::finish`], also returning the replicas that failed.
     pub async fn finish_detailed(mut self) -> Result<FinishedBlock, DatanodeClientError> {
+        self.flush().await?;
+        Ok(FinishedBlock {
+            block: self.block_data(),
+            failed: self.failed_replicas(),
+        })
+    }
+
+    /// What a PutBlock of everything sent so far says.
+    fn block_data(&self) -> BlockData {
+        BlockData {
+            block_id: Some(self.block_id),
+            chunks: self.chunks.clone(),
+            size: self.len,
+        }
+    }
+
+    /// Commits everything written so far and waits for it: [`BlockWriter::start_flush`], then
+    /// [`BlockWriter::wait_for_commit`]; returns the committed length. Does nothing when nothing
+    /// was written since the last flush. On an error [`BlockWriter::committed_len`] still says
+    /// what an earlier flush committed.
+    pub async fn flush(&mut self) -> Result<u64, DatanodeClientError> {
+        self.start_flush().await?;
+        self.wait_for_commit().await
+    }
+
+    /// Starts committing everything written so far: waits for the previous commit, closes the
+    /// streams and makes every live replica acknowledge every byte, then sends PutBlock with all
+    /// the chunks so far to each of them without waiting for the answers; the next write opens
+    /// new streams. At most one commit is in flight: see [`BlockWriter::wait_for_commit`].
+    pub async fn start_flush(&mut self) -> Result<(), DatanodeClientError> {
         self.flush_pending().await?;
-        self.check_quorum()?;
+        self.wait_for_commit().await?;
+        if self.put_done && self.len == self.committed {
+            return Ok(());
+        }
         let timeout = self.clients.rpc_timeout();
         let expected = self.len;
+        let in_stream = self.len - self.stream_start;
         let block_id = self.block_id;
 
-        // 1. Every live replica must acknowledge the whole stream.
+        // 1. Every live replica must acknowledge all it was sent since the last flush.
         let closes = self
             .replicas
             .iter_mut()
             .filter(|r| r.live())
             .map(|r| async move {
+                if r.call.is_none() {
+                    if in_stream != 0 {
+                        r.fail(block_id, "write stream already gone".into());
+                    }
+                    return;
+                }
                 match r.close_stream(timeout).await {
-                    Ok(n) if n == expected => {}
+                    Ok(n) if n == in_stream => {}
                     Ok(n) => r.fail(
                         block_id,
-                        format!("acknowledged {n} bytes of {expected} written"),
+                        format!(
+                            "acknowledged {n} bytes of {in_stream} written since the last flush"
+                        ),
                     ),
                     Err(reason) => r.fail(block_id, reason),
                 }
             });
         join_all(closes).await;
+        self.stream_start = expected;
         self.check_quorum()?;
 
         // 2. Commit on every replica that has all the bytes.
-        let block = BlockData {
-            block_id: Some(block_id),
-            chunks: std::mem::take(&mut self.chunks),
-            size: expected,
-        };
+        let block = self.block_data();
+        let targets: Vec<(usize, DatanodeDetails)> = self
+            .replicas
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.live())
+            .map(|(i, r)| (i, r.node.clone()))
+            .collect();
         let clients = self.clients.clone();
-        let puts = self.replicas.iter_mut().filter(|r| r.live()).map(|r| {
-            let request = PutBlockRequest {
-                block: Some(block.clone()),
-            };
-            let clients = clients.clone();
-            async move {
-                let result = async {
-                    let mut client = clients.client(&r.node).map_err(|e| e.to_string())?;
-                    let resp = tokio::time::timeout(timeout, client.put_block(request))
-                        .await
-                        .map_err(|_| format!("PutBlock got no answer within {timeout:?}"))?
-                        .map_err(|s| format!("PutBlock: {}", status_text(&s)))?
-                        .into_inner();
-                    if resp.committed_length != expected {
-                        return Err(format!(
-                            "PutBlock committed {} bytes of {expected}",
-                            resp.committed_length
-                        ));
-                    }
-                    Ok(())
+        let task = tokio::spawn(async move {
+            let puts = targets.into_iter().map(|(i, node)| {
+                let request = PutBlockRequest {
+                    block: Some(block.clone()),
+                };
+                let clients = clients.clone();
+                async move {
+                    (
+                        i,
+                        put_block(&clients, &node, request, expected, timeout).await,
+                    )
                 }
-                .await;
-                if let Err(reason) = result {
-                    r.fail(block_id, reason);
+            });
+            join_all(puts).await
+        });
+        self.in_flight = Some(InFlightCommit {
+            size: expected,
+            task,
+        });
+        Ok(())
+    }
+
+    /// Waits for the commit [`BlockWriter::start_flush`] sent, if any; returns the committed
+    /// length. The commit counts when a majority of the replicas took the PutBlock (replicas
+    /// dropped from the streams since then included: what they committed is durable); the
+    /// replicas that refused it are dropped. Fails, after recording a commit that counted, when
+    /// fewer than a majority of the replicas are left.
+    pub async fn wait_for_commit(&mut self) -> Result<u64, DatanodeClientError> {
+        if let Some(commit) = self.in_flight.take() {
+            let results = match commit.task.await {
+                Ok(results) => results,
+                Err(join) => {
+                    let reason = format!("PutBlock task failed: {join}");
+                    (0..self.replicas.len())
+                        .map(|i| (i, Err(reason.clone())))
+                        .collect()
+                }
+            };
+            let took = results.iter().filter(|(_, r)| r.is_ok()).count();
+            for (i, result) in results {
+                if let (Err(reason), Some(r)) = (result, self.replicas.get_mut(i))
+                    && r.live()
+                {
+                    r.fail(self.block_id, reason);
                 }
             }
-        });
-        join_all(puts).await;
+            if took >= write_quorum(self.replicas.len()) {
+                self.committed = commit.size;
+                self.put_done = true;
+            }
+        }
         self.check_quorum()?;
-        Ok(FinishedBlock {
-            block,
-            failed: self.failed_replicas(),
-        })
+        Ok(self.committed)
+    }
+
+    /// Settles a commit in flight whose answers are all in, without waiting.
+    async fn settle_finished_commit(&mut self) -> Result<(), DatanodeClientError> {
+        if self
+            .in_flight
+            .as_ref()
+            .is_some_and(|c| c.task.is_finished())
+        {
+            self.wait_for_commit().await?;
+        }
+        Ok(())
     }
 
     async fn flush_pending(&mut self) -> Result<(), DatanodeClientError> {
@@ -371,9 +515,18 @@ impl BlockWriter {
     async fn fan_out(&mut self, request: WriteChunkRequest) -> Result<(), DatanodeClientError> {
         let timeout = self.clients.rpc_timeout();
         let block_id = self.block_id;
+        let queue_depth = self.options.queue_depth;
+        let clients = &self.clients;
         let sends = self.replicas.iter_mut().filter(|r| r.live()).map(|r| {
             let request = request.clone();
             async move {
+                if r.tx.is_none()
+                    && r.call.is_none()
+                    && let Err(reason) = r.open_stream(clients, queue_depth)
+                {
+                    r.fail(block_id, reason);
+                    return;
+                }
                 let Some(tx) = r.tx.clone() else {
                     r.fail(block_id, "write stream closed".into());
                     return;
@@ -424,6 +577,9 @@ impl BlockWriter {
 
 impl Drop for BlockWriter {
     fn drop(&mut self) {
+        if let Some(commit) = self.in_flight.take() {
+            commit.task.abort();
+        }
         for r in &mut self.replicas {
             r.tx = None;
             if let Some(call) = r.call.take() {

@@ -235,35 +235,35 @@ impl Container {
             })
     }
 
-    fn is_committed(&self, local_id: u64) -> Result<bool, DatanodeError> {
-        let table = self.read_blocks()?;
-        Ok(table
-            .get(local_id)
-            .map_err(|e| DatanodeError::metadata(self.id, e))?
-            .is_some())
+    /// The committed length of block `local_id`, if it is committed.
+    fn committed_size(&self, local_id: u64) -> Result<Option<u64>, DatanodeError> {
+        Ok(self.get_block(local_id)?.map(|b| b.size))
     }
 
-    /// Fails unless the container takes writes of a new (uncommitted) block `local_id`.
-    pub fn check_writable(&self, local_id: u64) -> Result<(), DatanodeError> {
+    /// Fails unless the container takes a write at `offset` of block `local_id`: the container
+    /// is OPEN and the block is uncommitted, or committed with at most `offset` bytes (a writer
+    /// that flushed part of the block goes on after it).
+    pub fn check_writable(&self, local_id: u64, offset: u64) -> Result<(), DatanodeError> {
         let state = self.read_state();
-        self.check_writable_locked(*state, local_id)
+        self.check_writable_locked(*state, local_id, offset)
     }
 
     fn check_writable_locked(
         &self,
         state: ContainerState,
         local_id: u64,
+        offset: u64,
     ) -> Result<(), DatanodeError> {
         if state != ContainerState::Open {
             return Err(DatanodeError::ContainerNotOpen { id: self.id, state });
         }
-        if self.is_committed(local_id)? {
-            return Err(DatanodeError::BlockCommitted(BlockId {
+        match self.committed_size(local_id)? {
+            Some(size) if offset < size => Err(DatanodeError::BlockCommitted(BlockId {
                 container_id: self.id,
                 local_id,
-            }));
+            })),
+            _ => Ok(()),
         }
-        Ok(())
     }
 
     /// Opens (creating if needed) the block file for positional writes.
@@ -297,7 +297,8 @@ impl Container {
     }
 
     /// Writes `data` at `offset` of block `local_id`'s file, while the container is OPEN and
-    /// the block uncommitted (checked under the state lock, so a commit or close cannot slip in).
+    /// `offset` is not inside the block's committed length (checked under the state lock, so a
+    /// commit or close cannot slip in).
     pub fn write_chunk(
         &self,
         local_id: u64,
@@ -306,7 +307,7 @@ impl Container {
         data: &[u8],
     ) -> Result<(), DatanodeError> {
         let state = self.read_state();
-        self.check_writable_locked(*state, local_id)?;
+        self.check_writable_locked(*state, local_id, offset)?;
         file.write_all_at(data, offset).map_err(io_err(format!(
             "writing {} bytes at {offset} of {}",
             data.len(),
@@ -315,8 +316,14 @@ impl Container {
     }
 
     /// Makes block `block` durable: fsyncs its file (at least `size` long) and directory, then
-    /// records it in the block table with a durable commit. Committing the same block data again
-    /// is a no-op; different data for a committed block is refused.
+    /// records it in the block table with a durable commit.
+    ///
+    /// A block is committed again as its writer flushes more of it: while the container is OPEN,
+    /// new data that extends the committed data (the same leading chunks, then more, so a larger
+    /// size) replaces it, and the used bytes grow by the difference (the block is counted once).
+    /// Committing the same block data again is a no-op in any state; any other data for a
+    /// committed block (shorter, or different chunks) is refused, and so is an extension once
+    /// the container is not OPEN.
     pub fn commit_block(&self, block: &BlockData, block_id: BlockId) -> Result<(), DatanodeError> {
         let path = self.block_path(block_id.local_id);
         let file = match OpenOptions::new().write(true).open(&path) {
@@ -355,7 +362,7 @@ impl Container {
             .db
             .begin_write()
             .map_err(|e| DatanodeError::metadata(self.id, e))?;
-        {
+        let previous = {
             let mut table = txn
                 .open_table(BLOCKS)
                 .map_err(|e| DatanodeError::metadata(self.id, e))?;
@@ -363,13 +370,24 @@ impl Container {
                 .get(block_id.local_id)
                 .map_err(|e| DatanodeError::metadata(self.id, e))?
                 .map(|v| v.value().to_vec());
-            if let Some(existing) = existing {
-                return if existing == encoded {
-                    Ok(())
-                } else {
-                    Err(DatanodeError::BlockCommitted(block_id))
-                };
+            if existing.as_deref() == Some(encoded.as_slice()) {
+                return Ok(());
             }
+            let previous = match existing {
+                None => None,
+                Some(bytes) => {
+                    let old = BlockData::decode(bytes.as_slice()).map_err(|e| {
+                        DatanodeError::BadFile {
+                            path: self.dir.join("metadata").join(DB_FILE),
+                            message: format!("block {}: {e}", block_id.local_id),
+                        }
+                    })?;
+                    if !extends(block, &old) {
+                        return Err(DatanodeError::BlockCommitted(block_id));
+                    }
+                    Some(old.size)
+                }
+            };
             if *state != ContainerState::Open {
                 return Err(DatanodeError::ContainerNotOpen {
                     id: self.id,
@@ -379,12 +397,21 @@ impl Container {
             table
                 .insert(block_id.local_id, encoded.as_slice())
                 .map_err(|e| DatanodeError::metadata(self.id, e))?;
-        }
+            previous
+        };
         txn.commit()
             .map_err(|e| DatanodeError::metadata(self.id, e))?;
         drop(state);
-        self.used_bytes.fetch_add(block.size, Ordering::Relaxed);
-        self.block_count.fetch_add(1, Ordering::Relaxed);
+        match previous {
+            Some(old_size) => {
+                self.used_bytes
+                    .fetch_add(block.size - old_size, Ordering::Relaxed);
+            }
+            None => {
+                self.used_bytes.fetch_add(block.size, Ordering::Relaxed);
+                self.block_count.fetch_add(1, Ordering::Relaxed);
+            }
+        }
         Ok(())
     }
 
@@ -406,4 +433,12 @@ impl Container {
         *state = new;
         Ok(())
     }
+}
+
+/// Whether `new` extends `old`: it starts with all of `old`'s chunks and has more after them.
+fn extends(new: &BlockData, old: &BlockData) -> bool {
+    new.block_id == old.block_id
+        && new.size > old.size
+        && new.chunks.len() > old.chunks.len()
+        && new.chunks[..old.chunks.len()] == old.chunks[..]
 }

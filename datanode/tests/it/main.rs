@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod failures;
+mod flush;
 mod harness;
 mod replication;
 mod restart;
