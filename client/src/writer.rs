@@ -152,6 +152,8 @@ pub struct KeyWriter {
     key: String,
     client_id: u64,
     block_size: u64,
+    /// The key's expected size (OpenKey's hint; 0: unknown).
+    size_hint: u64,
     preallocated: VecDeque<KeyLocation>,
     /// Blocks done, in key order, with their final offsets and lengths.
     committed: Vec<KeyLocation>,
@@ -171,6 +173,7 @@ impl KeyWriter {
         req: OpenKeyRequest,
     ) -> Result<Self> {
         let (volume, bucket, key) = (req.volume.clone(), req.bucket.clone(), req.key.clone());
+        let size_hint = req.size_hint;
         let open = om.open_key(req).await?;
         let piece_size = settings.piece_size.max(1);
         Ok(KeyWriter {
@@ -182,6 +185,7 @@ impl KeyWriter {
             key,
             client_id: open.client_id,
             block_size: open.block_size.max(1),
+            size_hint,
             preallocated: open.locations.into(),
             committed: Vec::new(),
             current: None,
@@ -261,7 +265,8 @@ impl KeyWriter {
                 key: self.key.clone(),
                 client_id: self.client_id,
                 exclude_datanodes,
-                size: 0,
+                // What is left of the expected size (0: unknown); OM caps it at a block.
+                size: self.size_hint.saturating_sub(self.key_offset),
             })
             .await?)
     }
