@@ -8,6 +8,7 @@ use std::sync::Mutex;
 use ozone_common::Metrics;
 use ozone_proto::hdds::DatanodeDetails;
 
+use crate::commands::CommandQueues;
 use crate::config::DatanodeConfig;
 use crate::container::{ContainerSet, ContainerState};
 use crate::identity::DirLock;
@@ -57,7 +58,9 @@ pub(crate) struct Datanode {
     lock: Mutex<Option<DirLock>>,
     replication_tx: tokio::sync::mpsc::UnboundedSender<ReplicateTask>,
     scrub_tx: tokio::sync::mpsc::UnboundedSender<u64>,
-    /// Deleted-block transactions done since the last heartbeat.
+    /// Queues to the workers that carry out SCM's close and delete commands.
+    pub(crate) commands: CommandQueues,
+    /// Deleted-block transactions done and not yet acknowledged to SCM.
     delete_acks: Mutex<Vec<u64>>,
 }
 
@@ -71,6 +74,7 @@ impl Datanode {
         lock: DirLock,
         replication_tx: tokio::sync::mpsc::UnboundedSender<ReplicateTask>,
         scrub_tx: tokio::sync::mpsc::UnboundedSender<u64>,
+        commands: CommandQueues,
     ) -> Datanode {
         Datanode {
             config,
@@ -82,6 +86,7 @@ impl Datanode {
             lock: Mutex::new(Some(lock)),
             replication_tx,
             scrub_tx,
+            commands,
             delete_acks: Mutex::new(Vec::new()),
         }
     }
@@ -124,6 +129,14 @@ impl Datanode {
 
     pub(crate) fn take_delete_acks(&self) -> Vec<u64> {
         std::mem::take(&mut *self.delete_acks.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Gives back acknowledgements whose heartbeat did not reach SCM.
+    pub(crate) fn restore_delete_acks(&self, acks: Vec<u64>) {
+        self.delete_acks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(acks);
     }
 
     pub(crate) fn set_scm(&self, state: ScmConnection) {

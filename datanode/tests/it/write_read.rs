@@ -205,12 +205,6 @@ async fn committed_blocks_and_closed_containers_refuse_writes() {
         data: payload,
     };
     let mut raw = clients.client(&nodes[0]).unwrap();
-    let again = chunk(Bytes::from_static(b"more"), 50_000, id);
-    let status = raw
-        .write_chunk(futures::stream::iter(vec![again]))
-        .await
-        .unwrap_err();
-    assert_eq!(status.code(), Code::AlreadyExists);
     // Re-sending the same PutBlock is harmless; a different one is refused.
     let put = |block: BlockData| PutBlockRequest { block: Some(block) };
     raw.put_block(put(done.block.clone())).await.unwrap();
@@ -219,6 +213,31 @@ async fn committed_blocks_and_closed_containers_refuse_writes() {
     other.size = 0;
     let status = raw.put_block(put(other)).await.unwrap_err();
     assert_eq!(status.code(), Code::AlreadyExists);
+    // Committed bytes never change; while the container is OPEN the block may grow past its
+    // committed length, and a PutBlock extending its chunks commits the longer block.
+    let over = chunk(Bytes::from_static(b"more"), 49_996, id);
+    let status = raw
+        .write_chunk(futures::stream::iter(vec![over]))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::AlreadyExists);
+    let more = Bytes::from_static(b"more");
+    let appended = chunk(more.clone(), 50_000, id);
+    let mut longer = done.block.clone();
+    longer.chunks.push(appended.chunk.clone().unwrap());
+    longer.size = 50_004;
+    raw.write_chunk(futures::stream::iter(vec![appended]))
+        .await
+        .unwrap();
+    raw.put_block(put(longer.clone())).await.unwrap();
+    let status = raw.put_block(put(done.block.clone())).await.unwrap_err();
+    assert_eq!(status.code(), Code::AlreadyExists, "shorter than committed");
+    let mut expected = bytes.to_vec();
+    expected.extend_from_slice(&more);
+    assert_eq!(
+        read_range(&clients, &nodes, id, 0, 50_004).await.unwrap(),
+        expected
+    );
 
     cluster.node(0).close_container(3).await.unwrap();
     let fresh = chunk(Bytes::from_static(b"late"), 0, block_id(3, 2));
