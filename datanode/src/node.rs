@@ -20,6 +20,13 @@ pub(crate) struct ReplicateTask {
     pub sources: Vec<DatanodeDetails>,
 }
 
+/// The queues to the background tasks.
+pub(crate) struct Queues {
+    pub replication_tx: tokio::sync::mpsc::UnboundedSender<ReplicateTask>,
+    pub scrub_tx: tokio::sync::mpsc::UnboundedSender<u64>,
+    pub commands: CommandQueues,
+}
+
 /// The datanode's link to SCM, as shown on the status page.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ScmConnection {
@@ -72,10 +79,13 @@ impl Datanode {
         containers: ContainerSet,
         metrics: Metrics,
         lock: DirLock,
-        replication_tx: tokio::sync::mpsc::UnboundedSender<ReplicateTask>,
-        scrub_tx: tokio::sync::mpsc::UnboundedSender<u64>,
-        commands: CommandQueues,
+        queues: Queues,
     ) -> Datanode {
+        let Queues {
+            replication_tx,
+            scrub_tx,
+            commands,
+        } = queues;
         Datanode {
             config,
             details,

@@ -21,7 +21,7 @@ use crate::config::DatanodeConfig;
 use crate::container::ContainerSet;
 use crate::error::DatanodeError;
 use crate::identity;
-use crate::node::{Datanode, ScmConnection};
+use crate::node::{Datanode, Queues, ScmConnection};
 use crate::service::DatanodeGrpc;
 use crate::{address, commands, heartbeat, replication, scrubber};
 
@@ -105,9 +105,11 @@ pub async fn start(cfg: OzoneConfig) -> Result<DatanodeHandle, DatanodeError> {
         containers,
         metrics,
         lock,
-        replication_tx,
-        scrub_tx,
-        command_queues,
+        Queues {
+            replication_tx,
+            scrub_tx,
+            commands: command_queues,
+        },
     ));
     // Only fails if already set, and it was just created.
     let _ = status_target.set(Arc::downgrade(&node));

@@ -46,6 +46,9 @@ pub(super) struct Record {
     pub(super) building: bool,
 }
 
+/// A summary row as read: container id, and the summary or why it cannot be decoded.
+pub(super) type RecordRow = (u64, Result<Record, String>);
+
 /// `metadata/container.json` of the older layout.
 #[derive(Debug, Serialize, Deserialize)]
 pub(super) struct LegacyContainerFile {
@@ -120,7 +123,7 @@ impl VolumeDb {
     }
 
     /// Every container summary, by id; an undecodable one comes with the reason.
-    pub(super) fn records(&self) -> Result<Vec<(u64, Result<Record, String>)>, DatanodeError> {
+    pub(super) fn records(&self) -> Result<Vec<RecordRow>, DatanodeError> {
         let txn = self.begin_read(0)?;
         let table = txn
             .open_table(CONTAINERS)

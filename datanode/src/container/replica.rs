@@ -168,13 +168,10 @@ impl Container {
                         .remove((self.id, *local))
                         .map_err(|e| err(e.into()))?
                         .map(|v| BlockData::decode(v.value()).map(|b| b.size));
-                    match old {
-                        Some(Ok(size)) => {
-                            freed += size;
-                            removed += 1;
-                        }
-                        // Undecodable metadata was never counted in the totals.
-                        Some(Err(_)) | None => {}
+                    // Undecodable metadata was never counted in the totals.
+                    if let Some(Ok(size)) = old {
+                        freed += size;
+                        removed += 1;
                     }
                 }
             }
