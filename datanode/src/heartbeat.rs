@@ -55,6 +55,7 @@ pub(crate) async fn run(node: Arc<Datanode>, mut shutdown: watch::Receiver<bool>
     let mut link = Link {
         registered: false,
         last_full: None,
+        cluster_id: String::new(),
     };
     let mut reachable = true;
     loop {
@@ -97,12 +98,14 @@ struct Link {
     registered: bool,
     /// When SCM last answered a full container report (register or heartbeat).
     last_full: Option<Instant>,
+    /// The cluster SCM named at registration.
+    cluster_id: String,
 }
 
 /// One round: register if needed, heartbeat, queue the commands of the reply.
 async fn beat(node: &Arc<Datanode>, client: &mut ScmClient, link: &mut Link) -> Result<(), Status> {
     if !link.registered {
-        register(node, client).await?;
+        link.cluster_id = register(node, client).await?;
         link.registered = true;
         link.last_full = Some(Instant::now());
     }
@@ -146,21 +149,27 @@ async fn beat(node: &Arc<Datanode>, client: &mut ScmClient, link: &mut Link) -> 
     if full {
         link.last_full = Some(Instant::now());
     }
+    // Answered again after a failure: the status page shows the link as it is.
+    if matches!(node.scm(), ScmConnection::Unreachable { .. }) {
+        node.set_scm(ScmConnection::Registered {
+            cluster_id: link.cluster_id.clone(),
+        });
+    }
     for command in reply.commands {
         submit(node, command);
     }
     if reply.reregister {
         tracing::info!("SCM does not know this datanode; registering again");
         link.registered = false;
-        register(node, client).await?;
+        link.cluster_id = register(node, client).await?;
         link.registered = true;
         link.last_full = Some(Instant::now());
     }
     Ok(())
 }
 
-/// Registers with a full container report.
-async fn register(node: &Arc<Datanode>, client: &mut ScmClient) -> Result<(), Status> {
+/// Registers with a full container report; returns the cluster id.
+async fn register(node: &Arc<Datanode>, client: &mut ScmClient) -> Result<String, Status> {
     let batch = node.containers.take_all_changes();
     let request = RegisterRequest {
         datanode: Some(node.details.clone()),
@@ -176,9 +185,9 @@ async fn register(node: &Arc<Datanode>, client: &mut ScmClient) -> Result<(), St
     };
     tracing::info!(uuid = %node.details.uuid, cluster_id = %reply.cluster_id, "registered with SCM");
     node.set_scm(ScmConnection::Registered {
-        cluster_id: reply.cluster_id,
+        cluster_id: reply.cluster_id.clone(),
     });
-    Ok(())
+    Ok(reply.cluster_id)
 }
 
 /// Hands a command to the worker that carries it out; never waits for it.
