@@ -98,6 +98,12 @@ fn main() -> ExitCode {
         _ => "warn",
     };
     ozone_common::telemetry::init(default_log);
+    if matches!(
+        cli.cmd,
+        Cmd::Om | Cmd::Scm | Cmd::Datanode | Cmd::S3g | Cmd::Cluster { .. }
+    ) {
+        ozone_common::raise_nofile_limit();
+    }
     let cfg = match load_config(cli.conf_dir.as_deref(), &cli.set) {
         Ok(c) => c,
         Err(e) => {

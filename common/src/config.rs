@@ -189,6 +189,7 @@ keys! {
     OZONE_SCM_DATANODE_PIPELINE_LIMIT = "ozone.scm.datanode.pipeline.limit" = "2" : "Pipelines a datanode may belong to.";
     HDDS_SCM_SAFEMODE_MIN_DATANODE = "hdds.scm.safemode.min.datanode" = "0" : "Healthy datanodes needed before SCM allocates blocks (0: the replication factor).";
     HDDS_HEARTBEAT_INTERVAL = "hdds.heartbeat.interval" = "3s" : "Datanode heartbeat interval.";
+    HDDS_CONTAINER_REPORT_INTERVAL = "hdds.container.report.interval" = "60s" : "How often a datanode sends a full container report; heartbeats in between carry only the replicas changed or removed since the last one SCM answered.";
     OZONE_SCM_STALE_NODE_INTERVAL = "ozone.scm.stale.node.interval" = "30s" : "A datanode silent this long is STALE.";
     OZONE_SCM_DEAD_NODE_INTERVAL = "ozone.scm.dead.node.interval" = "60s" : "A datanode silent this long is DEAD.";
     OZONE_KEY_PREALLOCATION_MAX_BLOCKS = "ozone.key.preallocation.max.blocks" = "64" : "Most blocks OM allocates when a key is opened.";

@@ -28,6 +28,35 @@ pub fn fsync_dir(dir: &std::path::Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
+/// Raises the soft limit on open files (`RLIMIT_NOFILE`) to the hard limit, as every server
+/// role does at start (children such as `cluster up`'s roles inherit it), and logs both once.
+/// Returns the soft limit in force afterwards (`None`: unlimited). A failure is logged and
+/// the role runs with the limit it has: it is built to work within a soft limit of 1024.
+pub fn raise_nofile_limit() -> Option<u64> {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let before = getrlimit(Resource::Nofile);
+    if before.current == before.maximum {
+        tracing::info!(soft = ?before.current, hard = ?before.maximum, "open file limit");
+        return before.current;
+    }
+    let raised = Rlimit {
+        current: before.maximum,
+        maximum: before.maximum,
+    };
+    match setrlimit(Resource::Nofile, raised) {
+        Ok(()) => {
+            tracing::info!(from = ?before.current, soft = ?before.maximum, hard = ?before.maximum,
+                "raised the open file limit to its hard limit");
+            before.maximum
+        }
+        Err(e) => {
+            tracing::warn!(soft = ?before.current, hard = ?before.maximum, error = %e,
+                "cannot raise the open file limit; keeping the soft limit");
+            before.current
+        }
+    }
+}
+
 /// Resolves when the process gets SIGINT or SIGTERM.
 pub async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
@@ -42,5 +71,19 @@ pub async fn shutdown_signal() {
     tokio::select! {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_open_file_limit_is_raised_to_the_hard_limit() {
+        use rustix::process::{Resource, getrlimit};
+        let before = getrlimit(Resource::Nofile);
+        let soft = super::raise_nofile_limit();
+        let after = getrlimit(Resource::Nofile);
+        assert_eq!(after.current, soft);
+        assert_eq!(after.maximum, before.maximum);
+        assert!(after.current.unwrap_or(u64::MAX) >= before.current.unwrap_or(u64::MAX));
     }
 }

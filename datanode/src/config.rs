@@ -28,6 +28,9 @@ pub struct DatanodeConfig {
     pub scm_address: String,
     /// `hdds.heartbeat.interval`.
     pub heartbeat_interval: Duration,
+    /// `hdds.container.report.interval`: how often a heartbeat carries a full container report
+    /// (the others carry the changes since the last report SCM answered).
+    pub container_report_interval: Duration,
     /// `hdds.datanode.replication.streams.limit`: container copies run at once.
     pub replication_streams: usize,
     /// `hdds.container.scrub.enabled`.
@@ -78,6 +81,7 @@ impl DatanodeConfig {
             http_address: cfg.get(keys::HDDS_DATANODE_HTTP_ADDRESS),
             scm_address: cfg.scm_datanode_address(),
             heartbeat_interval,
+            container_report_interval: cfg.get_duration(keys::HDDS_CONTAINER_REPORT_INTERVAL)?,
         })
     }
 

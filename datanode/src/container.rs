@@ -1,19 +1,27 @@
 //! Containers on local disk and the set of them a datanode holds: one container replica
 //! (`replica`), the set (`set`), a copy coming in from another datanode (`import`), the on-disk
-//! format they share (`disk`) and the replica state (`state`).
+//! format they share (`disk`), the replica state (`state`) and the changes not yet reported to
+//! SCM (`changes`).
 //!
-//! Layout of one container, `<dir>/containers/<id>/`:
-//! - `chunks/<localId>.block`: the block's bytes, each chunk written at its offset;
-//! - `metadata/container.json`: id and state (OPEN, CLOSED, UNHEALTHY);
-//! - `metadata/blocks.redb`: committed blocks, localId -> prost-encoded `hdds::BlockData`.
+//! Layout of a volume, `<dir>/containers/` (Ozone's container schema V3: one metadata database
+//! per volume, keys prefixed by container id, so open files do not grow with containers):
+//! - `container.db` (redb): table `containers`, container id -> summary (state, created,
+//!   used bytes, block count; a container being built is marked so and ignored), and table
+//!   `blocks`, (container id, localId) -> prost-encoded `hdds::BlockData`. A block commit
+//!   writes its row and the container's summary in one durable transaction;
+//! - `<id>/chunks/<localId>.block`: the block's bytes, each chunk written at its offset.
 //!
-//! A container is built in a temporary directory and renamed into place, so a crash never leaves
-//! a half-made one. Chunk I/O uses positional reads and writes on per-request file handles; the
-//! only lock on that path is the container's own state lock, shared by all writers and taken
+//! A container is built in a temporary directory (its rows under a summary marked as being
+//! built), renamed into place, and only then committed, so a crash never leaves a half-made
+//! one; a deletion removes the rows first, then the directory. Data directories of older
+//! versions (`<id>/metadata/container.json` and `blocks.redb` per container) are migrated at
+//! start. Chunk I/O uses positional reads and writes on per-request file handles; the only
+//! lock on that path is the container's own state lock, shared by all writers and taken
 //! exclusively just to commit a block or change the state, so that a CLOSED container and a
-//! committed block never change again. All functions here block: call them from
-//! `spawn_blocking`.
+//! committed block never change again (a committed block of an OPEN container may only grow).
+//! All functions here block: call them from `spawn_blocking`.
 
+mod changes;
 mod disk;
 mod import;
 mod replica;
@@ -71,20 +79,65 @@ mod tests {
             c.write_chunk(1, &f, 4, b"!"),
             Err(DatanodeError::BlockCommitted(_))
         ));
-        // Past the committed length the block's writer may go on (and extend it later).
-        c.write_chunk(1, &f, 5, b"!")
-            .expect("a write after the committed length");
-        let (b2, id2) = block(2, 10);
+        // While OPEN, a committed block grows: writes past its length, then a commit whose
+        // chunks extend the committed ones.
+        let chunk = |offset, len| ozone_proto::hdds::ChunkInfo {
+            offset,
+            len,
+            checksum: None,
+        };
+        let mut b1 = b.clone();
+        b1.chunks = vec![chunk(0, 5)];
+        let (b2, id2) = block(2, 5);
+        let f2 = c.open_block_for_write(2).expect("open");
+        c.write_chunk(2, &f2, 0, b"hello").expect("write");
+        let mut b2 = b2;
+        b2.chunks = vec![chunk(0, 5)];
+        c.commit_block(&b2, id2).expect("commit");
+        c.write_chunk(2, &f2, 5, b"!")
+            .expect("append past the committed length");
+        let mut longer = b2.clone();
+        longer.chunks.push(chunk(5, 1));
+        longer.size = 6;
+        c.commit_block(&longer, id2).expect("extends");
+        assert_eq!((c.block_count(), c.used_bytes()), (2, 11));
+        assert!(
+            matches!(
+                c.commit_block(&b2, id2),
+                Err(DatanodeError::BlockCommitted(_))
+            ),
+            "shorter than committed"
+        );
+        assert!(
+            matches!(
+                c.commit_block(&b1, id),
+                Err(DatanodeError::BlockCommitted(_))
+            ),
+            "different chunks"
+        );
+        let (b, b2) = (b, longer);
+        let (b3, id3) = block(3, 10);
         assert!(matches!(
-            c.commit_block(&b2, id2),
+            c.commit_block(&b3, id3),
             Err(DatanodeError::BlockIncomplete { .. })
         ));
         set.close_container(7).await.expect("close");
         assert!(matches!(
-            c.check_writable(3, 0),
+            c.check_writable(3),
             Err(DatanodeError::ContainerNotOpen { .. })
         ));
-        drop((c, f));
+        let mut longer = b2.clone();
+        longer.chunks.push(ozone_proto::hdds::ChunkInfo {
+            offset: 6,
+            len: 0,
+            checksum: None,
+        });
+        longer.size = 6;
+        assert!(
+            c.commit_block(&longer, id2).is_err(),
+            "a CLOSED container's blocks never change"
+        );
+        drop((c, f, f2));
         drop(set.shutdown());
         drop(set);
         // A leftover of an interrupted creation is cleaned up at load.
@@ -93,8 +146,12 @@ mod tests {
         assert!(!root.join(".tmp-9-x").exists());
         let c = set.get(7).expect("reloaded");
         assert_eq!(c.state(), ContainerState::Closed);
-        assert_eq!((c.block_count(), c.used_bytes()), (1, 5));
+        assert_eq!((c.block_count(), c.used_bytes()), (2, 11));
         assert_eq!(c.get_block(1).expect("read"), Some(b));
+        assert_eq!(c.get_block(2).expect("read"), Some(b2));
+        // One metadata database for the volume; no per-container metadata files.
+        assert!(root.join("container.db").exists());
+        assert!(!root.join("7/metadata").exists());
         let reports = set.reports();
         assert_eq!(reports.len(), 1);
         assert_eq!(reports[0].state, "CLOSED");
@@ -126,7 +183,8 @@ mod tests {
         // An import is invisible until finished, and an abandoned one leaves nothing.
         let imp = set.begin_import(8).await.expect("begin");
         drop(imp);
-        assert_eq!(std::fs::read_dir(&root).expect("ls").count(), 1);
+        // Only `container.db` and container 7.
+        assert_eq!(std::fs::read_dir(&root).expect("ls").count(), 2);
         let mut imp = set.begin_import(8).await.expect("begin");
         assert!(set.begin_import(7).await.is_err(), "exists");
         let f = imp.create_block_file(3).expect("file");
@@ -162,5 +220,233 @@ mod tests {
         ));
         assert!(set.get_or_create(3).await.is_err(), "never recreated over");
         assert_eq!(set.reports()[0].state, "UNHEALTHY");
+    }
+
+    /// Rows of container `id` in the volume database: its summary and its blocks.
+    fn rows(set: &ContainerSet, id: u64) -> (bool, usize) {
+        let db = set.db().expect("db");
+        let txn = db.begin_read(id).expect("read");
+        let summary = txn
+            .open_table(disk::CONTAINERS)
+            .expect("table")
+            .get(id)
+            .expect("get")
+            .is_some();
+        let blocks = txn
+            .open_table(disk::BLOCKS)
+            .expect("table")
+            .range(disk::block_range(id))
+            .expect("range")
+            .count();
+        (summary, blocks)
+    }
+
+    fn commit(c: &Container, local: u64, data: &[u8]) {
+        let f = c.open_block_for_write(local).expect("open");
+        c.write_chunk(local, &f, 0, data).expect("write");
+        let mut b = block(local, data.len() as u64).0;
+        b.block_id = Some(BlockId {
+            container_id: c.id(),
+            local_id: local,
+        });
+        c.commit_block(&b, b.block_id.unwrap_or_default())
+            .expect("commit");
+    }
+
+    #[tokio::test]
+    async fn a_data_dir_of_the_per_container_layout_is_migrated() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let root = tmp.path().join("containers");
+        // What the older code wrote: metadata/container.json and metadata/blocks.redb.
+        let legacy_blocks: redb::TableDefinition<u64, &[u8]> = redb::TableDefinition::new("blocks");
+        for (id, state) in [(4u64, "CLOSED"), (5, "OPEN")] {
+            let dir = root.join(id.to_string());
+            std::fs::create_dir_all(dir.join("metadata")).expect("mkdir");
+            std::fs::create_dir_all(dir.join("chunks")).expect("mkdir");
+            std::fs::write(
+                dir.join("metadata/container.json"),
+                format!(r#"{{"id":{id},"state":"{state}","created_ms":17}}"#),
+            )
+            .expect("json");
+            let db = redb::Database::create(dir.join("metadata/blocks.redb")).expect("db");
+            let txn = db.begin_write().expect("txn");
+            {
+                let mut t = txn.open_table(legacy_blocks).expect("table");
+                for local in 1..=3u64 {
+                    let b = BlockData {
+                        block_id: Some(BlockId {
+                            container_id: id,
+                            local_id: local,
+                        }),
+                        chunks: vec![],
+                        size: local * 10,
+                    };
+                    std::fs::write(
+                        dir.join(format!("chunks/{local}.block")),
+                        vec![0u8; local as usize * 10],
+                    )
+                    .expect("block");
+                    t.insert(local, prost::Message::encode_to_vec(&b).as_slice())
+                        .expect("insert");
+                }
+            }
+            txn.commit().expect("commit");
+        }
+        let set = ContainerSet::load(&root).expect("load");
+        for (id, state) in [(4u64, ContainerState::Closed), (5, ContainerState::Open)] {
+            let c = set.get(id).expect("migrated");
+            assert_eq!(c.state(), state);
+            assert_eq!((c.block_count(), c.used_bytes()), (3, 60));
+            assert_eq!(c.get_block(2).expect("get").map(|b| b.size), Some(20));
+            assert!(
+                !root.join(format!("{id}/metadata")).exists(),
+                "old files removed"
+            );
+            assert_eq!(rows(&set, id), (true, 3));
+        }
+        commit(&set.get(5).expect("open"), 4, b"more");
+        drop(set.shutdown());
+        drop(set);
+        let set = ContainerSet::load(&root).expect("reload");
+        let c = set.get(5).expect("reloaded");
+        assert_eq!((c.block_count(), c.used_bytes()), (4, 64));
+        assert_eq!(c.blocks().expect("blocks").len(), 4);
+    }
+
+    #[tokio::test]
+    async fn an_interrupted_import_and_deletion_leave_nothing_behind() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let root = tmp.path().join("containers");
+        let set = ContainerSet::load(&root).expect("load");
+        let c = set.get_or_create(1).await.expect("create");
+        commit(&c, 1, b"one");
+        drop(c);
+
+        // A crash during an import: rows written under a summary marked as being built, the
+        // block files in a temporary directory.
+        let mut imp = set.begin_import(8).await.expect("begin");
+        for local in 1..=300u64 {
+            let f = imp.create_block_file(local).expect("file");
+            std::os::unix::fs::FileExt::write_all_at(&f, b"abc", 0).expect("write");
+            let mut b = block(local, 3).0;
+            b.block_id = Some(BlockId {
+                container_id: 8,
+                local_id: local,
+            });
+            imp.add_block(b, Some(&f)).expect("add");
+        }
+        assert!(
+            matches!(set.get(8), Err(DatanodeError::ContainerNotFound(8))),
+            "invisible"
+        );
+        assert!(set.begin_import(8).await.is_err(), "one build at a time");
+        assert!(set.get_or_create(8).await.is_err());
+        assert_eq!(rows(&set, 8), (true, 256), "flushed rows, still building");
+        imp.crash();
+        // A crash after the rename, before the summary committed: a directory without rows.
+        std::fs::create_dir_all(root.join("9/chunks")).expect("mkdir");
+        drop(set.shutdown());
+        drop(set);
+        let set = ContainerSet::load(&root).expect("reload");
+        assert!(matches!(
+            set.get(8),
+            Err(DatanodeError::ContainerNotFound(8))
+        ));
+        assert!(matches!(
+            set.get(9),
+            Err(DatanodeError::ContainerNotFound(9))
+        ));
+        assert_eq!(rows(&set, 8), (false, 0));
+        let mut names: Vec<_> = std::fs::read_dir(&root)
+            .expect("ls")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().to_string())
+            .collect();
+        names.sort();
+        assert_eq!(names, vec!["1", "container.db"]);
+
+        // A finished import appears whole.
+        let mut imp = set.begin_import(8).await.expect("begin");
+        let f = imp.create_block_file(3).expect("file");
+        std::os::unix::fs::FileExt::write_all_at(&f, b"abc", 0).expect("write");
+        let mut b = block(3, 3).0;
+        b.block_id = Some(BlockId {
+            container_id: 8,
+            local_id: 3,
+        });
+        imp.add_block(b, Some(&f)).expect("add");
+        set.finish_import(imp).await.expect("finish");
+        assert_eq!(rows(&set, 8), (true, 1));
+
+        // Deleting: rows first, then the directory.
+        set.delete_container(1, true).await.expect("delete");
+        assert_eq!(rows(&set, 1), (false, 0));
+        assert!(!root.join("1").exists());
+        drop(set.shutdown());
+        drop(set);
+        let set = ContainerSet::load(&root).expect("reload");
+        assert!(matches!(
+            set.get(1),
+            Err(DatanodeError::ContainerNotFound(1))
+        ));
+        assert_eq!(set.get(8).expect("imported").used_bytes(), 3);
+    }
+
+    #[tokio::test]
+    async fn changes_since_the_last_report_are_tracked() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let root = tmp.path().join("containers");
+        let set = ContainerSet::load(&root).expect("load");
+        for id in 1..=3 {
+            set.get_or_create(id).await.expect("create");
+        }
+        let batch = set.take_changes(10);
+        assert_eq!((batch.changed, batch.removed), (vec![1, 2, 3], vec![]));
+        assert_eq!(set.take_changes(10), changes::ChangeBatch::default());
+        commit(&set.get(2).expect("c"), 1, b"x");
+        set.close_container(3).await.expect("close");
+        set.delete_container(3, false).await.expect("delete");
+        let batch = set.take_changes(10);
+        assert_eq!(
+            (batch.changed.clone(), batch.removed.clone()),
+            (vec![2], vec![3])
+        );
+        set.restore_changes(batch);
+        assert_eq!(set.report(2).map(|r| r.used_bytes), Some(1));
+        assert_eq!(set.report(3), None);
+        let batch = set.take_changes(10);
+        assert_eq!(
+            (batch.changed, batch.removed),
+            (vec![2], vec![3]),
+            "kept for the next heartbeat"
+        );
+    }
+
+    fn open_fds() -> usize {
+        std::fs::read_dir("/proc/self/fd").expect("fds").count()
+    }
+
+    #[tokio::test]
+    async fn open_files_do_not_grow_with_containers() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let root = tmp.path().join("containers");
+        let set = ContainerSet::load(&root).expect("load");
+        let c = set.get_or_create(1).await.expect("create");
+        commit(&c, 1, b"warm");
+        let before = open_fds();
+        for id in 2..=501 {
+            let c = set.get_or_create(id).await.expect("create");
+            commit(&c, 1, b"data");
+        }
+        let after = open_fds();
+        drop(c);
+        assert!(
+            after <= before + 2,
+            "{before} open files before 500 containers, {after} after"
+        );
+        drop(set.shutdown());
+        drop(set);
+        let set = ContainerSet::load(&root).expect("reload");
+        assert_eq!(set.list().len(), 501);
+        assert!(open_fds() <= before + 2);
     }
 }

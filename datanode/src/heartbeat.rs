@@ -1,17 +1,25 @@
 //! The datanode's side of the SCM protocol: register, then heartbeat every
 //! `hdds.heartbeat.interval` with a node report (capacity and remaining from statvfs of the data
 //! directory; used = the committed block bytes of this datanode's containers, as Ozone reports
-//! the space its own data takes), a full container report and the deleted-block transactions
-//! carried out since the last heartbeat, and carry out the commands that ride on the replies:
-//! close container, delete blocks and delete container here; replicate container is handed to
-//! the replication supervisor so a copy never delays a heartbeat.
+//! the space its own data takes), a container report and the deleted-block transactions
+//! carried out since the last heartbeat SCM answered, and queue the commands that ride on the
+//! replies: close container, delete blocks and delete container go to the command workers
+//! (`commands`), replicate container to the replication supervisor, so a heartbeat never waits
+//! for the disk.
+//!
+//! Container reports: registration carries a full one, and so does a heartbeat every
+//! `hdds.container.report.interval` (60 s by default); the heartbeats in between are
+//! incremental (`incremental_container_report`): only the replicas changed since the last
+//! report SCM answered, and `removed_containers`, at most 1,000 replicas each (the rest go with
+//! the next heartbeat). A heartbeat that fails gives its changes and acknowledgements back, so
+//! the next one carries them.
 //!
 //! SCM being down is normal (it may start later or restart): the loop keeps retrying at the
 //! heartbeat interval and logs once when SCM goes away and once when it is back.
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ozone_proto::scm::scm_command::Command;
 use ozone_proto::scm::scm_datanode_service_client::ScmDatanodeServiceClient;
@@ -20,7 +28,7 @@ use tokio::sync::watch;
 use tonic::Status;
 use tonic::transport::{Channel, Endpoint};
 
-use crate::error::DatanodeError;
+use crate::commands::Work;
 use crate::node::{Datanode, ScmConnection};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -44,11 +52,15 @@ pub(crate) async fn run(node: Arc<Datanode>, mut shutdown: watch::Receiver<bool>
     let mut client = ScmDatanodeServiceClient::new(endpoint.connect_lazy())
         .max_decoding_message_size(ozone_proto::MAX_MESSAGE_BYTES)
         .max_encoding_message_size(ozone_proto::MAX_MESSAGE_BYTES);
-    let mut registered = false;
+    let mut link = Link {
+        registered: false,
+        last_full: None,
+        cluster_id: String::new(),
+    };
     let mut reachable = true;
     loop {
         let result = tokio::select! {
-            r = beat(&node, &mut client, &mut registered) => r,
+            r = beat(&node, &mut client, &mut link) => r,
             _ = shutdown.wait_for(|&stop| stop) => break,
         };
         match result {
@@ -77,64 +89,112 @@ pub(crate) async fn run(node: Arc<Datanode>, mut shutdown: watch::Receiver<bool>
     tracing::debug!("heartbeat loop stopped");
 }
 
-/// One round: register if needed, heartbeat, act on the reply.
-async fn beat(
-    node: &Arc<Datanode>,
-    client: &mut ScmClient,
-    registered: &mut bool,
-) -> Result<(), Status> {
-    if !*registered {
-        register(node, client).await?;
-        *registered = true;
+/// Replicas one incremental report names at most (changed plus removed); the rest wait for
+/// the next heartbeat.
+const MAX_INCREMENTAL_REPLICAS: usize = 1000;
+
+/// What the loop remembers between heartbeats.
+struct Link {
+    registered: bool,
+    /// When SCM last answered a full container report (register or heartbeat).
+    last_full: Option<Instant>,
+    /// The cluster SCM named at registration.
+    cluster_id: String,
+}
+
+/// One round: register if needed, heartbeat, queue the commands of the reply.
+async fn beat(node: &Arc<Datanode>, client: &mut ScmClient, link: &mut Link) -> Result<(), Status> {
+    if !link.registered {
+        link.cluster_id = register(node, client).await?;
+        link.registered = true;
+        link.last_full = Some(Instant::now());
     }
+    let full = link
+        .last_full
+        .is_none_or(|t| t.elapsed() >= node.config.container_report_interval);
+    // Taken before the report is built, so nothing that changes meanwhile is missed; given
+    // back if SCM does not get the report.
+    let (batch, containers) = if full {
+        (node.containers.take_all_changes(), container_report(node))
+    } else {
+        let batch = node.containers.take_changes(MAX_INCREMENTAL_REPLICAS);
+        let containers = batch
+            .changed
+            .iter()
+            .filter_map(|&id| node.containers.report(id))
+            .collect();
+        (batch, containers)
+    };
+    let acks = node.take_delete_acks();
     let request = HeartbeatRequest {
         datanode: Some(node.details.clone()),
         node_report: Some(node_report(node).await),
-        containers: container_report(node),
-        deleted_block_txs: node.take_delete_acks(),
-        ..Default::default()
+        containers,
+        deleted_block_txs: acks.clone(),
+        incremental_container_report: !full,
+        removed_containers: if full {
+            Vec::new()
+        } else {
+            batch.removed.clone()
+        },
     };
-    let reply = client.heartbeat(request).await?.into_inner();
+    let reply = match client.heartbeat(request).await {
+        Ok(r) => r.into_inner(),
+        Err(status) => {
+            node.containers.restore_changes(batch);
+            node.restore_delete_acks(acks);
+            return Err(status);
+        }
+    };
+    if full {
+        link.last_full = Some(Instant::now());
+    }
+    // Answered again after a failure: the status page shows the link as it is.
+    if matches!(node.scm(), ScmConnection::Unreachable { .. }) {
+        node.set_scm(ScmConnection::Registered {
+            cluster_id: link.cluster_id.clone(),
+        });
+    }
     for command in reply.commands {
-        execute(node, command).await;
+        submit(node, command);
     }
     if reply.reregister {
         tracing::info!("SCM does not know this datanode; registering again");
-        *registered = false;
-        register(node, client).await?;
-        *registered = true;
+        link.registered = false;
+        link.cluster_id = register(node, client).await?;
+        link.registered = true;
+        link.last_full = Some(Instant::now());
     }
     Ok(())
 }
 
-async fn register(node: &Arc<Datanode>, client: &mut ScmClient) -> Result<(), Status> {
+/// Registers with a full container report; returns the cluster id.
+async fn register(node: &Arc<Datanode>, client: &mut ScmClient) -> Result<String, Status> {
+    let batch = node.containers.take_all_changes();
     let request = RegisterRequest {
         datanode: Some(node.details.clone()),
         node_report: Some(node_report(node).await),
         containers: container_report(node),
     };
-    let reply = client.register(request).await?.into_inner();
+    let reply = match client.register(request).await {
+        Ok(r) => r.into_inner(),
+        Err(status) => {
+            node.containers.restore_changes(batch);
+            return Err(status);
+        }
+    };
     tracing::info!(uuid = %node.details.uuid, cluster_id = %reply.cluster_id, "registered with SCM");
     node.set_scm(ScmConnection::Registered {
-        cluster_id: reply.cluster_id,
+        cluster_id: reply.cluster_id.clone(),
     });
-    Ok(())
+    Ok(reply.cluster_id)
 }
 
-async fn execute(node: &Arc<Datanode>, command: ScmCommand) {
+/// Hands a command to the worker that carries it out; never waits for it.
+fn submit(node: &Arc<Datanode>, command: ScmCommand) {
     match command.command {
         Some(Command::CloseContainer(close)) => {
-            let id = close.container_id;
-            match node.containers.close_container(id).await {
-                Ok(()) => tracing::info!(container = id, "closed container on SCM's command"),
-                Err(DatanodeError::ContainerNotFound(_)) => {
-                    tracing::warn!(
-                        container = id,
-                        "SCM asked to close a container this datanode does not have"
-                    )
-                }
-                Err(e) => tracing::error!(container = id, error = %e, "cannot close container"),
-            }
+            node.commands.submit(Work::Close(close.container_id));
         }
         Some(Command::ReplicateContainer(r)) => {
             let sources: Vec<_> = r.sources.into_iter().collect();
@@ -147,47 +207,14 @@ async fn execute(node: &Arc<Datanode>, command: ScmCommand) {
         }
         Some(Command::DeleteBlocks(d)) => {
             for tx in d.transactions {
-                let (id, count) = (tx.container_id, tx.local_ids.len());
-                let result = match node.containers.get(id) {
-                    Ok(c) => {
-                        let ids = tx.local_ids;
-                        tokio::task::spawn_blocking(move || c.delete_blocks(&ids))
-                            .await
-                            .map_err(DatanodeError::from)
-                            .and_then(|r| r)
-                    }
-                    // Nothing of it here (any more): nothing to delete.
-                    Err(DatanodeError::ContainerNotFound(_)) => Ok(0),
-                    Err(e) => Err(e),
-                };
-                match result {
-                    Ok(freed) => {
-                        tracing::debug!(
-                            container = id,
-                            blocks = count,
-                            freed,
-                            tx = tx.tx_id,
-                            "deleted blocks"
-                        );
-                        node.ack_delete(tx.tx_id);
-                    }
-                    Err(e) => {
-                        tracing::warn!(container = id, tx = tx.tx_id, error = %e, "cannot delete blocks; SCM will ask again")
-                    }
-                }
+                node.commands.submit(Work::DeleteBlocks(tx));
             }
         }
         Some(Command::DeleteContainer(d)) => {
-            let id = d.container_id;
-            match node.containers.delete_container(id, d.force).await {
-                Ok(()) => tracing::info!(
-                    container = id,
-                    force = d.force,
-                    "deleted container on SCM's command"
-                ),
-                Err(DatanodeError::ContainerNotFound(_)) => {}
-                Err(e) => tracing::warn!(container = id, error = %e, "cannot delete container"),
-            }
+            node.commands.submit(Work::DeleteContainer {
+                id: d.container_id,
+                force: d.force,
+            });
         }
         None => tracing::warn!("SCM sent an empty or unknown command; ignored"),
     }

@@ -3,11 +3,14 @@
 //!
 //! [`run`] is what `ozone datanode` calls; tests use [`start`], which returns a
 //! [`DatanodeHandle`] with the bound addresses and a `stop`. Inside:
-//! - `container`: the on-disk containers (block files, `container.json`, `blocks.redb`);
+//! - `container`: the on-disk containers (block files; one metadata database per volume,
+//!   `containers/container.db`, with every container's summary and block table);
 //! - `block`: chunk-list validation and verified, bounded range reads;
 //! - `service`: the `DatanodeService` gRPC handlers;
 //! - `heartbeat`: registration and heartbeats to SCM, and SCM's commands (close, delete
-//!   blocks, delete container, replicate);
+//!   blocks, delete container, replicate), with full and incremental container reports;
+//! - `commands`: the workers (tokio tasks, bounded queues) that close containers and delete
+//!   blocks and containers on SCM's command, so a heartbeat never waits for the disk;
 //! - `replication`: the replication supervisor (tokio task): verified container copies pulled
 //!   from another datanode's `CopyContainer`;
 //! - `scrubber`: the background scrubber (tokio task) that re-verifies stored checksums at a
@@ -20,6 +23,7 @@
 
 mod address;
 mod block;
+mod commands;
 mod config;
 mod container;
 mod error;

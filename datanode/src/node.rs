@@ -8,6 +8,7 @@ use std::sync::Mutex;
 use ozone_common::Metrics;
 use ozone_proto::hdds::DatanodeDetails;
 
+use crate::commands::CommandQueues;
 use crate::config::DatanodeConfig;
 use crate::container::{ContainerSet, ContainerState};
 use crate::identity::DirLock;
@@ -17,6 +18,13 @@ use crate::identity::DirLock;
 pub(crate) struct ReplicateTask {
     pub container_id: u64,
     pub sources: Vec<DatanodeDetails>,
+}
+
+/// The queues to the background tasks.
+pub(crate) struct Queues {
+    pub replication_tx: tokio::sync::mpsc::UnboundedSender<ReplicateTask>,
+    pub scrub_tx: tokio::sync::mpsc::UnboundedSender<u64>,
+    pub commands: CommandQueues,
 }
 
 /// The datanode's link to SCM, as shown on the status page.
@@ -57,7 +65,9 @@ pub(crate) struct Datanode {
     lock: Mutex<Option<DirLock>>,
     replication_tx: tokio::sync::mpsc::UnboundedSender<ReplicateTask>,
     scrub_tx: tokio::sync::mpsc::UnboundedSender<u64>,
-    /// Deleted-block transactions done since the last heartbeat.
+    /// Queues to the workers that carry out SCM's close and delete commands.
+    pub(crate) commands: CommandQueues,
+    /// Deleted-block transactions done and not yet acknowledged to SCM.
     delete_acks: Mutex<Vec<u64>>,
 }
 
@@ -69,9 +79,13 @@ impl Datanode {
         containers: ContainerSet,
         metrics: Metrics,
         lock: DirLock,
-        replication_tx: tokio::sync::mpsc::UnboundedSender<ReplicateTask>,
-        scrub_tx: tokio::sync::mpsc::UnboundedSender<u64>,
+        queues: Queues,
     ) -> Datanode {
+        let Queues {
+            replication_tx,
+            scrub_tx,
+            commands,
+        } = queues;
         Datanode {
             config,
             details,
@@ -82,6 +96,7 @@ impl Datanode {
             lock: Mutex::new(Some(lock)),
             replication_tx,
             scrub_tx,
+            commands,
             delete_acks: Mutex::new(Vec::new()),
         }
     }
@@ -124,6 +139,14 @@ impl Datanode {
 
     pub(crate) fn take_delete_acks(&self) -> Vec<u64> {
         std::mem::take(&mut *self.delete_acks.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Gives back acknowledgements whose heartbeat did not reach SCM.
+    pub(crate) fn restore_delete_acks(&self, acks: Vec<u64>) {
+        self.delete_acks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(acks);
     }
 
     pub(crate) fn set_scm(&self, state: ScmConnection) {

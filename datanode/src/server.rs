@@ -1,6 +1,6 @@
 //! Starting and stopping a datanode: the data directory (lock, identity, containers), the shared
-//! [`Datanode`] state, the gRPC server, the SCM heartbeat loop, the replication supervisor, the
-//! scrubber and the http server with `/prom` and the status page.
+//! [`Datanode`] state, the gRPC server, the SCM heartbeat loop, the command workers, the
+//! replication supervisor, the scrubber and the http server with `/prom` and the status page.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock, Weak};
@@ -21,9 +21,9 @@ use crate::config::DatanodeConfig;
 use crate::container::ContainerSet;
 use crate::error::DatanodeError;
 use crate::identity;
-use crate::node::{Datanode, ScmConnection};
+use crate::node::{Datanode, Queues, ScmConnection};
 use crate::service::DatanodeGrpc;
-use crate::{address, heartbeat, replication, scrubber};
+use crate::{address, commands, heartbeat, replication, scrubber};
 
 /// How long `stop` waits for in-flight requests before cutting them off.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -98,14 +98,18 @@ pub async fn start(cfg: OzoneConfig) -> Result<DatanodeHandle, DatanodeError> {
     };
     let (replication_tx, replication_rx) = tokio::sync::mpsc::unbounded_channel();
     let (scrub_tx, scrub_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (command_queues, command_rx) = commands::queues(commands::QUEUE_DEPTH);
     let node = Arc::new(Datanode::new(
         config,
         details,
         containers,
         metrics,
         lock,
-        replication_tx,
-        scrub_tx,
+        Queues {
+            replication_tx,
+            scrub_tx,
+            commands: command_queues,
+        },
     ));
     // Only fails if already set, and it was just created.
     let _ = status_target.set(Arc::downgrade(&node));
@@ -141,6 +145,7 @@ pub async fn start(cfg: OzoneConfig) -> Result<DatanodeHandle, DatanodeError> {
     if node.config.scrub_enabled {
         tokio::spawn(scrubber::run(node.clone(), scrub_rx, shutdown_rx.clone()));
     }
+    commands::run(node.clone(), command_rx, shutdown_rx.clone());
     let heartbeat = tokio::spawn(heartbeat::run(node.clone(), shutdown_rx));
     tracing::info!(uuid = %node.details.uuid, grpc = %grpc_addr, http = %http_addr,
         advertised = %node.details.endpoint(), dir = %node.config.dir.display(), scm = %node.config.scm_address,

@@ -101,9 +101,9 @@ impl DatanodeGrpc {
                         .get_or_create(block_id.container_id)
                         .await?;
                     let c = container.clone();
-                    let first_offset = chunk.offset;
+                    // Offsets inside a committed block's length are refused by write_chunk.
                     let file = spawn_blocking(move || {
-                        c.check_writable(block_id.local_id, first_offset)?;
+                        c.check_writable(block_id.local_id)?;
                         c.open_block_for_write(block_id.local_id)
                     })
                     .await??;

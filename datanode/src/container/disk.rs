@@ -1,29 +1,57 @@
-//! The on-disk format shared by a container and an import: file names, `container.json`, the
-//! block table, and durable atomic JSON writes.
+//! The on-disk format shared by a container, an import and the set: the volume's metadata
+//! database (`containers/container.db`), file names, and the layout of older versions
+//! (`metadata/container.json` + `metadata/blocks.redb` per container) migrated at start.
 
-use std::fs::File;
-use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use ozone_common::fsync_dir;
 use ozone_proto::hdds::BlockData;
 use prost::Message;
-use redb::{Database, TableDefinition};
+use redb::{
+    Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+    WriteTransaction,
+};
 use serde::{Deserialize, Serialize};
 
 use super::state::ContainerState;
 use crate::error::DatanodeError;
 
-/// Committed blocks of a container: localId -> prost-encoded `BlockData`.
-pub(super) const BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("blocks");
-/// redb page cache per container; block metadata is small and mostly read once.
-pub(super) const DB_CACHE_BYTES: usize = 4 * 1024 * 1024;
-pub(super) const CONTAINER_FILE: &str = "container.json";
-pub(super) const DB_FILE: &str = "blocks.redb";
+/// Every container's summary: container id -> JSON [`Record`].
+pub(super) const CONTAINERS: TableDefinition<u64, &[u8]> = TableDefinition::new("containers");
+/// Every committed block: (container id, local id) -> prost-encoded `BlockData`.
+pub(super) const BLOCKS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("blocks");
+/// The volume's metadata database, in the containers directory.
+pub(super) const DB_FILE: &str = "container.db";
+/// redb page cache of the volume database.
+const DB_CACHE_BYTES: usize = 64 * 1024 * 1024;
 
-/// `metadata/container.json`.
+/// Files of the per-container layout of older versions.
+pub(super) const LEGACY_CONTAINER_FILE: &str = "container.json";
+pub(super) const LEGACY_DB_FILE: &str = "blocks.redb";
+const LEGACY_BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("blocks");
+
+/// A container's summary row: what loading it needs, without reading its blocks.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub(super) struct Record {
+    pub(super) state: ContainerState,
+    #[serde(default)]
+    pub(super) created_ms: u64,
+    #[serde(default)]
+    pub(super) used_bytes: u64,
+    #[serde(default)]
+    pub(super) block_count: u64,
+    /// Being built (an import or a creation not yet committed): ignored by the set, and
+    /// removed with its block rows at the next start.
+    #[serde(default)]
+    pub(super) building: bool,
+}
+
+/// A summary row as read: container id, and the summary or why it cannot be decoded.
+pub(super) type RecordRow = (u64, Result<Record, String>);
+
+/// `metadata/container.json` of the older layout.
 #[derive(Debug, Serialize, Deserialize)]
-pub(super) struct ContainerFile {
+pub(super) struct LegacyContainerFile {
     pub(super) id: u64,
     pub(super) state: ContainerState,
     #[serde(default)]
@@ -35,59 +63,221 @@ pub(super) fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) 
     move |e| DatanodeError::io(context, e)
 }
 
-/// Writes `value` as JSON to `path` atomically and durably (temp file, fsync, rename, fsync dir).
-pub(super) fn write_json_atomic(path: &Path, value: &impl Serialize) -> Result<(), DatanodeError> {
-    let text = serde_json::to_vec_pretty(value).map_err(|e| DatanodeError::BadFile {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })?;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = path.with_extension("json.tmp");
-    let write = || -> std::io::Result<()> {
-        let mut f = File::create(&tmp)?;
-        f.write_all(&text)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        fsync_dir(dir)
-    };
-    write().map_err(io_err(format!("writing {}", path.display())))
+/// The key range of container `id`'s blocks.
+pub(super) fn block_range(id: u64) -> std::ops::RangeInclusive<(u64, u64)> {
+    (id, 0)..=(id, u64::MAX)
 }
 
-/// Lays down a new container's metadata in `metadata`: `container.json` in `state` and a block
-/// table holding `blocks`, committed durably. Shared by a new container and an import.
-pub(super) fn write_metadata(
-    metadata: &Path,
+/// The one metadata database of a volume: every container's summary and block table, keyed
+/// by container id (Ozone's container schema V3), so open files do not grow with containers.
+/// Each write transaction commits durably (redb's default, `Durability::Immediate`) unless
+/// said otherwise.
+pub(super) struct VolumeDb {
+    db: Database,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for VolumeDb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VolumeDb")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+impl VolumeDb {
+    /// Opens (creating if needed) `<root>/container.db` with both tables present.
+    pub(super) fn open(root: &Path) -> Result<VolumeDb, DatanodeError> {
+        let path = root.join(DB_FILE);
+        let db = ozone_common::db::open_waiting(|| {
+            Database::builder()
+                .set_cache_size(DB_CACHE_BYTES)
+                .create(&path)
+        })
+        .map_err(|e| DatanodeError::metadata(0, e))?;
+        let txn = db
+            .begin_write()
+            .map_err(|e| DatanodeError::metadata(0, e))?;
+        txn.open_table(CONTAINERS)
+            .map_err(|e| DatanodeError::metadata(0, e))?;
+        txn.open_table(BLOCKS)
+            .map_err(|e| DatanodeError::metadata(0, e))?;
+        txn.commit().map_err(|e| DatanodeError::metadata(0, e))?;
+        Ok(VolumeDb { db, path })
+    }
+
+    pub(super) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub(super) fn begin_write(&self, id: u64) -> Result<WriteTransaction, DatanodeError> {
+        self.db
+            .begin_write()
+            .map_err(|e| DatanodeError::metadata(id, e))
+    }
+
+    pub(super) fn begin_read(&self, id: u64) -> Result<redb::ReadTransaction, DatanodeError> {
+        self.db
+            .begin_read()
+            .map_err(|e| DatanodeError::metadata(id, e))
+    }
+
+    /// Every container summary, by id; an undecodable one comes with the reason.
+    pub(super) fn records(&self) -> Result<Vec<RecordRow>, DatanodeError> {
+        let txn = self.begin_read(0)?;
+        let table = txn
+            .open_table(CONTAINERS)
+            .map_err(|e| DatanodeError::metadata(0, e))?;
+        let mut out = Vec::with_capacity(usize::try_from(table.len().unwrap_or(0)).unwrap_or(0));
+        for entry in table.iter().map_err(|e| DatanodeError::metadata(0, e))? {
+            let (k, v) = entry.map_err(|e| DatanodeError::metadata(0, e))?;
+            out.push((
+                k.value(),
+                serde_json::from_slice::<Record>(v.value()).map_err(|e| e.to_string()),
+            ));
+        }
+        Ok(out)
+    }
+}
+
+/// Writes container `id`'s summary in `txn`.
+pub(super) fn put_record(
+    txn: &WriteTransaction,
     id: u64,
-    state: ContainerState,
-    blocks: &[BlockData],
+    record: &Record,
 ) -> Result<(), DatanodeError> {
-    write_json_atomic(
-        &metadata.join(CONTAINER_FILE),
-        &ContainerFile {
-            id,
-            state,
-            created_ms: ozone_common::now_ms(),
-        },
-    )?;
-    let db = Database::builder()
-        .set_cache_size(DB_CACHE_BYTES)
-        .create(metadata.join(DB_FILE))
+    let bytes = serde_json::to_vec(record).map_err(|e| DatanodeError::BadFile {
+        path: PathBuf::from(DB_FILE),
+        message: format!("encoding the record of container {id}: {e}"),
+    })?;
+    let mut table = txn
+        .open_table(CONTAINERS)
         .map_err(|e| DatanodeError::metadata(id, e))?;
-    let txn = db
-        .begin_write()
+    table
+        .insert(id, bytes.as_slice())
         .map_err(|e| DatanodeError::metadata(id, e))?;
-    {
-        let mut table = txn
-            .open_table(BLOCKS)
+    Ok(())
+}
+
+/// Container `id`'s summary as `txn` sees it.
+pub(super) fn get_record(txn: &WriteTransaction, id: u64) -> Result<Option<Record>, DatanodeError> {
+    let table = txn
+        .open_table(CONTAINERS)
+        .map_err(|e| DatanodeError::metadata(id, e))?;
+    let Some(v) = table.get(id).map_err(|e| DatanodeError::metadata(id, e))? else {
+        return Ok(None);
+    };
+    serde_json::from_slice(v.value())
+        .map(Some)
+        .map_err(|e| DatanodeError::BadFile {
+            path: PathBuf::from(DB_FILE),
+            message: format!("record of container {id}: {e}"),
+        })
+}
+
+/// Removes container `id`'s summary and every block row in `txn`.
+pub(super) fn remove_container_rows(txn: &WriteTransaction, id: u64) -> Result<(), DatanodeError> {
+    let mut blocks = txn
+        .open_table(BLOCKS)
+        .map_err(|e| DatanodeError::metadata(id, e))?;
+    blocks
+        .retain_in(block_range(id), |_, _| false)
+        .map_err(|e| DatanodeError::metadata(id, e))?;
+    let mut containers = txn
+        .open_table(CONTAINERS)
+        .map_err(|e| DatanodeError::metadata(id, e))?;
+    containers
+        .remove(id)
+        .map_err(|e| DatanodeError::metadata(id, e))?;
+    Ok(())
+}
+
+/// Whether `dir` still holds the metadata of the older per-container layout.
+pub(super) fn has_legacy_metadata(dir: &Path) -> bool {
+    dir.join("metadata").exists()
+}
+
+/// Removes the older layout's `metadata/` directory of a migrated container.
+pub(super) fn remove_legacy_metadata(dir: &Path) -> Result<(), DatanodeError> {
+    let metadata = dir.join("metadata");
+    std::fs::remove_dir_all(&metadata)
+        .map_err(io_err(format!("removing {}", metadata.display())))?;
+    fsync_dir(dir).map_err(io_err(format!("syncing {}", dir.display())))
+}
+
+/// Moves a container of the older layout (`metadata/container.json` and its own
+/// `metadata/blocks.redb`) into the volume database in one durable transaction, then removes
+/// the old files (a crash in between leaves them beside the committed rows; the next start
+/// removes them). Returns its summary.
+pub(super) fn migrate_legacy(db: &VolumeDb, dir: &Path, id: u64) -> Result<Record, DatanodeError> {
+    let json_path = dir.join("metadata").join(LEGACY_CONTAINER_FILE);
+    let text =
+        std::fs::read(&json_path).map_err(io_err(format!("reading {}", json_path.display())))?;
+    let file: LegacyContainerFile =
+        serde_json::from_slice(&text).map_err(|e| DatanodeError::BadFile {
+            path: json_path.clone(),
+            message: e.to_string(),
+        })?;
+    if file.id != id {
+        return Err(DatanodeError::BadFile {
+            path: json_path,
+            message: format!("names container {} but lives in directory {id}", file.id),
+        });
+    }
+    let mut record = Record {
+        state: file.state,
+        created_ms: file.created_ms,
+        used_bytes: 0,
+        block_count: 0,
+        building: false,
+    };
+    let legacy_path = dir.join("metadata").join(LEGACY_DB_FILE);
+    let txn = db.begin_write(id)?;
+    if legacy_path.exists() {
+        let legacy = ozone_common::db::open_waiting(|| Database::open(&legacy_path))
             .map_err(|e| DatanodeError::metadata(id, e))?;
-        for b in blocks {
-            let local_id = b.block_id.map(|i| i.local_id).unwrap_or_default();
-            table
-                .insert(local_id, b.encode_to_vec().as_slice())
-                .map_err(|e| DatanodeError::metadata(id, e))?;
+        let rtxn = legacy
+            .begin_read()
+            .map_err(|e| DatanodeError::metadata(id, e))?;
+        match rtxn.open_table(LEGACY_BLOCKS) {
+            Ok(old) => {
+                let mut blocks = txn
+                    .open_table(BLOCKS)
+                    .map_err(|e| DatanodeError::metadata(id, e))?;
+                let mut undecodable = 0u64;
+                for entry in old.iter().map_err(|e| DatanodeError::metadata(id, e))? {
+                    let (k, v) = entry.map_err(|e| DatanodeError::metadata(id, e))?;
+                    match BlockData::decode(v.value()) {
+                        Ok(b) => {
+                            record.used_bytes += b.size;
+                            record.block_count += 1;
+                        }
+                        Err(_) => undecodable += 1,
+                    }
+                    blocks
+                        .insert((id, k.value()), v.value())
+                        .map_err(|e| DatanodeError::metadata(id, e))?;
+                }
+                if undecodable > 0 {
+                    tracing::error!(
+                        container = id,
+                        undecodable,
+                        "block metadata entries cannot be decoded; container marked UNHEALTHY"
+                    );
+                    record.state = ContainerState::Unhealthy;
+                }
+            }
+            Err(redb::TableError::TableDoesNotExist(_)) => {}
+            Err(e) => return Err(DatanodeError::metadata(id, e)),
         }
     }
+    put_record(&txn, id, &record)?;
     txn.commit().map_err(|e| DatanodeError::metadata(id, e))?;
-    drop(db);
-    Ok(())
+    remove_legacy_metadata(dir)?;
+    tracing::info!(
+        container = id,
+        blocks = record.block_count,
+        "moved a container's metadata into the volume database"
+    );
+    Ok(record)
 }

@@ -1,29 +1,29 @@
-//! One container replica on disk: creating and loading it, block metadata, chunk files, block
-//! commits and state changes.
+//! One container replica: its block metadata (rows of the volume database), its chunk files,
+//! block commits and state changes.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use ozone_common::fsync_dir;
 use ozone_proto::hdds::{BlockData, BlockId};
 use ozone_proto::scm::ContainerReplicaReport;
 use prost::Message;
-use redb::{Database, ReadOnlyTable, ReadableDatabase, ReadableTable};
+use redb::{ReadableTable, WriteTransaction};
 
-use super::disk::{
-    BLOCKS, CONTAINER_FILE, ContainerFile, DB_CACHE_BYTES, DB_FILE, io_err, write_json_atomic,
-};
+use super::changes::Changes;
+use super::disk::{BLOCKS, Record, VolumeDb, block_range, io_err, put_record};
 use super::state::ContainerState;
 use crate::error::DatanodeError;
 
-/// One container replica on disk.
+/// One container replica: chunk files in its directory, metadata in the volume database.
 pub struct Container {
     id: u64,
     dir: PathBuf,
-    db: Database,
+    db: Arc<VolumeDb>,
+    changes: Arc<Changes>,
     state: RwLock<ContainerState>,
     created_ms: u64,
     used_bytes: AtomicU64,
@@ -39,63 +39,32 @@ impl std::fmt::Debug for Container {
     }
 }
 
+/// Whether `new` extends the committed `old`: the same leading chunks, then more.
+fn extends(old: &BlockData, new: &BlockData) -> bool {
+    new.size > old.size
+        && new.chunks.len() > old.chunks.len()
+        && new.chunks[..old.chunks.len()] == old.chunks[..]
+}
+
 impl Container {
-    /// Opens container `id` stored in `dir`, counting its committed blocks.
-    pub(super) fn load(dir: &Path, id: u64) -> Result<Container, DatanodeError> {
-        let json_path = dir.join("metadata").join(CONTAINER_FILE);
-        let text = std::fs::read(&json_path)
-            .map_err(io_err(format!("reading {}", json_path.display())))?;
-        let file: ContainerFile =
-            serde_json::from_slice(&text).map_err(|e| DatanodeError::BadFile {
-                path: json_path.clone(),
-                message: e.to_string(),
-            })?;
-        if file.id != id {
-            return Err(DatanodeError::BadFile {
-                path: json_path,
-                message: format!("names container {} but lives in directory {id}", file.id),
-            });
-        }
-        let path = dir.join("metadata").join(DB_FILE);
-        let db = ozone_common::db::open_waiting(|| {
-            Database::builder()
-                .set_cache_size(DB_CACHE_BYTES)
-                .open(&path)
-        })
-        .map_err(|e| DatanodeError::metadata(id, e))?;
-        let container = Container {
+    /// Container `id` in `dir` as its summary row describes it (no block is read).
+    pub(super) fn from_record(
+        db: Arc<VolumeDb>,
+        changes: Arc<Changes>,
+        dir: &Path,
+        id: u64,
+        record: Record,
+    ) -> Container {
+        Container {
             id,
             dir: dir.to_path_buf(),
             db,
-            state: RwLock::new(file.state),
-            created_ms: file.created_ms,
-            used_bytes: AtomicU64::new(0),
-            block_count: AtomicU64::new(0),
-        };
-        let (mut used, mut count, mut undecodable) = (0u64, 0u64, 0u64);
-        let table = container.read_blocks()?;
-        for entry in table.iter().map_err(|e| DatanodeError::metadata(id, e))? {
-            let (_, value) = entry.map_err(|e| DatanodeError::metadata(id, e))?;
-            match BlockData::decode(value.value()) {
-                Ok(block) => {
-                    used += block.size;
-                    count += 1;
-                }
-                Err(_) => undecodable += 1,
-            }
+            changes,
+            state: RwLock::new(record.state),
+            created_ms: record.created_ms,
+            used_bytes: AtomicU64::new(record.used_bytes),
+            block_count: AtomicU64::new(record.block_count),
         }
-        drop(table);
-        container.used_bytes.store(used, Ordering::Relaxed);
-        container.block_count.store(count, Ordering::Relaxed);
-        if undecodable > 0 {
-            tracing::error!(
-                container = id,
-                undecodable,
-                "block metadata entries cannot be decoded; container marked UNHEALTHY"
-            );
-            *container.write_state() = ContainerState::Unhealthy;
-        }
-        Ok(container)
     }
 
     pub fn id(&self) -> u64 {
@@ -131,78 +100,95 @@ impl Container {
         }
     }
 
-    /// The committed block table, read in a transaction of its own.
-    fn read_blocks(&self) -> Result<ReadOnlyTable<u64, &'static [u8]>, DatanodeError> {
-        let txn = self
-            .db
-            .begin_read()
-            .map_err(|e| DatanodeError::metadata(self.id, e))?;
-        txn.open_table(BLOCKS)
-            .map_err(|e| DatanodeError::metadata(self.id, e))
+    fn meta_err(&self) -> impl Fn(redb::Error) -> DatanodeError {
+        let id = self.id;
+        move |e| DatanodeError::metadata(id, e)
+    }
+
+    fn bad_row(&self, local_id: u64, e: prost::DecodeError) -> DatanodeError {
+        DatanodeError::BadFile {
+            path: self.db.path().to_path_buf(),
+            message: format!("block {local_id} of container {}: {e}", self.id),
+        }
+    }
+
+    /// Writes this container's summary (`state` and the totals given) in `txn`.
+    fn put_summary(
+        &self,
+        txn: &WriteTransaction,
+        state: ContainerState,
+        used_bytes: u64,
+        block_count: u64,
+    ) -> Result<(), DatanodeError> {
+        put_record(
+            txn,
+            self.id,
+            &Record {
+                state,
+                created_ms: self.created_ms,
+                used_bytes,
+                block_count,
+                building: false,
+            },
+        )
     }
 
     /// Every committed block, in local id order.
     pub fn blocks(&self) -> Result<Vec<BlockData>, DatanodeError> {
-        let table = self.read_blocks()?;
+        let err = self.meta_err();
+        let txn = self.db.begin_read(self.id)?;
+        let table = txn.open_table(BLOCKS).map_err(|e| err(e.into()))?;
         let mut out = Vec::new();
         for entry in table
-            .iter()
-            .map_err(|e| DatanodeError::metadata(self.id, e))?
+            .range(block_range(self.id))
+            .map_err(|e| err(e.into()))?
         {
-            let (key, value) = entry.map_err(|e| DatanodeError::metadata(self.id, e))?;
-            let block = BlockData::decode(value.value()).map_err(|e| DatanodeError::BadFile {
-                path: self.dir.join("metadata").join(DB_FILE),
-                message: format!("block {}: {e}", key.value()),
-            })?;
+            let (key, value) = entry.map_err(|e| err(e.into()))?;
+            let block =
+                BlockData::decode(value.value()).map_err(|e| self.bad_row(key.value().1, e))?;
             out.push(block);
         }
         Ok(out)
     }
 
-    /// Deletes blocks (SCM's deleted-block log): their metadata goes in one durable commit,
-    /// then their files. Blocks this replica does not have are fine (deleting is idempotent);
-    /// an uncommitted block file of a released block is removed too. Returns the bytes freed.
+    /// Deletes blocks (SCM's deleted-block log): their rows and the container's new totals go
+    /// in one durable commit, then their files. Blocks this replica does not have are fine
+    /// (deleting is idempotent); an uncommitted block file of a released block is removed too.
+    /// Returns the bytes freed.
     pub fn delete_blocks(&self, local_ids: &[u64]) -> Result<u64, DatanodeError> {
+        let err = self.meta_err();
         let (mut freed, mut removed) = (0u64, 0u64);
         {
-            let _state = self.write_state();
-            let txn = self
-                .db
-                .begin_write()
-                .map_err(|e| DatanodeError::metadata(self.id, e))?;
+            let state = self.write_state();
+            let txn = self.db.begin_write(self.id)?;
             {
-                let mut table = txn
-                    .open_table(BLOCKS)
-                    .map_err(|e| DatanodeError::metadata(self.id, e))?;
-                for id in local_ids {
+                let mut table = txn.open_table(BLOCKS).map_err(|e| err(e.into()))?;
+                for local in local_ids {
                     let old = table
-                        .remove(*id)
-                        .map_err(|e| DatanodeError::metadata(self.id, e))?
+                        .remove((self.id, *local))
+                        .map_err(|e| err(e.into()))?
                         .map(|v| BlockData::decode(v.value()).map(|b| b.size));
-                    match old {
-                        Some(Ok(size)) => {
-                            freed += size;
-                            removed += 1;
-                        }
-                        // Undecodable metadata was never counted in the totals.
-                        Some(Err(_)) => {}
-                        None => {}
+                    // Undecodable metadata was never counted in the totals.
+                    if let Some(Ok(size)) = old {
+                        freed += size;
+                        removed += 1;
                     }
                 }
             }
-            txn.commit()
-                .map_err(|e| DatanodeError::metadata(self.id, e))?;
-            self.used_bytes.fetch_sub(
-                freed.min(self.used_bytes.load(Ordering::Relaxed)),
-                Ordering::Relaxed,
-            );
-            self.block_count.fetch_sub(
-                removed.min(self.block_count.load(Ordering::Relaxed)),
-                Ordering::Relaxed,
-            );
+            let used = self.used_bytes().saturating_sub(freed);
+            let count = self.block_count().saturating_sub(removed);
+            if removed > 0 {
+                self.put_summary(&txn, *state, used, count)?;
+            }
+            txn.commit().map_err(|e| err(e.into()))?;
+            self.used_bytes.store(used, Ordering::Relaxed);
+            self.block_count.store(count, Ordering::Relaxed);
         }
-        for id in local_ids {
-            let path = self.block_path(*id);
+        if removed > 0 {
+            self.changes.changed(self.id);
+        }
+        for local in local_ids {
+            let path = self.block_path(*local);
             match std::fs::remove_file(&path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -220,50 +206,45 @@ impl Container {
 
     /// The committed metadata of block `local_id`, if any.
     pub fn get_block(&self, local_id: u64) -> Result<Option<BlockData>, DatanodeError> {
-        let table = self.read_blocks()?;
-        let Some(value) = table
-            .get(local_id)
-            .map_err(|e| DatanodeError::metadata(self.id, e))?
-        else {
+        let err = self.meta_err();
+        let txn = self.db.begin_read(self.id)?;
+        let table = txn.open_table(BLOCKS).map_err(|e| err(e.into()))?;
+        let Some(value) = table.get((self.id, local_id)).map_err(|e| err(e.into()))? else {
             return Ok(None);
         };
         BlockData::decode(value.value())
             .map(Some)
-            .map_err(|e| DatanodeError::BadFile {
-                path: self.dir.join("metadata").join(DB_FILE),
-                message: format!("block {local_id}: {e}"),
-            })
+            .map_err(|e| self.bad_row(local_id, e))
     }
 
-    /// The committed length of block `local_id`, if it is committed.
-    fn committed_size(&self, local_id: u64) -> Result<Option<u64>, DatanodeError> {
-        Ok(self.get_block(local_id)?.map(|b| b.size))
-    }
-
-    /// Fails unless the container takes a write at `offset` of block `local_id`: the container
-    /// is OPEN and the block is uncommitted, or committed with at most `offset` bytes (a writer
-    /// that flushed part of the block goes on after it).
-    pub fn check_writable(&self, local_id: u64, offset: u64) -> Result<(), DatanodeError> {
+    /// Fails unless the container takes writes to block `local_id`: it must be OPEN. Whether
+    /// the offsets written are past a committed block's length is checked by `write_chunk`.
+    pub fn check_writable(&self, local_id: u64) -> Result<(), DatanodeError> {
         let state = self.read_state();
-        self.check_writable_locked(*state, local_id, offset)
+        self.check_writable_locked(*state, local_id, None)
     }
 
+    /// With `offset`: fails if block `local_id` is committed and `offset` lies inside its
+    /// committed length (a committed block only grows, while its container is OPEN).
     fn check_writable_locked(
         &self,
         state: ContainerState,
         local_id: u64,
-        offset: u64,
+        offset: Option<u64>,
     ) -> Result<(), DatanodeError> {
         if state != ContainerState::Open {
             return Err(DatanodeError::ContainerNotOpen { id: self.id, state });
         }
-        match self.committed_size(local_id)? {
-            Some(size) if offset < size => Err(DatanodeError::BlockCommitted(BlockId {
+        if let Some(offset) = offset
+            && let Some(committed) = self.get_block(local_id)?
+            && offset < committed.size
+        {
+            return Err(DatanodeError::BlockCommitted(BlockId {
                 container_id: self.id,
                 local_id,
-            })),
-            _ => Ok(()),
+            }));
         }
+        Ok(())
     }
 
     /// Opens (creating if needed) the block file for positional writes.
@@ -297,8 +278,8 @@ impl Container {
     }
 
     /// Writes `data` at `offset` of block `local_id`'s file, while the container is OPEN and
-    /// `offset` is not inside the block's committed length (checked under the state lock, so a
-    /// commit or close cannot slip in).
+    /// `offset` is at or past the block's committed length, if it has one (checked under the
+    /// state lock, so a commit or close cannot slip in).
     pub fn write_chunk(
         &self,
         local_id: u64,
@@ -307,7 +288,7 @@ impl Container {
         data: &[u8],
     ) -> Result<(), DatanodeError> {
         let state = self.read_state();
-        self.check_writable_locked(*state, local_id, offset)?;
+        self.check_writable_locked(*state, local_id, Some(offset))?;
         file.write_all_at(data, offset).map_err(io_err(format!(
             "writing {} bytes at {offset} of {}",
             data.len(),
@@ -316,14 +297,10 @@ impl Container {
     }
 
     /// Makes block `block` durable: fsyncs its file (at least `size` long) and directory, then
-    /// records it in the block table with a durable commit.
-    ///
-    /// A block is committed again as its writer flushes more of it: while the container is OPEN,
-    /// new data that extends the committed data (the same leading chunks, then more, so a larger
-    /// size) replaces it, and the used bytes grow by the difference (the block is counted once).
-    /// Committing the same block data again is a no-op in any state; any other data for a
-    /// committed block (shorter, or different chunks) is refused, and so is an extension once
-    /// the container is not OPEN.
+    /// records it and the container's new totals in one durable commit. Committing the same
+    /// block data again is a no-op; while the container is OPEN, block data that extends the
+    /// committed one (the same leading chunks, then more) replaces it; anything else for a
+    /// committed block is refused.
     pub fn commit_block(&self, block: &BlockData, block_id: BlockId) -> Result<(), DatanodeError> {
         let path = self.block_path(block_id.local_id);
         let file = match OpenOptions::new().write(true).open(&path) {
@@ -356,89 +333,68 @@ impl Container {
         let chunks = self.dir.join("chunks");
         fsync_dir(&chunks).map_err(io_err(format!("syncing {}", chunks.display())))?;
 
+        let err = self.meta_err();
         let encoded = block.encode_to_vec();
         let state = self.write_state();
-        let txn = self
-            .db
-            .begin_write()
-            .map_err(|e| DatanodeError::metadata(self.id, e))?;
-        let previous = {
-            let mut table = txn
-                .open_table(BLOCKS)
-                .map_err(|e| DatanodeError::metadata(self.id, e))?;
+        let txn = self.db.begin_write(self.id)?;
+        let (used, count) = {
+            let mut table = txn.open_table(BLOCKS).map_err(|e| err(e.into()))?;
+            let key = (self.id, block_id.local_id);
             let existing = table
-                .get(block_id.local_id)
-                .map_err(|e| DatanodeError::metadata(self.id, e))?
+                .get(key)
+                .map_err(|e| err(e.into()))?
                 .map(|v| v.value().to_vec());
-            if existing.as_deref() == Some(encoded.as_slice()) {
-                return Ok(());
-            }
-            let previous = match existing {
-                None => None,
-                Some(bytes) => {
-                    let old = BlockData::decode(bytes.as_slice()).map_err(|e| {
-                        DatanodeError::BadFile {
-                            path: self.dir.join("metadata").join(DB_FILE),
-                            message: format!("block {}: {e}", block_id.local_id),
-                        }
-                    })?;
-                    if !extends(block, &old) {
+            let (used, count) = match existing {
+                Some(existing) if existing == encoded => return Ok(()),
+                Some(existing) => {
+                    let old = BlockData::decode(existing.as_slice())
+                        .map_err(|e| self.bad_row(block_id.local_id, e))?;
+                    if *state != ContainerState::Open || !extends(&old, block) {
                         return Err(DatanodeError::BlockCommitted(block_id));
                     }
-                    Some(old.size)
+                    (
+                        self.used_bytes() + (block.size - old.size),
+                        self.block_count(),
+                    )
+                }
+                None => {
+                    if *state != ContainerState::Open {
+                        return Err(DatanodeError::ContainerNotOpen {
+                            id: self.id,
+                            state: *state,
+                        });
+                    }
+                    (self.used_bytes() + block.size, self.block_count() + 1)
                 }
             };
-            if *state != ContainerState::Open {
-                return Err(DatanodeError::ContainerNotOpen {
-                    id: self.id,
-                    state: *state,
-                });
-            }
             table
-                .insert(block_id.local_id, encoded.as_slice())
-                .map_err(|e| DatanodeError::metadata(self.id, e))?;
-            previous
+                .insert(key, encoded.as_slice())
+                .map_err(|e| err(e.into()))?;
+            (used, count)
         };
-        txn.commit()
-            .map_err(|e| DatanodeError::metadata(self.id, e))?;
+        self.put_summary(&txn, *state, used, count)?;
+        txn.commit().map_err(|e| err(e.into()))?;
+        self.used_bytes.store(used, Ordering::Relaxed);
+        self.block_count.store(count, Ordering::Relaxed);
         drop(state);
-        match previous {
-            Some(old_size) => {
-                self.used_bytes
-                    .fetch_add(block.size - old_size, Ordering::Relaxed);
-            }
-            None => {
-                self.used_bytes.fetch_add(block.size, Ordering::Relaxed);
-                self.block_count.fetch_add(1, Ordering::Relaxed);
-            }
-        }
+        self.changes.changed(self.id);
         Ok(())
     }
 
-    /// Changes the state durably (container.json is rewritten before the change is visible).
+    /// Changes the state durably (the summary row is committed before the change is visible).
     pub fn set_state(&self, new: ContainerState) -> Result<(), DatanodeError> {
         let mut state = self.write_state();
         if *state == new {
             return Ok(());
         }
-        write_json_atomic(
-            &self.dir.join("metadata").join(CONTAINER_FILE),
-            &ContainerFile {
-                id: self.id,
-                state: new,
-                created_ms: self.created_ms,
-            },
-        )?;
+        let txn = self.db.begin_write(self.id)?;
+        self.put_summary(&txn, new, self.used_bytes(), self.block_count())?;
+        txn.commit()
+            .map_err(|e| DatanodeError::metadata(self.id, e))?;
         tracing::info!(container = self.id, from = %*state, to = %new, "container state changed");
         *state = new;
+        drop(state);
+        self.changes.changed(self.id);
         Ok(())
     }
-}
-
-/// Whether `new` extends `old`: it starts with all of `old`'s chunks and has more after them.
-fn extends(new: &BlockData, old: &BlockData) -> bool {
-    new.block_id == old.block_id
-        && new.size > old.size
-        && new.chunks.len() > old.chunks.len()
-        && new.chunks[..old.chunks.len()] == old.chunks[..]
 }

@@ -1,15 +1,19 @@
-//! The set of containers a datanode holds: loading them at start, creating, importing, closing
-//! and deleting them, and the container report for SCM.
+//! The set of containers a datanode holds: loading them at start (and migrating the older
+//! per-container layout), creating, importing, closing and deleting them, and the container
+//! reports for SCM (full, and the changes since the last one SCM answered).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
-use ozone_common::fsync_dir;
 use ozone_proto::scm::ContainerReplicaReport;
 
-use super::disk::io_err;
+use super::changes::{ChangeBatch, Changes};
+use super::disk::{
+    DB_FILE, VolumeDb, has_legacy_metadata, io_err, migrate_legacy, remove_container_rows,
+    remove_legacy_metadata,
+};
 use super::import::Import;
 use super::replica::Container;
 use super::state::ContainerState;
@@ -18,20 +22,62 @@ use crate::error::DatanodeError;
 /// Every container of a datanode, by id. The map lock is held only to look up or insert.
 pub struct ContainerSet {
     root: PathBuf,
+    /// Taken away at shutdown, so the database closes once the last container handle goes.
+    db: RwLock<Option<Arc<VolumeDb>>>,
     containers: RwLock<HashMap<u64, Arc<Container>>>,
-    /// Containers found on disk that could not be opened, with the reason.
+    /// Containers found that could not be opened, with the reason.
     broken: RwLock<HashMap<u64, String>>,
+    changes: Arc<Changes>,
     create_lock: tokio::sync::Mutex<()>,
     stopped: AtomicBool,
 }
 
+fn remove_dir_logged(path: &Path, what: &str) {
+    tracing::info!(path = %path.display(), "removing {what}");
+    if let Err(e) = std::fs::remove_dir_all(path) {
+        tracing::warn!(path = %path.display(), error = %e, "cannot remove {what}");
+    }
+}
+
 impl ContainerSet {
-    /// Opens every container under `root` (`<dir>/containers`), creating `root` if needed.
-    /// A container that cannot be opened is kept aside and reported UNHEALTHY.
+    /// Opens the volume database in `root` (`<dir>/containers`, created if needed) and every
+    /// container it records, from the summary rows alone. Also finishes what a crash
+    /// interrupted: unfinished builds (rows marked `building`, `.tmp-*` directories) and
+    /// directories without a summary are removed; containers of the older layout (their own
+    /// `metadata/`) are moved into the database. A container that cannot be opened is kept
+    /// aside and reported UNHEALTHY.
     pub fn load(root: &Path) -> Result<ContainerSet, DatanodeError> {
         std::fs::create_dir_all(root).map_err(io_err(format!("creating {}", root.display())))?;
-        let mut containers = HashMap::new();
+        let db = Arc::new(VolumeDb::open(root)?);
+        let changes = Arc::new(Changes::default());
+        let mut records = HashMap::new();
         let mut broken = HashMap::new();
+        let mut unfinished = Vec::new();
+        for (id, record) in db.records()? {
+            match record {
+                Ok(r) if r.building => unfinished.push(id),
+                Ok(r) => {
+                    records.insert(id, r);
+                }
+                Err(reason) => {
+                    tracing::error!(container = id, %reason, "cannot decode the container's summary; reporting it UNHEALTHY");
+                    broken.insert(id, format!("undecodable summary: {reason}"));
+                }
+            }
+        }
+        if !unfinished.is_empty() {
+            let txn = db.begin_write(0)?;
+            for &id in &unfinished {
+                remove_container_rows(&txn, id)?;
+            }
+            txn.commit().map_err(|e| DatanodeError::metadata(0, e))?;
+            tracing::info!(
+                containers = unfinished.len(),
+                "removed the rows of unfinished container builds"
+            );
+        }
+
+        let mut dirs = HashSet::new();
         let entries =
             std::fs::read_dir(root).map_err(io_err(format!("listing {}", root.display())))?;
         for entry in entries {
@@ -39,38 +85,82 @@ impl ContainerSet {
             let name = entry.file_name().to_string_lossy().to_string();
             let path = entry.path();
             if name.starts_with(".tmp-") {
-                tracing::info!(path = %path.display(), "removing an unfinished container creation");
-                if let Err(e) = std::fs::remove_dir_all(&path) {
-                    tracing::warn!(path = %path.display(), error = %e, "cannot remove an unfinished container");
-                }
+                remove_dir_logged(&path, "an unfinished container build");
+                continue;
+            }
+            if name.starts_with(DB_FILE) {
                 continue;
             }
             let Ok(id) = name.parse::<u64>() else {
                 tracing::warn!(path = %path.display(), "ignoring a foreign entry in the containers directory");
                 continue;
             };
-            match Container::load(&path, id) {
-                Ok(c) => {
-                    containers.insert(id, Arc::new(c));
+            let legacy = has_legacy_metadata(&path);
+            if records.contains_key(&id) || broken.contains_key(&id) {
+                dirs.insert(id);
+                // Migrated before a crash took the old files away.
+                if legacy && let Err(e) = remove_legacy_metadata(&path) {
+                    tracing::warn!(container = id, error = %e, "cannot remove migrated metadata");
                 }
-                Err(e) => {
-                    tracing::error!(container = id, error = %e, "cannot open container; reporting it UNHEALTHY");
-                    broken.insert(id, e.to_string());
+            } else if legacy {
+                dirs.insert(id);
+                match migrate_legacy(&db, &path, id) {
+                    Ok(r) => {
+                        records.insert(id, r);
+                    }
+                    Err(e) => {
+                        tracing::error!(container = id, error = %e, "cannot migrate container; reporting it UNHEALTHY");
+                        broken.insert(id, e.to_string());
+                    }
                 }
+            } else {
+                // Renamed into place by a build whose summary never committed, or left by a
+                // deletion that committed and then stopped: never acknowledged, or gone.
+                remove_dir_logged(&path, "a container directory without metadata");
             }
+        }
+        let mut containers = HashMap::new();
+        for (id, record) in records {
+            if !dirs.contains(&id) {
+                tracing::error!(
+                    container = id,
+                    "container directory missing; reporting it UNHEALTHY"
+                );
+                broken.insert(id, "container directory missing".into());
+                continue;
+            }
+            let c = Container::from_record(
+                db.clone(),
+                changes.clone(),
+                &root.join(id.to_string()),
+                id,
+                record,
+            );
+            containers.insert(id, Arc::new(c));
         }
         tracing::info!(
             containers = containers.len(),
             unhealthy = broken.len(),
+            db = %db.path().display(),
             "loaded containers"
         );
         Ok(ContainerSet {
             root: root.to_path_buf(),
+            db: RwLock::new(Some(db)),
             containers: RwLock::new(containers),
             broken: RwLock::new(broken),
+            changes,
             create_lock: tokio::sync::Mutex::new(()),
             stopped: AtomicBool::new(false),
         })
+    }
+
+    pub(super) fn db(&self) -> Result<Arc<VolumeDb>, DatanodeError> {
+        self.db
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or(DatanodeError::ShuttingDown)
     }
 
     /// Container `id`: `ContainerNotFound` or `ContainerUnhealthy` (could not be opened) otherwise.
@@ -100,6 +190,15 @@ impl ContainerSet {
         Err(DatanodeError::ContainerNotFound(id))
     }
 
+    fn insert(&self, container: Arc<Container>) {
+        let id = container.id();
+        self.containers
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, container);
+        self.changes.changed(id);
+    }
+
     /// Container `id`, created (OPEN, durably) if this datanode does not have it yet.
     pub async fn get_or_create(&self, id: u64) -> Result<Arc<Container>, DatanodeError> {
         match self.get(id) {
@@ -111,19 +210,16 @@ impl ContainerSet {
             Err(DatanodeError::ContainerNotFound(_)) => {}
             other => return other,
         }
-        // Built aside and renamed into place, like a copied-in replica.
-        let root = self.root.clone();
+        // Built like a copied-in replica, with no blocks.
+        let (root, db, changes) = (self.root.clone(), self.db()?, self.changes.clone());
         let container = Arc::new(
             tokio::task::spawn_blocking(move || {
-                Import::begin(&root, id)?.commit(ContainerState::Open)
+                Import::begin(&root, db, id)?.commit(ContainerState::Open, changes)
             })
             .await??,
         );
         tracing::info!(container = id, "created container");
-        self.containers
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id, container.clone());
+        self.insert(container.clone());
         Ok(container)
     }
 
@@ -140,7 +236,8 @@ impl ContainerSet {
         out
     }
 
-    /// Starts importing container `id`; fails if this datanode already has it.
+    /// Starts importing container `id`; fails if this datanode already has it (or is building
+    /// it already).
     pub async fn begin_import(&self, id: u64) -> Result<Import, DatanodeError> {
         match self.get(id) {
             Err(DatanodeError::ContainerNotFound(_)) => {}
@@ -149,8 +246,8 @@ impl ContainerSet {
             }
             Err(e) => return Err(e),
         }
-        let root = self.root.clone();
-        tokio::task::spawn_blocking(move || Import::begin(&root, id)).await?
+        let (root, db) = (self.root.clone(), self.db()?);
+        tokio::task::spawn_blocking(move || Import::begin(&root, db, id)).await?
     }
 
     /// Puts a finished import in place (durably) and serves it.
@@ -164,13 +261,12 @@ impl ContainerSet {
             }
             Err(e) => return Err(e),
         }
+        let changes = self.changes.clone();
         let container = Arc::new(
-            tokio::task::spawn_blocking(move || import.commit(ContainerState::Closed)).await??,
+            tokio::task::spawn_blocking(move || import.commit(ContainerState::Closed, changes))
+                .await??,
         );
-        self.containers
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id, container.clone());
+        self.insert(container.clone());
         tracing::info!(
             container = id,
             blocks = container.block_count(),
@@ -180,8 +276,10 @@ impl ContainerSet {
         Ok(container)
     }
 
-    /// Removes container `id` from disk. Without `force`, only a replica that is not OPEN and
-    /// holds no block is removed.
+    /// Removes container `id`. Without `force`, only a replica that is not OPEN and holds no
+    /// block is removed. Its summary and block rows go first, in one durable commit (a failure
+    /// leaves the container as it was); then its directory, which the next start removes if
+    /// a crash comes first.
     pub async fn delete_container(&self, id: u64, force: bool) -> Result<(), DatanodeError> {
         let _guard = self.create_lock.lock().await;
         let broken = self
@@ -199,15 +297,22 @@ impl ContainerSet {
                 });
             }
         }
-        // Moved away first, then forgotten: a failure leaves the container as it was.
-        let root = self.root.clone();
+        let (root, db) = (self.root.clone(), self.db()?);
         let trash = tokio::task::spawn_blocking(move || {
+            let txn = db.begin_write(id)?;
+            remove_container_rows(&txn, id)?;
+            txn.commit().map_err(|e| DatanodeError::metadata(id, e))?;
+            // The container is gone; its directory goes next (or at the next start).
             let dir = root.join(id.to_string());
             let trash = root.join(format!(".tmp-deleted-{id}-{}", uuid::Uuid::new_v4()));
-            std::fs::rename(&dir, &trash)
-                .map_err(io_err(format!("moving {} away", dir.display())))?;
-            fsync_dir(&root).map_err(io_err(format!("syncing {}", root.display())))?;
-            Ok::<_, DatanodeError>(trash)
+            match std::fs::rename(&dir, &trash) {
+                Ok(()) => Ok(Some(trash)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => {
+                    tracing::warn!(path = %dir.display(), error = %e, "cannot move a deleted container's directory away; removed at the next start");
+                    Ok::<_, DatanodeError>(None)
+                }
+            }
         })
         .await??;
         self.containers
@@ -218,11 +323,18 @@ impl ContainerSet {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&id);
+        self.changes.removed(id);
         tracing::info!(container = id, force, "deleted container replica");
-        tokio::task::spawn_blocking(move || {
-            std::fs::remove_dir_all(&trash).map_err(io_err(format!("removing {}", trash.display())))
-        })
-        .await?
+        if let Some(trash) = trash {
+            let removed = tokio::task::spawn_blocking(move || {
+                std::fs::remove_dir_all(&trash).map_err(|e| (trash, e))
+            })
+            .await?;
+            if let Err((trash, e)) = removed {
+                tracing::warn!(path = %trash.display(), error = %e, "cannot remove a deleted container's files; removed at the next start");
+            }
+        }
+        Ok(())
     }
 
     /// Marks container `id` CLOSED (durably). An UNHEALTHY container stays UNHEALTHY.
@@ -232,6 +344,24 @@ impl ContainerSet {
             return Ok(());
         }
         tokio::task::spawn_blocking(move || container.set_state(ContainerState::Closed)).await?
+    }
+
+    /// The report of container `id`, if this datanode holds it (UNHEALTHY if it could not be
+    /// opened).
+    pub fn report(&self, id: u64) -> Option<ContainerReplicaReport> {
+        if let Some(c) = self
+            .containers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+        {
+            return Some(c.report());
+        }
+        self.broken
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(&id)
+            .then(|| unhealthy_report(id))
     }
 
     /// One report per container, by id, including the ones that could not be opened.
@@ -248,26 +378,46 @@ impl ContainerSet {
                 .read()
                 .unwrap_or_else(|p| p.into_inner())
                 .keys()
-                .map(|&id| ContainerReplicaReport {
-                    container_id: id,
-                    state: ContainerState::Unhealthy.as_str().to_string(),
-                    used_bytes: 0,
-                    block_count: 0,
-                }),
+                .map(|&id| unhealthy_report(id)),
         );
         reports.sort_by_key(|r| r.container_id);
         reports
     }
 
-    /// Refuses further requests and hands over every open container; each one's database
-    /// closes when the last handle (the returned one, or an in-flight request's) is dropped.
+    /// Takes at most `max` of the replicas changed or removed since the last report SCM got.
+    pub fn take_changes(&self, max: usize) -> ChangeBatch {
+        self.changes.take(max)
+    }
+
+    /// Takes every change (a full report is being sent).
+    pub fn take_all_changes(&self) -> ChangeBatch {
+        self.changes.take_all()
+    }
+
+    /// Gives back changes whose report did not reach SCM.
+    pub fn restore_changes(&self, batch: ChangeBatch) {
+        self.changes.restore(batch);
+    }
+
+    /// Refuses further requests and hands over every open container; the volume database
+    /// closes when the last handle (the returned ones, or an in-flight request's) is dropped.
     pub fn shutdown(&self) -> Vec<Arc<Container>> {
         self.stopped.store(true, Ordering::Release);
+        drop(self.db.write().unwrap_or_else(|p| p.into_inner()).take());
         self.containers
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .drain()
             .map(|(_, c)| c)
             .collect()
+    }
+}
+
+fn unhealthy_report(id: u64) -> ContainerReplicaReport {
+    ContainerReplicaReport {
+        container_id: id,
+        state: ContainerState::Unhealthy.as_str().to_string(),
+        used_bytes: 0,
+        block_count: 0,
     }
 }

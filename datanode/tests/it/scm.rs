@@ -22,6 +22,9 @@ struct ScmLog {
     heartbeats: Vec<HeartbeatRequest>,
     /// Container to close in the next heartbeat reply.
     close: Option<u64>,
+    /// Heartbeats still to refuse (SCM failing), and the ones refused.
+    fail: usize,
+    refused: Vec<HeartbeatRequest>,
 }
 
 #[derive(Clone, Default)]
@@ -48,6 +51,11 @@ impl ScmDatanodeService for FakeScm {
         request: Request<HeartbeatRequest>,
     ) -> Result<Response<HeartbeatResponse>, Status> {
         let mut log = self.0.lock().unwrap();
+        if log.fail > 0 {
+            log.fail -= 1;
+            log.refused.push(request.into_inner());
+            return Err(Status::unavailable("SCM is failing"));
+        }
         log.heartbeats.push(request.into_inner());
         let mut reply = HeartbeatResponse {
             // Pretend to have lost the datanode once, after its first heartbeat.
@@ -137,10 +145,9 @@ async fn registers_heartbeats_and_obeys_scm() {
         node.containers().first().map(|c| c.state.as_str()) == Some("CLOSED")
     })
     .await;
-    let json =
-        std::fs::read_to_string(cluster.dirs[0].join("containers/30/metadata/container.json"))
-            .unwrap();
-    assert!(json.contains("CLOSED"), "{json}");
+    // One metadata database for the volume, no per-container metadata files.
+    assert!(cluster.dirs[0].join("containers/container.db").exists());
+    assert!(!cluster.dirs[0].join("containers/30/metadata").exists());
     let seen = log.lock().unwrap().heartbeats.len();
     wait_for("a heartbeat reporting the closed container", || {
         let l = log.lock().unwrap();
@@ -153,6 +160,48 @@ async fn registers_heartbeats_and_obeys_scm() {
             })
         })
     })
+    .await;
+    {
+        let l = log.lock().unwrap();
+        assert!(
+            l.heartbeats[1..]
+                .iter()
+                .all(|h| h.incremental_container_report),
+            "only the registration carries a full report (the interval is 60 s)"
+        );
+        assert!(
+            l.heartbeats[seen..]
+                .iter()
+                .all(|h| h.containers.iter().all(|c| c.container_id == 30)),
+            "only changed replicas"
+        );
+    }
+
+    // Changes made while SCM fails reach it with the next heartbeat it answers.
+    log.lock().unwrap().fail = 2;
+    write_block(
+        &clients,
+        cluster.details.clone(),
+        block_id(31, 1),
+        &bytes,
+        &[],
+    )
+    .await
+    .unwrap();
+    let seen = log.lock().unwrap().heartbeats.len();
+    wait_for(
+        "a heartbeat after two failures reporting the new container",
+        || {
+            let l = log.lock().unwrap();
+            l.refused.len() == 2
+                && l.heartbeats[seen..].iter().any(|h| {
+                    h.incremental_container_report
+                        && h.containers
+                            .iter()
+                            .any(|c| c.container_id == 31 && c.block_count == 1)
+                })
+        },
+    )
     .await;
     let status = ozone_common::probe::get_async(node.http_addr(), "/")
         .await
