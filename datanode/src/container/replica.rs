@@ -349,8 +349,15 @@ impl Container {
                 Some(existing) => {
                     let old = BlockData::decode(existing.as_slice())
                         .map_err(|e| self.bad_row(block_id.local_id, e))?;
-                    if *state != ContainerState::Open || !extends(&old, block) {
+                    if !extends(&old, block) {
                         return Err(DatanodeError::BlockCommitted(block_id));
+                    }
+                    // A writer going on after its container closed moves to a new block.
+                    if *state != ContainerState::Open {
+                        return Err(DatanodeError::ContainerNotOpen {
+                            id: self.id,
+                            state: *state,
+                        });
                     }
                     (
                         self.used_bytes() + (block.size - old.size),
