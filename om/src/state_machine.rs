@@ -346,6 +346,9 @@ fn corrupt_snapshot(message: &str) -> OmError {
     }
 }
 
+/// One (table, key, value) row of a snapshot.
+type Row<'a> = (&'a str, &'a [u8], &'a [u8]);
+
 /// Reads the rows of a snapshot one at a time into reused buffers.
 struct SnapshotRows<R> {
     input: R,
@@ -406,7 +409,7 @@ impl<R: Read> SnapshotRows<R> {
     }
 
     /// The next (table, key, value), or `None` at the end.
-    fn next_row(&mut self) -> Result<Option<(&str, &[u8], &[u8])>, OmError> {
+    fn next_row(&mut self) -> Result<Option<Row<'_>>, OmError> {
         if self.left == 0 {
             return Ok(None);
         }

@@ -53,6 +53,9 @@ struct Current {
     file: String,
 }
 
+/// A snapshot's meta.
+type Meta = SnapshotMeta<NodeId, OmNode>;
+
 /// The snapshot files of one OM.
 struct SnapshotFiles {
     dir: PathBuf,
@@ -125,7 +128,7 @@ impl SnapshotFiles {
     }
 
     /// The published snapshot, opened for reading.
-    fn current(&self) -> Result<Option<(SnapshotMeta<NodeId, OmNode>, File)>, OmError> {
+    fn current(&self) -> Result<Option<(Meta, File)>, OmError> {
         let _serial = self
             .publish
             .lock()
