@@ -333,10 +333,13 @@ mod tests {
         drop(snap);
 
         // Snapshots carry secrets and ACLs.
-        let (applied, data) = sm.export().expect("export");
+        let mut data = Vec::new();
+        let (applied, _) = sm.export_to(&mut data).expect("export");
         let d2 = tempfile::tempdir().expect("tmp");
         let other = StateMachine::open(d2.path()).expect("open");
-        other.install(&applied, &data).expect("install");
+        other
+            .install_from(&applied, data.as_slice(), data.len() as u64)
+            .expect("install");
         let snap = other.snapshot().expect("snap");
         assert!(snap.s3_secret("alice").expect("read").is_some());
         assert_eq!(snap.require_bucket("vol", "bkt").expect("bucket").acl, acl);

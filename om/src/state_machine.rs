@@ -11,9 +11,10 @@
 //! of committed log entries: one transaction per entry, and only the last one of the batch is
 //! fsynced (redb makes the earlier, non-durable commits durable with it), so a batch costs one
 //! fsync. The last applied log id and membership are stored with the state, and the whole
-//! namespace is exported to / installed from a raft snapshot ([`StateMachine::export`],
-//! [`StateMachine::install`]). A standalone use (tests) calls [`StateMachine::apply_next`].
+//! namespace is streamed to / installed from a raft snapshot ([`StateMachine::export_to`],
+//! [`StateMachine::install_from`]). A standalone use (tests) calls [`StateMachine::apply_next`].
 
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -26,8 +27,8 @@ use crate::error::OmError;
 use crate::model::DeletedBlocks;
 use crate::raft::{CommandBatch, Entry, NodeId, OmNode};
 use crate::store::{
-    self, APPLIED_INDEX, BUCKETS, DELETED, KEYS, META, OPEN_KEYS, PARTS, RAFT_APPLIED, RAFT_META,
-    RaftApplied, S3_SECRETS, Snapshot, UPLOADS, VOLUMES,
+    self, APPLIED_INDEX, DELETED, DELETED_BLOCKS, META, RAFT_APPLIED, RAFT_META, RaftApplied,
+    SNAPSHOT_TABLES, Snapshot,
 };
 
 /// Most commands one raft entry may carry (the position is the low 16 bits of a deleted-blocks
@@ -41,8 +42,15 @@ struct RaftPos {
     pos: usize,
 }
 
-/// Magic first bytes of an exported snapshot.
-const SNAPSHOT_MAGIC: &[u8] = b"OZONE-OM-SNAPSHOT-1\n";
+/// Magic first bytes of an exported snapshot. Then come its rows, each
+/// `u8 table name length, table name, u32 BE key length, key, u32 BE value length, value`,
+/// tables and keys in order; the `meta` table is not in it (the applied log id and membership
+/// travel as openraft's snapshot meta).
+pub const SNAPSHOT_MAGIC: &[u8] = b"OZONE-OM-SNAPSHOT-1\n";
+
+/// Longest key or value a snapshot row may carry (a key record of a 5 TB object with 16 MB
+/// blocks is about 100 MB): a corrupt length is refused before it is allocated.
+pub const MAX_SNAPSHOT_ROW_PART: u64 = 256 << 20;
 
 /// The namespace database and the only code that writes it.
 pub struct StateMachine {
@@ -68,6 +76,11 @@ impl StateMachine {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    #[cfg(test)]
+    pub(crate) fn db(&self) -> &Database {
+        &self.db
     }
 
     /// A consistent read view.
@@ -245,68 +258,76 @@ impl StateMachine {
         }
     }
 
-    /// The whole namespace as snapshot bytes, with the applied log id and membership it holds
-    /// (one read transaction: a consistent cut).
-    pub fn export(&self) -> Result<(RaftApplied, Vec<u8>), OmError> {
+    /// Writes the whole namespace to `out` in the snapshot format ([`SNAPSHOT_MAGIC`], then one
+    /// row after the other) from one read transaction (a consistent cut), one row at a time;
+    /// returns the applied log id and membership it holds and the bytes written. The caller
+    /// flushes and syncs `out`.
+    pub fn export_to(&self, out: &mut impl Write) -> Result<(RaftApplied, u64), OmError> {
         let snap = self.snapshot()?;
         let applied = snap.raft_applied()?;
-        let mut out = SNAPSHOT_MAGIC.to_vec();
-        for (table, key, value) in snap.dump()? {
-            if table == "meta" {
-                continue;
-            }
-            out.push(table.len() as u8);
-            out.extend_from_slice(table.as_bytes());
-            for part in [&key, &value] {
-                out.extend_from_slice(&(part.len() as u32).to_be_bytes());
-                out.extend_from_slice(part);
-            }
-        }
-        Ok((applied, out))
+        let io = |e| OmError::io("writing an OM snapshot", e);
+        out.write_all(SNAPSHOT_MAGIC).map_err(io)?;
+        let mut bytes = SNAPSHOT_MAGIC.len() as u64;
+        snap.for_each_row(false, |table, key, value| {
+            let too_big = |what: &str| {
+                OmError::Internal(format!(
+                    "{table} {what} of {} bytes",
+                    key.len().max(value.len())
+                ))
+            };
+            let key_len = u32::try_from(key.len()).map_err(|_| too_big("key"))?;
+            let value_len = u32::try_from(value.len()).map_err(|_| too_big("value"))?;
+            out.write_all(&[table.len() as u8]).map_err(io)?;
+            out.write_all(table.as_bytes()).map_err(io)?;
+            out.write_all(&key_len.to_be_bytes()).map_err(io)?;
+            out.write_all(key).map_err(io)?;
+            out.write_all(&value_len.to_be_bytes()).map_err(io)?;
+            out.write_all(value).map_err(io)?;
+            bytes += 1 + table.len() as u64 + 8 + key.len() as u64 + value.len() as u64;
+            Ok(())
+        })?;
+        Ok((applied, bytes))
     }
 
-    /// Replaces the whole namespace with a snapshot's (see [`Self::export`]) and records
-    /// `applied` as its applied log id and membership; one durable transaction.
-    pub fn install(&self, applied: &RaftApplied, data: &[u8]) -> Result<(), OmError> {
-        let rows = parse_snapshot(data)?;
+    /// Replaces the whole namespace with the snapshot `input` holds (see [`Self::export_to`];
+    /// `len` bytes) and records `applied` as its applied log id and membership; one durable
+    /// transaction. Reads one row at a time: a row part longer than what is left of the
+    /// snapshot or than [`MAX_SNAPSHOT_ROW_PART`] is refused before anything is allocated.
+    pub fn install_from(
+        &self,
+        applied: &RaftApplied,
+        input: impl Read,
+        len: u64,
+    ) -> Result<(), OmError> {
+        let mut rows = SnapshotRows::new(input, len)?;
         let _serial = self
             .apply_lock
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let txn = self.db.begin_write()?;
         {
-            let tables = [
-                ("volumes", VOLUMES),
-                ("buckets", BUCKETS),
-                ("keys", KEYS),
-                ("open_keys", OPEN_KEYS),
-                ("multipart_uploads", UPLOADS),
-                ("multipart_parts", PARTS),
-                ("s3_secrets", S3_SECRETS),
-            ];
-            for (_, def) in tables {
+            for (_, def) in SNAPSHOT_TABLES {
                 txn.delete_table(def)?;
             }
             txn.delete_table(DELETED)?;
             let mut deleted = txn.open_table(DELETED)?;
             let mut open: Vec<(&str, BytesTable<'_>)> = Vec::new();
-            for (name, def) in tables {
+            for (name, def) in SNAPSHOT_TABLES {
                 open.push((name, txn.open_table(def)?));
             }
-            for (table, key, value) in &rows {
-                if table == "deleted_blocks" {
+            while let Some((table, key, value)) = rows.next_row()? {
+                if table == DELETED_BLOCKS {
                     let k: [u8; 8] = key
-                        .as_slice()
                         .try_into()
                         .map_err(|_| corrupt_snapshot("deleted_blocks key is not 8 bytes"))?;
-                    deleted.insert(u64::from_be_bytes(k), value.as_slice())?;
+                    deleted.insert(u64::from_be_bytes(k), value)?;
                     continue;
                 }
                 let t = open
                     .iter_mut()
-                    .find(|(n, _)| n == table)
+                    .find(|(n, _)| *n == table)
                     .ok_or_else(|| corrupt_snapshot(&format!("unknown table {table}")))?;
-                t.1.insert(key.as_slice(), value.as_slice())?;
+                t.1.insert(key, value)?;
             }
         }
         let index = applied.last_applied.map_or(0, |l| l.index);
@@ -326,38 +347,94 @@ fn corrupt_snapshot(message: &str) -> OmError {
 }
 
 /// One (table, key, value) row of a snapshot.
-type SnapshotRow = (String, Vec<u8>, Vec<u8>);
+type Row<'a> = (&'a str, &'a [u8], &'a [u8]);
 
-/// The rows of snapshot bytes.
-fn parse_snapshot(data: &[u8]) -> Result<Vec<SnapshotRow>, OmError> {
-    let mut rest = data
-        .strip_prefix(SNAPSHOT_MAGIC)
-        .ok_or_else(|| corrupt_snapshot("not an OM snapshot"))?;
-    let take = |n: usize, rest: &mut &[u8]| -> Result<Vec<u8>, OmError> {
-        if rest.len() < n {
-            return Err(corrupt_snapshot("truncated"));
+/// Reads the rows of a snapshot one at a time into reused buffers.
+struct SnapshotRows<R> {
+    input: R,
+    /// Bytes of the snapshot not read yet.
+    left: u64,
+    table: Vec<u8>,
+    key: Vec<u8>,
+    value: Vec<u8>,
+}
+
+impl<R: Read> SnapshotRows<R> {
+    /// Checks the magic of a snapshot of `len` bytes.
+    fn new(input: R, len: u64) -> Result<Self, OmError> {
+        let mut rows = SnapshotRows {
+            input,
+            left: len,
+            table: Vec::new(),
+            key: Vec::new(),
+            value: Vec::new(),
+        };
+        let mut magic = Vec::new();
+        rows.fill(SNAPSHOT_MAGIC.len() as u64, Part::Magic, &mut magic)?;
+        if magic != SNAPSHOT_MAGIC {
+            return Err(corrupt_snapshot("not an OM snapshot"));
         }
-        let (a, b) = rest.split_at(n);
-        *rest = b;
-        Ok(a.to_vec())
-    };
-    let mut rows = Vec::new();
-    while !rest.is_empty() {
-        let n = take(1, &mut rest)?[0] as usize;
-        let table = String::from_utf8(take(n, &mut rest)?)
-            .map_err(|_| corrupt_snapshot("table name is not UTF-8"))?;
-        let mut parts = Vec::with_capacity(2);
-        for _ in 0..2 {
-            let len: [u8; 4] = take(4, &mut rest)?
-                .try_into()
-                .map_err(|_| corrupt_snapshot("truncated length"))?;
-            parts.push(take(u32::from_be_bytes(len) as usize, &mut rest)?);
-        }
-        let value = parts.pop().unwrap_or_default();
-        let key = parts.pop().unwrap_or_default();
-        rows.push((table, key, value));
+        Ok(rows)
     }
-    Ok(rows)
+
+    /// Reads exactly `n` bytes into `buf` (replacing its contents), once `n` is known to fit
+    /// in what is left and under [`MAX_SNAPSHOT_ROW_PART`].
+    fn fill(&mut self, n: u64, part: Part, buf: &mut Vec<u8>) -> Result<(), OmError> {
+        if n > self.left {
+            return Err(corrupt_snapshot(&format!(
+                "truncated: a {part:?} of {n} bytes with {} left",
+                self.left
+            )));
+        }
+        if n > MAX_SNAPSHOT_ROW_PART {
+            return Err(corrupt_snapshot(&format!(
+                "a {part:?} of {n} bytes (most {MAX_SNAPSHOT_ROW_PART})"
+            )));
+        }
+        buf.clear();
+        // n is at most MAX_SNAPSHOT_ROW_PART, so it fits usize.
+        buf.resize(n as usize, 0);
+        self.input
+            .read_exact(buf)
+            .map_err(|e| OmError::io("reading an OM snapshot", e))?;
+        self.left -= n;
+        Ok(())
+    }
+
+    /// A part read into `buf` after its length prefix (`width` bytes, big-endian).
+    fn prefixed(&mut self, width: u64, part: Part, buf: &mut Vec<u8>) -> Result<(), OmError> {
+        self.fill(width, part, buf)?;
+        let n = buf.iter().fold(0u64, |n, b| (n << 8) | u64::from(*b));
+        self.fill(n, part, buf)
+    }
+
+    /// The next (table, key, value), or `None` at the end.
+    fn next_row(&mut self) -> Result<Option<Row<'_>>, OmError> {
+        if self.left == 0 {
+            return Ok(None);
+        }
+        let mut table = std::mem::take(&mut self.table);
+        let mut key = std::mem::take(&mut self.key);
+        let mut value = std::mem::take(&mut self.value);
+        let read = self
+            .prefixed(1, Part::TableName, &mut table)
+            .and_then(|()| self.prefixed(4, Part::Key, &mut key))
+            .and_then(|()| self.prefixed(4, Part::Value, &mut value));
+        (self.table, self.key, self.value) = (table, key, value);
+        read?;
+        let table = std::str::from_utf8(&self.table)
+            .map_err(|_| corrupt_snapshot("table name is not UTF-8"))?;
+        Ok(Some((table, &self.key, &self.value)))
+    }
+}
+
+/// What [`SnapshotRows`] was reading, for errors.
+#[derive(Clone, Copy, Debug)]
+enum Part {
+    Magic,
+    TableName,
+    Key,
+    Value,
 }
 
 fn read_raft_applied(txn: &WriteTransaction) -> Result<RaftApplied, OmError> {

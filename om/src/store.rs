@@ -661,47 +661,61 @@ impl Snapshot {
     }
 
     /// Every entry of every table as (table, key, value) bytes, in order: the whole state, for
-    /// comparing replicas (and, later, snapshots).
+    /// comparing replicas in tests (snapshots stream it with [`Self::for_each_row`]).
     pub fn dump(&self) -> Result<Vec<DumpEntry>, OmError> {
         let mut out = Vec::new();
-        {
+        self.for_each_row(true, |table, key, value| {
+            out.push((table, key.to_vec(), value.to_vec()));
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Calls `f` with every entry of every table as (table, key, value) bytes, in table then
+    /// key order, from this one read transaction; the `meta` table (the applied index) only
+    /// with `with_meta`. Holds one row at a time.
+    pub fn for_each_row(
+        &self,
+        with_meta: bool,
+        mut f: impl FnMut(&'static str, &[u8], &[u8]) -> Result<(), OmError>,
+    ) -> Result<(), OmError> {
+        if with_meta {
             let t = self.txn.open_table(META)?;
             for item in t.iter()? {
                 let (k, v) = item?;
-                out.push((
-                    "meta",
-                    k.value().as_bytes().to_vec(),
-                    v.value().to_be_bytes().to_vec(),
-                ));
+                f("meta", k.value().as_bytes(), &v.value().to_be_bytes())?;
             }
         }
-        for (name, def) in [
-            ("volumes", VOLUMES),
-            ("buckets", BUCKETS),
-            ("keys", KEYS),
-            ("open_keys", OPEN_KEYS),
-            ("multipart_uploads", UPLOADS),
-            ("multipart_parts", PARTS),
-            ("s3_secrets", S3_SECRETS),
-        ] {
+        for (name, def) in SNAPSHOT_TABLES {
             let t = self.txn.open_table(def)?;
             for item in t.iter()? {
                 let (k, v) = item?;
-                out.push((name, k.value().to_vec(), v.value().to_vec()));
+                f(name, k.value(), v.value())?;
             }
         }
         let t = self.txn.open_table(DELETED)?;
         for item in t.iter()? {
             let (k, v) = item?;
-            out.push((
-                "deleted_blocks",
-                k.value().to_be_bytes().to_vec(),
-                v.value().to_vec(),
-            ));
+            f(DELETED_BLOCKS, &k.value().to_be_bytes(), v.value())?;
         }
-        Ok(out)
+        Ok(())
     }
 }
+
+/// The byte-keyed namespace tables, by the names snapshots and dumps give them.
+pub(crate) const SNAPSHOT_TABLES: [(&str, BytesTable); 7] = [
+    ("volumes", VOLUMES),
+    ("buckets", BUCKETS),
+    ("keys", KEYS),
+    ("open_keys", OPEN_KEYS),
+    ("multipart_uploads", UPLOADS),
+    ("multipart_parts", PARTS),
+    ("s3_secrets", S3_SECRETS),
+];
+
+/// The name snapshots and dumps give the deleted-blocks table (its keys are 8 big-endian
+/// bytes).
+pub(crate) const DELETED_BLOCKS: &str = "deleted_blocks";
 
 pub(crate) fn no_such_upload(volume: &str, bucket: &str, key: &str, upload_id: &str) -> OmError {
     OmError::reject(

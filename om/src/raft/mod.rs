@@ -3,7 +3,8 @@
 //!
 //! - [`log_store`]: the raft log and vote in redb (`raft.db`), one fsync per appended batch;
 //! - [`state_machine`]: openraft's view of [`crate::StateMachine`] (`om.db`): batched apply,
-//!   snapshots exported from / installed into the namespace tables;
+//!   snapshots streamed from / installed into the namespace tables through files of
+//!   `<db dir>/snapshot/`;
 //! - [`network`]: the tonic client of the `OmRaftService` of the other OMs;
 //! - [`proposer`]: group commit: concurrent commands share one log entry (and so one fsync);
 //! - [`node`]: starting the node, leadership, status and transfer;
@@ -20,7 +21,6 @@ pub mod service;
 pub mod state_machine;
 
 use std::collections::BTreeMap;
-use std::io::Cursor;
 use std::time::Duration;
 
 use ozone_common::OzoneConfig;
@@ -56,6 +56,7 @@ openraft::declare_raft_types!(
         R = Vec<OmResponse>,
         NodeId = NodeId,
         Node = OmNode,
+        SnapshotData = tokio::fs::File,
 );
 
 pub type Raft = openraft::Raft<TypeConfig>;

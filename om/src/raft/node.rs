@@ -76,7 +76,7 @@ impl RaftNode {
             config,
             network.clone(),
             log,
-            OmStateMachine::new(sm),
+            OmStateMachine::open(sm, &db_dir.join(super::state_machine::SNAPSHOT_DIR))?,
         )
         .await
         .map_err(|e| OmError::Internal(format!("starting raft: {e}")))?;

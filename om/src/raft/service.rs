@@ -1,29 +1,100 @@
 //! `ozone.omraft.OmRaftService`: the raft RPCs other OMs send to this one, and the HA admin
 //! calls (`ozone admin om roles|transfer`).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use openraft::raft::InstallSnapshotRequest;
+use openraft::SnapshotSegmentId;
+use openraft::error::{InstallSnapshotError, RaftError, SnapshotMismatch};
+use openraft::raft::{InstallSnapshotRequest, InstallSnapshotResponse};
 use ozone_proto::om_raft::om_raft_service_server::OmRaftService;
 use ozone_proto::om_raft::*;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tonic::{Request, Response, Status};
 
+use super::NodeId;
 use super::node::RaftNode;
 use crate::error::OmError;
 
 /// How long a leadership transfer may take before it is reported as failed.
 const TRANSFER_DEADLINE: Duration = Duration::from_secs(20);
 
+/// Largest snapshot this OM receives (256 GiB: some 300 million keys); a bigger one is
+/// refused before it is written.
+pub const MAX_SNAPSHOT_BYTES: u64 = 256 << 30;
+
 pub struct OmRaftGrpc {
     node: Arc<RaftNode>,
+    receiving: ChunkGuard,
 }
 
 impl OmRaftGrpc {
     pub fn new(node: Arc<RaftNode>) -> Self {
-        OmRaftGrpc { node }
+        OmRaftGrpc {
+            node,
+            receiving: ChunkGuard::default(),
+        }
+    }
+}
+
+/// The snapshot being received: its id and how many bytes of it were written.
+#[derive(Default)]
+struct ChunkGuard(Mutex<Option<(String, u64)>>);
+
+impl ChunkGuard {
+    /// Checks a snapshot chunk before openraft writes it: it must start within what was
+    /// received of its snapshot (a gap is answered as openraft answers a chunk of a stream it
+    /// does not know: the leader starts over at 0) and end within [`MAX_SNAPSHOT_BYTES`].
+    fn check_chunk(
+        &self,
+        id: &str,
+        offset: u64,
+        len: usize,
+    ) -> Result<Option<InstallSnapshotError>, Status> {
+        let received = match &*self.0.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some((current, end)) if current == id => *end,
+            _ => 0,
+        };
+        if offset > received {
+            tracing::warn!(
+                snapshot = id,
+                offset,
+                received,
+                "snapshot chunk after a gap"
+            );
+            return Ok(Some(InstallSnapshotError::SnapshotMismatch(
+                SnapshotMismatch {
+                    expect: SnapshotSegmentId {
+                        id: id.to_string(),
+                        offset: received,
+                    },
+                    got: SnapshotSegmentId {
+                        id: id.to_string(),
+                        offset,
+                    },
+                },
+            )));
+        }
+        match offset.checked_add(len as u64) {
+            Some(end) if end <= MAX_SNAPSHOT_BYTES => Ok(None),
+            _ => {
+                tracing::warn!(snapshot = id, offset, len, "snapshot over the size limit");
+                Err(Status::resource_exhausted(format!(
+                    "snapshot {id} is over {MAX_SNAPSHOT_BYTES} bytes"
+                )))
+            }
+        }
+    }
+
+    /// Records a chunk openraft wrote (`end` is where it ended); forgets a finished snapshot.
+    fn received_chunk(&self, id: &str, end: u64, done: bool) {
+        let mut r = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        *r = match r.take() {
+            _ if done => None,
+            Some((current, e)) if current == id => Some((current, e.max(end))),
+            _ => Some((id.to_string(), end)),
+        };
     }
 }
 
@@ -57,14 +128,28 @@ impl OmRaftService for OmRaftGrpc {
         r: Request<SnapshotChunk>,
     ) -> Result<Response<RaftMessage>, Status> {
         let c = r.into_inner();
-        let req = InstallSnapshotRequest {
+        let req: InstallSnapshotRequest<super::TypeConfig> = InstallSnapshotRequest {
             vote: decode("vote", &c.vote_json)?,
             meta: decode("snapshot meta", &c.meta_json)?,
             offset: c.offset,
             data: c.data,
             done: c.done,
         };
-        reply(&self.node.raft().install_snapshot(req).await)
+        let id = req.meta.snapshot_id.clone();
+        if let Some(mismatch) = self
+            .receiving
+            .check_chunk(&id, req.offset, req.data.len())?
+        {
+            let refused: Result<InstallSnapshotResponse<NodeId>, _> =
+                Err(RaftError::<NodeId, _>::APIError(mismatch));
+            return reply(&refused);
+        }
+        let (end, done) = (req.offset + req.data.len() as u64, req.done);
+        let result = self.node.raft().install_snapshot(req).await;
+        if result.is_ok() {
+            self.receiving.received_chunk(&id, end, done);
+        }
+        reply(&result)
     }
 
     async fn node_status(
@@ -113,5 +198,39 @@ impl OmRaftService for OmRaftGrpc {
             .await
             .map_err(|e: OmError| Status::from(e))?;
         Ok(Response::new(StartElectionResponse {}))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_must_follow_what_was_received_and_stay_under_the_limit() {
+        let g = ChunkGuard::default();
+        assert!(matches!(g.check_chunk("s1", 0, 10), Ok(None)));
+        // A chunk far ahead (a huge offset) is refused as a mismatch: the leader restarts.
+        assert!(matches!(
+            g.check_chunk("s1", 1 << 50, 10),
+            Ok(Some(InstallSnapshotError::SnapshotMismatch(m))) if m.expect.offset == 0
+        ));
+        g.received_chunk("s1", 10, false);
+        // The next chunk, or a resent one, is fine; one after a gap is not.
+        assert!(matches!(g.check_chunk("s1", 10, 10), Ok(None)));
+        assert!(matches!(g.check_chunk("s1", 0, 10), Ok(None)));
+        assert!(matches!(g.check_chunk("s1", 11, 10), Ok(Some(_))));
+        // Another snapshot starts from 0.
+        assert!(matches!(g.check_chunk("s2", 10, 10), Ok(Some(_))));
+        // Nothing ends past the limit, and an offset + length overflow is refused.
+        assert!(g.check_chunk("s1", 10, usize::MAX).is_err());
+        g.received_chunk("s1", MAX_SNAPSHOT_BYTES, false);
+        assert!(matches!(
+            g.check_chunk("s1", MAX_SNAPSHOT_BYTES - 1, 1),
+            Ok(None)
+        ));
+        assert!(g.check_chunk("s1", MAX_SNAPSHOT_BYTES, 1).is_err());
+        // A finished snapshot is forgotten.
+        g.received_chunk("s1", 20, true);
+        assert!(matches!(g.check_chunk("s1", 10, 1), Ok(Some(_))));
     }
 }
