@@ -66,8 +66,17 @@ pub(crate) const APPLIED_INDEX: &str = "applied_index";
 pub const DB_FILE: &str = "om.db";
 
 /// Opens (or creates) the database and makes sure every table exists.
+/// redb's page cache of `om.db` (its default is 1 GiB). The operating system's page cache
+/// still holds the rest of a large namespace; this bounds OM's own memory so that reading the
+/// whole database (a snapshot, a long listing) does not grow OM with the namespace.
+const DB_CACHE_BYTES: usize = 128 * 1024 * 1024;
+
 pub(crate) fn open_db(path: &Path) -> Result<Database, OmError> {
-    let db = ozone_common::db::open_waiting(|| Database::create(path))?;
+    let db = ozone_common::db::open_waiting(|| {
+        Database::builder()
+            .set_cache_size(DB_CACHE_BYTES)
+            .create(path)
+    })?;
     let txn = db.begin_write()?;
     {
         txn.open_table(META)?;
