@@ -20,6 +20,7 @@ mod cluster;
 mod compose;
 mod datanode_loss;
 mod durability;
+mod freon;
 mod om_ha;
 mod security;
 mod shell;
