@@ -129,7 +129,7 @@ fn main() -> ExitCode {
             Cmd::Cluster { cmd } => cluster::run(cmd, &cli.set).await,
             Cmd::Admin { cmd } => admin::run(&cfg, cmd).await,
             Cmd::Sh { cmd } => shell::run(&cfg, cmd).await.map_err(Into::into),
-            Cmd::Freon { cmd } => freon::run(cmd).await,
+            Cmd::Freon { cmd } => freon::run(&cfg, cmd).await,
             Cmd::S3 { cmd } => s3::run(&cfg, cmd).await,
             Cmd::Health(args) => health::check(&args)
                 .await

@@ -80,18 +80,22 @@ impl OzoneManager {
         } else {
             req.owner
         };
-        let count = self.config.blocks_for(req.size_hint);
         let block_size = self.config.block_size;
-        let locations = self
-            .scm
-            .allocate(
-                count,
-                self.config.declared_block_bytes(req.size_hint),
-                replication,
-                &owner,
-                Vec::new(),
-            )
-            .await?;
+        // An empty key is metadata only: no block from SCM (Ozone's dataSize 0).
+        let locations = if req.empty {
+            Vec::new()
+        } else {
+            let count = self.config.blocks_for(req.size_hint);
+            self.scm
+                .allocate(
+                    count,
+                    self.config.declared_block_bytes(req.size_hint),
+                    replication,
+                    &owner,
+                    Vec::new(),
+                )
+                .await?
+        };
         let cmd = OpenKey {
             volume,
             bucket: bucket_name,

@@ -90,6 +90,7 @@ where
             owner: target.owner.to_string(),
             upload_id: upload_id.clone(),
             part_number,
+            empty: false,
         },
     )
     .await

@@ -117,6 +117,11 @@ pub struct ListAllMyBucketsResult {
     pub owner: Owner,
     #[serde(rename = "Buckets")]
     pub buckets: Buckets,
+    /// Where the next page starts, when the listing is truncated (`max-buckets`).
+    #[serde(rename = "ContinuationToken", skip_serializing_if = "Option::is_none")]
+    pub continuation_token: Option<String>,
+    #[serde(rename = "Prefix", skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -684,6 +689,8 @@ mod tests {
                         creation_date: "2024-01-01T00:00:00.000Z".into(),
                     }],
                 },
+                continuation_token: None,
+                prefix: None,
             },
         );
         assert_eq!(typed, w.finish());

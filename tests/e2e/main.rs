@@ -21,6 +21,7 @@ mod cluster;
 mod compose;
 mod datanode_loss;
 mod durability;
+mod freon;
 mod om_ha;
 mod scale;
 mod security;

@@ -83,3 +83,28 @@ case_secure!(acls_decide_who_reads, |users| {
         "only the owner deletes a bucket",
     );
 });
+
+case_secure!(
+    /// With security on, ListBuckets pages show only the caller's buckets.
+    list_buckets_pages_only_own,
+    |users| {
+        let alice = users.user("alice").await;
+        let bob = users.user("bob").await;
+        for b in ["a1", "a2", "a3"] {
+            alice.bucket(b).await;
+        }
+        bob.bucket("b1").await;
+        let mut seen = Vec::new();
+        let mut path = "/?max-buckets=2".to_string();
+        loop {
+            let r = alice.get(&path).send().await;
+            r.expect(200, "ListBuckets page");
+            seen.extend(r.texts("Name"));
+            match r.text("ContinuationToken") {
+                Some(t) => path = format!("/?max-buckets=2&continuation-token={t}"),
+                None => break,
+            }
+        }
+        assert_eq!(seen, ["a1", "a2", "a3"]);
+    }
+);

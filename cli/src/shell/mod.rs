@@ -487,20 +487,7 @@ async fn key(cfg: &OzoneConfig, cmd: KeyCmd) -> Result<()> {
         }
         KeyCmd::List { address, page } => {
             let a = Address::bucket_only(&address).map_err(ShellError::Usage)?;
-            let resp = om(cfg, &a)?
-                .list_keys(ListKeysRequest {
-                    volume: a.volume.clone(),
-                    bucket: a.bucket.clone(),
-                    prefix: page.prefix(),
-                    start_after: page.start_after(),
-                    delimiter: String::new(),
-                    max_keys: page.max(),
-                })
-                .await?;
-            print_json(&Value::Array(
-                resp.keys.iter().map(|k| key_json(k, false)).collect(),
-            ));
-            Ok(())
+            list_keys(&om(cfg, &a)?, &a, &page).await
         }
         KeyCmd::Delete { address } => {
             let a = Address::key(&address).map_err(ShellError::Usage)?;
@@ -510,6 +497,71 @@ async fn key(cfg: &OzoneConfig, cmd: KeyCmd) -> Result<()> {
             om.delete_key(&a.volume, &a.bucket, &a.key).await?;
             Ok(())
         }
+    }
+}
+
+/// Keys OM returns per ListKeys call at most (its page cap).
+const OM_PAGE: u32 = 1000;
+
+/// `key list`: up to `--length` keys, fetched from OM a page at a time and printed as they
+/// come, so a long listing never sits whole in memory (a JSON array, as Ozone prints it).
+async fn list_keys(om: &OmClient, a: &Address, page: &Page) -> Result<()> {
+    let mut remaining = page.max();
+    let mut start_after = page.start_after();
+    let mut out = JsonArray::new(std::io::stdout());
+    while remaining > 0 {
+        let want = remaining.min(OM_PAGE);
+        let resp = om
+            .list_keys(ListKeysRequest {
+                volume: a.volume.clone(),
+                bucket: a.bucket.clone(),
+                prefix: page.prefix(),
+                start_after: start_after.clone(),
+                delimiter: String::new(),
+                max_keys: want,
+            })
+            .await?;
+        for k in &resp.keys {
+            out.push(&key_json(k, false));
+        }
+        remaining -= (resp.keys.len() as u32).min(remaining);
+        match resp.keys.last() {
+            Some(last) if resp.truncated => start_after = last.key.clone(),
+            _ => break,
+        }
+    }
+    out.finish();
+    Ok(())
+}
+
+/// Writes a JSON array element by element, laid out as `serde_json::to_string_pretty` lays
+/// out the whole array. Write errors (a closed pipe: `| head`) end the output quietly.
+struct JsonArray<W: std::io::Write> {
+    out: W,
+    started: bool,
+}
+
+impl<W: std::io::Write> JsonArray<W> {
+    fn new(out: W) -> Self {
+        JsonArray {
+            out,
+            started: false,
+        }
+    }
+
+    fn push(&mut self, v: &Value) {
+        let text = serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string());
+        let sep = if self.started { ",\n  " } else { "[\n  " };
+        let _ = write!(self.out, "{sep}{}", text.replace('\n', "\n  "));
+        self.started = true;
+    }
+
+    fn finish(mut self) {
+        let end = if self.started { "\n]\n" } else { "[]\n" };
+        let _ = self
+            .out
+            .write_all(end.as_bytes())
+            .and_then(|()| self.out.flush());
     }
 }
 
@@ -548,6 +600,7 @@ async fn put(
             owner: String::new(),
             upload_id: String::new(),
             part_number: 0,
+            empty: false,
         },
     )
     .await?;
@@ -660,4 +713,31 @@ async fn download(
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn streamed(items: &[Value]) -> String {
+        let mut buf = Vec::new();
+        let mut a = JsonArray::new(&mut buf);
+        for v in items {
+            a.push(v);
+        }
+        a.finish();
+        String::from_utf8(buf).unwrap()
+    }
+
+    #[test]
+    fn a_streamed_array_reads_as_the_pretty_printed_one() {
+        for items in [
+            vec![],
+            vec![json!({"name": "k1", "metadata": {}})],
+            vec![json!({"name": "k1", "n": [1, 2]}), json!({"name": "k2"})],
+        ] {
+            let whole = serde_json::to_string_pretty(&Value::Array(items.clone())).unwrap();
+            assert_eq!(streamed(&items), format!("{whole}\n"));
+        }
+    }
 }

@@ -2,6 +2,8 @@
 //! GetBucketVersioning.
 
 use actix_web::{HttpResponse, web};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use om_client::OmClientError;
 use ozone_proto::om::{CreateBucketRequest, ListBucketsRequest, OmStatus};
 
@@ -9,35 +11,100 @@ use super::{Ctx, iso8601, xml_ok};
 use crate::error::{S3Error, S3ErrorCode, S3Result};
 use crate::xml;
 
+/// Buckets a ListBuckets page holds at most (`max-buckets`, as S3 and Ozone).
+const MAX_BUCKETS: u32 = 10_000;
+/// Buckets asked of OM per round trip.
+const OM_PAGE: u32 = 1000;
+/// Buckets one ListBuckets request reads from OM at most: with security on, where a user sees
+/// only their own buckets, a page may end short (with a continuation token) rather than read
+/// every bucket of everyone, so a request costs the same whatever the number of buckets.
+const MAX_SCANNED: usize = 2 * MAX_BUCKETS as usize;
+
+/// `max-buckets`: 1 to 10000; absent is 10000.
+fn max_buckets(ctx: &Ctx<'_>) -> S3Result<u32> {
+    match ctx.query.get("max-buckets") {
+        None => Ok(MAX_BUCKETS),
+        Some(v) => match v.trim().parse::<u32>() {
+            Ok(n) if (1..=MAX_BUCKETS).contains(&n) => Ok(n),
+            _ => Err(S3Error::msg(
+                S3ErrorCode::InvalidArgument,
+                "max-buckets must be an integer from 1 to 10000",
+            )),
+        },
+    }
+}
+
+/// ListBuckets, a page at a time: `max-buckets`, `continuation-token` (the last bucket name of
+/// the previous page, base64) and `prefix`, as S3 since 2024.
 pub async fn list_buckets(ctx: &Ctx<'_>) -> S3Result<HttpResponse> {
+    let max = max_buckets(ctx)? as usize;
+    let prefix = ctx.query.get("prefix").unwrap_or("").to_string();
+    let mut start_after = match ctx.query.get("continuation-token") {
+        None => String::new(),
+        Some(t) => B64
+            .decode(t)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .ok_or_else(|| {
+                S3Error::msg(
+                    S3ErrorCode::InvalidArgument,
+                    "The continuation token provided is incorrect",
+                )
+            })?,
+    };
+    // With security on a user sees only the buckets they own.
+    let security = ctx.gw.config.security;
     let mut buckets = Vec::new();
-    let mut start_after = String::new();
-    loop {
+    let mut scanned = 0usize;
+    let mut more = true;
+    while buckets.len() < max && scanned < MAX_SCANNED {
+        let want = if security {
+            OM_PAGE
+        } else {
+            (max - buckets.len()).min(OM_PAGE as usize) as u32
+        };
         let page = ctx
             .gw
             .om
             .list_buckets(ListBucketsRequest {
                 volume: ctx.volume(),
-                prefix: String::new(),
+                prefix: prefix.clone(),
                 start_after: start_after.clone(),
-                max: 1000,
+                max: want,
             })
             .await
             .map_err(|e| S3Error::from_om(e, "/"))?;
         let n = page.buckets.len();
-        if let Some(last) = page.buckets.last() {
-            start_after = last.name.clone();
+        scanned += n;
+        for b in page.buckets {
+            if buckets.len() == max {
+                break;
+            }
+            start_after = b.name.clone();
+            if !security || b.owner == ctx.user {
+                buckets.push(b);
+            }
         }
-        // With security on a user sees only the buckets they own.
-        let security = ctx.gw.config.security;
-        buckets.extend(
-            page.buckets
-                .into_iter()
-                .filter(|b| !security || b.owner == ctx.user),
-        );
-        if n < 1000 {
+        if n < want as usize {
+            more = false;
             break;
         }
+    }
+    // A full page may be the last one: look one bucket further (one small round trip) so that
+    // a listing that ends exactly at a page boundary carries no token.
+    if more && !security {
+        let next = ctx
+            .gw
+            .om
+            .list_buckets(ListBucketsRequest {
+                volume: ctx.volume(),
+                prefix: prefix.clone(),
+                start_after: start_after.clone(),
+                max: 1,
+            })
+            .await
+            .map_err(|e| S3Error::from_om(e, "/"))?;
+        more = !next.buckets.is_empty();
     }
     let out = xml::ListAllMyBucketsResult {
         xmlns: (),
@@ -51,6 +118,8 @@ pub async fn list_buckets(ctx: &Ctx<'_>) -> S3Result<HttpResponse> {
                 })
                 .collect(),
         },
+        continuation_token: more.then(|| B64.encode(start_after.as_bytes())),
+        prefix: ctx.query.get("prefix").map(str::to_string),
     };
     Ok(xml_ok(xml::to_xml("ListAllMyBucketsResult", &out)))
 }

@@ -1,57 +1,52 @@
-//! `ozone freon`: load generators. `s3bench` measures PUT/GET throughput of large objects and
-//! operations per second of small ones through a real S3 endpoint (unsigned, or SigV4-signed
-//! with `--access-key`/`--secret` for a cluster with security on).
+//! `ozone freon s3bench`: PUT/GET throughput of large objects and operations per second of small
+//! ones through a real S3 endpoint (unsigned, or SigV4-signed with `--access-key`/`--secret` for
+//! a cluster with security on).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use clap::Subcommand;
 use futures::StreamExt;
 use ozone_common::config::parse_bytes;
 
 type BoxError = Box<dyn std::error::Error>;
 
-#[derive(Subcommand)]
-pub enum FreonCmd {
-    /// S3 throughput benchmark: large-object MiB/s and small-object ops/s, PUT then GET.
-    S3bench {
-        /// S3 endpoint.
-        #[arg(long, short = 'e', default_value = "http://127.0.0.1:9878")]
-        endpoint: String,
-        /// Bucket to use (created if missing, emptied and removed at the end when created here).
-        #[arg(long)]
-        bucket: Option<String>,
-        /// Large object size.
-        #[arg(long, default_value = "64MB")]
-        size: String,
-        /// Number of large objects (0 skips the large-object phase).
-        #[arg(long, default_value_t = 16)]
-        count: usize,
-        /// Concurrent large-object requests.
-        #[arg(long, default_value_t = 4)]
-        concurrency: usize,
-        /// Small object size.
-        #[arg(long, default_value = "4KB")]
-        small_size: String,
-        /// Number of small objects (0 skips the small-object phase).
-        #[arg(long, default_value_t = 2000)]
-        small_count: usize,
-        /// Concurrent small-object requests.
-        #[arg(long, default_value_t = 32)]
-        small_concurrency: usize,
-        /// Sign requests (SigV4, UNSIGNED-PAYLOAD) with this access key (security on).
-        #[arg(long, requires = "secret")]
-        access_key: Option<String>,
-        /// The secret of --access-key.
-        #[arg(long)]
-        secret: Option<String>,
-    },
+#[derive(Debug, clap::Args)]
+pub struct S3benchArgs {
+    /// S3 endpoint.
+    #[arg(long, short = 'e', default_value = "http://127.0.0.1:9878")]
+    endpoint: String,
+    /// Bucket to use (created if missing, emptied and removed at the end when created here).
+    #[arg(long)]
+    bucket: Option<String>,
+    /// Large object size.
+    #[arg(long, default_value = "64MB")]
+    size: String,
+    /// Number of large objects (0 skips the large-object phase).
+    #[arg(long, default_value_t = 16)]
+    count: usize,
+    /// Concurrent large-object requests.
+    #[arg(long, default_value_t = 4)]
+    concurrency: usize,
+    /// Small object size.
+    #[arg(long, default_value = "4KB")]
+    small_size: String,
+    /// Number of small objects (0 skips the small-object phase).
+    #[arg(long, default_value_t = 2000)]
+    small_count: usize,
+    /// Concurrent small-object requests.
+    #[arg(long, default_value_t = 32)]
+    small_concurrency: usize,
+    /// Sign requests (SigV4, UNSIGNED-PAYLOAD) with this access key (security on).
+    #[arg(long, requires = "secret")]
+    access_key: Option<String>,
+    /// The secret of --access-key.
+    #[arg(long)]
+    secret: Option<String>,
 }
 
-/// Signs freon's requests with SigV4 (headers host, x-amz-content-sha256, x-amz-date;
-/// UNSIGNED-PAYLOAD), with the gateway's own signing code.
+/// Signs freon's requests with SigV4 (UNSIGNED-PAYLOAD), with the gateway's own signing code.
 type Signer = ozone_s3g::sigv4::ClientSigner;
 
 fn sign(
@@ -60,25 +55,12 @@ fn sign(
     method: &str,
     url: &str,
 ) -> reqwest::RequestBuilder {
-    let Some(s) = signer else { return req };
-    let Ok(u) = reqwest::Url::parse(url) else {
-        return req;
-    };
-    let host = match u.port() {
-        Some(p) => format!("{}:{p}", u.host_str().unwrap_or("")),
-        None => u.host_str().unwrap_or("").to_string(),
-    };
-    let t = ozone_s3g::sigv4::format_amz_date(time::OffsetDateTime::now_utc());
-    let payload = "UNSIGNED-PAYLOAD";
-    let authorization = s.authorization(method, u.path(), &[], &[("host", &host)], payload, &t);
-    req.header("x-amz-date", t)
-        .header("x-amz-content-sha256", payload)
-        .header("authorization", authorization)
+    super::s3::sign(signer, req, method, url, &[])
 }
 
-pub async fn run(cmd: FreonCmd) -> Result<(), BoxError> {
-    match cmd {
-        FreonCmd::S3bench {
+pub async fn run(args: S3benchArgs) -> Result<(), BoxError> {
+    {
+        let S3benchArgs {
             endpoint,
             bucket,
             size,
@@ -89,7 +71,8 @@ pub async fn run(cmd: FreonCmd) -> Result<(), BoxError> {
             small_concurrency,
             access_key,
             secret,
-        } => {
+        } = args;
+        {
             let signer = access_key.map(|access_key| Signer {
                 access_key,
                 secret: secret.unwrap_or_default(),
