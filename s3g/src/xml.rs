@@ -710,6 +710,8 @@ mod tests {
                 xmlns: (),
                 owner: Owner::user("u"),
                 buckets: Buckets { bucket: vec![] },
+                continuation_token: None,
+                prefix: None,
             },
         );
         assert_eq!(typed, w.finish());

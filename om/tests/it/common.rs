@@ -109,6 +109,13 @@ impl ScmClientService for FakeScm {
         Ok(Response::new(DeleteBlocksResponse { transactions: n }))
     }
 
+    async fn close_container(
+        &self,
+        _: Request<ozone_proto::scm::CloseContainerRequest>,
+    ) -> Result<Response<ozone_proto::scm::CloseContainerResponse>, Status> {
+        Err(Status::unimplemented("not used by OM"))
+    }
+
     async fn decommission_datanode(
         &self,
         _: Request<DatanodeAdminRequest>,
