@@ -90,10 +90,10 @@ case_secure!(
     |users| {
         let alice = users.user("alice").await;
         let bob = users.user("bob").await;
-        for b in ["a1", "a2", "a3"] {
+        for b in ["own-a1", "own-a2", "own-a3"] {
             alice.bucket(b).await;
         }
-        bob.bucket("b1").await;
+        bob.bucket("bob-b1").await;
         let mut seen = Vec::new();
         let mut path = "/?max-buckets=2".to_string();
         loop {
@@ -105,6 +105,6 @@ case_secure!(
                 None => break,
             }
         }
-        assert_eq!(seen, ["a1", "a2", "a3"]);
+        assert_eq!(seen, ["own-a1", "own-a2", "own-a3"]);
     }
 );

@@ -75,15 +75,23 @@ pub async fn list_buckets(ctx: &Ctx<'_>) -> S3Result<HttpResponse> {
             .await
             .map_err(|e| S3Error::from_om(e, "/"))?;
         let n = page.buckets.len();
-        scanned += n;
-        for b in page.buckets {
-            if buckets.len() == max {
-                break;
-            }
+        let mut rest = page.buckets.into_iter();
+        for b in rest.by_ref() {
+            scanned += 1;
             start_after = b.name.clone();
             if !security || b.owner == ctx.user {
                 buckets.push(b);
+                if buckets.len() == max {
+                    break;
+                }
             }
+        }
+        if buckets.len() == max {
+            // Full: more follow if this answer holds another visible bucket, or if OM may
+            // have more than it sent.
+            let visible_left = rest.any(|b| !security || b.owner == ctx.user);
+            more = visible_left || n == want as usize;
+            break;
         }
         if n < want as usize {
             more = false;
