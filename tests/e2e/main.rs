@@ -8,9 +8,8 @@
 //! ([`ozone_tests::Cluster::start`]): cluster, datanode_loss, durability, om_ha, security,
 //! compose, scale (small container sizes, an open-file limit, containers closed under
 //! uploads), the secure browser test and aws_cli's 16 MiB-block round trip. So does `ozone sh`'s
-//! (shell): its 50 MiB key is one block, more than the client keeps to write again, and the
-//! other tests' many small objects fill containers (each allocation counts a whole block), so
-//! its container can close under it mid-write.
+//! (shell), from before the key writer could go on past a container closed under it; it could
+//! now share the cluster.
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
 mod aws_cli;
