@@ -159,7 +159,9 @@ def test_conditional_write_races(c):
     body_a, body_b = b"a" * 300_000, b"b" * 300_000
     ca = start_put("race1", body_a)
     cb = start_put("race1", body_b)
-    time.sleep(1.0)  # both early checks are done: the key does not exist yet
+    # Both early checks are done (the key does not exist yet). 1 s was not always enough in the
+    # full suite, beside a test uploading 300 MB objects: B's check came after A's commit (412).
+    time.sleep(3.0)
     st_a, _ = finish_put(ca, body_a)
     st_b, text_b = finish_put(cb, body_b)
     assert st_a == 200, st_a
