@@ -41,16 +41,7 @@ pub async fn list_buckets(ctx: &Ctx<'_>) -> S3Result<HttpResponse> {
     let prefix = ctx.query.get("prefix").unwrap_or("").to_string();
     let mut start_after = match ctx.query.get("continuation-token") {
         None => String::new(),
-        Some(t) => B64
-            .decode(t)
-            .ok()
-            .and_then(|b| String::from_utf8(b).ok())
-            .ok_or_else(|| {
-                S3Error::msg(
-                    S3ErrorCode::InvalidArgument,
-                    "The continuation token provided is incorrect",
-                )
-            })?,
+        Some(t) => super::list::decode_continuation_token(t)?,
     };
     // With security on a user sees only the buckets they own.
     let security = ctx.gw.config.security;

@@ -42,16 +42,7 @@ pub async fn list_objects(ctx: &Ctx<'_>, v2: bool) -> S3Result<HttpResponse> {
     let token = ctx.query.get("continuation-token");
     let start_after = if v2 {
         match token {
-            Some(t) => B64
-                .decode(t)
-                .ok()
-                .and_then(|b| String::from_utf8(b).ok())
-                .ok_or_else(|| {
-                    S3Error::msg(
-                        S3ErrorCode::InvalidArgument,
-                        "The continuation token provided is incorrect",
-                    )
-                })?,
+            Some(t) => decode_continuation_token(t)?,
             None => ctx.query.get("start-after").unwrap_or("").to_string(),
         }
     } else {
@@ -117,4 +108,18 @@ pub async fn list_objects(ctx: &Ctx<'_>, v2: bool) -> S3Result<HttpResponse> {
             .collect(),
     };
     Ok(xml_ok(xml::to_xml("ListBucketResult", &out)))
+}
+
+/// The name a `continuation-token` stands for (ListObjectsV2, ListBuckets): the base64 of the
+/// last name of the previous page.
+pub(super) fn decode_continuation_token(token: &str) -> S3Result<String> {
+    B64.decode(token)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(|| {
+            S3Error::msg(
+                S3ErrorCode::InvalidArgument,
+                "The continuation token provided is incorrect",
+            )
+        })
 }
