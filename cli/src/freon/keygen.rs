@@ -28,10 +28,9 @@ const OM_CHANNELS: usize = 4;
 /// MD5 of nothing: the ETag of an empty key.
 const EMPTY_MD5: &str = "d41d8cd98f00b204e9800998ecf8427e";
 
+/// The Ozone bucket keys are written to (`omkg`, `ockg`).
 #[derive(Debug, clap::Args)]
-pub struct OmkgArgs {
-    #[command(flatten)]
-    pub common: Common,
+pub struct KeyBucket {
     /// Volume of the keys (created if missing).
     #[arg(short = 'v', long, default_value = "vol1")]
     pub volume: String,
@@ -41,15 +40,19 @@ pub struct OmkgArgs {
 }
 
 #[derive(Debug, clap::Args)]
+pub struct OmkgArgs {
+    #[command(flatten)]
+    pub common: Common,
+    #[command(flatten)]
+    pub target: KeyBucket,
+}
+
+#[derive(Debug, clap::Args)]
 pub struct OckgArgs {
     #[command(flatten)]
     pub common: Common,
-    /// Volume of the keys (created if missing).
-    #[arg(short = 'v', long, default_value = "vol1")]
-    pub volume: String,
-    /// Bucket of the keys (created if missing).
-    #[arg(short = 'b', long, default_value = "bucket1")]
-    pub bucket: String,
+    #[command(flatten)]
+    pub target: KeyBucket,
     /// Size of each key (`10KB`, `1MB`, bytes).
     #[arg(short = 's', long, default_value = "10240")]
     pub size: String,
@@ -131,9 +134,9 @@ fn size_arg(s: &str) -> Result<u64, BoxError> {
 
 pub async fn omkg(cfg: &OzoneConfig, args: OmkgArgs) -> Result<(), BoxError> {
     let clients = Arc::new(om_clients(cfg)?);
-    ensure_bucket(&clients[0], &args.volume, &args.bucket).await?;
+    ensure_bucket(&clients[0], &args.target.volume, &args.target.bucket).await?;
     let prefix = args.common.prefix();
-    let (volume, bucket) = (args.volume, args.bucket);
+    let (volume, bucket) = (args.target.volume, args.target.bucket);
     let summary = runner::run(&args.common, "omkg", 0, move |i| {
         let om = clients[i as usize % clients.len()].clone();
         let key = format!("{prefix}/{i}");
@@ -170,13 +173,13 @@ pub async fn omkg(cfg: &OzoneConfig, args: OmkgArgs) -> Result<(), BoxError> {
 pub async fn ockg(cfg: &OzoneConfig, args: OckgArgs) -> Result<(), BoxError> {
     let size = size_arg(&args.size)?;
     let clients = Arc::new(om_clients(cfg)?);
-    ensure_bucket(&clients[0], &args.volume, &args.bucket).await?;
+    ensure_bucket(&clients[0], &args.target.volume, &args.target.bucket).await?;
     let settings = WriteSettings::from_config(cfg)?;
     let dn = DatanodeClients::new();
     let body = data(size);
     let etag = hex::encode(Md5::digest(&body));
     let prefix = args.common.prefix();
-    let (volume, bucket) = (args.volume, args.bucket);
+    let (volume, bucket) = (args.target.volume, args.target.bucket);
     let summary = runner::run(&args.common, "ockg", size, move |i| {
         let om = clients[i as usize % clients.len()].clone();
         let key = format!("{prefix}/{i}");
