@@ -197,7 +197,7 @@ keys! {
     OZONE_OM_NODES_SERVICEID [1] = "ozone.om.nodes.<serviceId>" = "" : "OM HA: comma-separated node ids of the OMs of the service, e.g. om1,om2,om3.";
     OZONE_OM_ADDRESS_SERVICEID_NODEID [2] = "ozone.om.address.<serviceId>.<nodeId>" = "" : "OM HA: gRPC address (host:port) of one OM node; clients and the other OMs (raft) use it.";
     OZONE_OM_NODE_ID = "ozone.om.node.id" = "" : "OM HA: which node of the service this OM is (needed when the service lists several nodes).";
-    OZONE_OM_RATIS_SNAPSHOT_AUTO_TRIGGER_THRESHOLD = "ozone.om.ratis.snapshot.auto.trigger.threshold" = "10000" : "OM snapshots its state after this many log entries applied since the last snapshot.";
+    OZONE_OM_RATIS_SNAPSHOT_AUTO_TRIGGER_THRESHOLD = "ozone.om.ratis.snapshot.auto.trigger.threshold" = "400000" : "OM snapshots its state after this many log entries applied since the last snapshot (Ozone's default; a snapshot exports the whole namespace, so a low value costs writes in proportion to its size).";
     OZONE_OM_RATIS_LOG_PURGE_GAP = "ozone.om.ratis.log.purge.gap" = "1000" : "Log entries an OM keeps before its latest snapshot when it purges the log (a follower further behind catches up by snapshot).";
     OZONE_OM_RATIS_MINIMUM_TIMEOUT = "ozone.om.ratis.minimum.timeout" = "1s" : "OM election timeout: a follower hearing no leader for this long (randomised up to twice) starts an election; the leader heartbeats at a third of it.";
     OZONE_OM_RATIS_SERVER_REQUEST_TIMEOUT = "ozone.om.ratis.server.request.timeout" = "5s" : "How long an OM waits for a write to commit, or a read to confirm leadership, before answering OM_UNAVAILABLE.";

@@ -28,6 +28,21 @@ pub fn open_waiting<T>(
     }
 }
 
+/// Creates (or opens) the redb database at `path` with a page cache of `cache_bytes`, waiting
+/// as [`open_waiting`] does. redb's default cache is 1 GiB, which a role fills as its database
+/// grows (a namespace of millions of keys, a raft log written for hours); every role bounds it
+/// and leaves the rest to the operating system's page cache.
+pub fn create_with_cache(
+    path: &std::path::Path,
+    cache_bytes: usize,
+) -> Result<redb::Database, redb::DatabaseError> {
+    open_waiting(|| {
+        redb::Database::builder()
+            .set_cache_size(cache_bytes)
+            .create(path)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -72,11 +72,7 @@ pub const DB_FILE: &str = "om.db";
 const DB_CACHE_BYTES: usize = 128 * 1024 * 1024;
 
 pub(crate) fn open_db(path: &Path) -> Result<Database, OmError> {
-    let db = ozone_common::db::open_waiting(|| {
-        Database::builder()
-            .set_cache_size(DB_CACHE_BYTES)
-            .create(path)
-    })?;
+    let db = ozone_common::db::create_with_cache(path, DB_CACHE_BYTES)?;
     let txn = db.begin_write()?;
     {
         txn.open_table(META)?;

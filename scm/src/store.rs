@@ -74,6 +74,9 @@ pub struct Store {
     db: Option<Database>,
 }
 
+/// redb page cache of `scm.db` (containers, their replicas, the deleted-block log).
+const DB_CACHE_BYTES: usize = 64 * 1024 * 1024;
+
 impl Store {
     /// Opens (creating if needed) `<dir>/scm.db` and reads all of it. A new database gets a
     /// fresh cluster id.
@@ -83,8 +86,7 @@ impl Store {
             source,
         })?;
         let path = dir.join("scm.db");
-        let db =
-            ozone_common::db::open_waiting(|| Database::create(&path)).map_err(ScmError::db)?;
+        let db = ozone_common::db::create_with_cache(&path, DB_CACHE_BYTES).map_err(ScmError::db)?;
         let store = Store { db: Some(db) };
         let mut loaded = store.load()?;
         if loaded.cluster_id.is_empty() {

@@ -89,12 +89,8 @@ impl VolumeDb {
     /// Opens (creating if needed) `<root>/container.db` with both tables present.
     pub(super) fn open(root: &Path) -> Result<VolumeDb, DatanodeError> {
         let path = root.join(DB_FILE);
-        let db = ozone_common::db::open_waiting(|| {
-            Database::builder()
-                .set_cache_size(DB_CACHE_BYTES)
-                .create(&path)
-        })
-        .map_err(|e| DatanodeError::metadata(0, e))?;
+        let db = ozone_common::db::create_with_cache(&path, DB_CACHE_BYTES)
+            .map_err(|e| DatanodeError::metadata(0, e))?;
         let txn = db
             .begin_write()
             .map_err(|e| DatanodeError::metadata(0, e))?;

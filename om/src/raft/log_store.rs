@@ -35,6 +35,10 @@ const STATE: TableDefinition<'static, &'static str, &'static [u8]> =
 const VOTE: &str = "vote";
 const PURGED: &str = "last_purged";
 
+/// redb page cache of `raft.db`: the log is written once, read back by followers' replication
+/// near its tail, and purged behind snapshots.
+const LOG_CACHE_BYTES: usize = 16 * 1024 * 1024;
+
 /// Name of the raft log file inside the OM db directory.
 pub const LOG_FILE: &str = "raft.db";
 
@@ -179,7 +183,7 @@ impl LogStore {
         std::fs::create_dir_all(dir)
             .map_err(|e| OmError::io(format!("creating OM db dir {}", dir.display()), e))?;
         let path = dir.join(LOG_FILE);
-        let db = Arc::new(ozone_common::db::open_waiting(|| Database::create(&path))?);
+        let db = Arc::new(ozone_common::db::create_with_cache(&path, LOG_CACHE_BYTES)?);
         let txn = db.begin_write()?;
         txn.open_table(LOG)?;
         txn.open_table(STATE)?;
