@@ -123,20 +123,29 @@ fn read_segment(
     })
 }
 
-/// Datanodes SCM says hold a usable replica of the block's container, other than `tried`.
+/// Datanodes SCM says hold a replica of the block's container, other than `tried`: the
+/// healthy ones (CLOSED, OPEN) first, the others (UNHEALTHY: read as a last resort; every
+/// piece is still verified) last.
 async fn current_replicas(
     scm: &ScmClient,
     tried: &[DatanodeDetails],
     block_id: BlockId,
 ) -> Vec<DatanodeDetails> {
     match scm.get_container(block_id.container_id).await {
-        Ok(info) => info
-            .replicas
-            .into_iter()
-            .filter(|r| r.state == "CLOSED" || r.state == "OPEN")
-            .filter_map(|r| r.datanode)
-            .filter(|d| !tried.iter().any(|t| t.uuid == d.uuid))
-            .collect(),
+        Ok(info) => {
+            let mut replicas: Vec<_> = info
+                .replicas
+                .into_iter()
+                .filter(|r| {
+                    r.datanode
+                        .as_ref()
+                        .is_some_and(|d| !tried.iter().any(|t| t.uuid == d.uuid))
+                })
+                .collect();
+            // Stable: SCM's order within each group.
+            replicas.sort_by_key(|r| !(r.state == "CLOSED" || r.state == "OPEN"));
+            replicas.into_iter().filter_map(|r| r.datanode).collect()
+        }
         Err(e) => {
             tracing::warn!(block = %block_id, error = %e, "cannot ask SCM for the container's replicas");
             Vec::new()
