@@ -8,6 +8,7 @@ use datanode_client::{DatanodeClientError, DatanodeClients};
 use futures::{Stream, StreamExt};
 use ozone_proto::hdds::{BlockId, DatanodeDetails};
 use ozone_proto::om::KeyInfo;
+use ozone_proto::scm::ContainerReplica;
 use scm_client::ScmClient;
 
 /// Streams bytes `[start, end)` of a key from its blocks.
@@ -123,23 +124,72 @@ fn read_segment(
     })
 }
 
-/// Datanodes SCM says hold a usable replica of the block's container, other than `tried`.
+/// Datanodes SCM says hold a replica of the block's container, other than `tried`, healthy
+/// first (see [`healthy_first`]).
 async fn current_replicas(
     scm: &ScmClient,
     tried: &[DatanodeDetails],
     block_id: BlockId,
 ) -> Vec<DatanodeDetails> {
     match scm.get_container(block_id.container_id).await {
-        Ok(info) => info
-            .replicas
-            .into_iter()
-            .filter(|r| r.state == "CLOSED" || r.state == "OPEN")
-            .filter_map(|r| r.datanode)
-            .filter(|d| !tried.iter().any(|t| t.uuid == d.uuid))
-            .collect(),
+        Ok(info) => healthy_first(info.replicas, tried),
         Err(e) => {
             tracing::warn!(block = %block_id, error = %e, "cannot ask SCM for the container's replicas");
             Vec::new()
         }
+    }
+}
+
+/// The datanodes of `replicas` other than `tried`: the healthy ones (CLOSED, OPEN) first, the
+/// others (UNHEALTHY: read as a last resort, every piece still verified) last; SCM's order
+/// within each group.
+fn healthy_first(
+    replicas: Vec<ContainerReplica>,
+    tried: &[DatanodeDetails],
+) -> Vec<DatanodeDetails> {
+    let mut replicas: Vec<ContainerReplica> = replicas
+        .into_iter()
+        .filter(|r| {
+            r.datanode
+                .as_ref()
+                .is_some_and(|d| !tried.iter().any(|t| t.uuid == d.uuid))
+        })
+        .collect();
+    replicas.sort_by_key(|r| !(r.state == "CLOSED" || r.state == "OPEN"));
+    replicas.into_iter().filter_map(|r| r.datanode).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn replica(n: u16, state: &str) -> ContainerReplica {
+        ContainerReplica {
+            datanode: Some(DatanodeDetails {
+                uuid: format!("dn-{n}"),
+                host: "127.0.0.1".into(),
+                port: 9000 + u32::from(n),
+                http_port: 0,
+            }),
+            state: state.into(),
+            used_bytes: 0,
+            block_count: 0,
+        }
+    }
+
+    #[test]
+    fn unhealthy_replicas_are_read_last_and_tried_ones_not_again() {
+        let replicas = vec![
+            replica(1, "UNHEALTHY"),
+            replica(2, "CLOSED"),
+            replica(3, "CLOSED"),
+            replica(4, "UNHEALTHY"),
+        ];
+        let tried = vec![replica(3, "CLOSED").datanode.unwrap_or_default()];
+        let order: Vec<String> = healthy_first(replicas, &tried)
+            .into_iter()
+            .map(|d| d.uuid)
+            .collect();
+        assert_eq!(order, vec!["dn-2", "dn-1", "dn-4"]);
     }
 }

@@ -8,8 +8,14 @@
 //! - `container.db` (redb): table `containers`, container id -> summary (state, created,
 //!   used bytes, block count; a container being built is marked so and ignored), and table
 //!   `blocks`, (container id, localId) -> prost-encoded `hdds::BlockData`. A block commit
-//!   writes its row and the container's summary in one durable transaction;
+//!   writes its row and the container's summary in one durable transaction; table
+//!   `deleted_containers`, container id -> when: tombstones of the containers deleted here, so
+//!   a late write never re-creates one (a copy SCM asks for takes the id back);
 //! - `<id>/chunks/<localId>.block`: the block's bytes, each chunk written at its offset.
+//!
+//! A container that cannot be loaded at start (undecodable summary, failed migration,
+//! missing directory) is kept aside: reported UNHEALTHY, never deleted (not even forced),
+//! and loaded again every container report interval until it loads.
 //!
 //! A container is built in a temporary directory (its rows under a summary marked as being
 //! built), renamed into place, and only then committed, so a crash never leaves a half-made
@@ -220,6 +226,111 @@ mod tests {
         ));
         assert!(set.get_or_create(3).await.is_err(), "never recreated over");
         assert_eq!(set.reports()[0].state, "UNHEALTHY");
+        // Kept aside: never deleted, even when forced; loaded once it can be.
+        assert!(matches!(
+            set.delete_container(3, true).await,
+            Err(DatanodeError::ContainerKeptAside { id: 3, .. })
+        ));
+        assert!(root.join("3/metadata/container.json").exists());
+        assert_eq!(set.retry_kept_aside().await.expect("retry"), 0);
+        assert_eq!(set.kept_aside(), vec![3]);
+        std::fs::write(
+            root.join("3/metadata/container.json"),
+            r#"{"id":3,"state":"CLOSED","created_ms":1}"#,
+        )
+        .expect("write");
+        assert_eq!(set.retry_kept_aside().await.expect("retry"), 1);
+        assert!(set.kept_aside().is_empty());
+        assert_eq!(set.get(3).expect("loaded").state(), ContainerState::Closed);
+        assert_eq!(set.reports()[0].state, "CLOSED");
+    }
+
+    #[tokio::test]
+    async fn a_container_whose_row_fails_to_load_is_kept_aside_not_deleted() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let root = tmp.path().join("containers");
+        let set = ContainerSet::load(&root).expect("load");
+        let c = set.get_or_create(5).await.expect("create");
+        commit(&c, 1, b"kept");
+        drop(c);
+        set.close_container(5).await.expect("close");
+        let good = {
+            let db = set.db().expect("db");
+            let txn = db.begin_read(5).expect("read");
+            let t = txn.open_table(disk::CONTAINERS).expect("table");
+            t.get(5).expect("get").expect("row").value().to_vec()
+        };
+        let put_row = |set: &ContainerSet, bytes: &[u8]| {
+            let db = set.db().expect("db");
+            let txn = db.begin_write(5).expect("write");
+            txn.open_table(disk::CONTAINERS)
+                .expect("table")
+                .insert(5u64, bytes)
+                .expect("insert");
+            txn.commit().expect("commit");
+        };
+        put_row(&set, b"not json");
+        drop(set.shutdown());
+        drop(set);
+
+        let set = ContainerSet::load(&root).expect("reload");
+        assert!(matches!(
+            set.get(5),
+            Err(DatanodeError::ContainerUnhealthy { .. })
+        ));
+        assert_eq!(set.reports()[0].state, "UNHEALTHY");
+        for force in [false, true] {
+            assert!(matches!(
+                set.delete_container(5, force).await,
+                Err(DatanodeError::ContainerKeptAside { id: 5, .. })
+            ));
+        }
+        assert!(root.join("5/chunks/1.block").exists(), "files kept");
+        assert_eq!(rows(&set, 5), (true, 1), "rows kept");
+        // The fault goes away (here: the row is readable again): loaded and served.
+        put_row(&set, &good);
+        assert_eq!(set.retry_kept_aside().await.expect("retry"), 1);
+        let c = set.get(5).expect("loaded");
+        assert_eq!((c.state(), c.block_count()), (ContainerState::Closed, 1));
+        assert_eq!(c.get_block(1).expect("block").map(|b| b.size), Some(4));
+    }
+
+    #[tokio::test]
+    async fn a_late_write_never_re_creates_a_deleted_container() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let root = tmp.path().join("containers");
+        let set = ContainerSet::load(&root).expect("load");
+        let c = set.get_or_create(7).await.expect("create");
+        commit(&c, 1, b"gone");
+        drop(c);
+        set.delete_container(7, true).await.expect("delete");
+        assert!(matches!(
+            set.get_or_create(7).await,
+            Err(DatanodeError::ContainerDeleted(7))
+        ));
+        assert!(matches!(
+            set.get(7),
+            Err(DatanodeError::ContainerNotFound(7))
+        ));
+        assert!(!root.join("7").exists());
+        // The tombstone is durable.
+        drop(set.shutdown());
+        drop(set);
+        let set = ContainerSet::load(&root).expect("reload");
+        assert!(matches!(
+            set.get_or_create(7).await,
+            Err(DatanodeError::ContainerDeleted(7))
+        ));
+        // A copy SCM asks for takes the id back (CLOSED: still no writes).
+        let imp = set.begin_import(7).await.expect("begin");
+        let c = set.finish_import(imp).await.expect("finish");
+        assert_eq!(c.state(), ContainerState::Closed);
+        assert!(matches!(
+            set.get_or_create(7).await.map(|c| c.state()),
+            Ok(ContainerState::Closed)
+        ));
+        // Other containers are created as before.
+        set.get_or_create(8).await.expect("a new container");
     }
 
     /// Rows of container `id` in the volume database: its summary and its blocks.

@@ -39,6 +39,12 @@ pub enum DatanodeError {
     ContainerUnhealthy { id: u64, reason: String },
     #[error("container {0} already exists on this datanode")]
     ContainerExists(u64),
+    /// A write for a container deleted here (SCM deleted the replica): never re-created.
+    #[error("container {0} was deleted on this datanode; a late write does not re-create it")]
+    ContainerDeleted(u64),
+    /// A container that could not be loaded is kept aside, never deleted on command.
+    #[error("container {id} could not be loaded ({reason}); it is kept aside, not deleted")]
+    ContainerKeptAside { id: u64, reason: String },
     #[error("container {id} still holds {blocks} blocks (or is OPEN)")]
     ContainerNotEmpty { id: u64, blocks: u64 },
     #[error("copying container {id}: {message}")]
@@ -97,6 +103,8 @@ impl DatanodeError {
             DatanodeError::ContainerNotFound(_) | DatanodeError::BlockNotFound(_) => Code::NotFound,
             DatanodeError::ContainerNotOpen { .. }
             | DatanodeError::ContainerUnhealthy { .. }
+            | DatanodeError::ContainerDeleted(_)
+            | DatanodeError::ContainerKeptAside { .. }
             | DatanodeError::BlockIncomplete { .. } => Code::FailedPrecondition,
             DatanodeError::BlockCommitted(_) | DatanodeError::ContainerExists(_) => {
                 Code::AlreadyExists

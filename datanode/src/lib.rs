@@ -14,12 +14,14 @@
 //! - `replication`: the replication supervisor (tokio task): verified container copies pulled
 //!   from another datanode's `CopyContainer`;
 //! - `scrubber`: the background scrubber (tokio task) that re-verifies stored checksums at a
-//!   configured rate and marks corrupt replicas UNHEALTHY;
+//!   configured rate and marks corrupt replicas UNHEALTHY (I/O faults are retried, never
+//!   marked);
 //! - `address`: the host advertised when `hdds.datanode.hostname` is unset (IP towards SCM, or
 //!   its DNS name);
 //! - `node`: the state all of these share (`Datanode`: config, containers, metrics, queues to
 //!   the background tasks, the SCM link); it depends on none of them;
-//! - `server`: start/stop, the http server (`/prom`, status page).
+//! - `server`: start/stop, the http server (`/prom`, status page), and the task that loads
+//!   again the containers kept aside at start.
 
 mod address;
 mod block;

@@ -48,6 +48,31 @@ pub struct DatanodeHandle {
     heartbeat: Option<JoinHandle<()>>,
 }
 
+/// Every container report interval, tries again to load the containers that could not be
+/// loaded at start (kept aside, never deleted); publishes how many are still aside.
+async fn retry_kept_aside(node: Arc<Datanode>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        let aside = node.containers.kept_aside().len();
+        node.metrics.set_gauge(
+            "containers_kept_aside",
+            i64::try_from(aside).unwrap_or(i64::MAX),
+        );
+        tokio::select! {
+            _ = tokio::time::sleep(node.config.container_report_interval) => {}
+            _ = shutdown.wait_for(|&stop| stop) => return,
+        }
+        if aside == 0 {
+            continue;
+        }
+        match node.containers.retry_kept_aside().await {
+            Ok(0) => {}
+            Ok(loaded) => tracing::info!(loaded, "containers kept aside at start loaded"),
+            Err(DatanodeError::ShuttingDown) => return,
+            Err(e) => tracing::warn!(error = %e, "cannot retry loading the containers kept aside"),
+        }
+    }
+}
+
 /// Starts a datanode: locks and loads its directory, binds its gRPC port (0 picks a free one) and
 /// http address, and starts heartbeating to SCM. Returns once it serves requests.
 pub async fn start(cfg: OzoneConfig) -> Result<DatanodeHandle, DatanodeError> {
@@ -146,6 +171,7 @@ pub async fn start(cfg: OzoneConfig) -> Result<DatanodeHandle, DatanodeError> {
         tokio::spawn(scrubber::run(node.clone(), scrub_rx, shutdown_rx.clone()));
     }
     commands::run(node.clone(), command_rx, shutdown_rx.clone());
+    tokio::spawn(retry_kept_aside(node.clone(), shutdown_rx.clone()));
     let heartbeat = tokio::spawn(heartbeat::run(node.clone(), shutdown_rx));
     tracing::info!(uuid = %node.details.uuid, grpc = %grpc_addr, http = %http_addr,
         advertised = %node.details.endpoint(), dir = %node.config.dir.display(), scm = %node.config.scm_address,

@@ -183,13 +183,9 @@ impl DatanodeGrpc {
             .ok_or_else(|| DatanodeError::InvalidArgument("ReadChunk without block_id".into()))?;
         let container = self.node.containers.get(block_id.container_id)?;
         let (offset, length) = (request.offset, request.length);
+        // An UNHEALTHY replica is still read (a reader's last resort): every piece is verified
+        // against its stored checksums, so only its corrupt blocks fail.
         spawn_blocking(move || {
-            if container.state() == ContainerState::Unhealthy {
-                return Err(DatanodeError::ContainerUnhealthy {
-                    id: container.id(),
-                    reason: "marked UNHEALTHY".into(),
-                });
-            }
             let block = container
                 .get_block(block_id.local_id)?
                 .ok_or(DatanodeError::BlockNotFound(block_id))?;

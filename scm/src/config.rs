@@ -47,6 +47,9 @@ pub struct ScmConfig {
     pub replication_timeout: Duration,
     /// `hdds.scm.block.deletion.per-interval.max`: blocks per DeleteBlocks command.
     pub deletion_blocks_per_heartbeat: usize,
+    /// `hdds.scm.block.deletion.missing.container.timeout`: how long the deleted-block
+    /// records of a container without any replica stay in the log.
+    pub deletion_missing_container_timeout: Duration,
     /// `hdds.heartbeat.interval`: a deleted-block transaction not acknowledged within a few of
     /// these is sent again.
     pub heartbeat_interval: Duration,
@@ -131,6 +134,8 @@ impl ScmConfig {
             replication_interval,
             replication_timeout,
             deletion_blocks_per_heartbeat: usize::try_from(per_heartbeat).unwrap_or(usize::MAX),
+            deletion_missing_container_timeout: cfg
+                .get_duration(keys::HDDS_SCM_BLOCK_DELETION_MISSING_CONTAINER_TIMEOUT)?,
             heartbeat_interval: cfg.get_duration(keys::HDDS_HEARTBEAT_INTERVAL)?,
             db_dir: PathBuf::from(db_dir),
             client_address: cfg.scm_client_address(),

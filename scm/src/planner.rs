@@ -12,7 +12,9 @@
 //!   holds no replica of it is told to copy it from the CLOSED replicas on HEALTHY datanodes
 //!   (decommissioning ones included), least loaded target first;
 //! - UNHEALTHY replicas are deleted once the container has its full count without them, or
-//!   earlier when every datanode that could take a healthy copy holds one of them;
+//!   earlier, one at a time, when every datanode that could take a healthy copy holds one of
+//!   them and at least two readable copies stay besides it: the last readable copy of a block
+//!   is never deleted (an UNHEALTHY replica is still read as a last resort);
 //! - over-replicated (counted > factor, nothing in flight): the excess is deleted, preferring
 //!   replicas outside the container's original pipeline (readers find replicas through it);
 //! - empty: when a majority of the original pipeline reports it CLOSED with no blocks, no
@@ -262,22 +264,28 @@ pub fn plan(
                             missing,
                             "under-replicated container: no datanode can take a copy"
                         );
+                    } else if let Some(r) =
+                        room_to_make(counted.len(), &unhealthy, |u| deleting(inflight, u))
+                    {
+                        // Every candidate holds a replica: make room by removing one
+                        // UNHEALTHY replica; the freed datanode takes a healthy copy next round.
+                        tracing::info!(container = c.id, datanode = %r.uuid,
+                            "deleting an UNHEALTHY replica to make room for a healthy copy");
+                        actions.push(delete(&r.uuid, c.id, true));
+                        inflight
+                            .deletes
+                            .entry(c.id)
+                            .or_default()
+                            .insert(r.uuid.clone(), now);
+                        report.deletes_sent += 1;
                     } else {
-                        // Every candidate holds a replica: make room by removing the
-                        // UNHEALTHY ones; the freed datanodes take healthy copies next round.
-                        for r in &unhealthy {
-                            if !deleting(inflight, &r.uuid) {
-                                tracing::info!(container = c.id, datanode = %r.uuid,
-                                    "deleting an UNHEALTHY replica to make room for a healthy copy");
-                                actions.push(delete(&r.uuid, c.id, true));
-                                inflight
-                                    .deletes
-                                    .entry(c.id)
-                                    .or_default()
-                                    .insert(r.uuid.clone(), now);
-                                report.deletes_sent += 1;
-                            }
-                        }
+                        tracing::warn!(
+                            container = c.id,
+                            missing,
+                            healthy = counted.len(),
+                            unhealthy = unhealthy.len(),
+                            "under-replicated container: no datanode can take a copy, and its UNHEALTHY replicas are kept (still readable)"
+                        );
                     }
                 }
                 for (i, target) in targets.into_iter().take(missing).enumerate() {
@@ -355,6 +363,26 @@ pub fn plan(
     inflight.adds.retain(|_, a| !a.is_empty());
     inflight.deletes.retain(|_, d| !d.is_empty());
     (actions, report)
+}
+
+/// The UNHEALTHY replica to delete so that its datanode can take a healthy copy (when every
+/// datanode that could take one holds a replica). An UNHEALTHY replica is still read as a last
+/// resort, so it goes only one at a time, and only while at least two readable copies stay
+/// besides it (of which at least one of the `healthy` ones): with one healthy and one
+/// UNHEALTHY replica, the UNHEALTHY one stays until a new healthy copy exists.
+fn room_to_make<'a>(
+    healthy: usize,
+    unhealthy: &[&'a RmReplica],
+    deleting: impl Fn(&str) -> bool,
+) -> Option<&'a RmReplica> {
+    if healthy == 0 || unhealthy.iter().any(|r| deleting(&r.uuid)) {
+        return None;
+    }
+    let readable_after = healthy + unhealthy.len() - 1;
+    if readable_after < 2 {
+        return None;
+    }
+    unhealthy.first().copied()
 }
 
 fn delete(uuid: &str, container_id: u64, force: bool) -> RmAction {
@@ -608,5 +636,75 @@ mod tests {
             Duration::from_secs(30),
         );
         assert!(!actions.contains(&RmAction::MarkDeleting(7)));
+    }
+
+    #[test]
+    fn an_unhealthy_replica_stays_until_a_new_healthy_copy_exists() {
+        // One healthy and one UNHEALTHY replica, no datanode free to take a copy.
+        let mut view = ClusterView {
+            nodes: (1..=2).map(healthy).collect(),
+            containers: vec![container(vec![
+                replica(1, ReplicaState::Closed, 2),
+                replica(2, ReplicaState::Unhealthy, 2),
+            ])],
+        };
+        let mut inflight = InFlight::default();
+        let t0 = Instant::now();
+        let timeout = Duration::from_secs(30);
+        let (actions, report) = plan(&view, &mut inflight, t0, timeout);
+        assert!(actions.is_empty(), "{actions:?}");
+        assert_eq!((report.under_replicated, report.unhealthy_replicas), (1, 1));
+        // A third datanode: the copy goes there; the UNHEALTHY replica stays meanwhile.
+        view.nodes.push(healthy(3));
+        let (actions, _) = plan(&view, &mut inflight, t0, timeout);
+        let cmds = commands(&actions);
+        assert_eq!(cmds.len(), 1, "{cmds:?}");
+        assert_eq!(cmds[0].0, "dn-3");
+        assert!(matches!(cmds[0].1, Command::ReplicateContainer { .. }));
+        let (actions, _) = plan(&view, &mut inflight, t0, timeout);
+        assert!(actions.is_empty(), "{actions:?}");
+        // The new healthy copy exists: now the UNHEALTHY one makes room for the third.
+        view.containers[0]
+            .replicas
+            .push(replica(3, ReplicaState::Closed, 2));
+        let (actions, _) = plan(&view, &mut inflight, t0, timeout);
+        assert_eq!(
+            commands(&actions),
+            vec![(
+                "dn-2".to_string(),
+                Command::DeleteContainer {
+                    container_id: 7,
+                    force: true
+                }
+            )]
+        );
+
+        // One healthy and two UNHEALTHY on three datanodes: one UNHEALTHY goes at a time.
+        let view = ClusterView {
+            nodes: (1..=3).map(healthy).collect(),
+            containers: vec![container(vec![
+                replica(1, ReplicaState::Closed, 2),
+                replica(2, ReplicaState::Unhealthy, 2),
+                replica(3, ReplicaState::Unhealthy, 2),
+            ])],
+        };
+        let mut inflight = InFlight::default();
+        let (actions, _) = plan(&view, &mut inflight, t0, timeout);
+        assert_eq!(commands(&actions).len(), 1, "{actions:?}");
+        let (actions, _) = plan(&view, &mut inflight, t0, timeout);
+        assert!(actions.is_empty(), "the next waits: {actions:?}");
+
+        // Only UNHEALTHY replicas: nothing is deleted.
+        let view = ClusterView {
+            nodes: (1..=3).map(healthy).collect(),
+            containers: vec![container(vec![
+                replica(1, ReplicaState::Unhealthy, 2),
+                replica(2, ReplicaState::Unhealthy, 2),
+                replica(3, ReplicaState::Unhealthy, 2),
+            ])],
+        };
+        let (actions, report) = plan(&view, &mut InFlight::default(), t0, timeout);
+        assert!(actions.is_empty(), "{actions:?}");
+        assert_eq!(report.unrecoverable, 1);
     }
 }

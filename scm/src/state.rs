@@ -155,6 +155,9 @@ pub struct ScmState {
     /// Per datanode: its containers with transactions it may not have carried out yet (a
     /// superset, pruned when dispatching).
     delete_work: HashMap<String, BTreeSet<u64>>,
+    /// Containers with transactions that may have no holder, and since when they have none
+    /// (stamped at the next tick): their transactions drain after a timeout.
+    holderless: HashMap<u64, Option<Instant>>,
 }
 
 impl ScmState {
@@ -222,6 +225,8 @@ impl ScmState {
                 dirty.removed_delete_txs.insert(t.tx_id);
             }
         }
+        // Until datanodes report, every container with transactions has no holder.
+        let holderless = delete_by_container.keys().map(|&id| (id, None)).collect();
         tracing::info!(
             cluster_id = %loaded.cluster_id,
             next_container_id = loaded.next_container_id,
@@ -249,6 +254,7 @@ impl ScmState {
             next_delete_tx: loaded.next_delete_tx,
             delete_progress: HashMap::new(),
             delete_work: HashMap::new(),
+            holderless,
         })
     }
 
@@ -335,6 +341,7 @@ impl ScmState {
         }
         self.finish_decommissions(now);
         self.finish_container_deletions();
+        self.drain_holderless_deletes(now);
         self.form_pipelines(now)?;
         self.safe_mode(now);
         self.persist()
@@ -1176,5 +1183,73 @@ mod tests {
         s.register(report(1, &both[1..]), t0).expect("register");
         let again = sent(&mut s, 1, incremental(1, &[], &[]));
         assert_eq!(again.len(), 1);
+    }
+
+    #[test]
+    fn deleted_block_records_of_a_container_without_replicas_drain() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let t0 = Instant::now();
+        let mut cfg = ozone_common::OzoneConfig::default();
+        cfg.set(
+            keys::OZONE_SCM_DB_DIRS,
+            dir.path().to_string_lossy().to_string(),
+        )
+        .set(keys::OZONE_SCM_PIPELINE_OWNER_CONTAINER_COUNT, "2")
+        .set(
+            keys::HDDS_SCM_BLOCK_DELETION_MISSING_CONTAINER_TIMEOUT,
+            "60s",
+        );
+        let cfg = ScmConfig::from_ozone(&cfg).expect("cfg");
+        let mut s = ScmState::open(cfg.clone(), t0).expect("open");
+        let at = |secs: u64| t0 + Duration::from_secs(secs);
+        // Every datanode heartbeats (c2's replica on dn-1 while `held`), then a tick.
+        let beat = |s: &mut ScmState, secs: u64, c2: Option<u64>| {
+            for n in 1..=3 {
+                let u = match c2 {
+                    Some(c) if n == 1 => report(1, &[(c, ReplicaState::Closed, 10)]),
+                    _ => update(n),
+                };
+                s.heartbeat(u, at(secs)).expect("hb");
+            }
+            s.tick(at(secs)).expect("tick");
+        };
+        for n in 1..=3 {
+            s.register(update(n), t0).expect("register");
+        }
+        s.tick(t0).expect("tick");
+        assert!(!s.safe_mode(t0).in_safe_mode);
+        // c1: blocks allocated, never written (no datanode ever reports it); c2: one replica.
+        let c1 = one(&mut s, MB, t0);
+        s.close_container_by_admin(c1).expect("close");
+        let c2 = one(&mut s, MB, t0);
+        assert_ne!(c1, c2);
+        s.close_container_by_admin(c2).expect("close");
+        beat(&mut s, 0, Some(c2));
+        assert_eq!(
+            s.add_deleted_blocks(vec![(c1, vec![1, 2]), (c2, vec![3])])
+                .expect("log"),
+            2
+        );
+        beat(&mut s, 1, Some(c2));
+        beat(&mut s, 59, Some(c2));
+        assert_eq!(s.delete_log_len(), 2, "not before the timeout");
+        beat(&mut s, 62, Some(c2));
+        assert_eq!(
+            s.delete_log_len(),
+            1,
+            "c1's records drained; c2 has a holder"
+        );
+        assert!(!s.has_pending_deletes(c1));
+        // c2 loses its last replica: its record drains a timeout later, for good.
+        beat(&mut s, 100, Some(c2));
+        beat(&mut s, 101, None);
+        beat(&mut s, 150, None);
+        assert_eq!(s.delete_log_len(), 1);
+        beat(&mut s, 162, None);
+        assert_eq!(s.delete_log_len(), 0);
+        assert_eq!(s.delete_bookkeeping(), (0, 0));
+        s.close().expect("close");
+        let s = ScmState::open(cfg, t0).expect("reopen");
+        assert_eq!(s.delete_log_len(), 0);
     }
 }

@@ -20,6 +20,10 @@ use crate::error::DatanodeError;
 pub(super) const CONTAINERS: TableDefinition<u64, &[u8]> = TableDefinition::new("containers");
 /// Every committed block: (container id, local id) -> prost-encoded `BlockData`.
 pub(super) const BLOCKS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("blocks");
+/// Tombstones of the containers deleted on this datanode: container id -> when (ms since the
+/// epoch). A write naming one of them is refused rather than re-creating it; a copy SCM asks
+/// for (an import) takes the id back.
+pub(super) const DELETED: TableDefinition<u64, u64> = TableDefinition::new("deleted_containers");
 /// The volume's metadata database, in the containers directory.
 pub(super) const DB_FILE: &str = "container.db";
 /// redb page cache of the volume database.
@@ -98,6 +102,8 @@ impl VolumeDb {
             .map_err(|e| DatanodeError::metadata(0, e))?;
         txn.open_table(BLOCKS)
             .map_err(|e| DatanodeError::metadata(0, e))?;
+        txn.open_table(DELETED)
+            .map_err(|e| DatanodeError::metadata(0, e))?;
         txn.commit().map_err(|e| DatanodeError::metadata(0, e))?;
         Ok(VolumeDb { db, path })
     }
@@ -136,6 +142,21 @@ impl VolumeDb {
     }
 }
 
+impl VolumeDb {
+    /// Container `id`'s summary, if it has one; an undecodable one comes with the reason.
+    pub(super) fn record_of(
+        &self,
+        id: u64,
+    ) -> Result<Option<Result<Record, String>>, DatanodeError> {
+        let txn = self.begin_read(id)?;
+        let table = txn
+            .open_table(CONTAINERS)
+            .map_err(|e| DatanodeError::metadata(id, e))?;
+        let row = table.get(id).map_err(|e| DatanodeError::metadata(id, e))?;
+        Ok(row.map(|v| serde_json::from_slice::<Record>(v.value()).map_err(|e| e.to_string())))
+    }
+}
+
 /// Writes container `id`'s summary in `txn`.
 pub(super) fn put_record(
     txn: &WriteTransaction,
@@ -169,6 +190,38 @@ pub(super) fn get_record(txn: &WriteTransaction, id: u64) -> Result<Option<Recor
             path: PathBuf::from(DB_FILE),
             message: format!("record of container {id}: {e}"),
         })
+}
+
+/// Whether container `id` was deleted on this datanode (and not copied back since).
+pub(super) fn is_tombstoned(txn: &WriteTransaction, id: u64) -> Result<bool, DatanodeError> {
+    let table = txn
+        .open_table(DELETED)
+        .map_err(|e| DatanodeError::metadata(id, e))?;
+    Ok(table
+        .get(id)
+        .map_err(|e| DatanodeError::metadata(id, e))?
+        .is_some())
+}
+
+/// Records (`deleted`) or clears the tombstone of container `id` in `txn`.
+pub(super) fn set_tombstone(
+    txn: &WriteTransaction,
+    id: u64,
+    deleted: bool,
+) -> Result<(), DatanodeError> {
+    let mut table = txn
+        .open_table(DELETED)
+        .map_err(|e| DatanodeError::metadata(id, e))?;
+    if deleted {
+        table
+            .insert(id, ozone_common::now_ms())
+            .map_err(|e| DatanodeError::metadata(id, e))?;
+    } else {
+        table
+            .remove(id)
+            .map_err(|e| DatanodeError::metadata(id, e))?;
+    }
+    Ok(())
 }
 
 /// Removes container `id`'s summary and every block row in `txn`.

@@ -12,7 +12,8 @@ use redb::Durability;
 
 use super::changes::Changes;
 use super::disk::{
-    BLOCKS, Record, VolumeDb, get_record, io_err, put_record, remove_container_rows,
+    BLOCKS, Record, VolumeDb, get_record, io_err, is_tombstoned, put_record, remove_container_rows,
+    set_tombstone,
 };
 use super::replica::Container;
 use super::state::ContainerState;
@@ -41,12 +42,21 @@ pub struct Import {
 
 impl Import {
     /// Claims container `id` in the volume database (failing if it exists there, even as
-    /// another build) and makes the temporary directory.
-    pub(super) fn begin(root: &Path, db: Arc<VolumeDb>, id: u64) -> Result<Import, DatanodeError> {
+    /// another build) and makes the temporary directory. A container deleted here before is
+    /// only built again as a copy (`copy`): a new, empty one (a write) would re-create it.
+    pub(super) fn begin(
+        root: &Path,
+        db: Arc<VolumeDb>,
+        id: u64,
+        copy: bool,
+    ) -> Result<Import, DatanodeError> {
         let created_ms = ozone_common::now_ms();
         let txn = db.begin_write(id)?;
         if get_record(&txn, id)?.is_some() {
             return Err(DatanodeError::ContainerExists(id));
+        }
+        if !copy && is_tombstoned(&txn, id)? {
+            return Err(DatanodeError::ContainerDeleted(id));
         }
         put_record(
             &txn,
@@ -177,6 +187,7 @@ impl Import {
         };
         let txn = self.db.begin_write(id)?;
         put_record(&txn, id, &record)?;
+        set_tombstone(&txn, id, false)?;
         txn.commit().map_err(|e| DatanodeError::metadata(id, e))?;
         self.done = true;
         Ok(Container::from_record(

@@ -11,8 +11,8 @@ use ozone_proto::scm::ContainerReplicaReport;
 
 use super::changes::{ChangeBatch, Changes};
 use super::disk::{
-    DB_FILE, VolumeDb, has_legacy_metadata, io_err, migrate_legacy, remove_container_rows,
-    remove_legacy_metadata,
+    DB_FILE, Record, VolumeDb, has_legacy_metadata, io_err, migrate_legacy, remove_container_rows,
+    remove_legacy_metadata, set_tombstone,
 };
 use super::import::Import;
 use super::replica::Container;
@@ -214,7 +214,7 @@ impl ContainerSet {
         let (root, db, changes) = (self.root.clone(), self.db()?, self.changes.clone());
         let container = Arc::new(
             tokio::task::spawn_blocking(move || {
-                Import::begin(&root, db, id)?.commit(ContainerState::Open, changes)
+                Import::begin(&root, db, id, false)?.commit(ContainerState::Open, changes)
             })
             .await??,
         );
@@ -247,7 +247,7 @@ impl ContainerSet {
             Err(e) => return Err(e),
         }
         let (root, db) = (self.root.clone(), self.db()?);
-        tokio::task::spawn_blocking(move || Import::begin(&root, db, id)).await?
+        tokio::task::spawn_blocking(move || Import::begin(&root, db, id, true)).await?
     }
 
     /// Puts a finished import in place (durably) and serves it.
@@ -277,30 +277,36 @@ impl ContainerSet {
     }
 
     /// Removes container `id`. Without `force`, only a replica that is not OPEN and holds no
-    /// block is removed. Its summary and block rows go first, in one durable commit (a failure
-    /// leaves the container as it was); then its directory, which the next start removes if
-    /// a crash comes first.
+    /// block is removed. A container that could not be loaded is never removed (it is kept
+    /// aside, reported and loaded again later: a fault is not a loss). Its summary and block
+    /// rows go first, with a tombstone that keeps a late write from re-creating it, in one
+    /// durable commit (a failure leaves the container as it was); then its directory, which
+    /// the next start removes if a crash comes first.
     pub async fn delete_container(&self, id: u64, force: bool) -> Result<(), DatanodeError> {
         let _guard = self.create_lock.lock().await;
-        let broken = self
+        if let Some(reason) = self
             .broken
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .contains_key(&id);
-        if !broken {
-            let container = self.get(id)?;
-            if !force && (container.block_count() > 0 || container.state() == ContainerState::Open)
-            {
-                return Err(DatanodeError::ContainerNotEmpty {
-                    id,
-                    blocks: container.block_count(),
-                });
-            }
+            .get(&id)
+        {
+            return Err(DatanodeError::ContainerKeptAside {
+                id,
+                reason: reason.clone(),
+            });
+        }
+        let container = self.get(id)?;
+        if !force && (container.block_count() > 0 || container.state() == ContainerState::Open) {
+            return Err(DatanodeError::ContainerNotEmpty {
+                id,
+                blocks: container.block_count(),
+            });
         }
         let (root, db) = (self.root.clone(), self.db()?);
         let trash = tokio::task::spawn_blocking(move || {
             let txn = db.begin_write(id)?;
             remove_container_rows(&txn, id)?;
+            set_tombstone(&txn, id, true)?;
             txn.commit().map_err(|e| DatanodeError::metadata(id, e))?;
             // The container is gone; its directory goes next (or at the next start).
             let dir = root.join(id.to_string());
@@ -319,10 +325,6 @@ impl ContainerSet {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&id);
-        self.broken
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&id);
         self.changes.removed(id);
         tracing::info!(container = id, force, "deleted container replica");
         if let Some(trash) = trash {
@@ -335,6 +337,72 @@ impl ContainerSet {
             }
         }
         Ok(())
+    }
+
+    /// Ids of the containers that could not be loaded (kept aside, reported UNHEALTHY).
+    pub fn kept_aside(&self) -> Vec<u64> {
+        let mut ids: Vec<u64> = self
+            .broken
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .copied()
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// Tries again to load every container that could not be loaded (its summary could not
+    /// be decoded or migrated, or its directory was missing: an unreadable disk, a full file
+    /// table, a volume mounted late); each one that loads now is served and reported as it
+    /// is. Returns how many loaded.
+    pub async fn retry_kept_aside(&self) -> Result<usize, DatanodeError> {
+        let ids = self.kept_aside();
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let _guard = self.create_lock.lock().await;
+        let (root, db) = (self.root.clone(), self.db()?);
+        let attempts = tokio::task::spawn_blocking(move || {
+            ids.into_iter()
+                .map(|id| (id, load_again(&db, &root, id)))
+                .collect::<Vec<_>>()
+        })
+        .await?;
+        let db = self.db()?;
+        let mut loaded = 0;
+        for (id, attempt) in attempts {
+            match attempt {
+                Ok(record) => {
+                    let c = Container::from_record(
+                        db.clone(),
+                        self.changes.clone(),
+                        &self.root.join(id.to_string()),
+                        id,
+                        record,
+                    );
+                    self.broken
+                        .write()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&id);
+                    tracing::info!(container = id, state = %record.state, "a container kept aside loaded now");
+                    self.insert(Arc::new(c));
+                    loaded += 1;
+                }
+                Err(reason) => {
+                    tracing::debug!(container = id, %reason, "container still cannot be loaded");
+                    if let Some(r) = self
+                        .broken
+                        .write()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .get_mut(&id)
+                    {
+                        *r = reason;
+                    }
+                }
+            }
+        }
+        Ok(loaded)
     }
 
     /// Marks container `id` CLOSED (durably). An UNHEALTHY container stays UNHEALTHY.
@@ -411,6 +479,28 @@ impl ContainerSet {
             .map(|(_, c)| c)
             .collect()
     }
+}
+
+/// One more attempt at loading container `id` of the volume at `root`: its summary row (or
+/// the older layout's files, migrated) and its directory.
+fn load_again(db: &VolumeDb, root: &Path, id: u64) -> Result<Record, String> {
+    let dir = root.join(id.to_string());
+    let row = db
+        .record_of(id)
+        .map_err(|e| format!("reading the summary: {e}"))?;
+    let record = match row {
+        Some(Ok(r)) if !r.building => r,
+        Some(Ok(_)) => return Err("still being built".into()),
+        Some(Err(reason)) => return Err(format!("undecodable summary: {reason}")),
+        None if has_legacy_metadata(&dir) => {
+            migrate_legacy(db, &dir, id).map_err(|e| e.to_string())?
+        }
+        None => return Err("no summary and no metadata files".into()),
+    };
+    if !dir.is_dir() {
+        return Err("container directory missing".into());
+    }
+    Ok(record)
 }
 
 fn unhealthy_report(id: u64) -> ContainerReplicaReport {

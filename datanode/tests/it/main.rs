@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod failures;
+mod faults;
 mod flush;
 mod harness;
 mod replication;

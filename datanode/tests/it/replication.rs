@@ -20,13 +20,13 @@ use crate::harness::*;
 /// Hands each datanode (by uuid) the commands queued for it; keeps the acknowledged
 /// deleted-block transactions.
 #[derive(Clone, Default)]
-struct ScriptedScm {
+pub(crate) struct ScriptedScm {
     queued: Arc<Mutex<HashMap<String, Vec<Command>>>>,
     acked: Arc<Mutex<Vec<u64>>>,
 }
 
 impl ScriptedScm {
-    fn send(&self, uuid: &str, c: Command) {
+    pub(crate) fn send(&self, uuid: &str, c: Command) {
         self.queued
             .lock()
             .unwrap()
@@ -70,7 +70,7 @@ impl ScmDatanodeService for ScriptedScm {
     }
 }
 
-async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+pub(crate) async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while !cond() {
         assert!(
@@ -81,7 +81,7 @@ async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
-fn state_of(c: &Cluster, i: usize, id: u64) -> Option<(String, u64)> {
+pub(crate) fn state_of(c: &Cluster, i: usize, id: u64) -> Option<(String, u64)> {
     c.node(i)
         .containers()
         .into_iter()

@@ -5,7 +5,9 @@
 //! transactions it may not have carried out (`delete_work`): filled when a transaction is
 //! added (for the container's holders) and when a datanode reports a new replica of a
 //! container with transactions, pruned when dispatching finds nothing left for it. A heartbeat
-//! so looks only at that datanode's outstanding work, never at the whole log.
+//! so looks only at that datanode's outstanding work, never at the whole log. The transactions
+//! of a container no datanode holds any more (or ever did) drain after
+//! `hdds.scm.block.deletion.missing.container.timeout`, so the log does not keep them forever.
 
 use std::time::{Duration, Instant};
 
@@ -47,6 +49,9 @@ impl ScmState {
                     .entry(h.clone())
                     .or_default()
                     .insert(container_id);
+            }
+            if c.holders.is_empty() {
+                self.holderless.entry(container_id).or_insert(None);
             }
             for ids in local_ids.chunks(MAX_TX_BLOCKS) {
                 let tx_id = self.next_delete_tx;
@@ -153,13 +158,17 @@ impl ScmState {
     }
 
     /// A holder of `container_id` went away: its transactions that every remaining holder has
-    /// carried out leave the log (with no holder left they stay: the replicas of a DEAD
-    /// datanode may come back). Costs the container's transactions.
+    /// carried out leave the log. With no holder left they stay (the replicas of a DEAD
+    /// datanode may come back) until `drain_holderless_deletes` drains them after a timeout.
+    /// Costs the container's transactions.
     pub(super) fn retire_done_txs(&mut self, container_id: u64) {
         let Some(c) = self.containers.get(&container_id) else {
             return;
         };
         if c.holders.is_empty() {
+            if self.delete_by_container.contains_key(&container_id) {
+                self.holderless.entry(container_id).or_insert(None);
+            }
             return;
         }
         let done: Vec<u64> = self
@@ -181,6 +190,53 @@ impl ScmState {
                 "deleted-block transaction done by every remaining holder"
             );
             self.remove_delete_tx(tx);
+        }
+    }
+
+    /// Drains the transactions of containers that have had no replica for
+    /// `hdds.scm.block.deletion.missing.container.timeout` (every replica lost, or the blocks
+    /// were allocated and never written): nothing holds their blocks, so nothing would ever
+    /// acknowledge them. Never in safe mode (the reports are not all in). Looks only at the
+    /// containers with transactions that lost their last holder.
+    pub(super) fn drain_holderless_deletes(&mut self, now: Instant) {
+        if self.holderless.is_empty() {
+            return;
+        }
+        let timeout = self.cfg.deletion_missing_container_timeout;
+        let mut drained = Vec::new();
+        let (containers, by_container, safe_mode) = (
+            &self.containers,
+            &self.delete_by_container,
+            self.in_safe_mode,
+        );
+        self.holderless.retain(|id, since| {
+            let held = containers.get(id).is_some_and(|c| !c.holders.is_empty());
+            if held || !by_container.contains_key(id) {
+                return false;
+            }
+            let since = *since.get_or_insert(now);
+            if !safe_mode && now.saturating_duration_since(since) >= timeout {
+                drained.push(*id);
+                return false;
+            }
+            true
+        });
+        for id in drained {
+            let txs: Vec<u64> = self
+                .delete_by_container
+                .get(&id)
+                .map(|t| t.iter().copied().collect())
+                .unwrap_or_default();
+            tracing::warn!(
+                container = id,
+                transactions = txs.len(),
+                ?timeout,
+                "no datanode has reported the container for the timeout: its deleted-block records leave the log"
+            );
+            for tx in txs {
+                self.remove_delete_tx(tx);
+            }
+            self.dirty.structural = true;
         }
     }
 
