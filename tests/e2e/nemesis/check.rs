@@ -142,7 +142,10 @@ pub fn check_listing(listed: &[String], keys: &[KeyRec], probe_prefix: &str) -> 
             && k.maybe != Some(State::Absent)
             && !listed.contains(k.name.as_str())
         {
-            bad.push(format!("{}: acknowledged {:?}, not listed", k.name, k.acked));
+            bad.push(format!(
+                "{}: acknowledged {:?}, not listed",
+                k.name, k.acked
+            ));
         }
     }
     bad
@@ -165,7 +168,9 @@ pub struct Replicas {
 /// block count and, where reported, the same BCSID.
 pub fn replicas(list_json: &str) -> Result<Replicas, String> {
     let v: Value = serde_json::from_str(list_json).map_err(|e| format!("{e}: {list_json}"))?;
-    let cts = v.as_array().ok_or_else(|| format!("not an array: {list_json}"))?;
+    let cts = v
+        .as_array()
+        .ok_or_else(|| format!("not an array: {list_json}"))?;
     let mut out = Replicas::default();
     for ct in cts {
         let id = &ct["id"];
@@ -186,9 +191,25 @@ pub fn replicas(list_json: &str) -> Result<Replicas, String> {
                 why.push(format!("replica on {} is {rs}", r["datanode"]["uuid"]));
             }
         }
-        let counts: Vec<u64> = reps.iter().filter_map(|r| r["block_count"].as_u64()).collect();
+        let counts: Vec<u64> = reps
+            .iter()
+            .filter_map(|r| r["block_count"].as_u64())
+            .collect();
         if counts.windows(2).any(|w| w[0] != w[1]) {
-            why.push(format!("block counts differ: {counts:?}"));
+            let each: Vec<String> = reps
+                .iter()
+                .map(|r| {
+                    let uuid = r["datanode"]["uuid"].as_str().unwrap_or("?");
+                    format!(
+                        "{} {} {} blocks {} B",
+                        &uuid[..uuid.len().min(8)],
+                        r["state"].as_str().unwrap_or("?"),
+                        r["block_count"],
+                        r["used_bytes"]
+                    )
+                })
+                .collect();
+            why.push(format!("block counts differ: {}", each.join("; ")));
         }
         let bcsids: Vec<u64> = reps.iter().filter_map(|r| r["bcsid"].as_u64()).collect();
         if !bcsids.is_empty() {
@@ -244,7 +265,10 @@ mod tests {
              "replicas": [rep("OPEN", 1), rep("OPEN", 1), rep("OPEN", 1)]},
         ]);
         let r = replicas(&good.to_string()).unwrap();
-        assert_eq!((r.containers, r.problems.len(), r.bcsid_reported), (2, 0, false));
+        assert_eq!(
+            (r.containers, r.problems.len(), r.bcsid_reported),
+            (2, 0, false)
+        );
 
         let bad = serde_json::json!([
             {"id": 1, "state": "CLOSED", "replication": 3,
@@ -266,7 +290,10 @@ mod tests {
             maybe: None,
             versions: vec![],
         };
-        let obj = State::Obj { version: 1, size: 1 };
+        let obj = State::Obj {
+            version: 1,
+            size: 1,
+        };
         let keys = vec![key("a", obj), key("b", State::Absent), key("c", obj)];
         let listed = vec!["a".to_string(), "b".to_string(), "probe/x".to_string()];
         let bad = check_listing(&listed, &keys, "probe/");

@@ -65,7 +65,12 @@ pub fn fill(version: u64, offset: u64, buf: &mut [u8]) {
 
 /// Where `got` (the bytes of version `version` at `offset`) first differs from what they should
 /// be, as an offset into the object.
-pub fn first_difference(version: u64, offset: u64, got: &[u8], scratch: &mut Vec<u8>) -> Option<u64> {
+pub fn first_difference(
+    version: u64,
+    offset: u64,
+    got: &[u8],
+    scratch: &mut Vec<u8>,
+) -> Option<u64> {
     scratch.resize(got.len(), 0);
     fill(version, offset, scratch);
     got.iter()

@@ -24,7 +24,10 @@ fn exec(
     dir: Option<&Path>,
 ) -> Result<String, String> {
     let mut cmd = Command::new("timeout");
-    cmd.arg(secs.to_string()).arg(program).args(args).stdin(Stdio::null());
+    cmd.arg(secs.to_string())
+        .arg(program)
+        .args(args)
+        .stdin(Stdio::null());
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -81,7 +84,11 @@ impl Project {
             "--format",
             "{{.Names}}",
         ])?;
-        let mut v: Vec<String> = out.lines().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect();
+        let mut v: Vec<String> = out
+            .lines()
+            .map(|l| l.trim().to_string())
+            .filter(|l| !l.is_empty())
+            .collect();
         v.sort();
         Ok(v)
     }
@@ -103,7 +110,10 @@ impl Project {
                 "{{.Names}} {{.Status}}",
             ])?;
             let lines: Vec<&str> = out.lines().collect();
-            let dns = lines.iter().filter(|l| l.contains("datanode") && l.contains("(healthy)")).count();
+            let dns = lines
+                .iter()
+                .filter(|l| l.contains("datanode") && l.contains("(healthy)"))
+                .count();
             if !lines.is_empty() && dns >= 3 && lines.iter().all(|l| l.contains("(healthy)")) {
                 return Ok(());
             }
@@ -118,7 +128,9 @@ impl Project {
 impl Drop for Project {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            let _ = self.compose(&["logs", "--no-color", "--tail=30"]).map(|l| println!("{l}"));
+            let _ = self
+                .compose(&["logs", "--no-color", "--tail=30"])
+                .map(|l| println!("{l}"));
         }
         let _ = self.compose(&["kill"]);
         let _ = self.compose(&["down", "-v", "--remove-orphans", "-t", "1"]);
@@ -162,7 +174,8 @@ impl Containers<'_> {
         for om in ["om1", "om2", "om3"] {
             for c in self.p.containers(om)? {
                 if let Ok(out) = docker(&["exec", &c, "ozone", "admin", "om", "roles", "--json"])
-                    && let Ok(serde_json::Value::Array(roles)) = serde_json::from_str::<serde_json::Value>(&out)
+                    && let Ok(serde_json::Value::Array(roles)) =
+                        serde_json::from_str::<serde_json::Value>(&out)
                     && let Some(id) = roles
                         .iter()
                         .find(|r| r["role"] == "LEADER")
@@ -175,7 +188,11 @@ impl Containers<'_> {
         }
         // No OM answers with a leader: one drawn from the seed.
         let om = format!("om{}", self.rng.range(1, 3));
-        self.p.containers(&om)?.into_iter().next().ok_or(format!("no {om} container"))
+        self.p
+            .containers(&om)?
+            .into_iter()
+            .next()
+            .ok_or(format!("no {om} container"))
     }
 }
 
@@ -189,8 +206,18 @@ impl Faults for Containers<'_> {
                 .cloned()
                 .ok_or(format!("no datanode {n}")),
             Target::OmLeader => self.om_leader(),
-            Target::Scm => self.p.containers("scm")?.into_iter().next().ok_or("no scm".into()),
-            Target::Gateway => self.p.containers("s3g")?.into_iter().next().ok_or("no s3g".into()),
+            Target::Scm => self
+                .p
+                .containers("scm")?
+                .into_iter()
+                .next()
+                .ok_or("no scm".into()),
+            Target::Gateway => self
+                .p
+                .containers("s3g")?
+                .into_iter()
+                .next()
+                .ok_or("no s3g".into()),
         }
     }
 
@@ -201,11 +228,16 @@ impl Faults for Containers<'_> {
             Kind::NetCut => {
                 let net = self.p.network();
                 let js = docker(&["inspect", "-f", "{{json .NetworkSettings.Networks}}", name])?;
-                let v: serde_json::Value = serde_json::from_str(&js).map_err(|e| format!("{e}: {js}"))?;
+                let v: serde_json::Value =
+                    serde_json::from_str(&js).map_err(|e| format!("{e}: {js}"))?;
                 let n = &v[&net];
                 let aliases: Vec<String> = n["Aliases"]
                     .as_array()
-                    .map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect())
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|x| x.as_str().map(String::from))
+                            .collect()
+                    })
                     .unwrap_or_default();
                 let ip = n["IPAddress"].as_str().unwrap_or("").to_string();
                 docker(&["network", "disconnect", "-f", &net, name])?;
@@ -221,7 +253,11 @@ impl Faults for Containers<'_> {
             Kind::Stop => docker(&["unpause", name]).map(drop),
             Kind::NetCut => {
                 let net = self.p.network();
-                let pos = self.cut.iter().position(|(n, _, _)| n == name).ok_or("not cut")?;
+                let pos = self
+                    .cut
+                    .iter()
+                    .position(|(n, _, _)| n == name)
+                    .ok_or("not cut")?;
                 let (_, aliases, ip) = self.cut.remove(pos);
                 let mut args: Vec<String> = vec!["network".into(), "connect".into()];
                 for a in &aliases {
@@ -276,12 +312,17 @@ pub fn run(opts: &Opts) -> Option<Report> {
                 .env("OZONE_IMAGE", &img)
                 .status()
                 .is_ok_and(|s| s.success());
-            assert!(ok, "compose/build.sh --image-only failed for {} (needs the static build)", ozone_bin().display());
+            assert!(
+                ok,
+                "compose/build.sh --image-only failed for {} (needs the static build)",
+                ozone_bin().display()
+            );
             (img.clone(), Some(img))
         }
     };
     let mut override_file = tempfile::NamedTempFile::new().expect("override file");
-    std::io::Write::write_all(&mut override_file, override_yaml().as_bytes()).expect("write override");
+    std::io::Write::write_all(&mut override_file, override_yaml().as_bytes())
+        .expect("write override");
     let project = Project {
         compose,
         dir: workspace().join("compose/ozone-ha"),
@@ -302,7 +343,9 @@ pub fn run(opts: &Opts) -> Option<Report> {
     project
         .compose(&["up", "-d", "--scale", "datanode=3"])
         .expect("compose up");
-    project.wait_healthy(Duration::from_secs(240)).expect("compose cluster healthy");
+    project
+        .wait_healthy(Duration::from_secs(240))
+        .expect("compose cluster healthy");
     let port = project.compose(&["port", "s3g", "9878"]).expect("s3g port");
     let addr = format!("127.0.0.1:{}", port.trim().rsplit(':').next().unwrap_or(""));
     println!("[nemesis] S3 on {addr}");
@@ -334,7 +377,18 @@ pub fn run(opts: &Opts) -> Option<Report> {
         .ok()
         .and_then(|v| v.into_iter().next())
         .unwrap_or_default();
-    let list = || docker(&["exec", &scm, "ozone", "admin", "container", "list", "--all", "--json"]);
+    let list = || {
+        docker(&[
+            "exec",
+            &scm,
+            "ozone",
+            "admin",
+            "container",
+            "list",
+            "--all",
+            "--json",
+        ])
+    };
     let report = super::finish(opts, &addr, &ran, list, "docker");
     println!("{report}");
     Some(report)

@@ -109,7 +109,12 @@ pub struct Done {
 
 /// Runs faults from `schedule` on `faults` until `stop` is set (the fault under way is healed
 /// first); prints each with its time since `t0`.
-pub fn run(faults: &mut dyn Faults, schedule: &mut Schedule, stop: &AtomicBool, t0: Instant) -> Done {
+pub fn run(
+    faults: &mut dyn Faults,
+    schedule: &mut Schedule,
+    stop: &AtomicBool,
+    t0: Instant,
+) -> Done {
     let mut done = Done::default();
     let sleep = |d: Duration| {
         let end = Instant::now() + d;
@@ -132,7 +137,10 @@ pub fn run(faults: &mut dyn Faults, schedule: &mut Schedule, stop: &AtomicBool, 
         };
         let at = t0.elapsed().as_secs_f64();
         if let Err(e) = faults.inject(f.kind, &name) {
-            println!("[nemesis {at:7.1}s] {:?} {name}: FAILED to inject: {e}", f.kind);
+            println!(
+                "[nemesis {at:7.1}s] {:?} {name}: FAILED to inject: {e}",
+                f.kind
+            );
             done.errors.push(format!("{:?} {name}: {e}", f.kind));
             continue;
         }
@@ -154,7 +162,10 @@ pub fn run(faults: &mut dyn Faults, schedule: &mut Schedule, stop: &AtomicBool, 
             }
         }
         let role = name.trim_end_matches(|c: char| c.is_ascii_digit() || c == '-' || c == '_');
-        *done.by_kind.entry(format!("{:?} {role}", f.kind)).or_default() += 1;
+        *done
+            .by_kind
+            .entry(format!("{:?} {role}", f.kind))
+            .or_default() += 1;
         done.total += 1;
         done.last_healed = Some(Instant::now());
     }

@@ -44,7 +44,11 @@ pub enum Body<'a> {
     Empty,
     Bytes(&'a [u8]),
     /// `len` bytes of `version` starting at object offset `offset`.
-    Object { version: u64, offset: u64, len: u64 },
+    Object {
+        version: u64,
+        offset: u64,
+        len: u64,
+    },
 }
 
 impl Body<'_> {
@@ -180,7 +184,10 @@ pub fn read_body(
             r.read_line(&mut line)?;
         }
     }
-    match head.header("content-length").and_then(|v| v.parse::<u64>().ok()) {
+    match head
+        .header("content-length")
+        .and_then(|v| v.parse::<u64>().ok())
+    {
         Some(len) => {
             while total < len {
                 let n = (len - total).min(buf.len() as u64) as usize;

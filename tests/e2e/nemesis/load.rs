@@ -365,9 +365,18 @@ impl<'a> Client<'a> {
 
     fn multipart_once(&self, path: &str, version: u64, size: u64) -> Result<(), String> {
         let headers = [(VERSION_HEADER, format!("{version:x}"))];
-        let created = http::small(&self.addr, "POST", &format!("{path}?uploads"), &headers, Body::Empty)
-            .map_err(|e| format!("create upload: {e}"))?;
-        let upload = match (created.head.status, http::xml_field(&created.body, "UploadId")) {
+        let created = http::small(
+            &self.addr,
+            "POST",
+            &format!("{path}?uploads"),
+            &headers,
+            Body::Empty,
+        )
+        .map_err(|e| format!("create upload: {e}"))?;
+        let upload = match (
+            created.head.status,
+            http::xml_field(&created.body, "UploadId"),
+        ) {
             (200, Some(id)) => id.to_string(),
             (s, _) => return Err(format!("create upload {s}: {}", created.body)),
         };

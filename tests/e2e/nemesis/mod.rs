@@ -34,7 +34,6 @@ use ozone_tests::{Cluster, ClusterOpts};
 use faults::{Kind, Target};
 use load::{KeyRec, Stats};
 
-
 /// The bucket the load writes to.
 const BUCKET: &str = "nemesis";
 /// Keys written to see whether the cluster takes writes (not part of the model).
@@ -86,7 +85,10 @@ impl Opts {
             max_size: num("NEMESIS_MAX_SIZE", 64 << 20),
             datanodes: num("NEMESIS_DATANODES", 4) as u32,
             repair_timeout: Duration::from_secs(num("NEMESIS_REPAIR_TIMEOUT", 120)),
-            gap_ms: (num("NEMESIS_GAP_MIN_MS", 2000), num("NEMESIS_GAP_MAX_MS", 6000)),
+            gap_ms: (
+                num("NEMESIS_GAP_MIN_MS", 2000),
+                num("NEMESIS_GAP_MAX_MS", 6000),
+            ),
             duration_ms: (
                 num("NEMESIS_FAULT_MIN_MS", 2000),
                 num("NEMESIS_FAULT_MAX_MS", 10000),
@@ -157,7 +159,11 @@ fn few(list: &[String]) -> String {
 
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "== nemesis report (seed {}, {}) ==", self.seed, self.mode)?;
+        writeln!(
+            f,
+            "== nemesis report (seed {}, {}) ==",
+            self.seed, self.mode
+        )?;
         writeln!(f, "run:            {:.0} s", self.seconds)?;
         writeln!(
             f,
@@ -170,7 +176,11 @@ impl fmt::Display for Report {
             self.failed_attempts,
             self.maybes
         )?;
-        writeln!(f, "data:           {} MiB written, {} MiB read", self.mib_written, self.mib_read)?;
+        writeln!(
+            f,
+            "data:           {} MiB written, {} MiB read",
+            self.mib_written, self.mib_read
+        )?;
         let kinds: Vec<String> = self
             .faults_by_kind
             .iter()
@@ -178,7 +188,12 @@ impl fmt::Display for Report {
             .collect();
         writeln!(f, "faults:         {} ({})", self.faults, kinds.join(", "))?;
         if !self.fault_errors.is_empty() {
-            writeln!(f, "fault errors:   {}\n    {}", self.fault_errors.len(), few(&self.fault_errors))?;
+            writeln!(
+                f,
+                "fault errors:   {}\n    {}",
+                self.fault_errors.len(),
+                few(&self.fault_errors)
+            )?;
         }
         writeln!(
             f,
@@ -409,8 +424,9 @@ fn finish(
 }
 
 /// A run on a process cluster (`ozone cluster up --oms 3`): SIGKILL/restart and
-/// SIGSTOP/SIGCONT of datanodes, the OM leader, SCM and the gateway.
-pub fn run_processes(opts: &Opts) -> Report {
+/// SIGSTOP/SIGCONT of datanodes, the OM leader, SCM and the gateway; fails (keeping the cluster
+/// directory) unless [`assert_clean`] with `min_faults`.
+pub fn run_processes(opts: &Opts, min_faults: u32) -> Report {
     println!(
         "[nemesis] seed {} (replay: NEMESIS_SEED={}); {:?} of load from {} clients, {} datanodes, 3 OMs",
         opts.seed, opts.seed, opts.run, opts.clients, opts.datanodes
@@ -422,11 +438,19 @@ pub fn run_processes(opts: &Opts) -> Report {
         ..Default::default()
     });
     let addr = cluster.s3_addr();
-    println!("[nemesis] cluster in {}, S3 on {addr}", cluster.dir().display());
+    println!(
+        "[nemesis] cluster in {}, S3 on {addr}",
+        cluster.dir().display()
+    );
     wait_writable(&addr, true, Duration::from_secs(120)).expect("the cluster takes writes");
-    let mut targets: Vec<(Target, u64)> =
-        (1..=opts.datanodes).map(|n| (Target::Datanode(n), 2)).collect();
-    targets.extend([(Target::OmLeader, 3), (Target::Scm, 2), (Target::Gateway, 2)]);
+    let mut targets: Vec<(Target, u64)> = (1..=opts.datanodes)
+        .map(|n| (Target::Datanode(n), 2))
+        .collect();
+    targets.extend([
+        (Target::OmLeader, 3),
+        (Target::Scm, 2),
+        (Target::Gateway, 2),
+    ]);
     let mut schedule = faults::Schedule::new(
         opts.seed,
         targets,
@@ -451,6 +475,8 @@ pub fn run_processes(opts: &Opts) -> Report {
     };
     let report = finish(opts, &addr, &ran, list, "processes");
     println!("{report}");
+    // Asserted with the cluster still up, so a failed run keeps its directory and logs.
+    assert_clean(&report, min_faults);
     report
 }
 
@@ -476,8 +502,7 @@ fn assert_clean(report: &Report, min_faults: u32) {
 #[test]
 fn ci_three_minutes_of_faults_lose_nothing() {
     let opts = Opts::from_env(180);
-    let report = run_processes(&opts);
-    assert_clean(&report, 12);
+    run_processes(&opts, 12);
 }
 
 /// A long run: `NEMESIS_SECONDS` (default 900) and the other `NEMESIS_*` knobs; see
@@ -486,9 +511,7 @@ fn ci_three_minutes_of_faults_lose_nothing() {
 #[ignore = "long run: bench/nemesis.sh"]
 fn long_run() {
     let opts = Opts::from_env(900);
-    let min = (opts.run.as_secs() / 18) as u32;
-    let report = run_processes(&opts);
-    assert_clean(&report, min);
+    run_processes(&opts, (opts.run.as_secs() / 18) as u32);
 }
 
 #[test]
