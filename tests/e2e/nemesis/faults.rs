@@ -161,7 +161,12 @@ pub fn run(
                 done.errors.push(format!("heal {:?} {name}: {e}", f.kind));
             }
         }
-        let role = name.trim_end_matches(|c: char| c.is_ascii_digit() || c == '-' || c == '_');
+        // `datanode-2` -> datanode, `<project>_om3_1` -> om.
+        let role = name
+            .trim_end_matches(|c: char| c.is_ascii_digit() || c == '-' || c == '_')
+            .rsplit('_')
+            .next()
+            .unwrap_or(&name);
         *done
             .by_kind
             .entry(format!("{:?} {role}", f.kind))

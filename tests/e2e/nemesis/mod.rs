@@ -12,7 +12,7 @@
 //! Tests: `nemesis::ci_three_minutes_of_faults_lose_nothing` (in CI: 3 minutes, at least 12
 //! faults), and two ignored ones for long runs, driven by `bench/nemesis.sh`:
 //! `nemesis::long_run` (process faults, `NEMESIS_SECONDS`) and `nemesis::docker_network_cuts`
-//! (the three-OM compose cluster, network cuts and pauses). Every run prints its seed;
+//! (the three-OM compose cluster: network cuts, SIGSTOP, kills). Every run prints its seed;
 //! `NEMESIS_SEED=<seed>` replays the same schedule of faults and the same client choices
 //! (timing still differs between runs).
 
