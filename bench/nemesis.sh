@@ -12,7 +12,8 @@
 # schedule of faults and the same client choices. Other knobs (environment): NEMESIS_CLIENTS (4),
 # NEMESIS_KEYS per client (30), NEMESIS_MAX_SIZE (67108864), NEMESIS_DATANODES (4),
 # NEMESIS_REPAIR_TIMEOUT in s (120), NEMESIS_GAP_MIN_MS/MAX_MS (2000/6000) and
-# NEMESIS_FAULT_MIN_MS/MAX_MS (2000/10000); NEMESIS_IMAGE (Docker: an image to use instead of
+# NEMESIS_FAULT_MIN_MS/MAX_MS (2000/10000); NEMESIS_REPLICAS=report (replicas not repaired in
+# time are reported, not a failure); NEMESIS_IMAGE (Docker: an image to use instead of
 # building one from the static binary). The binary under test: $OZONE_BIN, else the newest
 # release build (the Docker mode needs the static one: bash compose/build.sh --binary-only).
 # The output is also kept in nemesis-<mode>-<seed>.log.

@@ -56,6 +56,9 @@ pub struct Opts {
     /// Quiet time before a fault and its duration, in ms.
     pub gap_ms: (u64, u64),
     pub duration_ms: (u64, u64),
+    /// Whether replicas that are not repaired in time fail the run (`NEMESIS_REPLICAS=report`:
+    /// only reported).
+    pub assert_replicas: bool,
 }
 
 impl Opts {
@@ -93,6 +96,7 @@ impl Opts {
                 num("NEMESIS_FAULT_MIN_MS", 2000),
                 num("NEMESIS_FAULT_MAX_MS", 10000),
             ),
+            assert_replicas: std::env::var("NEMESIS_REPLICAS").map_or(true, |v| v != "report"),
         }
     }
 }
@@ -129,6 +133,8 @@ pub struct Report {
     /// the timeout, with what was still wrong.
     pub repair_seconds: Option<f64>,
     pub replica_problems: Vec<String>,
+    /// Whether `replica_problems` are violations.
+    pub assert_replicas: bool,
 }
 
 impl Report {
@@ -141,9 +147,15 @@ impl Report {
             ("wrong bytes served", &self.wrong),
             ("acknowledged object unreadable", &self.unreadable),
             ("listing", &self.listing),
-            ("replicas", &self.replica_problems),
         ] {
             v.extend(list.iter().map(|l| format!("{what}: {l}")));
+        }
+        if self.assert_replicas {
+            v.extend(
+                self.replica_problems
+                    .iter()
+                    .map(|l| format!("replicas: {l}")),
+            );
         }
         v
     }
@@ -420,6 +432,7 @@ fn finish(
         } else {
             replicas.problems
         },
+        assert_replicas: opts.assert_replicas,
     }
 }
 
