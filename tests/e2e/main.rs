@@ -9,7 +9,8 @@
 //! compose, scale (small container sizes, an open-file limit, containers closed under
 //! uploads), the secure browser test and aws_cli's 16 MiB-block round trip. So does `ozone sh`'s
 //! (shell), from before the key writer could go on past a container closed under it; it could
-//! now share the cluster.
+//! now share the cluster. The fault-injection suite (nemesis) runs its own 3-OM cluster, or the
+//! Docker one, under load and faults.
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
 mod aws_cli;
@@ -21,6 +22,7 @@ mod compose;
 mod datanode_loss;
 mod durability;
 mod freon;
+mod nemesis;
 mod om_ha;
 mod scale;
 mod security;
