@@ -84,7 +84,8 @@ pub async fn run(cfg: &OzoneConfig, args: VerifyEtagsArgs) -> Result<(), BoxErro
                             listed.key, listed.etag
                         );
                     }
-                    mismatched.push(json!({"key": listed.key, "etag": listed.etag, "md5": computed}));
+                    mismatched
+                        .push(json!({"key": listed.key, "etag": listed.etag, "md5": computed}));
                 }
                 Verdict::Unreadable(error) => {
                     checked += 1;
@@ -132,7 +133,11 @@ fn is_md5_etag(etag: &str) -> bool {
     etag.len() == 32 && etag.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-async fn check(dn: &DatanodeClients, scm: Option<scm_client::ScmClient>, info: &KeyInfo) -> Verdict {
+async fn check(
+    dn: &DatanodeClients,
+    scm: Option<scm_client::ScmClient>,
+    info: &KeyInfo,
+) -> Verdict {
     if info.parts_count != 0 || !is_md5_etag(&info.etag) {
         return Verdict::Skipped;
     }

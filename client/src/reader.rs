@@ -47,7 +47,15 @@ pub fn read_key(
     let dn = dn.clone();
     let blocks = futures::stream::iter(segments)
         .map(move |(nodes, block_id, offset, len, record)| {
-            read_segment(dn.clone(), scm.clone(), nodes, block_id, offset, len, record)
+            read_segment(
+                dn.clone(),
+                scm.clone(),
+                nodes,
+                block_id,
+                offset,
+                len,
+                record,
+            )
         })
         .flatten();
     never_short(blocks, end.saturating_sub(start))

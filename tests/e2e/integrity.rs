@@ -130,7 +130,10 @@ fn consistent_but_wrong_replica_is_never_served() {
     // datanode-1's replicas: data and checksums rewritten alike while it is down.
     c.kill_role("datanode-1");
     let n = rewrite_replica_consistently(&c.dir().join("datanode-1"));
-    assert!(n >= 3, "the object's 3 blocks are on every datanode, rewrote {n}");
+    assert!(
+        n >= 3,
+        "the object's 3 blocks are on every datanode, rewrote {n}"
+    );
     c.start_role("datanode-1");
 
     // Reads start at a rotating replica: keep reading until the gateway has met the wrong
@@ -234,12 +237,18 @@ fn hung_datanode_delays_put_and_get_by_seconds() {
     let t = Instant::now();
     let (_, got) = get_with_pause(&addr, "/hung/before", 0, || {});
     let get_old_took = t.elapsed();
-    assert!(got == std::fs::read(&before).unwrap(), "wrong bytes for the object written before");
+    assert!(
+        got == std::fs::read(&before).unwrap(),
+        "wrong bytes for the object written before"
+    );
 
     let t = Instant::now();
     let (_, got) = get_with_pause(&addr, "/hung/during", 0, || {});
     let get_new_took = t.elapsed();
-    assert!(got == during_bytes, "wrong bytes for the object written during");
+    assert!(
+        got == during_bytes,
+        "wrong bytes for the object written during"
+    );
 
     let total = put_took + get_old_took + get_new_took;
     eprintln!(
@@ -271,7 +280,12 @@ fn http_put(addr: &str, path: &str, body: &[u8]) {
 
 /// A GET answered over a raw connection: (Content-Length, the body bytes received until the
 /// server closed), reading `first` bytes, then calling `meanwhile`, then the rest.
-fn get_with_pause(addr: &str, path: &str, first: usize, meanwhile: impl FnOnce()) -> (u64, Vec<u8>) {
+fn get_with_pause(
+    addr: &str,
+    path: &str,
+    first: usize,
+    meanwhile: impl FnOnce(),
+) -> (u64, Vec<u8>) {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
     write!(

@@ -139,7 +139,10 @@ mod tests {
         assert_ne!(block_digest(&all, 30_000), Some(two.clone()));
         assert_eq!(block_digest(&all, 15_000), None, "not a chunk boundary");
         assert_eq!(block_digest(&all[..1], 20_000), None, "too few chunks");
-        assert_eq!(block_digest(&[], 0).map(|d| d.len()), Some(BLOCK_DIGEST_BYTES));
+        assert_eq!(
+            block_digest(&[], 0).map(|d| d.len()),
+            Some(BLOCK_DIGEST_BYTES)
+        );
         // Same length, other bytes (and their own, consistent checksums): another digest.
         let mut other = data.clone();
         other[12_345] ^= 1;

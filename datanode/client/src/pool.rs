@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ozone_common::{ConfigError, OzoneConfig};
 use ozone_common::config::keys;
+use ozone_common::{ConfigError, OzoneConfig};
 use ozone_proto::MAX_MESSAGE_BYTES;
 use ozone_proto::datanode::datanode_service_client::DatanodeServiceClient;
 use ozone_proto::hdds::DatanodeDetails;
@@ -145,7 +145,8 @@ impl DatanodeClients {
     /// Records that `uuid` missed a deadline: for [`SUSPECT_FOR`] reads try it last and key
     /// writers ask for blocks without it.
     pub fn suspect(&self, uuid: &str) {
-        self.lock_suspects().insert(uuid.to_string(), Instant::now());
+        self.lock_suspects()
+            .insert(uuid.to_string(), Instant::now());
     }
 
     /// Datanodes that missed a deadline within [`SUSPECT_FOR`].
@@ -246,7 +247,11 @@ mod tests {
         let nodes = vec![node("a"), node("b"), node("c")];
         pool.suspect("a");
         for _ in 0..3 {
-            let order: Vec<String> = pool.read_order(&nodes).into_iter().map(|n| n.uuid).collect();
+            let order: Vec<String> = pool
+                .read_order(&nodes)
+                .into_iter()
+                .map(|n| n.uuid)
+                .collect();
             assert_eq!(order.len(), 3);
             assert_eq!(order[2], "a", "{order:?}");
         }
@@ -256,7 +261,10 @@ mod tests {
     #[test]
     fn timeouts_come_from_the_ozone_client_keys() {
         let mut cfg = OzoneConfig::default();
-        assert_eq!(Timeouts::from_config(&cfg).expect("defaults"), Timeouts::default());
+        assert_eq!(
+            Timeouts::from_config(&cfg).expect("defaults"),
+            Timeouts::default()
+        );
         cfg.set(keys::OZONE_CLIENT_READ_TIMEOUT, "750ms");
         cfg.set(keys::OZONE_CLIENT_WRITE_LAG_TIMEOUT, "1s");
         let t = Timeouts::from_config(&cfg).expect("valid");

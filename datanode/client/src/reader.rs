@@ -86,7 +86,11 @@ struct ReadState {
     pos: u64,
     end: u64,
     /// The replica being read, its stream, and its chunks when checked against `record`.
-    current: Option<(DatanodeDetails, Streaming<ReadChunkResponse>, Option<Vec<ChunkInfo>>)>,
+    current: Option<(
+        DatanodeDetails,
+        Streaming<ReadChunkResponse>,
+        Option<Vec<ChunkInfo>>,
+    )>,
     failed: Vec<ReplicaFailure>,
     done: bool,
     invalid: bool,
@@ -194,7 +198,13 @@ impl ReadState {
                 self.clients.suspect(&node.uuid);
                 return Err(format!("GetBlock got no answer within {timeout:?}"));
             }
-            Ok(Err(status)) => return Err(format!("GetBlock: {:?}: {}", status.code(), status.message())),
+            Ok(Err(status)) => {
+                return Err(format!(
+                    "GetBlock: {:?}: {}",
+                    status.code(),
+                    status.message()
+                ));
+            }
             Ok(Ok(resp)) => resp
                 .into_inner()
                 .block
@@ -418,7 +428,9 @@ mod tests {
         ];
         let good = response(4, &data[4..16]);
         assert_eq!(
-            accept_checked(&good, &chunks, 6, 24).expect("valid").as_deref(),
+            accept_checked(&good, &chunks, 6, 24)
+                .expect("valid")
+                .as_deref(),
             Some(&data[6..16])
         );
         // Wrong bytes with checksums of their own that match them: refused.

@@ -512,7 +512,10 @@ impl BlockWriter {
                 })
                 .collect();
             let (mut results, lagging) =
-                run_step(puts, quorum, timeout, lag, |r: &Result<(), String>| r.is_ok()).await;
+                run_step(puts, quorum, timeout, lag, |r: &Result<(), String>| {
+                    r.is_ok()
+                })
+                .await;
             for i in lagging {
                 if let Some((_, node)) = targets.iter().find(|(t, _)| *t == i) {
                     clients.suspect(&node.uuid);
