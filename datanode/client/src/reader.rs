@@ -299,7 +299,7 @@ fn accept_checked(
     let bpc = u64::from(cs.bytes_per_checksum.max(1));
     let rel = at - chunk.offset;
     let len = resp.data.len() as u64;
-    if rel % bpc != 0 || rel + len > chunk.len {
+    if !rel.is_multiple_of(bpc) || rel + len > chunk.len {
         return Err(format!(
             "response of {len} bytes at offset {at} is not whole slices of the chunk at {}",
             chunk.offset
@@ -316,7 +316,7 @@ fn accept_checked(
             .to_vec(),
     };
     // A short last slice is checked as one: the slice boundaries are the chunk's.
-    let last_slice_short = rel + len < chunk.len && len % bpc != 0;
+    let last_slice_short = rel + len < chunk.len && !len.is_multiple_of(bpc);
     if last_slice_short {
         return Err(format!(
             "response at offset {at} ends inside a slice of the chunk at {}",
