@@ -37,6 +37,9 @@ pub enum AdminCmd {
         #[command(subcommand)]
         cmd: crate::admin_om::OmCmd,
     },
+    /// Reads back every object of a bucket stored in one PUT and checks its bytes against its
+    /// MD5 ETag (and each block against OM's checksum record); reports mismatches, exit 1 if any.
+    VerifyEtags(crate::verify_etags::VerifyEtagsArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -147,6 +150,9 @@ pub async fn run(cfg: &OzoneConfig, cmd: AdminCmd) -> Result<(), Box<dyn std::er
         print!("{}", crate::admin_om::run(cfg, cmd).await?);
         return Ok(());
     }
+    if let AdminCmd::VerifyEtags(args) = cmd {
+        return crate::verify_etags::run(cfg, args).await;
+    }
     let client = ScmClient::connect(&cfg.scm_client_address())?;
     print!("{}", output(&client, cmd).await?);
     Ok(())
@@ -244,6 +250,9 @@ pub async fn output(
         }
         AdminCmd::Om { .. } => {
             return Err("`admin om` commands talk to the OMs, not SCM: use run()".into());
+        }
+        AdminCmd::VerifyEtags(_) => {
+            return Err("`admin verify-etags` reads objects, not SCM: use run()".into());
         }
         AdminCmd::Safemode {
             cmd: SafemodeCmd::Status { json },

@@ -11,6 +11,7 @@ mod freon;
 mod health;
 mod s3;
 mod shell;
+mod verify_etags;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

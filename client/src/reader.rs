@@ -2,9 +2,14 @@
 //! failed over by the datanode client between the replicas recorded with the key; when none of
 //! them can serve it, SCM is asked once where the container's replicas are now (re-replication
 //! may have moved them) and the read goes on there.
+//!
+//! A block OM recorded a checksum for is read only from replicas whose chunk checksums match
+//! it (`datanode_client::read_block_checked`); keys committed before OM kept them are read as
+//! before. The stream never ends short: if the blocks yield fewer bytes than the range (a
+//! read cut by a delete), it ends with an error.
 
 use bytes::Bytes;
-use datanode_client::{DatanodeClientError, DatanodeClients};
+use datanode_client::{BlockRecord, DatanodeClientError, DatanodeClients};
 use futures::{Stream, StreamExt};
 use ozone_proto::hdds::{BlockId, DatanodeDetails};
 use ozone_proto::om::KeyInfo;
@@ -32,16 +37,60 @@ pub fn read_key(
             .as_ref()
             .map(|p| p.nodes.clone())
             .unwrap_or_default();
+        let record = (!loc.block_checksum.is_empty()).then(|| BlockRecord {
+            length: loc.length,
+            digest: loc.block_checksum.clone(),
+        });
         if let Some(block_id) = loc.block_id {
-            segments.push((nodes, block_id, from, to - from));
+            segments.push((nodes, block_id, from, to - from, record));
         }
     }
     let dn = dn.clone();
-    futures::stream::iter(segments)
-        .map(move |(nodes, block_id, offset, len)| {
-            read_segment(dn.clone(), scm.clone(), nodes, block_id, offset, len)
+    let blocks = futures::stream::iter(segments)
+        .map(move |(nodes, block_id, offset, len, record)| {
+            read_segment(
+                dn.clone(),
+                scm.clone(),
+                nodes,
+                block_id,
+                offset,
+                len,
+                record,
+            )
         })
-        .flatten()
+        .flatten();
+    never_short(blocks, end.saturating_sub(start))
+}
+
+/// `inner`, ending with an error instead of quietly when it yields fewer than `expected` bytes.
+fn never_short<S>(inner: S, expected: u64) -> impl Stream<Item = Result<Bytes, std::io::Error>>
+where
+    S: Stream<Item = Result<Bytes, std::io::Error>>,
+{
+    let inner = Box::pin(inner);
+    futures::stream::unfold(
+        (inner, 0u64, false),
+        move |(mut inner, got, done)| async move {
+            if done {
+                return None;
+            }
+            match inner.next().await {
+                Some(Ok(bytes)) => {
+                    let got = got + bytes.len() as u64;
+                    Some((Ok(bytes), (inner, got, false)))
+                }
+                Some(Err(e)) => Some((Err(e), (inner, got, true))),
+                None if got < expected => Some((
+                    Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        format!("the key's blocks gave {got} bytes of {expected}"),
+                    )),
+                    (inner, got, true),
+                )),
+                None => None,
+            }
+        },
+    )
 }
 
 type BlockStream = std::pin::Pin<Box<dyn Stream<Item = Result<Bytes, DatanodeClientError>> + Send>>;
@@ -56,6 +105,7 @@ struct Segment {
     end: u64,
     inner: Option<BlockStream>,
     refreshed: bool,
+    record: Option<BlockRecord>,
 }
 
 /// Reads `len` bytes of a block at `offset` from the replicas recorded with the key (the
@@ -69,6 +119,7 @@ fn read_segment(
     block_id: BlockId,
     offset: u64,
     len: u64,
+    record: Option<BlockRecord>,
 ) -> impl Stream<Item = Result<Bytes, std::io::Error>> + 'static {
     let st = Segment {
         dn,
@@ -79,6 +130,7 @@ fn read_segment(
         end: offset.saturating_add(len),
         inner: None,
         refreshed: false,
+        record,
     };
     futures::stream::unfold(st, |mut st| async move {
         loop {
@@ -86,12 +138,13 @@ fn read_segment(
                 return None;
             }
             if st.inner.is_none() {
-                st.inner = Some(Box::pin(datanode_client::read_block(
+                st.inner = Some(Box::pin(datanode_client::read_block_checked(
                     &st.dn,
                     &st.nodes,
                     st.block_id,
                     st.pos,
                     st.end - st.pos,
+                    st.record.clone(),
                 )));
             }
             let next = match st.inner.as_mut() {

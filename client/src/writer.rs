@@ -17,12 +17,23 @@
 //! excluding the datanodes that failed for reasons other than a closed container, and the key
 //! continues there. Nothing is ever reported written that is not on a majority of some block's
 //! replicas, and the key's locations cover its bytes exactly, in order.
+//!
+//! Like Ozone's ExcludeList, the writer remembers the datanodes that failed or hung during the
+//! key (and those the datanode pool suspects of hanging lately): a next block whose pipeline
+//! holds one is swapped for a new block OM allocates without them; when SCM has no such
+//! pipeline, the block is written without the ones that failed in this key (a majority left),
+//! so a hung datanode costs one `ozone.client.write.lag.timeout`, not one per block.
+//!
+//! Each block recorded carries the digest of the chunk checksums the writer computed
+//! (`KeyLocation.block_checksum`), which OM keeps and readers check replicas against.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use datanode_client::{BlockWriter, DatanodeClientError, DatanodeClients, WriterOptions};
+use datanode_client::{
+    BlockWriter, DatanodeClientError, DatanodeClients, ReplicaFailure, WriterOptions,
+};
 use om_client::OmClient;
 use ozone_proto::om::{AllocateKeyBlockRequest, KeyLocation, OpenKeyRequest};
 
@@ -161,6 +172,8 @@ pub struct KeyWriter {
     /// Key offset of the current block's first byte (the bytes of the blocks done).
     key_offset: u64,
     buf: BytesMut,
+    /// Datanodes that failed or hung while writing this key (not for a closed container).
+    failed_nodes: BTreeSet<String>,
 }
 
 impl KeyWriter {
@@ -191,6 +204,7 @@ impl KeyWriter {
             current: None,
             key_offset: 0,
             buf: BytesMut::with_capacity(piece_size),
+            failed_nodes: BTreeSet::new(),
         })
     }
 
@@ -232,10 +246,7 @@ impl KeyWriter {
         let flush_size = self.settings.flush_size.max(1);
         while !chunk.is_empty() {
             if self.current.is_none() {
-                let location = match self.preallocated.pop_front() {
-                    Some(l) => l,
-                    None => self.allocate(Vec::new()).await?,
-                };
+                let location = self.next_location().await?;
                 self.current = Some(self.open_block(location)?);
             }
             let mut block = self.current.take().expect("a block was opened above");
@@ -254,6 +265,49 @@ impl KeyWriter {
             }
         }
         Ok(())
+    }
+
+    /// Datanodes the next block should not use: those that failed in this key and those the
+    /// pool suspects of hanging.
+    fn avoided(&self) -> Vec<String> {
+        let mut avoid = self.failed_nodes.clone();
+        avoid.extend(self.dn.suspects());
+        avoid.into_iter().collect()
+    }
+
+    /// The next block: the next preallocated one, or a new one; if its pipeline holds a datanode
+    /// to avoid, a new one from OM without those when SCM has one.
+    async fn next_location(&mut self) -> Result<KeyLocation> {
+        let avoid = self.avoided();
+        let next = self.preallocated.pop_front();
+        let touches = |l: &KeyLocation| {
+            l.pipeline
+                .as_ref()
+                .is_some_and(|p| p.nodes.iter().any(|n| avoid.contains(&n.uuid)))
+        };
+        if avoid.is_empty() || next.as_ref().is_some_and(|l| !touches(l)) {
+            return match next {
+                Some(l) => Ok(l),
+                None => self.allocate(Vec::new()).await,
+            };
+        }
+        match self.allocate(avoid.clone()).await {
+            Ok(l) => Ok(l),
+            Err(e) => {
+                tracing::info!(error = %e, avoided = ?avoid,
+                    "no block without the datanodes to avoid; writing to one with them");
+                match next {
+                    Some(l) => Ok(l),
+                    None => self.allocate(Vec::new()).await,
+                }
+            }
+        }
+    }
+
+    /// Remembers the datanodes of `failed` that failed for reasons of their own.
+    fn note_failures(&mut self, failed: &[ReplicaFailure]) {
+        self.failed_nodes
+            .extend(node_faults(failed).map(|f| f.uuid.clone()));
     }
 
     async fn allocate(&self, exclude_datanodes: Vec<String>) -> Result<KeyLocation> {
@@ -290,7 +344,11 @@ impl KeyWriter {
             chunk_size: self.settings.chunk_size,
             ..WriterOptions::default()
         };
-        let writer = BlockWriter::open(&self.dn, block_id, nodes, options)?;
+        let mut writer = BlockWriter::open(&self.dn, block_id, nodes, options)?;
+        if !self.failed_nodes.is_empty() {
+            let failed: Vec<String> = self.failed_nodes.iter().cloned().collect();
+            writer.skip_datanodes(&failed, "left out: it failed or hung earlier in this key");
+        }
         Ok(OpenBlock {
             location,
             writer,
@@ -377,6 +435,9 @@ impl KeyWriter {
             block.failures = failures;
             let committed = block.writer.committed_len();
             let exclude = exclusions(&err);
+            self.failed_nodes.extend(exclude.iter().cloned());
+            let dropped = block.writer.failed_replicas();
+            self.note_failures(&dropped);
             tracing::warn!(error = %err, excluded = ?exclude, attempt = block.failures,
                 committed, moved = block.held_len,
                 "block write failed; the block keeps its committed bytes and the rest goes to a new block");
@@ -384,6 +445,7 @@ impl KeyWriter {
                 let mut done = block.location.clone();
                 done.offset = self.key_offset;
                 done.length = committed;
+                done.block_checksum = digest_of(&block.writer, committed)?;
                 self.key_offset += committed;
                 self.committed.push(done);
             }
@@ -422,32 +484,51 @@ impl KeyWriter {
     /// Commits the rest of the block and records it as the key's next block.
     async fn finish_block(&mut self, mut block: OpenBlock) -> Result<()> {
         self.flush(&mut block).await?;
-        for f in block.writer.failed_replicas() {
+        let failed = block.writer.failed_replicas();
+        for f in &failed {
             tracing::warn!(datanode = %f.uuid, reason = %f.reason, "replica failed; block kept on the rest");
         }
+        self.note_failures(&failed);
         if block.written == 0 {
             return Ok(());
         }
         let mut location = block.location;
         location.offset = self.key_offset;
         location.length = block.written;
+        location.block_checksum = digest_of(&block.writer, block.written)?;
         self.key_offset += block.written;
         self.committed.push(location);
         Ok(())
     }
 }
 
+/// The checksum OM records for the first `length` bytes of the block `writer` wrote.
+fn digest_of(writer: &BlockWriter, length: u64) -> Result<Vec<u8>> {
+    writer.block_digest(length).ok_or_else(|| {
+        KeyIoError::Internal(format!(
+            "block {} committed {length} bytes, not at the end of a chunk it wrote",
+            writer.block_id()
+        ))
+    })
+}
+
 /// Datanodes to avoid after `err`: those that failed, except for refusing a write to a closed
 /// container (SCM allocates no blocks there anyway, and the datanode itself is fine).
 fn exclusions(err: &DatanodeClientError) -> Vec<String> {
     match err {
-        DatanodeClientError::WriteFailed { failed, .. } => failed
-            .iter()
-            .filter(|f| !f.reason.contains("FailedPrecondition"))
-            .map(|f| f.uuid.clone())
-            .collect(),
+        DatanodeClientError::WriteFailed { failed, .. } => {
+            node_faults(failed).map(|f| f.uuid.clone()).collect()
+        }
         _ => Vec::new(),
     }
+}
+
+/// The failures of `failed` that say something about the datanode: all but refusing a write to
+/// a closed container.
+fn node_faults(failed: &[ReplicaFailure]) -> impl Iterator<Item = &ReplicaFailure> {
+    failed
+        .iter()
+        .filter(|f| !f.reason.contains("FailedPrecondition"))
 }
 
 #[cfg(test)]

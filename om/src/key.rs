@@ -426,6 +426,7 @@ impl Writer<'_> {
                 length: b.length,
                 pipeline: alloc.pipeline.clone(),
                 part_number: open.part.as_ref().map_or(0, |p| p.part_number),
+                checksum: b.checksum.clone(),
             });
             offset = offset.saturating_add(b.length);
         }

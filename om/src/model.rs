@@ -52,6 +52,10 @@ pub struct Location {
     pub pipeline: PipelineRecord,
     /// For keys completed from a multipart upload: the part of this block.
     pub part_number: u32,
+    /// The writer's digest of the block's chunk checksums over `length` bytes (see
+    /// `om.proto` `KeyLocation.block_checksum`); empty for blocks committed before OM kept it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checksum: Vec<u8>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -226,7 +230,13 @@ pub struct DeletedBlocks {
 pub struct CommittedBlock {
     pub block: BlockRef,
     pub length: u64,
+    /// The writer's digest of the block's chunk checksums (empty: none given).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checksum: Vec<u8>,
 }
+
+/// Bytes of a block checksum (SHA-256), when one is given.
+pub const BLOCK_CHECKSUM_BYTES: usize = 32;
 
 // ---- name rules ----
 
@@ -370,6 +380,7 @@ impl From<&Location> for om::KeyLocation {
             length: l.length,
             pipeline: Some((&l.pipeline).into()),
             part_number: l.part_number,
+            block_checksum: l.checksum.clone(),
         }
     }
 }
@@ -403,6 +414,7 @@ impl TryFrom<scm::AllocatedBlock> for Location {
                 state: p.state,
             },
             part_number: 0,
+            checksum: Vec::new(),
         })
     }
 }
@@ -417,9 +429,16 @@ impl TryFrom<&om::KeyLocation> for CommittedBlock {
             .as_ref()
             .map(BlockRef::from)
             .ok_or_else(|| OmError::invalid("committed location without block id"))?;
+        if !l.block_checksum.is_empty() && l.block_checksum.len() != BLOCK_CHECKSUM_BYTES {
+            return Err(OmError::invalid(format!(
+                "block {block}: a block checksum has {BLOCK_CHECKSUM_BYTES} bytes, not {}",
+                l.block_checksum.len()
+            )));
+        }
         Ok(CommittedBlock {
             block,
             length: l.length,
+            checksum: l.block_checksum.clone(),
         })
     }
 }

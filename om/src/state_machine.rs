@@ -519,6 +519,7 @@ pub(crate) mod tests {
                 state: "OPEN".into(),
             },
             part_number: 0,
+            checksum: Vec::new(),
         }
     }
 
@@ -529,6 +530,7 @@ pub(crate) mod tests {
                 local_id,
             },
             length,
+            checksum: Vec::new(),
         }
     }
 
@@ -803,6 +805,38 @@ pub(crate) mod tests {
             .into(),
             other => other,
         }
+    }
+
+    #[test]
+    fn commit_keeps_block_checksums_and_records_without_them_load() {
+        let d = tempfile::tempdir().expect("tmp");
+        let (sm, _) = run(d.path());
+        sm.apply_next(&open("sum", 40, &[40, 41], None))
+            .expect("apply");
+        let cmd = match commit("sum", 40, &[(40, 8), (41, 3)], "e", None) {
+            OmCommand::Key(KeyCommand::Commit(mut c)) => {
+                c.blocks[0].checksum = vec![7; 32];
+                c.into()
+            }
+            other => other,
+        };
+        sm.apply_next(&cmd).expect("apply");
+        let k = sm
+            .snapshot()
+            .expect("snap")
+            .key("vol", "bkt", "sum")
+            .expect("read")
+            .expect("exists");
+        let sums: Vec<Vec<u8>> = k.locations.iter().map(|l| l.checksum.clone()).collect();
+        assert_eq!(sums, vec![vec![7; 32], Vec::new()]);
+        let proto = k.to_proto(true);
+        assert_eq!(proto.locations[0].block_checksum, vec![7; 32]);
+        assert!(proto.locations[1].block_checksum.is_empty());
+        // A location stored before OM kept checksums has no such field, and loads without one.
+        let json = serde_json::to_value(&k.locations[1]).expect("json");
+        assert!(json.get("checksum").is_none(), "{json}");
+        let back: Location = serde_json::from_value(json).expect("loads");
+        assert!(back.checksum.is_empty());
     }
 
     #[test]

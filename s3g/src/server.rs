@@ -69,7 +69,7 @@ pub async fn start(cfg: &OzoneConfig) -> Result<S3gHandle, S3gError> {
     };
     let gw = web::Data::new(Gateway {
         om,
-        dn: DatanodeClients::new(),
+        dn: DatanodeClients::from_config(cfg)?,
         scm,
         config,
         metrics: metrics.clone(),

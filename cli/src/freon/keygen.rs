@@ -175,7 +175,7 @@ pub async fn ockg(cfg: &OzoneConfig, args: OckgArgs) -> Result<(), BoxError> {
     let clients = Arc::new(om_clients(cfg)?);
     ensure_bucket(&clients[0], &args.target.volume, &args.target.bucket).await?;
     let settings = WriteSettings::from_config(cfg)?;
-    let dn = DatanodeClients::new();
+    let dn = DatanodeClients::from_config(cfg)?;
     let body = data(size);
     let etag = hex::encode(Md5::digest(&body));
     let prefix = args.common.prefix();

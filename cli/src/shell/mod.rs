@@ -585,7 +585,7 @@ async fn put(
         .map_err(|e| io_err("cannot stat", file, e))?
         .len();
     let om = om(cfg, a)?;
-    let dn = DatanodeClients::new();
+    let dn = DatanodeClients::from_config(cfg).map_err(|e| ShellError::Usage(e.to_string()))?;
     let settings = WriteSettings::from_config(cfg).map_err(|e| ShellError::Usage(e.to_string()))?;
     let mut writer = KeyWriter::open(
         &om,
@@ -659,7 +659,7 @@ async fn get(
     let om = om(cfg, a)?;
     let info = om.lookup_key(&a.volume, &a.bucket, &a.key).await?;
     let scm = scm_client::ScmClient::connect(&cfg.scm_client_address()).ok();
-    let dn = DatanodeClients::new();
+    let dn = DatanodeClients::from_config(cfg).map_err(|e| ShellError::Usage(e.to_string()))?;
     // Written aside and renamed into place once complete: a failed download leaves no file.
     let part = path.with_file_name(format!(
         ".{}.part-{}",

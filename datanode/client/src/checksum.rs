@@ -4,7 +4,8 @@
 //! shorter. Both the writer (computes once per chunk) and the datanode (verifies before it writes
 //! and again when it reads) use these functions, as does the reader (verifies every response).
 
-use ozone_proto::hdds::ChecksumData;
+use ozone_proto::hdds::{ChecksumData, ChunkInfo};
+use sha2::{Digest, Sha256};
 
 /// Largest `bytes_per_checksum` accepted: a slice must fit comfortably in one gRPC message.
 pub const MAX_BYTES_PER_CHECKSUM: u32 = 16 * 1024 * 1024;
@@ -78,9 +79,76 @@ pub fn check_shape(len: u64, checksum: &ChecksumData) -> Result<(), ChecksumFaul
     Ok(())
 }
 
+/// Bytes of a [`block_digest`].
+pub const BLOCK_DIGEST_BYTES: usize = 32;
+
+/// What OM records of a committed block (`KeyLocation.block_checksum`) so that readers check
+/// a replica against the writer rather than against the replica's own metadata: SHA-256 over
+/// the chunks that make up the block's first `length` bytes, each as its length (u64 LE), its
+/// `bytes_per_checksum` (u32 LE) and its CRC32C checksums (u32 LE each). `None` when those
+/// chunks do not end exactly at `length` or lack checksums: such a list cannot be the one the
+/// writer committed. Chunks after `length` (a later commit that reached only some replicas)
+/// are not part of it.
+pub fn block_digest(chunks: &[ChunkInfo], length: u64) -> Option<Vec<u8>> {
+    let mut hasher = Sha256::new();
+    let mut covered = 0u64;
+    for chunk in chunks {
+        if covered == length {
+            break;
+        }
+        if chunk.offset != covered {
+            return None;
+        }
+        let cs = chunk.checksum.as_ref()?;
+        hasher.update(chunk.len.to_le_bytes());
+        hasher.update(cs.bytes_per_checksum.to_le_bytes());
+        for c in &cs.checksums {
+            hasher.update(c.to_le_bytes());
+        }
+        covered = covered.checked_add(chunk.len)?;
+    }
+    (covered == length).then(|| hasher.finalize().to_vec())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn chunks(data: &[u8], lens: &[usize], bpc: u32) -> Vec<ChunkInfo> {
+        let mut offset = 0;
+        lens.iter()
+            .map(|&len| {
+                let c = ChunkInfo {
+                    offset: offset as u64,
+                    len: len as u64,
+                    checksum: Some(compute(&data[offset..offset + len], bpc)),
+                };
+                offset += len;
+                c
+            })
+            .collect()
+    }
+
+    #[test]
+    fn block_digest_covers_exactly_the_committed_prefix() {
+        let data: Vec<u8> = (0..30_000u32).map(|i| (i % 253) as u8).collect();
+        let all = chunks(&data, &[10_000, 10_000, 10_000], 4096);
+        let two = block_digest(&all, 20_000).expect("ends on a chunk boundary");
+        assert_eq!(two.len(), BLOCK_DIGEST_BYTES);
+        assert_eq!(block_digest(&all[..2], 20_000), Some(two.clone()));
+        assert_ne!(block_digest(&all, 30_000), Some(two.clone()));
+        assert_eq!(block_digest(&all, 15_000), None, "not a chunk boundary");
+        assert_eq!(block_digest(&all[..1], 20_000), None, "too few chunks");
+        assert_eq!(
+            block_digest(&[], 0).map(|d| d.len()),
+            Some(BLOCK_DIGEST_BYTES)
+        );
+        // Same length, other bytes (and their own, consistent checksums): another digest.
+        let mut other = data.clone();
+        other[12_345] ^= 1;
+        let wrong = chunks(&other, &[10_000, 10_000, 10_000], 4096);
+        assert_ne!(block_digest(&wrong, 20_000), Some(two));
+    }
 
     #[test]
     fn computes_one_checksum_per_slice_with_a_short_tail() {

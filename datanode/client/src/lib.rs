@@ -16,6 +16,9 @@ mod reader;
 mod writer;
 
 pub use error::{DatanodeClientError, ReplicaFailure};
-pub use pool::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_RPC_TIMEOUT, DatanodeClients};
-pub use reader::{get_block, read_block};
+pub use pool::{
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, DEFAULT_RPC_TIMEOUT, DEFAULT_WRITE_LAG_TIMEOUT,
+    DatanodeClients, SUSPECT_FOR, Timeouts,
+};
+pub use reader::{BlockRecord, get_block, read_block, read_block_checked};
 pub use writer::{BlockWriter, FinishedBlock, WriterOptions, write_quorum};

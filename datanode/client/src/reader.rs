@@ -2,11 +2,19 @@
 //! checks every response against its CRC32C checksums, trims to the range, and on any problem
 //! moves to the next replica, resuming at the first byte not yet returned. [`get_block`] fetches
 //! a block's committed metadata from the first replica that has it.
+//!
+//! End to end: given what OM recorded of the block ([`BlockRecord`]: its length and the
+//! writer's digest of its chunk checksums), [`read_block_checked`] first asks each replica for its
+//! chunk list (GetBlock), trusts the replica only if the list's digest over the recorded length
+//! is OM's, and then checks every byte against those chunk checksums rather than the ones the
+//! replica sends with the data: a replica whose data and checksums were both rewritten is never
+//! served. A step that a replica does not answer within `ozone.client.read.timeout` while others
+//! are left moves the read on (the last replica gets `ozone.client.request.timeout`).
 
 use bytes::Bytes;
 use futures::Stream;
 use ozone_proto::datanode::{GetBlockRequest, ReadChunkRequest, ReadChunkResponse};
-use ozone_proto::hdds::{BlockData, BlockId, DatanodeDetails};
+use ozone_proto::hdds::{BlockData, BlockId, ChecksumData, ChunkInfo, DatanodeDetails};
 use tonic::Streaming;
 
 use crate::checksum;
@@ -25,10 +33,32 @@ pub fn read_block(
     offset: u64,
     len: u64,
 ) -> impl Stream<Item = Result<Bytes, DatanodeClientError>> + Send + use<> {
+    read_block_checked(clients, nodes, block_id, offset, len, None)
+}
+
+/// What OM recorded of a committed block: a replica serves it only if its chunk checksums over
+/// the first `length` bytes have this digest ([`checksum::block_digest`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockRecord {
+    pub length: u64,
+    pub digest: Vec<u8>,
+}
+
+/// [`read_block`], checking every replica against `record` first when there is one (see the
+/// module documentation).
+pub fn read_block_checked(
+    clients: &DatanodeClients,
+    nodes: &[DatanodeDetails],
+    block_id: BlockId,
+    offset: u64,
+    len: u64,
+    record: Option<BlockRecord>,
+) -> impl Stream<Item = Result<Bytes, DatanodeClientError>> + Send + use<> {
     let end = offset.checked_add(len);
     let state = ReadState {
         clients: clients.clone(),
-        order: clients.rotated(nodes),
+        record,
+        order: clients.read_order(nodes),
         next: 0,
         block_id,
         pos: offset,
@@ -46,6 +76,8 @@ pub fn read_block(
 
 struct ReadState {
     clients: DatanodeClients,
+    /// OM's record of the block, if it has one.
+    record: Option<BlockRecord>,
     order: Vec<DatanodeDetails>,
     /// Index in `order` of the next replica to try.
     next: usize,
@@ -53,7 +85,12 @@ struct ReadState {
     /// Next byte to yield.
     pos: u64,
     end: u64,
-    current: Option<(DatanodeDetails, Streaming<ReadChunkResponse>)>,
+    /// The replica being read, its stream, and its chunks when checked against `record`.
+    current: Option<(
+        DatanodeDetails,
+        Streaming<ReadChunkResponse>,
+        Option<Vec<ChunkInfo>>,
+    )>,
     failed: Vec<ReplicaFailure>,
     done: bool,
     invalid: bool,
@@ -69,12 +106,12 @@ impl ReadState {
                 self.pos
             ))));
         }
-        let timeout = self.clients.rpc_timeout();
         loop {
             if self.done || self.pos >= self.end {
                 return None;
             }
-            let Some((node, stream)) = self.current.as_mut() else {
+            let timeout = self.step_timeout();
+            let Some((node, stream, chunks)) = self.current.as_mut() else {
                 let Some(node) = self.order.get(self.next).cloned() else {
                     self.done = true;
                     if self.order.is_empty() {
@@ -88,20 +125,34 @@ impl ReadState {
                     }));
                 };
                 self.next += 1;
+                let timeout = self.step_timeout();
+                let checked = match self.check_replica(&node, timeout).await {
+                    Ok(chunks) => chunks,
+                    Err(reason) => {
+                        self.fail(&node, reason);
+                        continue;
+                    }
+                };
                 match self.open(&node, timeout).await {
-                    Ok(stream) => self.current = Some((node, stream)),
+                    Ok(stream) => self.current = Some((node, stream, checked)),
                     Err(reason) => self.fail(&node, reason),
                 }
                 continue;
             };
             let outcome = match tokio::time::timeout(timeout, stream.message()).await {
-                Err(_) => Err(format!("no data for {timeout:?}")),
+                Err(_) => {
+                    self.clients.suspect(&node.uuid);
+                    Err(format!("no data for {timeout:?}"))
+                }
                 Ok(Err(status)) => Err(format!("{:?}: {}", status.code(), status.message())),
                 Ok(Ok(None)) => Err(format!(
                     "stream ended at byte {} before the end of the range at {}",
                     self.pos, self.end
                 )),
-                Ok(Ok(Some(resp))) => accept(&resp, self.pos, self.end),
+                Ok(Ok(Some(resp))) => match chunks {
+                    Some(chunks) => accept_checked(&resp, chunks, self.pos, self.end),
+                    None => accept(&resp, self.pos, self.end),
+                },
             };
             match outcome {
                 Ok(Some(bytes)) => {
@@ -118,6 +169,60 @@ impl ReadState {
         }
     }
 
+    /// The deadline of the next step: short while another replica is left to try.
+    fn step_timeout(&self) -> std::time::Duration {
+        let t = self.clients.timeouts();
+        if self.next < self.order.len() {
+            t.read.min(t.request)
+        } else {
+            t.request
+        }
+    }
+
+    /// With OM's record of the block: the replica's chunk list (GetBlock), if its digest over
+    /// the recorded length is the recorded one. Without a record: nothing to check (`None`).
+    async fn check_replica(
+        &self,
+        node: &DatanodeDetails,
+        timeout: std::time::Duration,
+    ) -> Result<Option<Vec<ChunkInfo>>, String> {
+        let Some(record) = &self.record else {
+            return Ok(None);
+        };
+        let mut client = self.clients.client(node).map_err(|e| e.to_string())?;
+        let request = GetBlockRequest {
+            block_id: Some(self.block_id),
+        };
+        let block = match tokio::time::timeout(timeout, client.get_block(request)).await {
+            Err(_) => {
+                self.clients.suspect(&node.uuid);
+                return Err(format!("GetBlock got no answer within {timeout:?}"));
+            }
+            Ok(Err(status)) => {
+                return Err(format!(
+                    "GetBlock: {:?}: {}",
+                    status.code(),
+                    status.message()
+                ));
+            }
+            Ok(Ok(resp)) => resp
+                .into_inner()
+                .block
+                .ok_or_else(|| "GetBlock answer has no block".to_string())?,
+        };
+        match checksum::block_digest(&block.chunks, record.length) {
+            Some(digest) if digest == record.digest => Ok(Some(block.chunks)),
+            Some(_) => Err(format!(
+                "the replica's chunk checksums over the block's {} bytes differ from OM's record",
+                record.length
+            )),
+            None => Err(format!(
+                "the replica's chunks ({} bytes committed) do not end at the recorded length {}",
+                block.size, record.length
+            )),
+        }
+    }
+
     async fn open(
         &self,
         node: &DatanodeDetails,
@@ -130,7 +235,10 @@ impl ReadState {
             length: self.end - self.pos,
         };
         match tokio::time::timeout(timeout, client.read_chunk(request)).await {
-            Err(_) => Err(format!("ReadChunk got no answer within {timeout:?}")),
+            Err(_) => {
+                self.clients.suspect(&node.uuid);
+                Err(format!("ReadChunk got no answer within {timeout:?}"))
+            }
             Ok(Err(status)) => Err(format!("{:?}: {}", status.code(), status.message())),
             Ok(Ok(resp)) => Ok(resp.into_inner()),
         }
@@ -170,6 +278,56 @@ fn accept(resp: &ReadChunkResponse, pos: u64, end: u64) -> Result<Option<Bytes>,
     Ok(Some(resp.data.slice(from..to)))
 }
 
+/// [`accept`] for a replica checked against OM's record: `resp` must hold whole slices of one of
+/// the replica's verified `chunks` and match their checksums (whatever checksums it carries).
+fn accept_checked(
+    resp: &ReadChunkResponse,
+    chunks: &[ChunkInfo],
+    pos: u64,
+    end: u64,
+) -> Result<Option<Bytes>, String> {
+    let at = resp.offset;
+    let idx = chunks.partition_point(|c| c.offset + c.len <= at);
+    let chunk = chunks
+        .get(idx)
+        .filter(|c| c.offset <= at)
+        .ok_or_else(|| format!("response at offset {at} is outside the checked chunks"))?;
+    let cs = chunk
+        .checksum
+        .as_ref()
+        .ok_or_else(|| format!("the chunk at {} has no checksums", chunk.offset))?;
+    let bpc = u64::from(cs.bytes_per_checksum.max(1));
+    let rel = at - chunk.offset;
+    let len = resp.data.len() as u64;
+    if !rel.is_multiple_of(bpc) || rel + len > chunk.len {
+        return Err(format!(
+            "response of {len} bytes at offset {at} is not whole slices of the chunk at {}",
+            chunk.offset
+        ));
+    }
+    let first = (rel / bpc) as usize;
+    let count = checksum::slice_count(len, cs.bytes_per_checksum) as usize;
+    let expected = ChecksumData {
+        bytes_per_checksum: cs.bytes_per_checksum,
+        checksums: cs
+            .checksums
+            .get(first..first + count)
+            .ok_or_else(|| format!("the chunk at {} has too few checksums", chunk.offset))?
+            .to_vec(),
+    };
+    // A short last slice is checked as one: the slice boundaries are the chunk's.
+    let last_slice_short = rel + len < chunk.len && !len.is_multiple_of(bpc);
+    if last_slice_short {
+        return Err(format!(
+            "response at offset {at} ends inside a slice of the chunk at {}",
+            chunk.offset
+        ));
+    }
+    let mut checked = resp.clone();
+    checked.checksum = Some(expected);
+    accept(&checked, pos, end)
+}
+
 /// The committed metadata of `block_id` from the first replica (in rotating order) that has it.
 pub async fn get_block(
     clients: &DatanodeClients,
@@ -182,7 +340,7 @@ pub async fn get_block(
     let timeout = clients.rpc_timeout();
     let mut failed = Vec::new();
     let mut not_found = 0;
-    for node in clients.rotated(nodes) {
+    for node in clients.read_order(nodes) {
         let result = async {
             let mut client = clients.client(&node).map_err(|e| e.to_string())?;
             let request = GetBlockRequest {
@@ -232,7 +390,6 @@ pub async fn get_block(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ozone_proto::hdds::ChecksumData;
 
     fn response(offset: u64, data: &[u8]) -> ReadChunkResponse {
         ReadChunkResponse {
@@ -252,6 +409,39 @@ mod tests {
         );
         assert_eq!(accept(&r, 16, 20).expect("valid"), None);
         assert!(accept(&r, 4, 20).is_err(), "a gap is an error");
+    }
+
+    #[test]
+    fn checked_reads_use_the_recorded_checksums_not_the_replicas() {
+        let data: Vec<u8> = (0..24u8).collect();
+        let chunks = vec![
+            ChunkInfo {
+                offset: 0,
+                len: 16,
+                checksum: Some(checksum::compute(&data[..16], 4)),
+            },
+            ChunkInfo {
+                offset: 16,
+                len: 8,
+                checksum: Some(checksum::compute(&data[16..], 4)),
+            },
+        ];
+        let good = response(4, &data[4..16]);
+        assert_eq!(
+            accept_checked(&good, &chunks, 6, 24)
+                .expect("valid")
+                .as_deref(),
+            Some(&data[6..16])
+        );
+        // Wrong bytes with checksums of their own that match them: refused.
+        let mut wrong = data[16..24].to_vec();
+        wrong[1] ^= 0xff;
+        let forged = response(16, &wrong);
+        assert!(accept(&forged, 16, 24).is_ok(), "self-consistent");
+        assert!(accept_checked(&forged, &chunks, 16, 24).is_err());
+        // Not slice-aligned, or past the checked chunks: refused.
+        assert!(accept_checked(&response(2, &data[2..6]), &chunks, 2, 6).is_err());
+        assert!(accept_checked(&response(24, &[1, 2]), &chunks, 24, 26).is_err());
     }
 
     #[test]

@@ -14,9 +14,19 @@
 //! one commit is in flight. The datanode accepts a PutBlock that extends the block's committed
 //! chunks while its container is OPEN. [`BlockWriter::committed_len`] is the prefix a majority of
 //! the replicas holds durably: after a failure the caller writes the bytes after it elsewhere.
+//!
+//! Slow is not dead, hung is: each step (a chunk accepted, the stream acknowledged, PutBlock)
+//! runs on every live replica at once ([`run_step`]); once a majority has finished it, the
+//! others get `ozone.client.write.lag.timeout` more, then are dropped as hung and reported as
+//! suspects to the pool (key writers then ask for blocks without them). When all replicas are
+//! slow alike, a step waits up to `ozone.client.request.timeout`.
+
+use std::future::Future;
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use futures::future::join_all;
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use ozone_common::OzoneConfig;
 use ozone_proto::datanode::{PutBlockRequest, WriteChunkRequest, WriteChunkResponse};
 use ozone_proto::hdds::{BlockData, BlockId, ChunkInfo, DatanodeDetails};
@@ -99,6 +109,42 @@ impl WriterOptions {
         }
         Ok(())
     }
+}
+
+/// Runs one step of a write on several replicas at once: `steps` holds each replica's index and
+/// the step's future. Every step may take `timeout`; once `quorum` of them finished with an
+/// outcome `ok` accepts, the others get `lag` more (a replica that far behind a majority is
+/// hung, not slow). Returns the outcomes of the steps that finished and the indices of those
+/// that did not (their futures are dropped, cancelling them).
+async fn run_step<F, R>(
+    steps: Vec<(usize, F)>,
+    quorum: usize,
+    timeout: Duration,
+    lag: Duration,
+    ok: impl Fn(&R) -> bool,
+) -> (Vec<(usize, R)>, Vec<usize>)
+where
+    F: Future<Output = R>,
+{
+    let mut pending: Vec<usize> = steps.iter().map(|(i, _)| *i).collect();
+    let mut running: FuturesUnordered<_> = steps
+        .into_iter()
+        .map(|(i, f)| async move { (i, f.await) })
+        .collect();
+    let mut deadline = tokio::time::Instant::now() + timeout;
+    let mut finished = Vec::with_capacity(pending.len());
+    let mut succeeded = 0;
+    while let Ok(Some((i, outcome))) = tokio::time::timeout_at(deadline, running.next()).await {
+        pending.retain(|p| *p != i);
+        if ok(&outcome) {
+            succeeded += 1;
+            if succeeded >= quorum {
+                deadline = deadline.min(tokio::time::Instant::now() + lag);
+            }
+        }
+        finished.push((i, outcome));
+    }
+    (finished, pending)
 }
 
 /// A block written and committed on a majority of its replicas.
@@ -295,6 +341,30 @@ impl BlockWriter {
         self.committed
     }
 
+    /// The digest OM records of this block's first `length` bytes
+    /// ([`checksum::block_digest`] over the chunks this writer cut and checksummed); `None`
+    /// when `length` is not the end of a chunk it sent (a committed length always is).
+    pub fn block_digest(&self, length: u64) -> Option<Vec<u8>> {
+        checksum::block_digest(&self.chunks, length)
+    }
+
+    /// Leaves the replicas on datanodes in `uuids` out of the write from the start (they hung
+    /// or failed earlier), as long as a majority of the replicas is left; returns how many were
+    /// left out.
+    pub fn skip_datanodes(&mut self, uuids: &[String], why: &str) -> usize {
+        let quorum = write_quorum(self.replicas.len());
+        let mut skipped = 0;
+        for i in 0..self.replicas.len() {
+            let live = self.replicas.iter().filter(|r| r.live()).count();
+            let r = &mut self.replicas[i];
+            if live > quorum && r.live() && uuids.contains(&r.node.uuid) {
+                r.fail(self.block_id, why.to_string());
+                skipped += 1;
+            }
+        }
+        skipped
+    }
+
     /// Replicas dropped so far.
     pub fn failed_replicas(&self) -> Vec<ReplicaFailure> {
         self.replicas
@@ -375,30 +445,44 @@ impl BlockWriter {
         let in_stream = self.len - self.stream_start;
         let block_id = self.block_id;
 
+        let quorum = write_quorum(self.replicas.len());
+        let lag = self.clients.timeouts().write_lag;
         // 1. Every live replica must acknowledge all it was sent since the last flush.
         let closes = self
             .replicas
             .iter_mut()
-            .filter(|r| r.live())
-            .map(|r| async move {
-                if r.call.is_none() {
-                    if in_stream != 0 {
-                        r.fail(block_id, "write stream already gone".into());
+            .enumerate()
+            .filter(|(_, r)| r.live())
+            .map(|(i, r)| {
+                (i, async move {
+                    if r.call.is_none() {
+                        if in_stream != 0 {
+                            r.fail(block_id, "write stream already gone".into());
+                            return false;
+                        }
+                        return true;
                     }
-                    return;
-                }
-                match r.close_stream(timeout).await {
-                    Ok(n) if n == in_stream => {}
-                    Ok(n) => r.fail(
-                        block_id,
-                        format!(
-                            "acknowledged {n} bytes of {in_stream} written since the last flush"
-                        ),
-                    ),
-                    Err(reason) => r.fail(block_id, reason),
-                }
-            });
-        join_all(closes).await;
+                    match r.close_stream(timeout).await {
+                        Ok(n) if n == in_stream => true,
+                        Ok(n) => {
+                            r.fail(
+                                block_id,
+                                format!(
+                                    "acknowledged {n} bytes of {in_stream} written since the last flush"
+                                ),
+                            );
+                            false
+                        }
+                        Err(reason) => {
+                            r.fail(block_id, reason);
+                            false
+                        }
+                    }
+                })
+            })
+            .collect();
+        let (_, lagging) = run_step(closes, quorum, timeout, lag, |ok: &bool| *ok).await;
+        self.drop_lagging(&lagging, "acknowledged the write stream");
         self.stream_start = expected;
         self.check_quorum()?;
 
@@ -412,20 +496,38 @@ impl BlockWriter {
             .map(|(i, r)| (i, r.node.clone()))
             .collect();
         let clients = self.clients.clone();
+        let quorum = write_quorum(self.replicas.len());
+        let lag = self.clients.timeouts().write_lag;
         let task = tokio::spawn(async move {
-            let puts = targets.into_iter().map(|(i, node)| {
-                let request = PutBlockRequest {
-                    block: Some(block.clone()),
-                };
-                let clients = clients.clone();
-                async move {
-                    (
-                        i,
-                        put_block(&clients, &node, request, expected, timeout).await,
-                    )
+            let puts = targets
+                .iter()
+                .map(|(i, node)| {
+                    let request = PutBlockRequest {
+                        block: Some(block.clone()),
+                    };
+                    let clients = clients.clone();
+                    (*i, async move {
+                        put_block(&clients, node, request, expected, timeout).await
+                    })
+                })
+                .collect();
+            let (mut results, lagging) =
+                run_step(puts, quorum, timeout, lag, |r: &Result<(), String>| {
+                    r.is_ok()
+                })
+                .await;
+            for i in lagging {
+                if let Some((_, node)) = targets.iter().find(|(t, _)| *t == i) {
+                    clients.suspect(&node.uuid);
                 }
-            });
-            join_all(puts).await
+                results.push((
+                    i,
+                    Err(format!(
+                        "PutBlock not answered {lag:?} after a majority of the replicas took it"
+                    )),
+                ));
+            }
+            results
         });
         self.in_flight = Some(InFlightCommit {
             size: expected,
@@ -516,40 +618,72 @@ impl BlockWriter {
         let timeout = self.clients.rpc_timeout();
         let block_id = self.block_id;
         let queue_depth = self.options.queue_depth;
+        let quorum = write_quorum(self.replicas.len());
+        let lag = self.clients.timeouts().write_lag;
         let clients = &self.clients;
-        let sends = self.replicas.iter_mut().filter(|r| r.live()).map(|r| {
-            let request = request.clone();
-            async move {
-                if r.tx.is_none()
-                    && r.call.is_none()
-                    && let Err(reason) = r.open_stream(clients, queue_depth)
-                {
-                    r.fail(block_id, reason);
-                    return;
-                }
-                let Some(tx) = r.tx.clone() else {
-                    r.fail(block_id, "write stream closed".into());
-                    return;
-                };
-                match tokio::time::timeout(timeout, tx.send(request)).await {
-                    Ok(Ok(())) => {}
-                    // The call ended (the datanode answered early, so with an error): get why.
-                    Ok(Err(_)) => {
-                        let reason = match r.close_stream(timeout).await {
-                            Ok(n) => format!("write stream ended early after {n} bytes"),
-                            Err(reason) => reason,
-                        };
+        let sends = self
+            .replicas
+            .iter_mut()
+            .enumerate()
+            .filter(|(_, r)| r.live())
+            .map(|(i, r)| {
+                let request = request.clone();
+                (i, async move {
+                    if r.tx.is_none()
+                        && r.call.is_none()
+                        && let Err(reason) = r.open_stream(clients, queue_depth)
+                    {
                         r.fail(block_id, reason);
+                        return false;
                     }
-                    Err(_) => r.fail(
-                        block_id,
-                        format!("replica accepted no data for {timeout:?}"),
-                    ),
-                }
-            }
-        });
-        join_all(sends).await;
+                    let Some(tx) = r.tx.clone() else {
+                        r.fail(block_id, "write stream closed".into());
+                        return false;
+                    };
+                    match tokio::time::timeout(timeout, tx.send(request)).await {
+                        Ok(Ok(())) => true,
+                        // The call ended (the datanode answered early, so with an error): get why.
+                        Ok(Err(_)) => {
+                            let reason = match r.close_stream(timeout).await {
+                                Ok(n) => format!("write stream ended early after {n} bytes"),
+                                Err(reason) => reason,
+                            };
+                            r.fail(block_id, reason);
+                            false
+                        }
+                        Err(_) => {
+                            r.fail(
+                                block_id,
+                                format!("replica accepted no data for {timeout:?}"),
+                            );
+                            false
+                        }
+                    }
+                })
+            })
+            .collect();
+        let (_, lagging) = run_step(sends, quorum, timeout, lag, |ok: &bool| *ok).await;
+        self.drop_lagging(&lagging, "accepted the chunk");
         self.check_quorum()
+    }
+
+    /// Drops the replicas at `lagging` (a majority finished a step they did not) as hung.
+    fn drop_lagging(&mut self, lagging: &[usize], step: &str) {
+        let t = self.clients.timeouts();
+        for &i in lagging {
+            if let Some(r) = self.replicas.get_mut(i)
+                && r.live()
+            {
+                self.clients.suspect(&r.node.uuid);
+                r.fail(
+                    self.block_id,
+                    format!(
+                        "hung: not {step} {:?} after a majority of the replicas (or within {:?})",
+                        t.write_lag, t.request
+                    ),
+                );
+            }
+        }
     }
 
     fn check_quorum(&mut self) -> Result<(), DatanodeClientError> {
