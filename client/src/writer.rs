@@ -17,6 +17,11 @@
 //! excluding the datanodes that failed for reasons other than a closed container, and the key
 //! continues there. Nothing is ever reported written that is not on a majority of some block's
 //! replicas, and the key's locations cover its bytes exactly, in order.
+//!
+//! A replica that missed a commit which counted (the block is on the others only) is reported
+//! to SCM at once (`ReportReplicaMiss`, when the writer was given SCM with
+//! [`KeyWriter::with_scm`]): SCM closes the container and has that replica replaced by a copy
+//! of a complete one.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -25,6 +30,7 @@ use bytes::{Bytes, BytesMut};
 use datanode_client::{BlockWriter, DatanodeClientError, DatanodeClients, WriterOptions};
 use om_client::OmClient;
 use ozone_proto::om::{AllocateKeyBlockRequest, KeyLocation, OpenKeyRequest};
+use scm_client::ScmClient;
 
 use crate::error::KeyIoError;
 use ozone_common::config::keys;
@@ -38,6 +44,9 @@ const MAX_BLOCK_ATTEMPTS: u32 = 5;
 /// Pause before moving to a new block again after that many failures in a row: SCM may not
 /// know yet that a container its datanodes closed is closed.
 const RETRY_PAUSE: Duration = Duration::from_millis(200);
+
+/// Longest wait for SCM to take a report of a replica that missed a commit.
+const MISS_REPORT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// How bytes are cut and kept.
 #[derive(Clone, Debug)]
@@ -161,6 +170,8 @@ pub struct KeyWriter {
     /// Key offset of the current block's first byte (the bytes of the blocks done).
     key_offset: u64,
     buf: BytesMut,
+    /// Where replicas that missed a commit are reported (none: only logged).
+    scm: Option<ScmClient>,
 }
 
 impl KeyWriter {
@@ -191,7 +202,35 @@ impl KeyWriter {
             current: None,
             key_offset: 0,
             buf: BytesMut::with_capacity(piece_size),
+            scm: None,
         })
+    }
+
+    /// Reports replicas that miss a commit to `scm` (see the module doc).
+    pub fn with_scm(mut self, scm: Option<ScmClient>) -> Self {
+        self.scm = scm;
+        self
+    }
+
+    /// Tells SCM about the replicas of `writer`'s block that missed a commit which counted,
+    /// waiting at most [`MISS_REPORT_TIMEOUT`] (a lost report leaves the replica to SCM's
+    /// BCSID comparison when its container closes).
+    async fn report_misses(&self, writer: &mut BlockWriter) {
+        for miss in writer.take_misses() {
+            tracing::warn!(container = miss.container_id, datanode = %miss.datanode, bcsid = miss.bcsid,
+                "a replica missed a committed block; telling SCM");
+            let Some(scm) = &self.scm else { continue };
+            let call = scm.report_replica_miss(miss.container_id, &miss.datanode, miss.bcsid);
+            match tokio::time::timeout(MISS_REPORT_TIMEOUT, call).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(container = miss.container_id, error = %e, "SCM did not take the missed-commit report")
+                }
+                Err(_) => {
+                    tracing::warn!(container = miss.container_id, "SCM did not answer the missed-commit report in time")
+                }
+            }
+        }
     }
 
     /// OM's id of the open key.
@@ -310,7 +349,9 @@ impl KeyWriter {
         block.unflushed += len;
         block.held_len += len;
         block.held.push_back(part.clone());
-        match block.writer.write(part).await {
+        let result = block.writer.write(part).await;
+        self.report_misses(&mut block.writer).await;
+        match result {
             Ok(()) => block.release_committed(),
             Err(e) => self.move_block(block, e).await,
         }
@@ -325,6 +366,7 @@ impl KeyWriter {
         } else {
             block.writer.flush().await.map(|_| ())
         };
+        self.report_misses(&mut block.writer).await;
         match result {
             Ok(()) => {
                 block.unflushed = 0;
@@ -372,6 +414,7 @@ impl KeyWriter {
             if let Err(e) = block.writer.wait_for_commit().await {
                 tracing::debug!(error = %e, "block write already failed");
             }
+            self.report_misses(&mut block.writer).await;
             let failures = block.failures;
             block.release_committed()?;
             block.failures = failures;
@@ -422,6 +465,7 @@ impl KeyWriter {
     /// Commits the rest of the block and records it as the key's next block.
     async fn finish_block(&mut self, mut block: OpenBlock) -> Result<()> {
         self.flush(&mut block).await?;
+        self.report_misses(&mut block.writer).await;
         for f in block.writer.failed_replicas() {
             tracing::warn!(datanode = %f.uuid, reason = %f.reason, "replica failed; block kept on the rest");
         }

@@ -11,11 +11,13 @@
 
 pub mod checksum;
 mod error;
+mod miss;
 mod pool;
 mod reader;
 mod writer;
 
 pub use error::{DatanodeClientError, ReplicaFailure};
+pub use miss::ReplicaMiss;
 pub use pool::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_RPC_TIMEOUT, DatanodeClients};
 pub use reader::{get_block, read_block};
 pub use writer::{BlockWriter, FinishedBlock, WriterOptions, write_quorum};
