@@ -227,7 +227,10 @@ impl KeyWriter {
                     tracing::warn!(container = miss.container_id, error = %e, "SCM did not take the missed-commit report")
                 }
                 Err(_) => {
-                    tracing::warn!(container = miss.container_id, "SCM did not answer the missed-commit report in time")
+                    tracing::warn!(
+                        container = miss.container_id,
+                        "SCM did not answer the missed-commit report in time"
+                    )
                 }
             }
         }

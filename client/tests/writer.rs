@@ -329,7 +329,10 @@ fn a_replica_that_missed_a_commit_is_reported_to_scm_at_once() {
             if cs.iter().all(|ct| ct.replicas.len() == 3) {
                 break;
             }
-            assert!(Instant::now() < deadline, "SCM never saw 3 replicas: {cs:?}");
+            assert!(
+                Instant::now() < deadline,
+                "SCM never saw 3 replicas: {cs:?}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let gone = c.datanodes.pop().unwrap();

@@ -439,7 +439,11 @@ mod tests {
         let (mut b, id) = block(1, 5);
         b.chunks = vec![chunk(0, 5)];
         assert_eq!(c.commit_block(&b, id).expect("commit"), 1);
-        assert_eq!(c.commit_block(&b, id).expect("again"), 1, "a repeat is no commit");
+        assert_eq!(
+            c.commit_block(&b, id).expect("again"),
+            1,
+            "a repeat is no commit"
+        );
         // A commit that extends the block is a commit.
         c.write_chunk(1, &f, 5, b"!").expect("append");
         let mut longer = b.clone();

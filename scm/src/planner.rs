@@ -204,7 +204,8 @@ pub fn plan(
         let node_of = |uuid: &str| nodes.get(uuid).copied();
         let lagging = lagging(&c.replicas);
         report.lagging_replicas += lagging.len();
-        let complete = |r: &RmReplica| r.state == ReplicaState::Closed && !lagging.contains(r.uuid.as_str());
+        let complete =
+            |r: &RmReplica| r.state == ReplicaState::Closed && !lagging.contains(r.uuid.as_str());
         let counted: Vec<&RmReplica> = c
             .replicas
             .iter()
@@ -649,7 +650,10 @@ mod tests {
             missed: true,
             ..replica(2, ReplicaState::Open, 1)
         };
-        assert_eq!(uuids(&[replica(1, ReplicaState::Open, 1), open_missed]), vec!["dn-2"]);
+        assert_eq!(
+            uuids(&[replica(1, ReplicaState::Open, 1), open_missed]),
+            vec!["dn-2"]
+        );
     }
 
     #[test]

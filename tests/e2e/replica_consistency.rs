@@ -113,7 +113,12 @@ fn a_datanode_stopped_while_containers_close_under_writes_is_repaired_before_the
         let f = work.path().join(format!("before{i}"));
         write_random_file(&f, 700_000 + i * 300_000, i as u64 + 1);
         let key = format!("before{i}");
-        ok(c.aws(&["s3", "cp", f.to_str().unwrap(), &format!("s3://consistent/{key}")]));
+        ok(c.aws(&[
+            "s3",
+            "cp",
+            f.to_str().unwrap(),
+            &format!("s3://consistent/{key}"),
+        ]));
         objects.push((key, f));
     }
     let stopped = "datanode-3";
@@ -152,16 +157,20 @@ fn a_datanode_stopped_while_containers_close_under_writes_is_repaired_before_the
             ok(c.ozone(&["admin", "container", "close", &id]));
         }
     }
-    let lagging: usize = containers(&c)
-        .iter()
-        .filter(|ct| {
-            ct["bcsid"].as_u64().unwrap_or(0) > 0
-                && ct["replicas"].as_array().unwrap().iter().any(|r| {
-                    r["datanode"]["uuid"] == stopped_uuid.as_str() && r["lagging"] == true
-                })
-        })
-        .count();
-    eprintln!("writes done after {:?}; {lagging} containers know the stopped replica lags", started.elapsed());
+    let lagging: usize =
+        containers(&c)
+            .iter()
+            .filter(|ct| {
+                ct["bcsid"].as_u64().unwrap_or(0) > 0
+                    && ct["replicas"].as_array().unwrap().iter().any(|r| {
+                        r["datanode"]["uuid"] == stopped_uuid.as_str() && r["lagging"] == true
+                    })
+            })
+            .count();
+    eprintln!(
+        "writes done after {:?}; {lagging} containers know the stopped replica lags",
+        started.elapsed()
+    );
 
     // Resumed: its replicas close, are found lagging and are replaced by complete copies.
     signal(&c, stopped, rustix::process::Signal::CONT);
@@ -169,16 +178,16 @@ fn a_datanode_stopped_while_containers_close_under_writes_is_repaired_before_the
     loop {
         match settled(&containers(&c), &stopped_uuid) {
             Ok(()) => break,
-            Err(why) => assert!(
-                Instant::now() < deadline,
-                "not repaired within 45 s: {why}"
-            ),
+            Err(why) => assert!(Instant::now() < deadline, "not repaired within 45 s: {why}"),
         }
         std::thread::sleep(Duration::from_millis(500));
     }
     eprintln!("repaired after {:?}", started.elapsed());
     let health = ok(c.ozone(&["admin", "datanode", "list", "--json"]));
-    assert!(!health.contains("STALE") && !health.contains("DEAD"), "{health}");
+    assert!(
+        !health.contains("STALE") && !health.contains("DEAD"),
+        "{health}"
+    );
 
     // Only the once-stopped datanode is left: every object reads back from it.
     c.kill_role("datanode-1");

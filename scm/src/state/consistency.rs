@@ -36,12 +36,19 @@ impl ScmState {
             self.dirty.containers.insert(id);
         }
         if c.holders.contains(datanode) && c.record.missed.insert(datanode.to_string()) {
-            tracing::warn!(container = id, datanode, bcsid,
-                "a writer reports this replica missed a committed block: it will be replaced");
+            tracing::warn!(
+                container = id,
+                datanode,
+                bcsid,
+                "a writer reports this replica missed a committed block: it will be replaced"
+            );
             self.dirty.containers.insert(id);
             self.dirty.structural = true;
         }
-        self.close_container(id, &format!("replica on {datanode} missed a committed block"));
+        self.close_container(
+            id,
+            &format!("replica on {datanode} missed a committed block"),
+        );
         self.persist()
     }
 

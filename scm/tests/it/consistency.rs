@@ -82,7 +82,11 @@ async fn lagging_of(scm: &scm_client::ScmClient, id: u64) -> (u64, Vec<(String, 
         .replicas
         .iter()
         .map(|r| {
-            let uuid = r.datanode.as_ref().map(|d| d.uuid.clone()).unwrap_or_default();
+            let uuid = r
+                .datanode
+                .as_ref()
+                .map(|d| d.uuid.clone())
+                .unwrap_or_default();
             (uuid, r.bcsid, r.lagging)
         })
         .collect();
@@ -153,12 +157,18 @@ async fn a_replica_with_a_lower_bcsid_at_close_is_replaced_from_a_complete_one_t
     dns[gone].heartbeat().await;
     let (_, rs) = lagging_of(&scm.client, id).await;
     assert_eq!(rs.len(), 3);
-    assert!(rs.iter().all(|(_, b, lagging)| *b == 5 && !lagging), "{rs:?}");
+    assert!(
+        rs.iter().all(|(_, b, lagging)| *b == 5 && !lagging),
+        "{rs:?}"
+    );
     // Settled: nothing more to copy or delete, over several rounds.
     for _ in 0..6 {
         for dn in &dns {
             let told = heartbeat(dn, id).await;
-            assert!(told.copy_from.is_none() && told.delete.is_none(), "{told:?}");
+            assert!(
+                told.copy_from.is_none() && told.delete.is_none(),
+                "{told:?}"
+            );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -208,7 +218,10 @@ async fn a_writer_reported_miss_closes_the_container_and_the_replica_is_replaced
     .await;
     assert!(force);
     let (_, rs) = lagging_of(&scm.client, id).await;
-    assert!(rs.iter().any(|(u, _, lagging)| *u == lag && *lagging), "{rs:?}");
+    assert!(
+        rs.iter().any(|(u, _, lagging)| *u == lag && *lagging),
+        "{rs:?}"
+    );
     dns[2].containers.clear();
     let complete = [dns[0].uuid().to_string(), dns[1].uuid().to_string()];
     let sources = until(&dns, id, &[&complete[0], &complete[1]], |dn, told| {
