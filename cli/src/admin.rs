@@ -130,9 +130,10 @@ pub enum SafemodeCmd {
 ///   "millis_since_heartbeat"}`; `pipelines` lists the OPEN pipelines the datanode is in.
 /// - `container list`: an array of container objects as `container info` prints them.
 /// - `container info`: `{"id", "state", "pipeline_id", "replication", "allocated_bytes",
-///   "used_bytes", "block_count", "replicas": [{"datanode": {"uuid", "host", "port",
-///   "http_port"}, "state", "used_bytes", "block_count"}]}`; `replication` is 1 or 3,
-///   `used_bytes`/`block_count` are the largest any replica reported.
+///   "used_bytes", "block_count", "bcsid", "replicas": [{"datanode": {"uuid", "host", "port",
+///   "http_port"}, "state", "used_bytes", "block_count", "bcsid", "lagging"}]}`; `replication`
+///   is 1 or 3, `used_bytes`/`block_count` are the largest any replica reported, `bcsid` the
+///   highest block commit sequence id; a `lagging` replica misses committed blocks.
 /// - `pipeline list`: an array of `{"id", "replication", "state", "nodes": [{"uuid", "host",
 ///   "port", "http_port"}]}`.
 /// - `safemode status`: `{"in_safe_mode", "healthy_datanodes", "required_datanodes"}`.
@@ -300,11 +301,14 @@ fn container_json(c: &pb::ContainerInfo) -> Value {
         "allocated_bytes": c.allocated_bytes,
         "used_bytes": c.used_bytes,
         "block_count": c.block_count,
+        "bcsid": c.bcsid,
         "replicas": c.replicas.iter().map(|r| json!({
             "datanode": node_json(r.datanode.as_ref()),
             "state": r.state,
             "used_bytes": r.used_bytes,
             "block_count": r.block_count,
+            "bcsid": r.bcsid,
+            "lagging": r.lagging,
         })).collect::<Vec<_>>(),
     })
 }
@@ -441,10 +445,11 @@ fn container_text(c: &pb::ContainerInfo) -> String {
         c.allocated_bytes
     ));
     out.push_str(&format!(
-        "Used: {} ({} bytes), Blocks: {}\n",
+        "Used: {} ({} bytes), Blocks: {}, BCSID: {}\n",
         human_bytes(c.used_bytes),
         c.used_bytes,
-        c.block_count
+        c.block_count,
+        c.bcsid
     ));
     out.push_str("Replicas:\n");
     if c.replicas.is_empty() {
@@ -453,11 +458,13 @@ fn container_text(c: &pb::ContainerInfo) -> String {
     for r in &c.replicas {
         let uuid = r.datanode.as_ref().map(|d| d.uuid.as_str()).unwrap_or("?");
         out.push_str(&format!(
-            "  Datanode: {uuid} ({}); State: {}; Used: {}; Blocks: {}\n",
+            "  Datanode: {uuid} ({}); State: {}; Used: {}; Blocks: {}; BCSID: {}{}\n",
             address(r.datanode.as_ref()),
             r.state,
             human_bytes(r.used_bytes),
-            r.block_count
+            r.block_count,
+            r.bcsid,
+            if r.lagging { " (lagging)" } else { "" }
         ));
     }
     out
@@ -573,7 +580,10 @@ mod tests {
                 state: "OPEN".into(),
                 used_bytes: 1000,
                 block_count: 2,
+                bcsid: 2,
+                lagging: false,
             }],
+            bcsid: 2,
         };
         let v: Value =
             serde_json::from_str(&to_json(&container_json(&c)).expect("json")).expect("parse");

@@ -26,6 +26,11 @@
 //!
 //! Each block recorded carries the digest of the chunk checksums the writer computed
 //! (`KeyLocation.block_checksum`), which OM keeps and readers check replicas against.
+//!
+//! A replica that missed a commit which counted (the block is on the others only) is reported
+//! to SCM at once (`ReportReplicaMiss`, when the writer was given SCM with
+//! [`KeyWriter::with_scm`]): SCM closes the container and has that replica replaced by a copy
+//! of a complete one.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::time::Duration;
@@ -36,6 +41,7 @@ use datanode_client::{
 };
 use om_client::OmClient;
 use ozone_proto::om::{AllocateKeyBlockRequest, KeyLocation, OpenKeyRequest};
+use scm_client::ScmClient;
 
 use crate::error::KeyIoError;
 use ozone_common::config::keys;
@@ -49,6 +55,9 @@ const MAX_BLOCK_ATTEMPTS: u32 = 5;
 /// Pause before moving to a new block again after that many failures in a row: SCM may not
 /// know yet that a container its datanodes closed is closed.
 const RETRY_PAUSE: Duration = Duration::from_millis(200);
+
+/// Longest wait for SCM to take a report of a replica that missed a commit.
+const MISS_REPORT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// How bytes are cut and kept.
 #[derive(Clone, Debug)]
@@ -174,6 +183,8 @@ pub struct KeyWriter {
     buf: BytesMut,
     /// Datanodes that failed or hung while writing this key (not for a closed container).
     failed_nodes: BTreeSet<String>,
+    /// Where replicas that missed a commit are reported (none: only logged).
+    scm: Option<ScmClient>,
 }
 
 impl KeyWriter {
@@ -205,7 +216,38 @@ impl KeyWriter {
             key_offset: 0,
             buf: BytesMut::with_capacity(piece_size),
             failed_nodes: BTreeSet::new(),
+            scm: None,
         })
+    }
+
+    /// Reports replicas that miss a commit to `scm` (see the module doc).
+    pub fn with_scm(mut self, scm: Option<ScmClient>) -> Self {
+        self.scm = scm;
+        self
+    }
+
+    /// Tells SCM about the replicas of `writer`'s block that missed a commit which counted,
+    /// waiting at most [`MISS_REPORT_TIMEOUT`] (a lost report leaves the replica to SCM's
+    /// BCSID comparison when its container closes).
+    async fn report_misses(&self, writer: &mut BlockWriter) {
+        for miss in writer.take_misses() {
+            tracing::warn!(container = miss.container_id, datanode = %miss.datanode, bcsid = miss.bcsid,
+                "a replica missed a committed block; telling SCM");
+            let Some(scm) = &self.scm else { continue };
+            let call = scm.report_replica_miss(miss.container_id, &miss.datanode, miss.bcsid);
+            match tokio::time::timeout(MISS_REPORT_TIMEOUT, call).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(container = miss.container_id, error = %e, "SCM did not take the missed-commit report")
+                }
+                Err(_) => {
+                    tracing::warn!(
+                        container = miss.container_id,
+                        "SCM did not answer the missed-commit report in time"
+                    )
+                }
+            }
+        }
     }
 
     /// OM's id of the open key.
@@ -368,7 +410,9 @@ impl KeyWriter {
         block.unflushed += len;
         block.held_len += len;
         block.held.push_back(part.clone());
-        match block.writer.write(part).await {
+        let result = block.writer.write(part).await;
+        self.report_misses(&mut block.writer).await;
+        match result {
             Ok(()) => block.release_committed(),
             Err(e) => self.move_block(block, e).await,
         }
@@ -383,6 +427,7 @@ impl KeyWriter {
         } else {
             block.writer.flush().await.map(|_| ())
         };
+        self.report_misses(&mut block.writer).await;
         match result {
             Ok(()) => {
                 block.unflushed = 0;
@@ -430,6 +475,7 @@ impl KeyWriter {
             if let Err(e) = block.writer.wait_for_commit().await {
                 tracing::debug!(error = %e, "block write already failed");
             }
+            self.report_misses(&mut block.writer).await;
             let failures = block.failures;
             block.release_committed()?;
             block.failures = failures;
@@ -484,6 +530,7 @@ impl KeyWriter {
     /// Commits the rest of the block and records it as the key's next block.
     async fn finish_block(&mut self, mut block: OpenBlock) -> Result<()> {
         self.flush(&mut block).await?;
+        self.report_misses(&mut block.writer).await;
         let failed = block.writer.failed_replicas();
         for f in &failed {
             tracing::warn!(datanode = %f.uuid, reason = %f.reason, "replica failed; block kept on the rest");

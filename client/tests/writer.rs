@@ -308,3 +308,53 @@ fn a_container_closed_mid_block_moves_the_rest_of_the_key_to_a_new_block() {
 fn a_container_closed_mid_block_keeps_every_flush_that_was_waited_for() {
     run("1MB", close_mid_block);
 }
+
+/// A replica that misses a commit (its datanode is gone) is reported to SCM by the writer at
+/// once: the container closes and the replica shows as lagging, before SCM could declare the
+/// datanode dead.
+#[test]
+fn a_replica_that_missed_a_commit_is_reported_to_scm_at_once() {
+    run("2MB", |mut c| async move {
+        // Keys on every pipeline, so that the next block goes to a container every datanode
+        // holds (SCM fills the fullest open container of a pipeline).
+        for i in 0..4 {
+            let key = format!("warm{i}");
+            let mut w = c.open(&key).await;
+            w.write(&data(100_000, i)).await.unwrap();
+            c.commit(&key, w).await;
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let cs = c.scm.list_containers(0, 0).await.unwrap();
+            if cs.iter().all(|ct| ct.replicas.len() == 3) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "SCM never saw 3 replicas: {cs:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let gone = c.datanodes.pop().unwrap();
+        let gone_uuid = gone.uuid().to_string();
+        gone.stop().await.unwrap();
+
+        let second = data(MB + 4321, 4);
+        let mut w = c.open("second").await.with_scm(Some(c.scm.clone()));
+        w.write(&second).await.unwrap();
+        let info = c.commit("second", w).await;
+        assert_eq!(c.read(&info).await, second);
+        let id = info.locations[0].block_id.unwrap().container_id;
+        let ct = c.scm.get_container(id).await.unwrap();
+        assert_eq!(ct.state, "CLOSED", "{ct:?}");
+        assert!(ct.bcsid > 0, "{ct:?}");
+        let lagging: Vec<&str> = ct
+            .replicas
+            .iter()
+            .filter(|r| r.lagging)
+            .filter_map(|r| r.datanode.as_ref().map(|d| d.uuid.as_str()))
+            .collect();
+        assert_eq!(lagging, vec![gone_uuid.as_str()], "{ct:?}");
+        c
+    });
+}

@@ -6,11 +6,12 @@
 //! Layout of a volume, `<dir>/containers/` (Ozone's container schema V3: one metadata database
 //! per volume, keys prefixed by container id, so open files do not grow with containers):
 //! - `container.db` (redb): table `containers`, container id -> summary (state, created,
-//!   used bytes, block count; a container being built is marked so and ignored), and table
-//!   `blocks`, (container id, localId) -> prost-encoded `hdds::BlockData`. A block commit
-//!   writes its row and the container's summary in one durable transaction; table
-//!   `deleted_containers`, container id -> when: tombstones of the containers deleted here, so
-//!   a late write never re-creates one (a copy SCM asks for takes the id back);
+//!   used bytes, block count, BCSID; a container being built is marked so and ignored), and
+//!   table `blocks`, (container id, localId) -> prost-encoded `hdds::BlockData`. A block commit
+//!   writes its row and the container's summary, with the next BCSID (block commit sequence
+//!   id: the commits applied, which SCM compares across replicas), in one durable transaction;
+//!   table `deleted_containers`, container id -> when: tombstones of the containers deleted
+//!   here, so a late write never re-creates one (a copy SCM asks for takes the id back);
 //! - `<id>/chunks/<localId>.block`: the block's bytes, each chunk written at its offset.
 //!
 //! A container that cannot be loaded at start (undecodable summary, failed migration,
@@ -530,6 +531,57 @@ mod tests {
             (vec![2], vec![3]),
             "kept for the next heartbeat"
         );
+    }
+
+    #[tokio::test]
+    async fn every_block_commit_takes_the_next_bcsid_durably_and_copies_keep_it() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let root = tmp.path().join("containers");
+        let set = ContainerSet::load(&root).expect("load");
+        let c = set.get_or_create(7).await.expect("create");
+        assert_eq!(c.bcsid(), 0);
+        let f = c.open_block_for_write(1).expect("open");
+        c.write_chunk(1, &f, 0, b"hello").expect("write");
+        let chunk = |offset, len| ozone_proto::hdds::ChunkInfo {
+            offset,
+            len,
+            checksum: None,
+        };
+        let (mut b, id) = block(1, 5);
+        b.chunks = vec![chunk(0, 5)];
+        assert_eq!(c.commit_block(&b, id).expect("commit"), 1);
+        assert_eq!(
+            c.commit_block(&b, id).expect("again"),
+            1,
+            "a repeat is no commit"
+        );
+        // A commit that extends the block is a commit.
+        c.write_chunk(1, &f, 5, b"!").expect("append");
+        let mut longer = b.clone();
+        longer.chunks.push(chunk(5, 1));
+        longer.size = 6;
+        assert_eq!(c.commit_block(&longer, id).expect("extend"), 2);
+        commit(&c, 2, b"more");
+        assert_eq!((c.bcsid(), c.report().bcsid), (3, 3));
+        // Deleting blocks does not move it; a refused commit neither.
+        c.delete_blocks(&[2]).expect("delete");
+        assert!(c.commit_block(&b, id).is_err());
+        assert_eq!(c.bcsid(), 3);
+        set.close_container(7).await.expect("close");
+        drop((c, f));
+        drop(set.shutdown());
+        drop(set);
+        let set = ContainerSet::load(&root).expect("reload");
+        assert_eq!(set.get(7).expect("reloaded").bcsid(), 3, "durable");
+        // An import carries its source's BCSID; a new container starts at 0.
+        let mut imp = set.begin_import(8).await.expect("begin");
+        imp.set_bcsid(42);
+        assert_eq!(set.finish_import(imp).await.expect("finish").bcsid(), 42);
+        assert_eq!(set.get_or_create(9).await.expect("new").bcsid(), 0);
+        drop(set.shutdown());
+        drop(set);
+        let set = ContainerSet::load(&root).expect("reload");
+        assert_eq!(set.report(8).map(|r| r.bcsid), Some(42));
     }
 
     fn open_fds() -> usize {

@@ -148,6 +148,7 @@ async fn copy_from(
                 }
                 current = Some(start_block(&import, b).await?);
             }
+            Some(Item::Bcsid(bcsid)) => import.set_bcsid(bcsid),
             Some(Item::Piece(p)) => {
                 let cur = current
                     .as_mut()

@@ -155,10 +155,11 @@ impl DatanodeGrpc {
             .get_or_create(block_id.container_id)
             .await?;
         let size = block.size;
-        spawn_blocking(move || container.commit_block(&block, block_id)).await??;
-        tracing::debug!(block = %block_id, size, "committed block");
+        let bcsid = spawn_blocking(move || container.commit_block(&block, block_id)).await??;
+        tracing::debug!(block = %block_id, size, bcsid, "committed block");
         Ok(PutBlockResponse {
             committed_length: size,
+            bcsid,
         })
     }
 
@@ -338,13 +339,20 @@ impl DatanodeService for DatanodeGrpc {
     }
 }
 
-/// Streams every block of `container`: its metadata, then its verified pieces. Stops quietly
-/// when the receiver goes away.
+/// Streams the container's BCSID, then every block: its metadata, then its verified pieces.
+/// Stops quietly when the receiver goes away.
 async fn send_container(
     container: &Arc<Container>,
     blocks: Vec<ozone_proto::hdds::BlockData>,
     tx: &mpsc::Sender<Result<CopyContainerResponse, Status>>,
 ) -> Result<(), DatanodeError> {
+    // CLOSED: the BCSID no longer changes.
+    let first = CopyContainerResponse {
+        item: Some(Item::Bcsid(container.bcsid())),
+    };
+    if tx.send(Ok(first)).await.is_err() {
+        return Ok(());
+    }
     for b in blocks {
         let block_id = b.block_id.unwrap_or_default();
         let pieces = block::plan_read(&b, 0, b.size)?;

@@ -94,7 +94,8 @@ where
         },
     )
     .await
-    .map_err(|e| key_io_error(e, &resource))?;
+    .map_err(|e| key_io_error(e, &resource))?
+    .with_scm(gw.scm.clone());
     while let Some(piece) = body.next().await? {
         writer
             .write(&piece)

@@ -221,6 +221,30 @@ impl pb::scm_client_service_server::ScmClientService for Services {
             .await
     }
 
+    async fn report_replica_miss(
+        &self,
+        request: Request<pb::ReportReplicaMissRequest>,
+    ) -> Result<Response<pb::ReportReplicaMissResponse>, Status> {
+        self.metrics
+            .time("ReportReplicaMiss", async {
+                let r = request.into_inner();
+                let datanode = r.datanode.trim().to_string();
+                if r.container_id == 0 || datanode.is_empty() {
+                    return Err(Status::invalid_argument(
+                        "ReportReplicaMiss needs a container id and a datanode",
+                    ));
+                }
+                self.ask(manager::ReportReplicaMiss {
+                    container_id: r.container_id,
+                    datanode,
+                    bcsid: r.bcsid,
+                })
+                .await?;
+                Ok(Response::new(pb::ReportReplicaMissResponse {}))
+            })
+            .await
+    }
+
     async fn safe_mode_status(
         &self,
         _: Request<pb::SafeModeStatusRequest>,
@@ -290,6 +314,8 @@ fn replica(r: ReplicaView) -> pb::ContainerReplica {
         state: r.report.state.as_str().to_string(),
         used_bytes: r.report.used_bytes,
         block_count: r.report.block_count,
+        bcsid: r.report.bcsid,
+        lagging: r.lagging,
     }
 }
 
@@ -303,5 +329,6 @@ fn container_info(c: ContainerView) -> pb::ContainerInfo {
         used_bytes: c.used_bytes,
         block_count: c.block_count,
         replicas: c.replicas.into_iter().map(replica).collect(),
+        bcsid: c.record.bcsid,
     }
 }

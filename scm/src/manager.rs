@@ -151,6 +151,15 @@ pub struct Recommission(pub String);
 #[rtype(result = "Result<ContainerView, ScmError>")]
 pub struct CloseContainer(pub u64);
 
+/// A writer reports a replica that missed a committed block (container, datanode, BCSID).
+#[derive(Message)]
+#[rtype(result = "Result<(), ScmError>")]
+pub struct ReportReplicaMiss {
+    pub container_id: u64,
+    pub datanode: String,
+    pub bcsid: u64,
+}
+
 /// From the ReplicationManager: a snapshot to decide from.
 #[derive(Message)]
 #[rtype(result = "Result<ClusterView, ScmError>")]
@@ -248,6 +257,14 @@ impl Handler<CloseContainer> for ScmManager {
     fn handle(&mut self, msg: CloseContainer, _: &mut Context<Self>) -> Self::Result {
         self.state.close_container_by_admin(msg.0)?;
         self.state.container(msg.0)
+    }
+}
+
+impl Handler<ReportReplicaMiss> for ScmManager {
+    type Result = Result<(), ScmError>;
+    fn handle(&mut self, msg: ReportReplicaMiss, _: &mut Context<Self>) -> Self::Result {
+        self.state
+            .report_replica_miss(msg.container_id, &msg.datanode, msg.bcsid)
     }
 }
 

@@ -228,6 +228,8 @@ pub struct ReplicaReport {
     pub state: ReplicaState,
     pub used_bytes: u64,
     pub block_count: u64,
+    /// Block commits the replica applied (Ozone's BCSID).
+    pub bcsid: u64,
 }
 
 impl TryFrom<pb::ContainerReplicaReport> for ReplicaReport {
@@ -250,6 +252,7 @@ impl TryFrom<pb::ContainerReplicaReport> for ReplicaReport {
             state,
             used_bytes: r.used_bytes,
             block_count: r.block_count,
+            bcsid: r.bcsid,
         })
     }
 }
@@ -408,6 +411,13 @@ pub struct ContainerRecord {
     /// by the block size). Shown to admins; how full the container is comes from the reports.
     pub allocated_bytes: u64,
     pub created_ms: u64,
+    /// The highest BCSID a replica reported or a writer saw committed (written with the next
+    /// commit, like `allocated_bytes`).
+    #[serde(default)]
+    pub bcsid: u64,
+    /// Datanodes whose replica a writer reported missing a commit: lagging until it is gone.
+    #[serde(default)]
+    pub missed: std::collections::BTreeSet<String>,
 }
 
 /// A validated AllocateBlock request.
@@ -497,6 +507,8 @@ pub struct ContainerView {
 pub struct ReplicaView {
     pub datanode: DatanodeDetails,
     pub report: ReplicaReport,
+    /// Missing committed blocks (see [`crate::planner::lagging`]).
+    pub lagging: bool,
 }
 
 /// Safe-mode state: SCM hands out no blocks while `in_safe_mode`.

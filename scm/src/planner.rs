@@ -6,15 +6,18 @@
 //! It works on non-OPEN containers only, as Ozone's does. A CLOSED container with a replica
 //! still reporting OPEN or CLOSING gets its close command sent again to those replicas and is
 //! otherwise left alone until they are closed. Per CLOSED container:
-//! - a replica counts when it is CLOSED on an IN_SERVICE datanode that is not DEAD; UNHEALTHY
-//!   replicas and replicas on decommissioning or decommissioned datanodes do not count;
+//! - a replica counts when it is CLOSED and complete on an IN_SERVICE datanode that is not DEAD;
+//!   UNHEALTHY replicas, lagging ones (missing committed blocks, see [`lagging`]) and replicas
+//!   on decommissioning or decommissioned datanodes do not count;
 //! - under-replicated (counted + copies in flight < factor): a healthy in-service datanode that
-//!   holds no replica of it is told to copy it from the CLOSED replicas on HEALTHY datanodes
-//!   (decommissioning ones included), least loaded target first;
-//! - UNHEALTHY replicas are deleted once the container has its full count without them, or
-//!   earlier, one at a time, when every datanode that could take a healthy copy holds one of
-//!   them and at least two readable copies stay besides it: the last readable copy of a block
-//!   is never deleted (an UNHEALTHY replica is still read as a last resort);
+//!   holds no replica of it is told to copy it from the complete CLOSED replicas on HEALTHY
+//!   datanodes (decommissioning ones included), least loaded target first;
+//! - UNHEALTHY and lagging replicas are deleted once the container has its full count without
+//!   them, or earlier, one at a time, when every datanode that could take a healthy copy holds
+//!   one of them, a complete replica can be copied and at least two readable copies stay besides
+//!   it: the last readable copy of a block is never deleted (an UNHEALTHY replica is still read
+//!   as a last resort), and excess deletion never removes a complete replica while a lagging
+//!   one is kept;
 //! - over-replicated (counted > factor, nothing in flight): the excess is deleted, preferring
 //!   replicas outside the container's original pipeline (readers find replicas through it);
 //! - empty: when a majority of the original pipeline reports it CLOSED with no blocks, no
@@ -26,7 +29,7 @@
 //! (or goes away) in the reports, or `hdds.scm.replication.event.timeout` passes, after which
 //! they may be asked for again.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use crate::factor::Factor;
@@ -51,6 +54,31 @@ pub struct RmReplica {
     pub state: ReplicaState,
     pub block_count: u64,
     pub used_bytes: u64,
+    /// Block commits it applied (Ozone's BCSID).
+    pub bcsid: u64,
+    /// A writer reported that it missed a commit.
+    pub missed: bool,
+}
+
+/// The replicas missing committed blocks (Ozone: a replica whose BCSID is below the
+/// container's is unhealthy): those a writer reported missing a commit, and the CLOSED ones
+/// whose BCSID is below the highest BCSID of the CLOSED replicas not so reported. When every
+/// CLOSED replica was reported, the reports are set aside (the best copies left must stay)
+/// and BCSIDs alone decide.
+pub fn lagging(replicas: &[RmReplica]) -> BTreeSet<&str> {
+    let closed = || replicas.iter().filter(|r| r.state == ReplicaState::Closed);
+    let unreported_max = closed().filter(|r| !r.missed).map(|r| r.bcsid).max();
+    let reports_count = unreported_max.is_some() || closed().next().is_none();
+    let max = unreported_max
+        .or_else(|| closed().map(|r| r.bcsid).max())
+        .unwrap_or(0);
+    replicas
+        .iter()
+        .filter(|r| {
+            (r.state == ReplicaState::Closed && r.bcsid < max) || (reports_count && r.missed)
+        })
+        .map(|r| r.uuid.as_str())
+        .collect()
 }
 
 /// A non-OPEN container with its reported replicas.
@@ -102,6 +130,8 @@ pub struct RmReport {
     pub under_replicated: usize,
     pub over_replicated: usize,
     pub unhealthy_replicas: usize,
+    /// CLOSED replicas missing committed blocks (see [`lagging`]).
+    pub lagging_replicas: usize,
     /// Under-replicated containers without any healthy CLOSED replica to copy from.
     pub unrecoverable: usize,
     pub copies_sent: usize,
@@ -174,10 +204,14 @@ pub fn plan(
         }
 
         let node_of = |uuid: &str| nodes.get(uuid).copied();
+        let lagging = lagging(&c.replicas);
+        report.lagging_replicas += lagging.len();
+        let complete =
+            |r: &RmReplica| r.state == ReplicaState::Closed && !lagging.contains(r.uuid.as_str());
         let counted: Vec<&RmReplica> = c
             .replicas
             .iter()
-            .filter(|r| r.state == ReplicaState::Closed)
+            .filter(|r| complete(r))
             .filter(|r| {
                 node_of(&r.uuid).is_some_and(|n| {
                     n.op_state == OpState::InService && n.health != NodeHealth::Dead
@@ -187,7 +221,7 @@ pub fn plan(
         let sources: Vec<DatanodeDetails> = c
             .replicas
             .iter()
-            .filter(|r| r.state == ReplicaState::Closed)
+            .filter(|r| complete(r))
             .filter_map(|r| node_of(&r.uuid))
             .filter(|n| n.health == NodeHealth::Healthy)
             .map(|n| n.details.clone())
@@ -198,6 +232,13 @@ pub fn plan(
             .filter(|r| r.state == ReplicaState::Unhealthy)
             .collect();
         report.unhealthy_replicas += unhealthy.len();
+        // Lagging replicas go the way of UNHEALTHY ones: replaced, then deleted.
+        let unhealthy: Vec<&RmReplica> = unhealthy
+            .into_iter()
+            .chain(c.replicas.iter().filter(|r| {
+                r.state != ReplicaState::Unhealthy && lagging.contains(r.uuid.as_str())
+            }))
+            .collect();
         let factor = c.factor.nodes();
 
         // Empty: a majority of the original pipeline says so, and nobody has a block.
@@ -269,8 +310,8 @@ pub fn plan(
                     {
                         // Every candidate holds a replica: make room by removing one
                         // UNHEALTHY replica; the freed datanode takes a healthy copy next round.
-                        tracing::info!(container = c.id, datanode = %r.uuid,
-                            "deleting an UNHEALTHY replica to make room for a healthy copy");
+                        tracing::info!(container = c.id, datanode = %r.uuid, state = r.state.as_str(),
+                            bcsid = r.bcsid, "deleting an UNHEALTHY or lagging replica to make room for a healthy copy");
                         actions.push(delete(&r.uuid, c.id, true));
                         inflight
                             .deletes
@@ -317,7 +358,8 @@ pub fn plan(
         if counted.len() >= factor && !unhealthy.is_empty() {
             for r in &unhealthy {
                 if !deleting(inflight, &r.uuid) {
-                    tracing::info!(container = c.id, datanode = %r.uuid, "deleting an UNHEALTHY replica");
+                    tracing::info!(container = c.id, datanode = %r.uuid, state = r.state.as_str(),
+                        bcsid = r.bcsid, "deleting an UNHEALTHY or lagging replica");
                     actions.push(delete(&r.uuid, c.id, true));
                     inflight
                         .deletes
@@ -422,6 +464,8 @@ mod tests {
             state,
             block_count: blocks,
             used_bytes: blocks * 10,
+            bcsid: blocks,
+            missed: false,
         }
     }
 
@@ -594,6 +638,164 @@ mod tests {
         let cmds = commands(&actions);
         assert_eq!(cmds.len(), 1);
         assert_eq!(cmds[0].0, "dn-4");
+    }
+
+    fn at(n: u16, bcsid: u64) -> RmReplica {
+        RmReplica {
+            bcsid,
+            ..replica(n, ReplicaState::Closed, 2)
+        }
+    }
+
+    #[test]
+    fn lagging_is_a_lower_bcsid_or_a_reported_miss_unless_every_replica_was_reported() {
+        let uuids = |rs: &[RmReplica]| -> Vec<String> {
+            lagging(rs).into_iter().map(str::to_string).collect()
+        };
+        assert!(uuids(&[at(1, 5), at(2, 5), at(3, 5)]).is_empty());
+        assert_eq!(uuids(&[at(1, 5), at(2, 4), at(3, 5)]), vec!["dn-2"]);
+        let missed = RmReplica {
+            missed: true,
+            ..at(3, 6)
+        };
+        assert_eq!(
+            uuids(&[at(1, 5), at(2, 5), missed.clone()]),
+            vec!["dn-3"],
+            "a reported miss lags whatever its BCSID"
+        );
+        // Everyone reported: the best left are kept.
+        let all = vec![
+            RmReplica {
+                missed: true,
+                ..at(1, 5)
+            },
+            missed,
+        ];
+        assert_eq!(uuids(&all), vec!["dn-1"]);
+        // Replicas not CLOSED are not judged by their BCSID, only by a reported miss.
+        assert!(uuids(&[at(1, 5), replica(2, ReplicaState::Open, 1)]).is_empty());
+        let open_missed = RmReplica {
+            missed: true,
+            ..replica(2, ReplicaState::Open, 1)
+        };
+        assert_eq!(
+            uuids(&[replica(1, ReplicaState::Open, 1), open_missed]),
+            vec!["dn-2"]
+        );
+    }
+
+    #[test]
+    fn a_lagging_replica_is_replaced_from_complete_ones_and_excess_deletion_removes_it() {
+        // dn-3 (a pipeline member) missed commits; dn-4 holds nothing.
+        let mut view = ClusterView {
+            nodes: (1..=4).map(healthy).collect(),
+            containers: vec![container(vec![at(1, 5), at(2, 5), at(3, 3)])],
+        };
+        let mut inflight = InFlight::default();
+        let t0 = Instant::now();
+        let timeout = Duration::from_secs(30);
+        let (actions, report) = plan(&view, &mut inflight, t0, timeout);
+        assert_eq!((report.lagging_replicas, report.under_replicated), (1, 1));
+        let cmds = commands(&actions);
+        assert_eq!(cmds.len(), 1, "{cmds:?}");
+        match &cmds[0] {
+            (target, Command::ReplicateContainer { sources, .. }) => {
+                assert_eq!(target, "dn-4");
+                let mut srcs: Vec<&str> = sources.iter().map(|d| d.uuid.as_str()).collect();
+                srcs.sort();
+                assert_eq!(srcs, vec!["dn-1", "dn-2"], "complete replicas only");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        // The copy (dn-4, not a pipeline member) arrives: the lagging member goes, never a
+        // complete replica.
+        view.containers[0].replicas.push(at(4, 5));
+        let (actions, _) = plan(&view, &mut inflight, t0, timeout);
+        assert_eq!(
+            commands(&actions),
+            vec![(
+                "dn-3".to_string(),
+                Command::DeleteContainer {
+                    container_id: 7,
+                    force: true
+                }
+            )]
+        );
+        view.containers[0].replicas.retain(|r| r.uuid != "dn-3");
+        let (actions, report) = plan(&view, &mut inflight, t0, timeout);
+        assert!(actions.is_empty(), "{actions:?}");
+        assert_eq!(report.lagging_replicas, 0);
+    }
+
+    #[test]
+    fn with_no_spare_datanode_the_lagging_replica_makes_room_only_while_a_complete_one_is_healthy()
+    {
+        let mut view = ClusterView {
+            nodes: (1..=3).map(healthy).collect(),
+            containers: vec![container(vec![
+                at(1, 5),
+                at(2, 5),
+                RmReplica {
+                    missed: true,
+                    ..at(3, 5)
+                },
+            ])],
+        };
+        let t0 = Instant::now();
+        let timeout = Duration::from_secs(30);
+        let (actions, _) = plan(&view, &mut InFlight::default(), t0, timeout);
+        assert_eq!(
+            commands(&actions),
+            vec![(
+                "dn-3".to_string(),
+                Command::DeleteContainer {
+                    container_id: 7,
+                    force: true
+                }
+            )]
+        );
+        // The complete replicas' datanodes are not healthy: nothing to copy from, so the
+        // lagging replica (the best one can read now) stays.
+        view.nodes[0] = node(1, NodeHealth::Stale, OpState::InService);
+        view.nodes[1] = node(2, NodeHealth::Stale, OpState::InService);
+        let (actions, report) = plan(&view, &mut InFlight::default(), t0, timeout);
+        assert!(commands(&actions).is_empty(), "{actions:?}");
+        assert_eq!(report.unrecoverable, 1);
+        // Gone and copied back: complete again.
+        view.nodes = (1..=3).map(healthy).collect();
+        view.containers[0].replicas.truncate(2);
+        let (actions, _) = plan(&view, &mut InFlight::default(), t0, timeout);
+        assert!(matches!(
+            &commands(&actions)[..],
+            [(t, Command::ReplicateContainer { .. })] if t == "dn-3"
+        ));
+    }
+
+    #[test]
+    fn a_stale_replica_back_from_the_dead_is_deleted_not_the_complete_copy() {
+        // dn-3 was declared dead, its replica re-made on dn-4 (not a pipeline member); dn-3
+        // comes back with the replica it had, which misses what was committed since.
+        let view = ClusterView {
+            nodes: (1..=4).map(healthy).collect(),
+            containers: vec![container(vec![at(1, 9), at(2, 9), at(3, 4), at(4, 9)])],
+        };
+        let (actions, report) = plan(
+            &view,
+            &mut InFlight::default(),
+            Instant::now(),
+            Duration::from_secs(30),
+        );
+        assert_eq!(report.over_replicated, 0);
+        assert_eq!(
+            commands(&actions),
+            vec![(
+                "dn-3".to_string(),
+                Command::DeleteContainer {
+                    container_id: 7,
+                    force: true
+                }
+            )]
+        );
     }
 
     #[test]

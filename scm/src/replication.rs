@@ -81,6 +81,7 @@ impl ReplicationManager {
             ("under_replicated_containers", r.under_replicated),
             ("over_replicated_containers", r.over_replicated),
             ("unhealthy_replicas", r.unhealthy_replicas),
+            ("lagging_replicas", r.lagging_replicas),
             ("unrecoverable_containers", r.unrecoverable),
             ("replications_in_flight", self.inflight.adds()),
             ("replica_deletions_in_flight", self.inflight.deletes()),

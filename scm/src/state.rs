@@ -20,7 +20,8 @@
 //! This file holds the state itself, loading it, node health, the periodic tick, safe mode and
 //! persisting; the rest of `impl ScmState` is split by concern into child modules: `nodes`
 //! (register, heartbeats, reports), `pipelines`, `containers` (containers and block
-//! allocation), `deleted_blocks` (the deleted-block log), `decommission`, `replication` (the
+//! allocation), `deleted_blocks` (the deleted-block log), `decommission`, `consistency`
+//! (replica BCSIDs and the commits writers report missed), `replication` (the
 //! ReplicationManager's snapshot and decisions) and `queries` (read-only views).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -35,6 +36,7 @@ use crate::model::{
 };
 use crate::store::{Batch, Store};
 
+mod consistency;
 mod containers;
 mod decommission;
 mod deleted_blocks;
@@ -492,6 +494,7 @@ mod tests {
             state: ReplicaState::Open,
             used_bytes: (4 << 20) * 9 / 10 + 1,
             block_count: 4,
+            bcsid: 4,
         });
         let hb = s.heartbeat(u.clone(), t0).expect("heartbeat");
         assert_eq!(hb.commands, vec![Command::CloseContainer(cid)]);
@@ -516,6 +519,7 @@ mod tests {
             state: ReplicaState::Unhealthy,
             used_bytes: 0,
             block_count: 0,
+            bcsid: 0,
         });
         s.heartbeat(u, t0).expect("hb");
         assert_eq!(
@@ -623,6 +627,7 @@ mod tests {
             state,
             used_bytes: 10,
             block_count: 1,
+            bcsid: 1,
         });
         u
     }
@@ -781,6 +786,7 @@ mod tests {
                 state: *state,
                 used_bytes: *used,
                 block_count: 1,
+                bcsid: 1,
             })
             .collect();
         u

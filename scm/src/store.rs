@@ -274,6 +274,8 @@ mod tests {
                 state: ContainerState::Open,
                 allocated_bytes: 7,
                 created_ms: 8,
+                bcsid: 3,
+                missed: ["dn1".to_string()].into(),
             }],
             sequences: vec![(SEQ_CONTAINER_ID, 2), (SEQ_LOCAL_ID_LIMIT, 10_001)],
             delete_txs: vec![DeleteTx {

@@ -176,6 +176,7 @@ pub async fn ockg(cfg: &OzoneConfig, args: OckgArgs) -> Result<(), BoxError> {
     ensure_bucket(&clients[0], &args.target.volume, &args.target.bucket).await?;
     let settings = WriteSettings::from_config(cfg)?;
     let dn = DatanodeClients::from_config(cfg)?;
+    let scm = scm_client::ScmClient::connect(&cfg.scm_client_address()).ok();
     let body = data(size);
     let etag = hex::encode(Md5::digest(&body));
     let prefix = args.common.prefix();
@@ -185,6 +186,7 @@ pub async fn ockg(cfg: &OzoneConfig, args: OckgArgs) -> Result<(), BoxError> {
         let key = format!("{prefix}/{i}");
         let (volume, bucket) = (volume.clone(), bucket.clone());
         let (dn, settings, body, etag) = (dn.clone(), settings.clone(), body.clone(), etag.clone());
+        let scm = scm.clone();
         async move {
             let fail = |e: &dyn std::fmt::Display| format!("{key}: {e}");
             let mut w = KeyWriter::open(
@@ -200,7 +202,8 @@ pub async fn ockg(cfg: &OzoneConfig, args: OckgArgs) -> Result<(), BoxError> {
                 },
             )
             .await
-            .map_err(|e| fail(&e))?;
+            .map_err(|e| fail(&e))?
+            .with_scm(scm);
             w.write(&body).await.map_err(|e| fail(&e))?;
             let written = w.finish().await.map_err(|e| fail(&e))?;
             om.commit_key(CommitKeyRequest {

@@ -603,7 +603,8 @@ async fn put(
             empty: false,
         },
     )
-    .await?;
+    .await?
+    .with_scm(scm_client::ScmClient::connect(&cfg.scm_client_address()).ok());
     let mut bar = progress::Progress::new(&a.key, len, progress::wanted(progress));
     let mut md5 = Md5::new();
     let mut buf = vec![0u8; READ_BUFFER];

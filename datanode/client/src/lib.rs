@@ -11,11 +11,13 @@
 
 pub mod checksum;
 mod error;
+mod miss;
 mod pool;
 mod reader;
 mod writer;
 
 pub use error::{DatanodeClientError, ReplicaFailure};
+pub use miss::ReplicaMiss;
 pub use pool::{
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, DEFAULT_RPC_TIMEOUT, DEFAULT_WRITE_LAG_TIMEOUT,
     DatanodeClients, SUSPECT_FOR, Timeouts,

@@ -36,6 +36,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use crate::checksum;
 use crate::error::{DatanodeClientError, ReplicaFailure};
+use crate::miss::{Misses, ReplicaMiss};
 use crate::pool::DatanodeClients;
 use ozone_common::config::keys;
 
@@ -162,18 +163,18 @@ type CallResult = Result<WriteChunkResponse, tonic::Status>;
 struct InFlightCommit {
     /// The length it commits.
     size: u64,
-    /// Each target replica's index and outcome.
-    task: JoinHandle<Vec<(usize, Result<(), String>)>>,
+    /// Each target replica's index and outcome (the BCSID it answered).
+    task: JoinHandle<Vec<(usize, Result<u64, String>)>>,
 }
 
-/// Sends one PutBlock and checks the length the replica committed.
+/// Sends one PutBlock and checks the length the replica committed; returns the replica's BCSID.
 async fn put_block(
     clients: &DatanodeClients,
     node: &DatanodeDetails,
     request: PutBlockRequest,
     expected: u64,
     timeout: std::time::Duration,
-) -> Result<(), String> {
+) -> Result<u64, String> {
     let mut client = clients.client(node).map_err(|e| e.to_string())?;
     let resp = tokio::time::timeout(timeout, client.put_block(request))
         .await
@@ -186,7 +187,7 @@ async fn put_block(
             resp.committed_length
         ));
     }
-    Ok(())
+    Ok(resp.bcsid)
 }
 
 /// One replica's side of the write.
@@ -275,6 +276,8 @@ pub struct BlockWriter {
     /// Small writes gathered into the next chunk.
     pending: BytesMut,
     failed: bool,
+    /// Replicas that missed a commit that counted.
+    misses: Misses,
 }
 
 impl BlockWriter {
@@ -317,6 +320,7 @@ impl BlockWriter {
             chunks: Vec::new(),
             pending: BytesMut::new(),
             failed: false,
+            misses: Misses::default(),
         };
         writer.check_quorum()?;
         Ok(writer)
@@ -553,7 +557,7 @@ impl BlockWriter {
                 }
             };
             let took = results.iter().filter(|(_, r)| r.is_ok()).count();
-            for (i, result) in results {
+            for (i, result) in results.iter().cloned() {
                 if let (Err(reason), Some(r)) = (result, self.replicas.get_mut(i))
                     && r.live()
                 {
@@ -563,10 +567,35 @@ impl BlockWriter {
             if took >= write_quorum(self.replicas.len()) {
                 self.committed = commit.size;
                 self.put_done = true;
+                self.note_misses(&results);
             }
         }
         self.check_quorum()?;
         Ok(self.committed)
+    }
+
+    /// After a commit that counted: notes every replica that did not take it (dropped before,
+    /// or refusing the PutBlock) as having missed it, with the highest BCSID the others
+    /// answered.
+    fn note_misses(&mut self, results: &[(usize, Result<u64, String>)]) {
+        let bcsid = results
+            .iter()
+            .filter_map(|(_, r)| r.as_ref().ok().copied())
+            .max()
+            .unwrap_or(0);
+        for (i, replica) in self.replicas.iter().enumerate() {
+            let took = results.iter().any(|(j, r)| *j == i && r.is_ok());
+            if !took {
+                self.misses
+                    .note(self.block_id.container_id, &replica.node.uuid, bcsid);
+            }
+        }
+    }
+
+    /// Replicas that missed a commit that counted, since the last call (each replica once per
+    /// block): tell SCM (`ReportReplicaMiss`) so that it replaces them.
+    pub fn take_misses(&mut self) -> Vec<ReplicaMiss> {
+        self.misses.take()
     }
 
     /// Settles a commit in flight whose answers are all in, without waiting.

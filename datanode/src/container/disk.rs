@@ -44,6 +44,10 @@ pub(super) struct Record {
     pub(super) used_bytes: u64,
     #[serde(default)]
     pub(super) block_count: u64,
+    /// Block commit sequence id (Ozone's BCSID): block commits applied to this replica, each
+    /// committed with its block row; a copy keeps its source's.
+    #[serde(default)]
+    pub(super) bcsid: u64,
     /// Being built (an import or a creation not yet committed): ignored by the set, and
     /// removed with its block rows at the next start.
     #[serde(default)]
@@ -278,6 +282,7 @@ pub(super) fn migrate_legacy(db: &VolumeDb, dir: &Path, id: u64) -> Result<Recor
         created_ms: file.created_ms,
         used_bytes: 0,
         block_count: 0,
+        bcsid: 0,
         building: false,
     };
     let legacy_path = dir.join("metadata").join(LEGACY_DB_FILE);
@@ -320,6 +325,8 @@ pub(super) fn migrate_legacy(db: &VolumeDb, dir: &Path, id: u64) -> Result<Recor
             Err(e) => return Err(DatanodeError::metadata(id, e)),
         }
     }
+    // Each block was committed at least once.
+    record.bcsid = record.block_count;
     put_record(&txn, id, &record)?;
     txn.commit().map_err(|e| DatanodeError::metadata(id, e))?;
     remove_legacy_metadata(dir)?;

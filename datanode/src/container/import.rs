@@ -36,6 +36,8 @@ pub struct Import {
     pending: Vec<BlockData>,
     used_bytes: u64,
     block_count: u64,
+    /// The source's BCSID (0 for a new container).
+    bcsid: u64,
     created_ms: u64,
     done: bool,
 }
@@ -66,6 +68,7 @@ impl Import {
                 created_ms,
                 used_bytes: 0,
                 block_count: 0,
+                bcsid: 0,
                 building: true,
             },
         )?;
@@ -79,6 +82,7 @@ impl Import {
             pending: Vec::new(),
             used_bytes: 0,
             block_count: 0,
+            bcsid: 0,
             created_ms,
             done: false,
         };
@@ -90,6 +94,11 @@ impl Import {
 
     pub fn id(&self) -> u64 {
         self.id
+    }
+
+    /// Sets the BCSID the container gets: its source's.
+    pub fn set_bcsid(&mut self, bcsid: u64) {
+        self.bcsid = bcsid;
     }
 
     /// Creates the file of block `local_id` for positional writes.
@@ -183,6 +192,7 @@ impl Import {
             created_ms: self.created_ms,
             used_bytes: self.used_bytes,
             block_count: self.block_count,
+            bcsid: self.bcsid,
             building: false,
         };
         let txn = self.db.begin_write(id)?;

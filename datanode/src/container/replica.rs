@@ -28,6 +28,8 @@ pub struct Container {
     created_ms: u64,
     used_bytes: AtomicU64,
     block_count: AtomicU64,
+    /// Block commits applied (Ozone's BCSID); changes only under the exclusive state lock.
+    bcsid: AtomicU64,
 }
 
 impl std::fmt::Debug for Container {
@@ -64,6 +66,7 @@ impl Container {
             created_ms: record.created_ms,
             used_bytes: AtomicU64::new(record.used_bytes),
             block_count: AtomicU64::new(record.block_count),
+            bcsid: AtomicU64::new(record.bcsid),
         }
     }
 
@@ -83,6 +86,11 @@ impl Container {
         self.block_count.load(Ordering::Relaxed)
     }
 
+    /// The block commit sequence id: how many block commits this replica applied.
+    pub fn bcsid(&self) -> u64 {
+        self.bcsid.load(Ordering::Relaxed)
+    }
+
     fn read_state(&self) -> RwLockReadGuard<'_, ContainerState> {
         self.state.read().unwrap_or_else(|p| p.into_inner())
     }
@@ -97,6 +105,7 @@ impl Container {
             state: self.state().as_str().to_string(),
             used_bytes: self.used_bytes(),
             block_count: self.block_count(),
+            bcsid: self.bcsid(),
         }
     }
 
@@ -120,6 +129,18 @@ impl Container {
         used_bytes: u64,
         block_count: u64,
     ) -> Result<(), DatanodeError> {
+        self.put_summary_at(txn, state, used_bytes, block_count, self.bcsid())
+    }
+
+    /// [`Self::put_summary`] with the BCSID given.
+    fn put_summary_at(
+        &self,
+        txn: &WriteTransaction,
+        state: ContainerState,
+        used_bytes: u64,
+        block_count: u64,
+        bcsid: u64,
+    ) -> Result<(), DatanodeError> {
         put_record(
             txn,
             self.id,
@@ -128,6 +149,7 @@ impl Container {
                 created_ms: self.created_ms,
                 used_bytes,
                 block_count,
+                bcsid,
                 building: false,
             },
         )
@@ -300,8 +322,9 @@ impl Container {
     /// records it and the container's new totals in one durable commit. Committing the same
     /// block data again is a no-op; while the container is OPEN, block data that extends the
     /// committed one (the same leading chunks, then more) replaces it; anything else for a
-    /// committed block is refused.
-    pub fn commit_block(&self, block: &BlockData, block_id: BlockId) -> Result<(), DatanodeError> {
+    /// committed block is refused. Each commit that changes the block takes the container's
+    /// next BCSID, stored in the same transaction; returns the container's BCSID after it.
+    pub fn commit_block(&self, block: &BlockData, block_id: BlockId) -> Result<u64, DatanodeError> {
         let path = self.block_path(block_id.local_id);
         let file = match OpenOptions::new().write(true).open(&path) {
             Ok(f) => f,
@@ -345,7 +368,7 @@ impl Container {
                 .map_err(|e| err(e.into()))?
                 .map(|v| v.value().to_vec());
             let (used, count) = match existing {
-                Some(existing) if existing == encoded => return Ok(()),
+                Some(existing) if existing == encoded => return Ok(self.bcsid()),
                 Some(existing) => {
                     let old = BlockData::decode(existing.as_slice())
                         .map_err(|e| self.bad_row(block_id.local_id, e))?;
@@ -379,13 +402,15 @@ impl Container {
                 .map_err(|e| err(e.into()))?;
             (used, count)
         };
-        self.put_summary(&txn, *state, used, count)?;
+        let bcsid = self.bcsid() + 1;
+        self.put_summary_at(&txn, *state, used, count, bcsid)?;
         txn.commit().map_err(|e| err(e.into()))?;
         self.used_bytes.store(used, Ordering::Relaxed);
         self.block_count.store(count, Ordering::Relaxed);
+        self.bcsid.store(bcsid, Ordering::Relaxed);
         drop(state);
         self.changes.changed(self.id);
-        Ok(())
+        Ok(bcsid)
     }
 
     /// Changes the state durably (the summary row is committed before the change is visible).

@@ -509,5 +509,6 @@ fn unhealthy_report(id: u64) -> ContainerReplicaReport {
         state: ContainerState::Unhealthy.as_str().to_string(),
         used_bytes: 0,
         block_count: 0,
+        bcsid: 0,
     }
 }

@@ -133,6 +133,17 @@ async fn copies_skip_corrupt_sources_scrubber_flags_them_and_deletions_are_acked
         state_of(&cluster, 2, 40) == Some(("CLOSED".into(), 3))
     })
     .await;
+    // The copy keeps its source's BCSID (one per block commit).
+    let bcsid = |i: usize| {
+        cluster
+            .node(i)
+            .containers()
+            .into_iter()
+            .find(|r| r.container_id == 40)
+            .map(|r| r.bcsid)
+    };
+    assert!(bcsid(1) >= Some(3), "{:?}", bcsid(1));
+    assert_eq!(bcsid(2), bcsid(1));
     let only2 = vec![cluster.details[2].clone()];
     assert_eq!(
         read_range(&clients, &only2, block_id(40, 1), 0, a.len() as u64)

@@ -116,6 +116,13 @@ impl ScmClientService for FakeScm {
         Err(Status::unimplemented("not used by OM"))
     }
 
+    async fn report_replica_miss(
+        &self,
+        _: Request<ozone_proto::scm::ReportReplicaMissRequest>,
+    ) -> Result<Response<ozone_proto::scm::ReportReplicaMissResponse>, Status> {
+        Err(Status::unimplemented("not used by OM"))
+    }
+
     async fn decommission_datanode(
         &self,
         _: Request<DatanodeAdminRequest>,

@@ -238,6 +238,26 @@ impl ScmClient {
         })
     }
 
+    /// Tells SCM that a block of `container_id` was committed on a majority of its replicas
+    /// (which answered `bcsid`) but not on `datanode`'s: SCM closes the container and has that
+    /// replica replaced.
+    pub async fn report_replica_miss(
+        &self,
+        container_id: u64,
+        datanode: &str,
+        bcsid: u64,
+    ) -> Result<()> {
+        self.inner
+            .clone()
+            .report_replica_miss(pb::ReportReplicaMissRequest {
+                container_id,
+                datanode: datanode.to_string(),
+                bcsid,
+            })
+            .await?;
+        Ok(())
+    }
+
     pub async fn safe_mode_status(&self) -> Result<pb::SafeModeStatusResponse> {
         Ok(self
             .inner

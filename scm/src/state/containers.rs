@@ -171,6 +171,8 @@ impl ScmState {
                 state: ContainerState::Open,
                 allocated_bytes: 0,
                 created_ms: now_ms(),
+                bcsid: 0,
+                missed: Default::default(),
             }),
         );
         self.open_by_pipeline

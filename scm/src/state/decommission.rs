@@ -74,8 +74,8 @@ impl ScmState {
         self.set_op_state(name, |_| OpState::InService)
     }
 
-    /// Whether container `id` has its full count of CLOSED replicas on healthy in-service
-    /// datanodes other than `except`.
+    /// Whether container `id` has its full count of complete (not lagging) CLOSED replicas on
+    /// healthy in-service datanodes other than `except`.
     fn fully_replicated_without(&self, id: u64, except: &str, now: Instant) -> bool {
         let Some(c) = self.containers.get(&id) else {
             return true;
@@ -85,10 +85,12 @@ impl ScmState {
             ContainerState::Open => return false,
             ContainerState::Closed => {}
         }
+        let lagging = self.lagging_holders(id);
         let good = c
             .holders
             .iter()
             .filter(|u| u.as_str() != except && self.usable(u, now))
+            .filter(|u| !lagging.contains(*u))
             .filter(|u| {
                 self.nodes
                     .get(*u)

@@ -186,6 +186,7 @@ impl ScmState {
             return;
         };
         c.holders.insert(uuid.to_string());
+        self.note_replica_bcsid(id, r.bcsid);
         self.expire_reported(id, now);
         self.refresh_reported_used(id);
         if new {
@@ -202,6 +203,7 @@ impl ScmState {
             return;
         }
         self.note_gone_holder(uuid, id);
+        self.forget_miss(uuid, id);
         if let Some(c) = self.containers.get_mut(&id) {
             c.holders.remove(uuid);
             self.refresh_reported_used(id);

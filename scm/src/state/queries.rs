@@ -67,7 +67,7 @@ impl ScmState {
     }
 
     fn container_view(&self, c: &Container) -> ContainerView {
-        let replicas: Vec<ReplicaView> = c
+        let mut replicas: Vec<ReplicaView> = c
             .holders
             .iter()
             .filter_map(|u| self.nodes.get(u))
@@ -75,9 +75,11 @@ impl ScmState {
                 n.replicas.get(&c.record.id).map(|r| ReplicaView {
                     datanode: n.record.details.clone(),
                     report: *r,
+                    lagging: false,
                 })
             })
             .collect();
+        super::consistency::mark_lagging(&c.record, &mut replicas);
         ContainerView {
             record: c.record.clone(),
             used_bytes: replicas

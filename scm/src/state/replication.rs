@@ -48,6 +48,8 @@ impl ScmState {
                             state: r.state,
                             block_count: r.block_count,
                             used_bytes: r.used_bytes,
+                            bcsid: r.bcsid,
+                            missed: c.record.missed.contains(u),
                         })
                     })
                     .collect(),

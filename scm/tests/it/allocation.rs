@@ -114,6 +114,7 @@ async fn containers_fill_close_and_replicas_get_the_close_command() {
         state: state.into(),
         used_bytes: 4 << 20,
         block_count: 4,
+        bcsid: 4,
     };
     assert_eq!(
         closed_containers(

@@ -3,6 +3,7 @@
 //! ones. One test binary; one module per area.
 
 mod allocation;
+mod consistency;
 mod harness;
 mod health;
 mod replicas;

@@ -31,6 +31,7 @@ async fn get_container_shows_the_reported_replicas() {
             state: "OPEN".into(),
             used_bytes: 1000 * (i + 1),
             block_count: i + 1,
+            bcsid: i + 1,
         }];
         dn.heartbeat().await;
     }
