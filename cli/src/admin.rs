@@ -1,6 +1,8 @@
 //! `ozone admin ...`: cluster administration against SCM's client service
 //! (`ozone.scm.client.address`): datanodes, containers, pipelines and safe mode; and the OM
-//! service's raft roles (`ozone admin om`, see [`crate::admin_om`]).
+//! service's raft roles (`ozone admin om`, see [`crate::admin_om`]); open keys and incomplete
+//! multipart uploads (`ozone admin om list-open-keys`, `ozone admin multipart`, see
+//! [`crate::admin_leaks`]).
 //!
 //! Every command prints Ozone-style text, or with `--json` one JSON document whose field
 //! names (snake_case) are a stable interface for scripts and tests; see [`run`].
@@ -32,10 +34,15 @@ pub enum AdminCmd {
         #[command(subcommand)]
         cmd: SafemodeCmd,
     },
-    /// The OM service: roles of the OMs, leadership transfer.
+    /// The OM service: roles of the OMs, leadership transfer, open keys.
     Om {
         #[command(subcommand)]
         cmd: crate::admin_om::OmCmd,
+    },
+    /// Incomplete multipart uploads of every bucket: list, abort.
+    Multipart {
+        #[command(subcommand)]
+        cmd: crate::admin_leaks::MultipartCmd,
     },
 }
 
@@ -143,10 +150,17 @@ pub enum SafemodeCmd {
 /// `OPEN|CLOSED|DELETING|DELETED`,
 /// replica `OPEN|CLOSING|QUASI_CLOSED|CLOSED|UNHEALTHY`, pipeline `OPEN|CLOSED`.
 pub async fn run(cfg: &OzoneConfig, cmd: AdminCmd) -> Result<(), Box<dyn std::error::Error>> {
-    if let AdminCmd::Om { cmd } = cmd {
-        print!("{}", crate::admin_om::run(cfg, cmd).await?);
-        return Ok(());
-    }
+    let cmd = match cmd {
+        AdminCmd::Om { cmd } => {
+            print!("{}", crate::admin_om::run(cfg, cmd).await?);
+            return Ok(());
+        }
+        AdminCmd::Multipart { cmd } => {
+            print!("{}", crate::admin_leaks::run(cfg, cmd).await?);
+            return Ok(());
+        }
+        other => other,
+    };
     let client = ScmClient::connect(&cfg.scm_client_address())?;
     print!("{}", output(&client, cmd).await?);
     Ok(())
@@ -242,8 +256,8 @@ pub async fn output(
                 pipelines_text(&pipelines)
             }
         }
-        AdminCmd::Om { .. } => {
-            return Err("`admin om` commands talk to the OMs, not SCM: use run()".into());
+        AdminCmd::Om { .. } | AdminCmd::Multipart { .. } => {
+            return Err("`admin om` and `admin multipart` talk to the OMs, not SCM: use run()".into());
         }
         AdminCmd::Safemode {
             cmd: SafemodeCmd::Status { json },

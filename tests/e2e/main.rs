@@ -5,7 +5,8 @@
 //! their own buckets and share one cluster per test run ([`ozone_tests::Cluster::shared`]).
 //! Tests that kill, stop, restart or corrupt processes, or need their own configuration
 //! (security on, HA OMs, small blocks, fast replication), start their own
-//! ([`ozone_tests::Cluster::start`]): cluster, datanode_loss, durability, om_ha, security,
+//! ([`ozone_tests::Cluster::start`]): cluster, datanode_loss, durability, leaks (a short
+//! open-key expiry), om_ha, security,
 //! compose, scale (small container sizes, an open-file limit, containers closed under
 //! uploads), the secure browser test and aws_cli's 16 MiB-block round trip. So does `ozone sh`'s
 //! (shell), from before the key writer could go on past a container closed under it; it could
@@ -21,6 +22,7 @@ mod compose;
 mod datanode_loss;
 mod durability;
 mod freon;
+mod leaks;
 mod om_ha;
 mod scale;
 mod security;
