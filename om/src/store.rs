@@ -763,9 +763,8 @@ impl Snapshot {
             Bound::Excluded(start_after)
         };
         let mut out = Vec::new();
-        let mut scanned = 0usize;
         let mut last = Vec::new();
-        for item in t.range::<&[u8]>((start, Bound::Unbounded))? {
+        for (scanned, item) in t.range::<&[u8]>((start, Bound::Unbounded))?.enumerate() {
             let (k, v) = item?;
             let k = k.value();
             if !k.starts_with(&prefix) {
@@ -774,7 +773,6 @@ impl Snapshot {
             if out.len() >= limit || scanned >= scan_limit {
                 return Ok((out, last));
             }
-            scanned += 1;
             last = k.to_vec();
             let u: UploadRecord = decode("multipart_uploads", v.value())?;
             if u.creation_time_ms <= created_before_ms {

@@ -785,6 +785,9 @@ mod tests {
         assert_eq!(normalize(" om:9862 "), "om:9862");
     }
 
+    /// The (client id, call id) of each attempt seen.
+    type Seen = Arc<Mutex<Vec<(Option<String>, Option<String>)>>>;
+
     /// What one attempt of a call carried: (client id, call id) from its metadata.
     fn ids_of<T>(r: &tonic::Request<T>) -> (Option<String>, Option<String>) {
         let get = |k| {
@@ -811,7 +814,7 @@ mod tests {
         .expect("client");
         let seen = Arc::new(Mutex::new(Vec::new()));
         // Fails twice (a reset connection, then NOT_LEADER without a hint), then answers.
-        let flaky = |seen: Arc<Mutex<Vec<(Option<String>, Option<String>)>>>| {
+        let flaky = |seen: Seen| {
             move |_c: OmServiceClient<Channel>, r: tonic::Request<u32>| {
                 let seen = seen.clone();
                 async move {
