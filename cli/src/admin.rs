@@ -257,7 +257,9 @@ pub async fn output(
             }
         }
         AdminCmd::Om { .. } | AdminCmd::Multipart { .. } => {
-            return Err("`admin om` and `admin multipart` talk to the OMs, not SCM: use run()".into());
+            return Err(
+                "`admin om` and `admin multipart` talk to the OMs, not SCM: use run()".into(),
+            );
         }
         AdminCmd::Safemode {
             cmd: SafemodeCmd::Status { json },

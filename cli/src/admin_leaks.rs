@@ -10,8 +10,7 @@ use std::time::Duration;
 use clap::Subcommand;
 use om_client::OmClient;
 use om_client::proto::{
-    AdminListMultipartUploadsRequest, AdminListOpenKeysRequest, AdminOpenKey,
-    MultipartUploadInfo,
+    AdminListMultipartUploadsRequest, AdminListOpenKeysRequest, AdminOpenKey, MultipartUploadInfo,
 };
 use ozone_common::OzoneConfig;
 use ozone_common::config::parse_duration;
@@ -227,7 +226,10 @@ pub async fn run(cfg: &OzoneConfig, cmd: MultipartCmd) -> Result<String, BoxErro
                     .collect();
                 return Ok(format!("{}\n", serde_json::to_string_pretty(&v)?));
             }
-            let mut out = format!("{:<6} {:<12} {:<56} {}\n", "AGE", "OWNER", "UPLOAD ID", "KEY");
+            let mut out = format!(
+                "{:<6} {:<12} {:<56} {}\n",
+                "AGE", "OWNER", "UPLOAD ID", "KEY"
+            );
             for u in &rows {
                 out.push_str(&format!(
                     "{:<6} {:<12} {:<56} /{}/{}/{}\n",

@@ -42,7 +42,11 @@ impl OzoneManager {
                     .into_iter()
                     .map(|o| om::AdminOpenKey {
                         blocks: o.locations.len() as u32,
-                        upload_id: o.part.as_ref().map(|p| p.upload_id.clone()).unwrap_or_default(),
+                        upload_id: o
+                            .part
+                            .as_ref()
+                            .map(|p| p.upload_id.clone())
+                            .unwrap_or_default(),
                         part_number: o.part.as_ref().map_or(0, |p| p.part_number),
                         volume: o.volume,
                         bucket: o.bucket,

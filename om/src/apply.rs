@@ -89,11 +89,7 @@ impl<'t> Writer<'t> {
 
     /// Removes the open key `rec` (db key `k`) and its index entry; its blocks are the
     /// caller's to keep or release.
-    pub(crate) fn remove_open_key(
-        &mut self,
-        k: &[u8],
-        rec: &OpenKeyRecord,
-    ) -> Result<(), OmError> {
+    pub(crate) fn remove_open_key(&mut self, k: &[u8], rec: &OpenKeyRecord) -> Result<(), OmError> {
         self.open_keys.remove(k)?;
         self.open_key_times
             .remove(open_key_time_key(rec.creation_time_ms, k).as_slice())?;

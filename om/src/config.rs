@@ -100,7 +100,8 @@ impl OmConfig {
             max_prealloc_blocks,
             s3_volume,
             scm_timeout: SCM_TIMEOUT,
-            retry_cache_timeout: cfg.get_duration(keys::OZONE_OM_RATIS_SERVER_RETRYCACHE_TIMEOUT)?,
+            retry_cache_timeout: cfg
+                .get_duration(keys::OZONE_OM_RATIS_SERVER_RETRYCACHE_TIMEOUT)?,
         })
     }
 

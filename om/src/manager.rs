@@ -110,8 +110,8 @@ impl OzoneManager {
         let cmd = match crate::retry::current() {
             Some(request) => {
                 let now = ozone_common::now_ms();
-                let ttl = u64::try_from(self.config.retry_cache_timeout.as_millis())
-                    .unwrap_or(u64::MAX);
+                let ttl =
+                    u64::try_from(self.config.retry_cache_timeout.as_millis()).unwrap_or(u64::MAX);
                 OmCommand::Tracked(Tracked {
                     request,
                     now_ms: now,

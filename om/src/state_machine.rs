@@ -975,7 +975,10 @@ pub(crate) mod tests {
         apply(&open("r", 40, &[40], None));
         let commit_r = commit("r", 40, &[(40, 5)], "e", None);
         let first = apply(&tracked(1, 5000, commit_r.clone()));
-        assert!(matches!(&first, OmResponse::Key(k) if k.size == 5), "{first:?}");
+        assert!(
+            matches!(&first, OmResponse::Key(k) if k.size == 5),
+            "{first:?}"
+        );
         let before = state(&sm);
         // The retry (its answer was lost) answers the same key and changes nothing.
         assert_eq!(apply(&tracked(1, 5001, commit_r.clone())), first);
@@ -991,8 +994,16 @@ pub(crate) mod tests {
         let o2 = apply(&tracked(2, 5003, open("s", 42, &[42], None)));
         assert_eq!(o1, o2);
         let snap = sm.snapshot().expect("snap");
-        assert!(snap.open_key("vol", "bkt", "s", 41).expect("read").is_some());
-        assert!(snap.open_key("vol", "bkt", "s", 42).expect("read").is_none());
+        assert!(
+            snap.open_key("vol", "bkt", "s", 41)
+                .expect("read")
+                .is_some()
+        );
+        assert!(
+            snap.open_key("vol", "bkt", "s", 42)
+                .expect("read")
+                .is_none()
+        );
         drop(snap);
         assert!(deleted_ids(&sm).contains(&42));
         assert!(!deleted_ids(&sm).contains(&41));
@@ -1053,8 +1064,16 @@ pub(crate) mod tests {
         }));
         assert_eq!(r, OmResponse::Expired(1));
         let snap = sm.snapshot().expect("snap");
-        assert!(snap.open_key("vol", "bkt", "x", 50).expect("read").is_none());
-        assert!(snap.open_key("vol", "bkt", "y", 60).expect("read").is_some());
+        assert!(
+            snap.open_key("vol", "bkt", "x", 50)
+                .expect("read")
+                .is_none()
+        );
+        assert!(
+            snap.open_key("vol", "bkt", "y", 60)
+                .expect("read")
+                .is_some()
+        );
         drop(snap);
         let deleted = deleted_ids(&sm);
         assert!(deleted.contains(&50) && deleted.contains(&51) && !deleted.contains(&60));

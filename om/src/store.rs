@@ -122,7 +122,10 @@ pub(crate) fn ensure_open_key_index(txn: &redb::WriteTransaction) -> Result<(), 
         )?;
         n += 1;
     }
-    tracing::info!(open_keys = n, "rebuilt the index of open keys by creation time");
+    tracing::info!(
+        open_keys = n,
+        "rebuilt the index of open keys by creation time"
+    );
     Ok(())
 }
 

@@ -28,7 +28,9 @@ fn wait_for(timeout: Duration, what: &str, mut check: impl FnMut() -> Result<(),
                 eprintln!("{what}: after {:?}", start.elapsed());
                 return;
             }
-            Err(why) if start.elapsed() > timeout => panic!("{what}: not within {timeout:?}: {why}"),
+            Err(why) if start.elapsed() > timeout => {
+                panic!("{what}: not within {timeout:?}: {why}")
+            }
             Err(_) => std::thread::sleep(Duration::from_millis(300)),
         }
     }
@@ -46,7 +48,10 @@ fn json(c: &Cluster, args: &[&str]) -> Vec<Value> {
 fn abandoned_uploads_leave_the_disks() {
     let set = [
         (keys::OZONE_OM_OPEN_KEY_EXPIRE_THRESHOLD.name(), "4s"),
-        (keys::OZONE_OM_OPEN_KEY_CLEANUP_SERVICE_INTERVAL.name(), "1s"),
+        (
+            keys::OZONE_OM_OPEN_KEY_CLEANUP_SERVICE_INTERVAL.name(),
+            "1s",
+        ),
         (keys::OZONE_BLOCK_DELETING_SERVICE_INTERVAL.name(), "1s"),
     ];
     let c = Cluster::start(ClusterOpts {
@@ -71,17 +76,22 @@ fn abandoned_uploads_leave_the_disks() {
     s.write_all(&vec![7u8; 6 << 20]).unwrap();
     s.flush().unwrap();
     let mut abandoned = BTreeSet::new();
-    wait_for(Duration::from_secs(20), "the abandoned bytes on the datanodes", || {
-        abandoned = all_block_files(&c).difference(&before).cloned().collect();
-        if abandoned.is_empty() {
-            Err("no new block file".into())
-        } else {
-            Ok(())
-        }
-    });
+    wait_for(
+        Duration::from_secs(20),
+        "the abandoned bytes on the datanodes",
+        || {
+            abandoned = all_block_files(&c).difference(&before).cloned().collect();
+            if abandoned.is_empty() {
+                Err("no new block file".into())
+            } else {
+                Ok(())
+            }
+        },
+    );
     let open = json(&c, &["admin", "om", "list-open-keys", "--json"]);
     assert!(
-        open.iter().any(|k| k["key"] == "half" && k["bucket"] == "leaky"),
+        open.iter()
+            .any(|k| k["key"] == "half" && k["bucket"] == "leaky"),
         "{open:?}"
     );
     drop(s);
@@ -123,23 +133,38 @@ fn abandoned_uploads_leave_the_disks() {
     assert!(!parts.is_empty(), "the part's block files");
 
     // The abandoned PUT expires and its block files go; the upload's part stays.
-    wait_for(Duration::from_secs(60), "the abandoned PUT's block files removed", || {
-        let left: Vec<_> = abandoned.iter().filter(|p| p.exists()).collect();
-        if left.is_empty() {
-            Ok(())
-        } else {
-            Err(format!("left: {left:?}"))
-        }
-    });
+    wait_for(
+        Duration::from_secs(60),
+        "the abandoned PUT's block files removed",
+        || {
+            let left: Vec<_> = abandoned.iter().filter(|p| p.exists()).collect();
+            if left.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("left: {left:?}"))
+            }
+        },
+    );
     assert!(json(&c, &["admin", "om", "list-open-keys", "--json"]).is_empty());
-    assert!(parts.iter().all(|p| p.exists()), "a part is not an open key");
+    assert!(
+        parts.iter().all(|p| p.exists()),
+        "a part is not an open key"
+    );
 
     // The admin lists the upload (also by age) and aborts it; its part's block files go.
     let listed = json(&c, &["admin", "multipart", "list", "--json"]);
     assert_eq!(listed.len(), 1, "{listed:?}");
     assert_eq!(
-        (&listed[0]["bucket"], &listed[0]["key"], &listed[0]["upload_id"]),
-        (&Value::from("leaky"), &Value::from("mp"), &Value::from(upload_id.clone()))
+        (
+            &listed[0]["bucket"],
+            &listed[0]["key"],
+            &listed[0]["upload_id"]
+        ),
+        (
+            &Value::from("leaky"),
+            &Value::from("mp"),
+            &Value::from(upload_id.clone())
+        )
     );
     let s3v = ["--volume", "s3v", "--bucket", "leaky"];
     let mut args = vec!["admin", "multipart", "list", "--json", "--older-than", "1h"];
@@ -147,21 +172,19 @@ fn abandoned_uploads_leave_the_disks() {
     args.truncate(4);
     args.extend_from_slice(&s3v);
     assert_eq!(json(&c, &args).len(), 1);
-    let out = ok(c.ozone(&[
-        "admin",
-        "multipart",
-        "abort",
-        "/s3v/leaky/mp",
-        &upload_id,
-    ]));
+    let out = ok(c.ozone(&["admin", "multipart", "abort", "/s3v/leaky/mp", &upload_id]));
     assert!(out.contains(&upload_id), "{out}");
     assert!(json(&c, &["admin", "multipart", "list", "--json"]).is_empty());
-    wait_for(Duration::from_secs(60), "the aborted part's block files removed", || {
-        let left: Vec<_> = parts.iter().filter(|p| p.exists()).collect();
-        if left.is_empty() {
-            Ok(())
-        } else {
-            Err(format!("left: {left:?}"))
-        }
-    });
+    wait_for(
+        Duration::from_secs(60),
+        "the aborted part's block files removed",
+        || {
+            let left: Vec<_> = parts.iter().filter(|p| p.exists()).collect();
+            if left.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("left: {left:?}"))
+            }
+        },
+    );
 }

@@ -360,8 +360,7 @@ impl OmClient {
             if let Some(id) = id {
                 id.attach(&mut request);
             }
-            let err = match tokio::time::timeout(opts.request_timeout, f(client, request)).await
-            {
+            let err = match tokio::time::timeout(opts.request_timeout, f(client, request)).await {
                 Ok(Ok(resp)) => return Ok(resp.into_inner()),
                 Ok(Err(status)) => OmClientError::from_status(status),
                 Err(_) => {

@@ -81,14 +81,13 @@ async fn open_keys_older_than_the_threshold_expire_and_their_blocks_go_to_scm() 
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let sent = sent_to_scm(&c);
-        let open_keys = c
-            .om
-            .state_machine()
-            .snapshot()
-            .expect("snap")
-            .counts()
-            .expect("counts")
-            .open_keys;
+        let open_keys =
+            c.om.state_machine()
+                .snapshot()
+                .expect("snap")
+                .counts()
+                .expect("counts")
+                .open_keys;
         if open_keys == 0 && abandoned.iter().all(|b| sent.contains(b)) {
             break;
         }
@@ -283,7 +282,12 @@ async fn an_admin_lists_and_aborts_incomplete_multipart_uploads() {
     assert_eq!(open_keys.open_keys.len(), 1);
     let k = &open_keys.open_keys[0];
     assert_eq!(
-        (k.key.as_str(), k.upload_id.as_str(), k.part_number, k.client_id),
+        (
+            k.key.as_str(),
+            k.upload_id.as_str(),
+            k.part_number,
+            k.client_id
+        ),
         ("one", u1.upload_id.as_str(), 2, p2.client_id)
     );
 
