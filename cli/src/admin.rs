@@ -1,6 +1,8 @@
 //! `ozone admin ...`: cluster administration against SCM's client service
 //! (`ozone.scm.client.address`): datanodes, containers, pipelines and safe mode; and the OM
-//! service's raft roles (`ozone admin om`, see [`crate::admin_om`]).
+//! service's raft roles (`ozone admin om`, see [`crate::admin_om`]); open keys and incomplete
+//! multipart uploads (`ozone admin om list-open-keys`, `ozone admin multipart`, see
+//! [`crate::admin_leaks`]).
 //!
 //! Every command prints Ozone-style text, or with `--json` one JSON document whose field
 //! names (snake_case) are a stable interface for scripts and tests; see [`run`].
@@ -32,7 +34,7 @@ pub enum AdminCmd {
         #[command(subcommand)]
         cmd: SafemodeCmd,
     },
-    /// The OM service: roles of the OMs, leadership transfer.
+    /// The OM service: roles of the OMs, leadership transfer, open keys.
     Om {
         #[command(subcommand)]
         cmd: crate::admin_om::OmCmd,
@@ -40,6 +42,11 @@ pub enum AdminCmd {
     /// Reads back every object of a bucket stored in one PUT and checks its bytes against its
     /// MD5 ETag (and each block against OM's checksum record); reports mismatches, exit 1 if any.
     VerifyEtags(crate::verify_etags::VerifyEtagsArgs),
+    /// Incomplete multipart uploads of every bucket: list, abort.
+    Multipart {
+        #[command(subcommand)]
+        cmd: crate::admin_leaks::MultipartCmd,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -147,13 +154,18 @@ pub enum SafemodeCmd {
 /// `OPEN|CLOSED|DELETING|DELETED`,
 /// replica `OPEN|CLOSING|QUASI_CLOSED|CLOSED|UNHEALTHY`, pipeline `OPEN|CLOSED`.
 pub async fn run(cfg: &OzoneConfig, cmd: AdminCmd) -> Result<(), Box<dyn std::error::Error>> {
-    if let AdminCmd::Om { cmd } = cmd {
-        print!("{}", crate::admin_om::run(cfg, cmd).await?);
-        return Ok(());
-    }
-    if let AdminCmd::VerifyEtags(args) = cmd {
-        return crate::verify_etags::run(cfg, args).await;
-    }
+    let cmd = match cmd {
+        AdminCmd::Om { cmd } => {
+            print!("{}", crate::admin_om::run(cfg, cmd).await?);
+            return Ok(());
+        }
+        AdminCmd::Multipart { cmd } => {
+            print!("{}", crate::admin_leaks::run(cfg, cmd).await?);
+            return Ok(());
+        }
+        AdminCmd::VerifyEtags(args) => return crate::verify_etags::run(cfg, args).await,
+        other => other,
+    };
     let client = ScmClient::connect(&cfg.scm_client_address())?;
     print!("{}", output(&client, cmd).await?);
     Ok(())
@@ -249,8 +261,10 @@ pub async fn output(
                 pipelines_text(&pipelines)
             }
         }
-        AdminCmd::Om { .. } => {
-            return Err("`admin om` commands talk to the OMs, not SCM: use run()".into());
+        AdminCmd::Om { .. } | AdminCmd::Multipart { .. } => {
+            return Err(
+                "`admin om` and `admin multipart` talk to the OMs, not SCM: use run()".into(),
+            );
         }
         AdminCmd::VerifyEtags(_) => {
             return Err("`admin verify-etags` reads objects, not SCM: use run()".into());

@@ -33,6 +33,20 @@ pub enum OmCmd {
         /// Node id of the new leader.
         id: String,
     },
+    /// Open keys: writes (and multipart parts) begun and never committed, oldest first. OM
+    /// removes those older than ozone.om.open.key.expire.threshold and frees their blocks.
+    ListOpenKeys {
+        /// Only open keys created at least this long ago (e.g. 1d, 2h, 30m).
+        #[arg(long, value_parser = crate::admin_leaks::duration_arg)]
+        older_than: Option<Duration>,
+        /// Print at most this many.
+        #[arg(long, default_value_t = 10_000)]
+        limit: usize,
+        /// Print JSON: an array of {"volume", "bucket", "key", "client_id",
+        /// "creation_time_ms", "owner", "blocks", "upload_id", "part_number"}.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 async fn client(
@@ -73,6 +87,11 @@ pub async fn run(cfg: &OzoneConfig, cmd: OmCmd) -> Result<String, BoxError> {
                 roles_text(&rows)
             })
         }
+        OmCmd::ListOpenKeys {
+            older_than,
+            limit,
+            json,
+        } => crate::admin_leaks::list_open_keys(cfg, older_than, limit, json).await,
         OmCmd::Transfer { id } => {
             if !nodes.iter().any(|n| n.node_id == id) {
                 return Err(format!("{id} is not an OM of the service").into());

@@ -5,6 +5,7 @@
 //! check for containers (`ozone health`).
 
 mod admin;
+mod admin_leaks;
 mod admin_om;
 mod cluster;
 mod freon;

@@ -192,7 +192,7 @@ keys! {
     HDDS_CONTAINER_REPORT_INTERVAL = "hdds.container.report.interval" = "60s" : "How often a datanode sends a full container report; heartbeats in between carry only the replicas changed or removed since the last one SCM answered.";
     OZONE_SCM_STALE_NODE_INTERVAL = "ozone.scm.stale.node.interval" = "30s" : "A datanode silent this long is STALE.";
     OZONE_SCM_DEAD_NODE_INTERVAL = "ozone.scm.dead.node.interval" = "60s" : "A datanode silent this long is DEAD.";
-    OZONE_KEY_PREALLOCATION_MAX_BLOCKS = "ozone.key.preallocation.max.blocks" = "64" : "Most blocks OM allocates when a key is opened.";
+    OZONE_KEY_PREALLOCATION_MAX_BLOCKS = "ozone.key.preallocation.max.blocks" = "1" : "Most blocks OM allocates when a key is opened (fewer when the size hint needs fewer); the writer asks for each further block as its bytes arrive, so an abandoned write holds at most this many unused blocks. Ozone's default is 64.";
     OZONE_OM_SERVICE_IDS = "ozone.om.service.ids" = "" : "OM HA: the OM service id (one). Empty: a single OM at ozone.om.address.";
     OZONE_OM_NODES_SERVICEID [1] = "ozone.om.nodes.<serviceId>" = "" : "OM HA: comma-separated node ids of the OMs of the service, e.g. om1,om2,om3.";
     OZONE_OM_ADDRESS_SERVICEID_NODEID [2] = "ozone.om.address.<serviceId>.<nodeId>" = "" : "OM HA: gRPC address (host:port) of one OM node; clients and the other OMs (raft) use it.";
@@ -209,6 +209,10 @@ keys! {
     HDDS_CONTAINER_SCRUB_VOLUME_BYTES_PER_SECOND = "hdds.container.scrub.volume.bytes.per.second" = "5MB" : "Bytes per second the scrubber reads (rate limit of background verification).";
     OZONE_BLOCK_DELETING_SERVICE_INTERVAL = "ozone.block.deleting.service.interval" = "60s" : "How often OM hands the blocks of deleted and overwritten keys to SCM's deleted-block log.";
     OZONE_KEY_DELETING_LIMIT_PER_TASK = "ozone.key.deleting.limit.per.task" = "20000" : "Most deleted-block records OM sends to SCM in one round.";
+    OZONE_OM_OPEN_KEY_EXPIRE_THRESHOLD = "ozone.om.open.key.expire.threshold" = "7d" : "An open key (a write or multipart part never committed) older than this is removed by OM's open-key cleanup and its blocks go to SCM's deleted-block log.";
+    OZONE_OM_OPEN_KEY_CLEANUP_SERVICE_INTERVAL = "ozone.om.open.key.cleanup.service.interval" = "24h" : "How often the OM leader looks for open keys older than ozone.om.open.key.expire.threshold.";
+    OZONE_OM_OPEN_KEY_CLEANUP_LIMIT_PER_TASK = "ozone.om.open.key.cleanup.limit.per.task" = "1000" : "Most open keys one cleanup command expires (a round repeats until none is left).";
+    OZONE_OM_RATIS_SERVER_RETRYCACHE_TIMEOUT = "ozone.om.ratis.server.retrycache.timeout" = "10m" : "How long OM remembers the result of a write by its client request id (client id + call id), in its replicated database: a client retrying the write within this time, also through another OM after a leader change, gets the original result instead of applying it again.";
     HDDS_SCM_BLOCK_DELETION_PER_INTERVAL_MAX = "hdds.scm.block.deletion.per-interval.max" = "100000" : "Most blocks SCM asks one datanode to delete in one heartbeat response.";
     HDDS_SCM_BLOCK_DELETION_MISSING_CONTAINER_TIMEOUT = "hdds.scm.block.deletion.missing.container.timeout" = "1h" : "Deleted-block records of a container no datanode reports (every replica lost, or none ever written) leave SCM's deleted-block log after this long without a replica (a replica coming back later keeps those blocks).";
     OZONE_CLIENT_STREAM_BUFFER_FLUSH_SIZE = "ozone.client.stream.buffer.flush.size" = "4MB" : "A key writer (S3 gateway, `ozone sh key put`) commits the block it is writing with PutBlock on every replica after each this many bytes, and keeps only the bytes since its last commit: if the container closes or the replicas fail, the block keeps its committed length and those bytes go on in a new block. At most ozone.client.stream.buffer.max.size.";

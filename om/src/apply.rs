@@ -11,8 +11,11 @@ use redb::{ReadableTable, Table, WriteTransaction};
 
 use crate::command::{KeyCommand, OmCommand, OmResponse};
 use crate::error::OmError;
-use crate::model::{BlockRef, BucketRecord, DeletedBlocks};
-use crate::store::{self, BUCKETS, DELETED, KEYS, OPEN_KEYS, PARTS, S3_SECRETS, UPLOADS, VOLUMES};
+use crate::model::{BlockRef, BucketRecord, DeletedBlocks, OpenKeyRecord};
+use crate::store::{
+    self, BUCKETS, DELETED, KEYS, OPEN_KEY_TIMES, OPEN_KEYS, PARTS, S3_SECRETS, UPLOADS, VOLUMES,
+    open_key_time_key,
+};
 
 pub(crate) type BytesTable<'t> = Table<'t, &'static [u8], &'static [u8]>;
 
@@ -24,6 +27,9 @@ pub(crate) struct Writer<'t> {
     pub(crate) buckets: BytesTable<'t>,
     pub(crate) keys: BytesTable<'t>,
     pub(crate) open_keys: BytesTable<'t>,
+    /// The index of `open_keys` by creation time; change open keys through
+    /// [`Writer::put_open_key`] and [`Writer::remove_open_key`], which keep it.
+    pub(crate) open_key_times: BytesTable<'t>,
     pub(crate) uploads: BytesTable<'t>,
     pub(crate) parts: BytesTable<'t>,
     pub(crate) s3_secrets: BytesTable<'t>,
@@ -39,6 +45,7 @@ impl<'t> Writer<'t> {
             buckets: txn.open_table(BUCKETS)?,
             keys: txn.open_table(KEYS)?,
             open_keys: txn.open_table(OPEN_KEYS)?,
+            open_key_times: txn.open_table(OPEN_KEY_TIMES)?,
             uploads: txn.open_table(UPLOADS)?,
             parts: txn.open_table(PARTS)?,
             s3_secrets: txn.open_table(S3_SECRETS)?,
@@ -70,6 +77,25 @@ impl<'t> Writer<'t> {
         Ok(())
     }
 
+    /// Records a new open key (db key `k`) and indexes it by creation time.
+    pub(crate) fn put_open_key(&mut self, k: &[u8], rec: &OpenKeyRecord) -> Result<(), OmError> {
+        Self::put(&mut self.open_keys, k, rec)?;
+        self.open_key_times.insert(
+            open_key_time_key(rec.creation_time_ms, k).as_slice(),
+            [].as_slice(),
+        )?;
+        Ok(())
+    }
+
+    /// Removes the open key `rec` (db key `k`) and its index entry; its blocks are the
+    /// caller's to keep or release.
+    pub(crate) fn remove_open_key(&mut self, k: &[u8], rec: &OpenKeyRecord) -> Result<(), OmError> {
+        self.open_keys.remove(k)?;
+        self.open_key_times
+            .remove(open_key_time_key(rec.creation_time_ms, k).as_slice())?;
+        Ok(())
+    }
+
     /// Applies `cmd` through its resource's apply.
     pub(crate) fn execute(&mut self, cmd: &OmCommand) -> Result<OmResponse, OmError> {
         match cmd {
@@ -80,6 +106,8 @@ impl<'t> Writer<'t> {
             OmCommand::Tags(c) => self.apply_tags(c),
             OmCommand::Security(c) => self.apply_security(c),
             OmCommand::DeletedBlocks(c) => self.apply_deleted_blocks(c),
+            // The state machine looks the request id up before it gets here.
+            OmCommand::Tracked(t) => self.execute(&t.command),
         }
     }
 
@@ -106,6 +134,7 @@ pub(crate) fn allocated_blocks(cmd: &OmCommand) -> Vec<BlockRef> {
     match cmd {
         OmCommand::Key(KeyCommand::Open(c)) => c.locations.iter().map(|l| l.block).collect(),
         OmCommand::Key(KeyCommand::AllocateBlock(c)) => vec![c.location.block],
+        OmCommand::Tracked(t) => allocated_blocks(&t.command),
         _ => Vec::new(),
     }
 }

@@ -277,7 +277,8 @@ impl Writer<'_> {
         for (_, p) in drain_prefix::<PartRecord>(&mut self.parts, "multipart_parts", &prefix)? {
             self.released.extend(p.locations.iter().map(|l| l.block));
         }
-        for (_, o) in drain_prefix::<OpenKeyRecord>(&mut self.open_keys, "open_keys", &prefix)? {
+        for (k, o) in drain_prefix::<OpenKeyRecord>(&mut self.open_keys, "open_keys", &prefix)? {
+            self.remove_open_key(&k, &o)?;
             self.released.extend(o.locations.iter().map(|l| l.block));
         }
         self.buckets.remove(bucket_key(volume, bucket).as_slice())?;

@@ -31,6 +31,9 @@ pub enum OmCommand {
     Tags(TagCommand),
     Security(SecurityCommand),
     DeletedBlocks(DeletedBlocksCommand),
+    /// A client's write tagged with its request id: applied once, a retry answers the first
+    /// result (`retry.rs`).
+    Tracked(Tracked),
 }
 
 /// Volumes (`volume.rs`).
@@ -47,13 +50,14 @@ pub enum BucketCommand {
     Delete(DeleteBucket),
 }
 
-/// Keys: open, add a block, commit, delete (`key.rs`).
+/// Keys: open, add a block, commit, delete (`key.rs`); expire open keys (`expiry.rs`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum KeyCommand {
     Open(OpenKey),
     AllocateBlock(AllocateBlock),
     Commit(CommitKey),
     Delete(DeleteKeys),
+    Expire(ExpireOpenKeys),
 }
 
 /// Multipart uploads (`multipart.rs`); parts are written as keys.
@@ -165,6 +169,56 @@ pub struct CommitKey {
     pub condition: Option<WriteCondition>,
 }
 
+/// Names one open key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenKeyId {
+    pub volume: String,
+    pub bucket: String,
+    pub key: String,
+    pub client_id: u64,
+}
+
+/// Removes the open keys the leader found older than `ozone.om.open.key.expire.threshold`
+/// and releases their blocks; one already committed or gone is skipped.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExpireOpenKeys {
+    pub open_keys: Vec<OpenKeyId>,
+    /// Only open keys created at or before this time are removed.
+    pub created_before_ms: u64,
+}
+
+/// A client's request id, as Ozone's retry cache keys it: the client (one id per client
+/// instance) and its call counter. A retry of a call carries the same id.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct RequestId {
+    pub client_id: String,
+    pub call_id: u64,
+}
+
+/// A write with its client request id. Applying it the first time applies `command` and
+/// records the result under the id; applying it again (a client's retry, maybe through a new
+/// leader) answers that result and changes nothing else.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tracked {
+    pub request: RequestId,
+    /// When the leader prepared it (the recorded result's time).
+    pub now_ms: u64,
+    /// Recorded results older than this are forgotten
+    /// (`now_ms - ozone.om.ratis.server.retrycache.timeout`).
+    pub expire_before_ms: u64,
+    pub command: Box<OmCommand>,
+}
+
+impl OmCommand {
+    /// The command itself and, when it is [`Tracked`], its tag.
+    pub fn untracked(&self) -> (&OmCommand, Option<&Tracked>) {
+        match self {
+            OmCommand::Tracked(t) => (t.command.as_ref(), Some(t)),
+            other => (other, None),
+        }
+    }
+}
+
 /// Deletes keys; missing keys are fine. Used by DeleteKey (one key) and DeleteKeys.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeleteKeys {
@@ -269,6 +323,7 @@ macro_rules! commands {
         #[serde(rename = "OmCommand")]
         enum WireCommand {
             $($wire($wire),)*
+            Tracked(Tracked),
         }
 
         /// [`WireCommand`] borrowing its command: what [`OmCommand`] serializes as.
@@ -276,12 +331,14 @@ macro_rules! commands {
         #[serde(rename = "OmCommand")]
         enum WireCommandRef<'a> {
             $($wire(&'a $wire),)*
+            Tracked(&'a Tracked),
         }
 
         impl Serialize for OmCommand {
             fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
                 match self {
                     $(OmCommand::$outer($inner::$variant(c)) => WireCommandRef::$wire(c),)*
+                    OmCommand::Tracked(t) => WireCommandRef::Tracked(t),
                 }
                 .serialize(s)
             }
@@ -291,15 +348,18 @@ macro_rules! commands {
             fn from(w: WireCommand) -> Self {
                 match w {
                     $(WireCommand::$wire(c) => OmCommand::$outer($inner::$variant(c)),)*
+                    WireCommand::Tracked(t) => OmCommand::Tracked(t),
                 }
             }
         }
 
         impl OmCommand {
-            /// Operation name for logs and the deleted-blocks table (the stored name).
+            /// Operation name for logs and the deleted-blocks table (the stored name; of a
+            /// [`Tracked`] command, the name of the command it carries).
             pub fn name(&self) -> &'static str {
                 match self {
                     $(OmCommand::$outer($inner::$variant(_)) => stringify!($wire),)*
+                    OmCommand::Tracked(t) => t.command.name(),
                 }
             }
         }
@@ -321,6 +381,7 @@ commands! {
     AllocateBlock => Key(KeyCommand::AllocateBlock),
     CommitKey => Key(KeyCommand::Commit),
     DeleteKeys => Key(KeyCommand::Delete),
+    ExpireOpenKeys => Key(KeyCommand::Expire),
     InitiateMultipartUpload => Multipart(MultipartCommand::Initiate),
     CompleteMultipartUpload => Multipart(MultipartCommand::Complete),
     AbortMultipartUpload => Multipart(MultipartCommand::Abort),
@@ -354,6 +415,8 @@ pub enum OmResponse {
     /// A committed or completed key; for a committed part, the part seen as a key.
     Key(KeyRecord),
     Deleted(Vec<DeleteOutcome>),
+    /// How many open keys an ExpireOpenKeys removed.
+    Expired(u64),
     Upload(UploadRecord),
     S3Secret(S3SecretRecord),
     /// Done, nothing to return.
@@ -419,6 +482,22 @@ mod tests {
             OmCommand::DeletedBlocks(DeletedBlocksCommand::Purge(PurgeDeletedBlocks { indexes }))
                 if indexes == &[1, 65536]
         ));
+        // Open-key expiry and a tracked write (its name is its command's).
+        let expire = r#"{"ExpireOpenKeys":{"open_keys":[{"volume":"v","bucket":"b","key":"k","client_id":7}],"created_before_ms":5}}"#;
+        let cmd: OmCommand = serde_json::from_str(expire).expect("expire");
+        assert_eq!(serde_json::to_string(&cmd).expect("serialize"), expire);
+        assert_eq!(cmd.name(), "ExpireOpenKeys");
+        let tracked = format!(
+            r#"{{"Tracked":{{"request":{{"client_id":"c1","call_id":3}},"now_ms":9,"expire_before_ms":1,"command":{}}}}}"#,
+            stored[7]
+        );
+        let cmd: OmCommand = serde_json::from_str(&tracked).expect("tracked");
+        assert_eq!(serde_json::to_string(&cmd).expect("serialize"), tracked);
+        assert_eq!(cmd.name(), "CommitKey");
+        let (inner, tag) = cmd.untracked();
+        assert_eq!(inner, &nested[7]);
+        assert_eq!(tag.map(|t| t.request.call_id), Some(3));
+
         // Fields added later still default when an older entry lacks them.
         let old: OmCommand = serde_json::from_str(
             r#"{"CommitKey":{"volume":"v","bucket":"b","key":"k","client_id":7,"blocks":[],"size":0,"etag":"e","metadata":{},"part":null,"now_ms":1}}"#,

@@ -40,6 +40,8 @@ pub struct OmConfig {
     /// `ozone.s3g.volume.name`: created at first start, owner [`S3_VOLUME_OWNER`].
     pub s3_volume: String,
     pub scm_timeout: Duration,
+    /// `ozone.om.ratis.server.retrycache.timeout`: how long results stay in the retry cache.
+    pub retry_cache_timeout: Duration,
     /// `ozone.security.enabled`.
     pub security: bool,
     /// `ozone.om.admin.secret.file`, else `<db_dir>/admin.secret`.
@@ -98,6 +100,8 @@ impl OmConfig {
             max_prealloc_blocks,
             s3_volume,
             scm_timeout: SCM_TIMEOUT,
+            retry_cache_timeout: cfg
+                .get_duration(keys::OZONE_OM_RATIS_SERVER_RETRYCACHE_TIMEOUT)?,
         })
     }
 

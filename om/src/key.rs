@@ -317,6 +317,7 @@ impl Writer<'_> {
             }
             KeyCommand::Commit(c) => self.commit_key(c),
             KeyCommand::Delete(c) => self.delete_keys(&c.volume, &c.bucket, &c.keys),
+            KeyCommand::Expire(c) => self.expire_open_keys(c),
         }
     }
 
@@ -344,7 +345,7 @@ impl Writer<'_> {
                 format!("client id {} is already in use", rec.client_id),
             );
         }
-        Self::put(&mut self.open_keys, &k, &rec)?;
+        self.put_open_key(&k, &rec)?;
         Ok(OmResponse::OpenKey {
             client_id: rec.client_id,
             locations: rec.locations,
@@ -489,7 +490,7 @@ impl Writer<'_> {
                 {
                     // The write is over: its open key and blocks go, the key stays as it is.
                     self.released.extend(open.locations.iter().map(|l| l.block));
-                    self.open_keys.remove(ok_key.as_slice())?;
+                    self.remove_open_key(&ok_key, &open)?;
                     return Ok(OmResponse::Rejected(Rejection::new(
                         OmStatus::PreconditionFailed,
                         format!("/{}/{}/{}: {why}", &a.volume, &a.bucket, &a.key),
@@ -510,7 +511,7 @@ impl Writer<'_> {
                 .map(|l| l.block)
                 .filter(|b| !kept.contains(b)),
         );
-        self.open_keys.remove(ok_key.as_slice())?;
+        self.remove_open_key(&ok_key, &open)?;
         Ok(OmResponse::Key(result))
     }
 

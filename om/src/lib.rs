@@ -10,7 +10,11 @@
 //!   into a command; serves reads) and the deterministic apply of its commands (an
 //!   `impl Writer` block, see [`apply`]): [`volume`], [`bucket`] (with bucket links), [`key`],
 //!   [`multipart`], [`tags`], [`security`] (S3 secrets, SigV4 verification, bucket ACLs),
-//!   [`deletion`] (hands the blocks of deleted keys to SCM's deleted-block log);
+//!   [`deletion`] (hands the blocks of deleted keys to SCM's deleted-block log), [`expiry`]
+//!   (open keys never committed expire and free their blocks);
+//! - [`admin`]: administrator listings of open keys and incomplete multipart uploads;
+//! - [`retry`]: the replicated retry cache: a write retried under the same client request id
+//!   answers its first result;
 //! - [`command`]: the commands, grouped by resource, and what applying them answers;
 //! - [`raft`]: replication on openraft: the raft log in redb, the network between OMs, snapshots,
 //!   the HA admin service; every command goes through the log before it is applied;
@@ -22,17 +26,20 @@
 //! The `ozone` binary calls [`run`]; tests call [`start`] with port 0 and use
 //! [`OmServer::address`].
 
+pub mod admin;
 pub mod apply;
 pub mod bucket;
 pub mod command;
 pub mod config;
 pub mod deletion;
 pub mod error;
+pub mod expiry;
 pub mod key;
 pub mod manager;
 pub mod model;
 pub mod multipart;
 pub mod raft;
+pub mod retry;
 pub mod scm;
 pub mod security;
 pub mod server;

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use openraft::error::{CheckIsLeaderError, RaftError};
 
-use crate::command::{OmCommand, OmResponse};
+use crate::command::{OmCommand, OmResponse, Tracked};
 use crate::config::OmConfig;
 use crate::error::OmError;
 use crate::model::{validate_key_name, validate_resource_name};
@@ -106,6 +106,21 @@ impl OzoneManager {
     pub async fn submit(&self, cmd: impl Into<OmCommand>) -> Result<OmResponse, OmError> {
         let cmd = cmd.into();
         let op = cmd.name();
+        // Within an RPC that carries a client request id: applied once (see `retry.rs`).
+        let cmd = match crate::retry::current() {
+            Some(request) => {
+                let now = ozone_common::now_ms();
+                let ttl =
+                    u64::try_from(self.config.retry_cache_timeout.as_millis()).unwrap_or(u64::MAX);
+                OmCommand::Tracked(Tracked {
+                    request,
+                    now_ms: now,
+                    expire_before_ms: now.saturating_sub(ttl),
+                    command: Box::new(cmd),
+                })
+            }
+            None => cmd,
+        };
         let resp = match self.proposer.propose(cmd).await {
             Ok(r) => r,
             Err(ProposeError::NotLeader(leader)) => return Err(self.not_leader(leader)),

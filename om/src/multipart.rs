@@ -245,7 +245,7 @@ impl Writer<'_> {
         )?;
         for (ok, o) in open {
             if o.part.as_ref().is_some_and(|p| &p.upload_id == u) {
-                self.open_keys.remove(ok.as_slice())?;
+                self.remove_open_key(&ok, &o)?;
                 self.released.extend(o.locations.iter().map(|l| l.block));
             }
         }

@@ -41,6 +41,7 @@ pub struct OmServer {
     gauge_task: JoinHandle<()>,
     volume_task: JoinHandle<()>,
     deletion_task: JoinHandle<()>,
+    expiry_task: JoinHandle<()>,
 }
 
 /// Starts an OM from `cfg` and returns once it serves. Port 0 in `ozone.om.address` /
@@ -121,6 +122,10 @@ pub async fn start(cfg: OzoneConfig) -> Result<OmServer, OmError> {
         ScmBlocks::new(&config.scm_address, SCM_CONNECT_TIMEOUT, config.scm_timeout)?,
         crate::deletion::DeletionConfig::from_config(&cfg)?,
     ));
+    let expiry_task = tokio::spawn(crate::expiry::run(
+        Arc::downgrade(&om),
+        crate::expiry::ExpiryConfig::from_config(&cfg)?,
+    ));
     tracing::info!(%grpc_addr, %http_addr, node = %ha.me.node_id, oms = ha.peers.len(), scm = %config.scm_address, "OM serving");
     Ok(OmServer {
         grpc_addr,
@@ -131,6 +136,7 @@ pub async fn start(cfg: OzoneConfig) -> Result<OmServer, OmError> {
         gauge_task,
         volume_task,
         deletion_task,
+        expiry_task,
     })
 }
 
@@ -202,6 +208,7 @@ impl OmServer {
                 self.gauge_task.abort();
                 self.volume_task.abort();
                 self.deletion_task.abort();
+                self.expiry_task.abort();
                 self.om.raft_node().shutdown().await;
                 match r {
                     Ok(Ok(())) => Ok(()),
@@ -221,6 +228,7 @@ impl OmServer {
         self.gauge_task.abort();
         self.volume_task.abort();
         self.deletion_task.abort();
+        self.expiry_task.abort();
         let r = match (&mut self.grpc_task).await {
             Ok(r) => r.map_err(OmError::from),
             Err(e) => Err(OmError::Internal(format!("gRPC server task: {e}"))),

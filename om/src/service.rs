@@ -1,5 +1,6 @@
 //! The gRPC face of OM: `OmService` over [`OzoneManager`], with per-RPC metrics. Errors leave
-//! as `tonic::Status` with `x-om-status` (see [`crate::error`]).
+//! as `tonic::Status` with `x-om-status` (see [`crate::error`]); a write's client request id
+//! arrives in the metadata (see [`crate::retry`]).
 
 use std::sync::Arc;
 
@@ -21,15 +22,19 @@ impl OmGrpc {
     }
 }
 
+/// Serves one RPC: the client request id of its metadata (if any) is the id its write is
+/// replicated under (see [`crate::retry`]).
 macro_rules! rpc {
-    ($self:ident, $op:literal, $method:ident, $req:ident) => {
+    ($self:ident, $op:literal, $method:ident, $req:ident) => {{
+        let request_id = crate::retry::from_metadata($req.metadata()).map_err(Status::from)?;
+        let call = $self.om.$method($req.into_inner());
         $self
             .metrics
-            .time($op, $self.om.$method($req.into_inner()))
+            .time($op, crate::retry::scope(request_id, call))
             .await
             .map(Response::new)
             .map_err(Status::from)
-    };
+    }};
 }
 
 #[tonic::async_trait]
@@ -214,5 +219,24 @@ impl OmService for OmGrpc {
         r: Request<SetBucketAclRequest>,
     ) -> Result<Response<BucketInfo>, Status> {
         rpc!(self, "SetBucketAcl", set_bucket_acl, r)
+    }
+
+    async fn admin_list_open_keys(
+        &self,
+        r: Request<AdminListOpenKeysRequest>,
+    ) -> Result<Response<AdminListOpenKeysResponse>, Status> {
+        rpc!(self, "AdminListOpenKeys", admin_list_open_keys, r)
+    }
+
+    async fn admin_list_multipart_uploads(
+        &self,
+        r: Request<AdminListMultipartUploadsRequest>,
+    ) -> Result<Response<AdminListMultipartUploadsResponse>, Status> {
+        rpc!(
+            self,
+            "AdminListMultipartUploads",
+            admin_list_multipart_uploads,
+            r
+        )
     }
 }

@@ -26,6 +26,7 @@ use crate::command::{OmCommand, OmResponse};
 use crate::error::OmError;
 use crate::model::DeletedBlocks;
 use crate::raft::{CommandBatch, Entry, NodeId, OmNode};
+use crate::retry;
 use crate::store::{
     self, APPLIED_INDEX, DELETED, DELETED_BLOCKS, META, RAFT_APPLIED, RAFT_META, RaftApplied,
     SNAPSHOT_TABLES, Snapshot,
@@ -217,15 +218,33 @@ impl StateMachine {
             Some(r) => (index << 16) | r.pos as u64,
             None => index,
         };
+        let (inner, tracked) = cmd.untracked();
+        // A retried write answers its recorded result; blocks SCM gave the retry are released.
+        let cached = match tracked {
+            Some(t) => retry::lookup(&txn, t)?,
+            None => None,
+        };
+        let replayed = cached.is_some();
         let outcome = {
             let mut w = Writer::open(&txn, deleted_key)?;
-            let r = w.execute(cmd);
+            let r = match cached {
+                Some(resp) => {
+                    w.released = allocated_blocks(inner);
+                    Ok(resp)
+                }
+                None => w.execute(inner),
+            };
             if r.is_ok() {
                 w.finish(cmd.name())?;
             }
             r
         };
-        let finish = |txn: &WriteTransaction| -> Result<(), OmError> {
+        let finish = |txn: &WriteTransaction, resp: &OmResponse| -> Result<(), OmError> {
+            if let Some(t) = tracked
+                && !replayed
+            {
+                retry::record(txn, t, resp)?;
+            }
             write_applied(txn, index)?;
             if let Some(r) = raft {
                 write_raft_applied(txn, prev_raft.clone(), r.log_id, None)?;
@@ -234,14 +253,14 @@ impl StateMachine {
         };
         match outcome {
             Ok(resp) => {
-                finish(&txn)?;
+                finish(&txn, &resp)?;
                 txn.commit()?;
                 Ok((index, resp))
             }
             Err(OmError::Rejected(rejection)) => {
                 txn.abort()?;
                 let txn = begin()?;
-                let orphans = allocated_blocks(cmd);
+                let orphans = allocated_blocks(inner);
                 if !orphans.is_empty() {
                     let rec = DeletedBlocks {
                         reason: format!("{} rejected", cmd.name()),
@@ -250,9 +269,10 @@ impl StateMachine {
                     txn.open_table(DELETED)?
                         .insert(deleted_key, store::encode(&rec).as_slice())?;
                 }
-                finish(&txn)?;
+                let resp = OmResponse::Rejected(rejection);
+                finish(&txn, &resp)?;
                 txn.commit()?;
-                Ok((index, OmResponse::Rejected(rejection)))
+                Ok((index, resp))
             }
             Err(e) => Err(e),
         }
@@ -330,6 +350,8 @@ impl StateMachine {
                 t.1.insert(key, value)?;
             }
         }
+        // A snapshot from an OM without the index of open keys by time: build it.
+        store::ensure_open_key_index(&txn)?;
         let index = applied.last_applied.map_or(0, |l| l.index);
         write_applied(&txn, index)?;
         txn.open_table(RAFT_META)?
@@ -492,7 +514,8 @@ pub(crate) mod tests {
 
     use crate::command::{
         AllocateBlock, CommitKey, CompleteMultipartUpload, CreateBucket, CreateVolume, DeleteKeys,
-        DeleteVolume, InitiateMultipartUpload, KeyCommand, OpenKey, SetBucketTags, SetKeyTags,
+        DeleteVolume, ExpireOpenKeys, InitiateMultipartUpload, KeyCommand, OpenKey, OpenKeyId,
+        RequestId, SetBucketTags, SetKeyTags, Tracked,
     };
     use crate::model::{
         BlockRef, CommittedBlock, Location, MIN_PART_SIZE, PartTarget, WriteCondition,
@@ -946,5 +969,178 @@ pub(crate) mod tests {
             .require_bucket("vol", "bkt")
             .expect("bucket");
         assert_eq!(b.tags, tags);
+    }
+
+    /// Every table but `meta` (the applied index): what a command changed.
+    fn state(sm: &StateMachine) -> Vec<store::DumpEntry> {
+        let mut d = sm.snapshot().expect("snap").dump().expect("dump");
+        d.retain(|(t, _, _)| *t != "meta");
+        d
+    }
+
+    fn deleted_ids(sm: &StateMachine) -> Vec<u64> {
+        sm.snapshot()
+            .expect("snap")
+            .deleted_blocks()
+            .expect("deleted")
+            .into_iter()
+            .flat_map(|(_, d)| d.blocks)
+            .map(|b| b.local_id)
+            .collect()
+    }
+
+    fn tracked(call_id: u64, now_ms: u64, cmd: OmCommand) -> OmCommand {
+        OmCommand::Tracked(Tracked {
+            request: RequestId {
+                client_id: "client-1".into(),
+                call_id,
+            },
+            now_ms,
+            expire_before_ms: now_ms.saturating_sub(1000),
+            command: Box::new(cmd),
+        })
+    }
+
+    #[test]
+    fn a_tracked_write_applies_once_and_a_retry_answers_the_first_result() {
+        let d = tempfile::tempdir().expect("tmp");
+        let (sm, _) = run(d.path());
+        let apply = |c: &OmCommand| sm.apply_next(c).expect("apply").1;
+        apply(&open("r", 40, &[40], None));
+        let commit_r = commit("r", 40, &[(40, 5)], "e", None);
+        let first = apply(&tracked(1, 5000, commit_r.clone()));
+        assert!(
+            matches!(&first, OmResponse::Key(k) if k.size == 5),
+            "{first:?}"
+        );
+        let before = state(&sm);
+        // The retry (its answer was lost) answers the same key and changes nothing.
+        assert_eq!(apply(&tracked(1, 5001, commit_r.clone())), first);
+        assert_eq!(state(&sm), before);
+        // Without the request id the same commit finds no open key: what retries used to get.
+        assert!(matches!(
+            apply(&commit_r),
+            OmResponse::Rejected(r) if r.status == OmStatus::KeyNotFound
+        ));
+
+        // A retried OpenKey answers the first open key; the blocks SCM gave the retry go.
+        let o1 = apply(&tracked(2, 5002, open("s", 41, &[41], None)));
+        let o2 = apply(&tracked(2, 5003, open("s", 42, &[42], None)));
+        assert_eq!(o1, o2);
+        let snap = sm.snapshot().expect("snap");
+        assert!(
+            snap.open_key("vol", "bkt", "s", 41)
+                .expect("read")
+                .is_some()
+        );
+        assert!(
+            snap.open_key("vol", "bkt", "s", 42)
+                .expect("read")
+                .is_none()
+        );
+        drop(snap);
+        assert!(deleted_ids(&sm).contains(&42));
+        assert!(!deleted_ids(&sm).contains(&41));
+
+        // A rejection is a result too; the same id on another operation is refused.
+        let missing = commit("nope", 99, &[(99, 1)], "e", None);
+        let r1 = apply(&tracked(3, 5004, missing.clone()));
+        assert!(matches!(&r1, OmResponse::Rejected(r) if r.status == OmStatus::KeyNotFound));
+        assert_eq!(apply(&tracked(3, 5005, missing)), r1);
+        assert!(matches!(
+            apply(&tracked(1, 5006, open("u", 43, &[43], None))),
+            OmResponse::Rejected(r) if r.status == OmStatus::InvalidRequest
+        ));
+
+        // Results older than the timeout are forgotten as new ones are recorded: call 1
+        // applies again (and finds no open key).
+        apply(&tracked(10, 9000, open("v", 44, &[44], None)));
+        apply(&tracked(11, 9000, open("v", 45, &[45], None)));
+        assert!(matches!(
+            apply(&tracked(1, 9001, commit_r)),
+            OmResponse::Rejected(r) if r.status == OmStatus::KeyNotFound
+        ));
+        let cache: Vec<_> = state(&sm)
+            .into_iter()
+            .filter(|(t, _, _)| *t == "retry_cache_by_time")
+            .map(|(_, k, _)| u64::from_be_bytes(k[..8].try_into().expect("8 bytes")))
+            .collect();
+        assert!(cache.iter().all(|t| *t >= 8000), "{cache:?}");
+    }
+
+    #[test]
+    fn open_keys_expire_by_creation_time_and_release_their_blocks() {
+        let d = tempfile::tempdir().expect("tmp");
+        let (sm, _) = run(d.path());
+        let apply = |c: &OmCommand| sm.apply_next(c).expect("apply").1;
+        // Created at 1000 + client id.
+        apply(&open("x", 50, &[50, 51], None));
+        apply(&open("y", 60, &[60], None));
+        let snap = sm.snapshot().expect("snap");
+        let old: Vec<u64> = snap
+            .open_keys_created_before(1055, 10)
+            .expect("read")
+            .iter()
+            .map(|o| o.client_id)
+            .collect();
+        assert_eq!(old, vec![50]);
+        drop(snap);
+        let id = |key: &str, client_id| OpenKeyId {
+            volume: "vol".into(),
+            bucket: "bkt".into(),
+            key: key.into(),
+            client_id,
+        };
+        // y was named but is younger than the cutoff: it stays.
+        let r = apply(&OmCommand::from(ExpireOpenKeys {
+            open_keys: vec![id("x", 50), id("y", 60), id("gone", 7)],
+            created_before_ms: 1055,
+        }));
+        assert_eq!(r, OmResponse::Expired(1));
+        let snap = sm.snapshot().expect("snap");
+        assert!(
+            snap.open_key("vol", "bkt", "x", 50)
+                .expect("read")
+                .is_none()
+        );
+        assert!(
+            snap.open_key("vol", "bkt", "y", 60)
+                .expect("read")
+                .is_some()
+        );
+        drop(snap);
+        let deleted = deleted_ids(&sm);
+        assert!(deleted.contains(&50) && deleted.contains(&51) && !deleted.contains(&60));
+        assert!(matches!(
+            apply(&commit("x", 50, &[(50, 1)], "e", None)),
+            OmResponse::Rejected(r) if r.status == OmStatus::KeyNotFound
+        ));
+
+        // The index follows the open keys; a database without it gets it rebuilt at open.
+        let counts = |sm: &StateMachine| {
+            let d = state(sm);
+            let n = |name: &str| d.iter().filter(|(t, _, _)| *t == name).count();
+            (n("open_keys"), n("open_keys_by_time"))
+        };
+        assert_eq!(counts(&sm), (1, 1));
+        {
+            let txn = sm.db().begin_write().expect("txn");
+            txn.open_table(store::OPEN_KEY_TIMES)
+                .expect("table")
+                .retain(|_, _| false)
+                .expect("clear");
+            txn.commit().expect("commit");
+        }
+        assert_eq!(counts(&sm), (1, 0));
+        drop(sm);
+        let sm = StateMachine::open(d.path()).expect("reopen");
+        assert_eq!(counts(&sm), (1, 1));
+        let old = sm
+            .snapshot()
+            .expect("snap")
+            .open_keys_created_before(u64::MAX, 10)
+            .expect("read");
+        assert_eq!(old.len(), 1);
+        assert_eq!(old[0].client_id, 60);
     }
 }

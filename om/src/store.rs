@@ -5,6 +5,11 @@
 //! - open keys `/vol/bucket/key\0<client id, 20 digits>`;
 //! - multipart uploads `/vol/bucket/key\0<upload id>`, their parts
 //!   `/vol/bucket/key\0<upload id>\0<part number, 5 digits>`;
+//! - open keys by creation time `<creation ms, 8 bytes BE><open key's db key>` (empty values):
+//!   the open-key cleanup and `ozone admin om list-open-keys` read the oldest first without
+//!   scanning the namespace (see `expiry.rs`);
+//! - the retry cache `<client id>\0<call id, 8 bytes BE>` and its expiry index
+//!   `<time ms, 8 bytes BE><retry cache key>` (see `retry.rs`);
 //! - deleted blocks by the applied index of the command that released them (with openraft:
 //!   `log index << 16 | position of the command in the entry`);
 //! - `meta`: the applied index; `raft_meta`: the applied raft log id and membership.
@@ -43,6 +48,12 @@ pub(crate) const UPLOADS: BytesTable = TableDefinition::new("multipart_uploads")
 pub(crate) const PARTS: BytesTable = TableDefinition::new("multipart_parts");
 /// S3 secrets by user (security on): key the user name, value [`S3SecretRecord`].
 pub(crate) const S3_SECRETS: BytesTable = TableDefinition::new("s3_secrets");
+/// Index of [`OPEN_KEYS`] by creation time: key [`open_key_time_key`], empty value.
+pub(crate) const OPEN_KEY_TIMES: BytesTable = TableDefinition::new("open_keys_by_time");
+/// Results of writes by client request id (see `retry.rs`).
+pub(crate) const RETRY_CACHE: BytesTable = TableDefinition::new("retry_cache");
+/// Index of [`RETRY_CACHE`] by the time the result was recorded, for its expiry.
+pub(crate) const RETRY_CACHE_TIMES: BytesTable = TableDefinition::new("retry_cache_by_time");
 pub(crate) const DELETED: TableDefinition<'static, u64, &'static [u8]> =
     TableDefinition::new("deleted_blocks");
 
@@ -76,16 +87,42 @@ pub(crate) fn open_db(path: &Path) -> Result<Database, OmError> {
     let txn = db.begin_write()?;
     {
         txn.open_table(META)?;
-        for t in [
-            VOLUMES, BUCKETS, KEYS, OPEN_KEYS, UPLOADS, PARTS, S3_SECRETS,
-        ] {
+        for (_, t) in SNAPSHOT_TABLES {
             txn.open_table(t)?;
         }
         txn.open_table(DELETED)?;
         txn.open_table(RAFT_META)?;
+        ensure_open_key_index(&txn)?;
     }
     txn.commit()?;
     Ok(db)
+}
+
+/// Rebuilds the index of open keys by creation time when it does not cover the open keys (a
+/// database or snapshot written before the index existed). Derived from the open keys alone,
+/// so every replica builds the same index.
+pub(crate) fn ensure_open_key_index(txn: &redb::WriteTransaction) -> Result<(), OmError> {
+    let open = txn.open_table(OPEN_KEYS)?;
+    let mut index = txn.open_table(OPEN_KEY_TIMES)?;
+    if open.len()? == index.len()? {
+        return Ok(());
+    }
+    index.retain(|_, _| false)?;
+    let mut n = 0u64;
+    for item in open.iter()? {
+        let (k, v) = item?;
+        let rec: OpenKeyRecord = decode("open_keys", v.value())?;
+        index.insert(
+            open_key_time_key(rec.creation_time_ms, k.value()).as_slice(),
+            [].as_slice(),
+        )?;
+        n += 1;
+    }
+    tracing::info!(
+        open_keys = n,
+        "rebuilt the index of open keys by creation time"
+    );
+    Ok(())
 }
 
 // ---- key encoding ----
@@ -113,6 +150,11 @@ pub(crate) fn open_key_key(volume: &str, bucket: &str, key: &str, client_id: u64
 
 pub(crate) fn upload_key(volume: &str, bucket: &str, key: &str, upload_id: &str) -> Vec<u8> {
     format!("/{volume}/{bucket}/{key}\0{upload_id}").into_bytes()
+}
+
+/// The [`OPEN_KEY_TIMES`] key of the open key `open_key` (its db key) created at `time_ms`.
+pub(crate) fn open_key_time_key(time_ms: u64, open_key: &[u8]) -> Vec<u8> {
+    [time_ms.to_be_bytes().as_slice(), open_key].concat()
 }
 
 /// Prefix of every part of an upload.
@@ -637,6 +679,108 @@ impl Snapshot {
         Ok(out)
     }
 
+    /// Open keys created at or before `created_before_ms`, oldest first, at most `limit`,
+    /// from the index by creation time (no scan of the namespace).
+    pub fn open_keys_created_before(
+        &self,
+        created_before_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<OpenKeyRecord>, OmError> {
+        Ok(self.open_keys_by_time(created_before_ms, &[], limit)?.0)
+    }
+
+    /// [`Self::open_keys_created_before`] after the index key `start_after` (empty: from the
+    /// oldest), and the index key of the last one returned when the page is full (where the
+    /// next page starts; empty: no more).
+    pub fn open_keys_by_time(
+        &self,
+        created_before_ms: u64,
+        start_after: &[u8],
+        limit: usize,
+    ) -> Result<(Vec<OpenKeyRecord>, Vec<u8>), OmError> {
+        let index = self.txn.open_table(OPEN_KEY_TIMES)?;
+        let open = self.txn.open_table(OPEN_KEYS)?;
+        let start = if start_after.is_empty() {
+            Bound::Unbounded
+        } else {
+            Bound::Excluded(start_after)
+        };
+        let mut out: Vec<(Vec<u8>, OpenKeyRecord)> = Vec::new();
+        for item in index.range::<&[u8]>((start, Bound::Unbounded))? {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, _) = item?;
+            let k = k.value();
+            let corrupt = |message: &str| OmError::Corrupt {
+                table: "open_keys_by_time",
+                message: message.to_string(),
+            };
+            let time = k
+                .get(..8)
+                .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                .map(u64::from_be_bytes)
+                .ok_or_else(|| corrupt("key shorter than 8 bytes"))?;
+            if time > created_before_ms {
+                return Ok((out.into_iter().map(|(_, r)| r).collect(), Vec::new()));
+            }
+            let rec = get::<OpenKeyRecord>(&open, "open_keys", &k[8..])?
+                .ok_or_else(|| corrupt("indexes an open key that does not exist"))?;
+            out.push((k.to_vec(), rec));
+        }
+        let next = if out.len() >= limit {
+            out.last().map(|(k, _)| k.clone()).unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        Ok((out.into_iter().map(|(_, r)| r).collect(), next))
+    }
+
+    /// Incomplete multipart uploads of every bucket (of `volume` / `bucket` when not empty),
+    /// initiated at or before `created_before_ms`, in key order after `start_after` (a db
+    /// key from an earlier page): at most `limit`, and where the next page starts (empty: no
+    /// more). Looks at most `scan_limit` uploads, so an admin listing with an age filter costs
+    /// a bounded read per page.
+    pub fn admin_uploads(
+        &self,
+        volume: &str,
+        bucket: &str,
+        created_before_ms: u64,
+        start_after: &[u8],
+        limit: usize,
+        scan_limit: usize,
+    ) -> Result<(Vec<UploadRecord>, Vec<u8>), OmError> {
+        let prefix = match (volume.is_empty(), bucket.is_empty()) {
+            (true, _) => b"/".to_vec(),
+            (false, true) => format!("/{volume}/").into_bytes(),
+            (false, false) => bucket_prefix(volume, bucket),
+        };
+        let t = self.txn.open_table(UPLOADS)?;
+        let start = if start_after.is_empty() {
+            Bound::Included(prefix.as_slice())
+        } else {
+            Bound::Excluded(start_after)
+        };
+        let mut out = Vec::new();
+        let mut last = Vec::new();
+        for (scanned, item) in t.range::<&[u8]>((start, Bound::Unbounded))?.enumerate() {
+            let (k, v) = item?;
+            let k = k.value();
+            if !k.starts_with(&prefix) {
+                return Ok((out, Vec::new()));
+            }
+            if out.len() >= limit || scanned >= scan_limit {
+                return Ok((out, last));
+            }
+            last = k.to_vec();
+            let u: UploadRecord = decode("multipart_uploads", v.value())?;
+            if u.creation_time_ms <= created_before_ms {
+                out.push(u);
+            }
+        }
+        Ok((out, Vec::new()))
+    }
+
     /// Every batch of deleted blocks, by the applied index that released it.
     pub fn deleted_blocks(&self) -> Result<Vec<(u64, DeletedBlocks)>, OmError> {
         self.deleted_blocks_first(usize::MAX)
@@ -708,7 +852,7 @@ impl Snapshot {
 }
 
 /// The byte-keyed namespace tables, by the names snapshots and dumps give them.
-pub(crate) const SNAPSHOT_TABLES: [(&str, BytesTable); 7] = [
+pub(crate) const SNAPSHOT_TABLES: [(&str, BytesTable); 10] = [
     ("volumes", VOLUMES),
     ("buckets", BUCKETS),
     ("keys", KEYS),
@@ -716,6 +860,9 @@ pub(crate) const SNAPSHOT_TABLES: [(&str, BytesTable); 7] = [
     ("multipart_uploads", UPLOADS),
     ("multipart_parts", PARTS),
     ("s3_secrets", S3_SECRETS),
+    ("open_keys_by_time", OPEN_KEY_TIMES),
+    ("retry_cache", RETRY_CACHE),
+    ("retry_cache_by_time", RETRY_CACHE_TIMES),
 ];
 
 /// The name snapshots and dumps give the deleted-blocks table (its keys are 8 big-endian

@@ -5,8 +5,8 @@
 //! their own buckets and share one cluster per test run ([`ozone_tests::Cluster::shared`]).
 //! Tests that kill, stop, restart or corrupt processes, or need their own configuration
 //! (security on, HA OMs, small blocks, fast replication), start their own
-//! ([`ozone_tests::Cluster::start`]): cluster, datanode_loss, durability, integrity, om_ha,
-//! replica_consistency, security,
+//! ([`ozone_tests::Cluster::start`]): cluster, datanode_loss, durability, integrity, leaks (a
+//! short open-key expiry), om_ha, replica_consistency, security,
 //! compose, scale (small container sizes, an open-file limit, containers closed under
 //! uploads), the secure browser test and aws_cli's 16 MiB-block round trip. So does `ozone sh`'s
 //! (shell), from before the key writer could go on past a container closed under it; it could
@@ -24,6 +24,7 @@ mod datanode_loss;
 mod durability;
 mod freon;
 mod integrity;
+mod leaks;
 mod nemesis;
 mod om_ha;
 mod replica_consistency;

@@ -12,12 +12,20 @@
 //! enough for the OMs to elect a new leader). A call that timed out is not retried (it may have
 //! been applied), nor is OM_UNAVAILABLE (the OM already waited for a quorum).
 //!
+//! Writes are idempotent across retries: each write call gets a request id, the client's id
+//! (random, one per [`OmClient`] and its clones) and a fresh call id, sent in the metadata
+//! ([`CLIENT_ID_HEADER`], [`CALL_ID_HEADER`]) of every attempt of that call. OM applies a write
+//! once and answers a retry with the first result, also after a leader change (its retry cache
+//! is replicated), so a CommitKey whose answer was lost is not answered KEY_NOT_FOUND when
+//! retried through the new leader (an attempt cut by the old leader's death is retried, as
+//! any unreachable OM is).
+//!
 //! CreateBucket on an existing bucket answers BUCKET_ALREADY_EXISTS with the bucket's current
 //! owner in [`OmClientError::Status::owner`] (metadata `x-om-owner`): equal to the caller means
 //! S3's BucketAlreadyOwnedByYou, else BucketAlreadyExists.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -34,6 +42,30 @@ pub const STATUS_HEADER: &str = "x-om-status";
 pub const OWNER_HEADER: &str = "x-om-owner";
 /// Metadata key of the leader's address on NOT_LEADER (percent-encoded).
 pub const LEADER_HEADER: &str = "x-om-leader";
+/// Metadata key of a write's client id (see [`RequestId`]).
+pub const CLIENT_ID_HEADER: &str = "x-om-client-id";
+/// Metadata key of a write's call id (decimal).
+pub const CALL_ID_HEADER: &str = "x-om-call-id";
+
+/// The id of one write call, the same on each of its attempts: OM applies it once.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct RequestId {
+    /// The client instance (random).
+    pub client_id: String,
+    /// The call, never reused by this client.
+    pub call_id: u64,
+}
+
+impl RequestId {
+    /// Puts the id into a request's metadata.
+    pub fn attach<T>(&self, req: &mut tonic::Request<T>) {
+        let md = req.metadata_mut();
+        if let Ok(v) = self.client_id.parse() {
+            md.insert(CLIENT_ID_HEADER, v);
+        }
+        md.insert(CALL_ID_HEADER, self.call_id.into());
+    }
+}
 
 /// Timeouts and retry bounds.
 #[derive(Clone, Debug)]
@@ -159,6 +191,9 @@ struct Inner {
     targets: Mutex<Vec<Target>>,
     current: AtomicUsize,
     opts: OmClientOptions,
+    /// This client's id in the request ids of its writes.
+    client_id: String,
+    next_call: AtomicU64,
 }
 
 /// A client of an OM service (1 or more OM nodes). Cheap to clone.
@@ -214,6 +249,8 @@ impl OmClient {
                 targets: Mutex::new(targets),
                 current: AtomicUsize::new(0),
                 opts,
+                client_id: uuid::Uuid::new_v4().simple().to_string(),
+                next_call: AtomicU64::new(1),
             }),
         })
     }
@@ -264,11 +301,52 @@ impl OmClient {
         Ok(())
     }
 
-    /// Runs one RPC with redirects and retries.
+    /// This client's id in the request ids of its writes.
+    pub fn client_id(&self) -> &str {
+        &self.inner.client_id
+    }
+
+    /// A request id for a new write call.
+    pub fn next_request_id(&self) -> RequestId {
+        RequestId {
+            client_id: self.inner.client_id.clone(),
+            call_id: self.inner.next_call.fetch_add(1, Ordering::Relaxed),
+        }
+    }
+
+    /// Runs one read RPC with redirects and retries.
     async fn call<Req, Resp, F, Fut>(&self, op: &'static str, req: Req, f: F) -> Result<Resp>
     where
         Req: Clone,
-        F: Fn(OmServiceClient<Channel>, Req) -> Fut,
+        F: Fn(OmServiceClient<Channel>, tonic::Request<Req>) -> Fut,
+        Fut: Future<Output = std::result::Result<tonic::Response<Resp>, tonic::Status>>,
+    {
+        self.attempts(op, req, None, f).await
+    }
+
+    /// Runs one write RPC with redirects and retries, all under one new request id.
+    async fn write<Req, Resp, F, Fut>(&self, op: &'static str, req: Req, f: F) -> Result<Resp>
+    where
+        Req: Clone,
+        F: Fn(OmServiceClient<Channel>, tonic::Request<Req>) -> Fut,
+        Fut: Future<Output = std::result::Result<tonic::Response<Resp>, tonic::Status>>,
+    {
+        let id = self.next_request_id();
+        self.attempts(op, req, Some(&id), f).await
+    }
+
+    /// The attempts of one call: redirected to the leader, moved on from unreachable OMs;
+    /// with a request id (a write) every attempt carries it.
+    async fn attempts<Req, Resp, F, Fut>(
+        &self,
+        op: &'static str,
+        req: Req,
+        id: Option<&RequestId>,
+        f: F,
+    ) -> Result<Resp>
+    where
+        Req: Clone,
+        F: Fn(OmServiceClient<Channel>, tonic::Request<Req>) -> Fut,
         Fut: Future<Output = std::result::Result<tonic::Response<Resp>, tonic::Status>>,
     {
         let opts = &self.inner.opts;
@@ -278,8 +356,11 @@ impl OmClient {
         loop {
             attempt += 1;
             let (idx, address, client) = self.pick();
-            let err = match tokio::time::timeout(opts.request_timeout, f(client, req.clone())).await
-            {
+            let mut request = tonic::Request::new(req.clone());
+            if let Some(id) = id {
+                id.attach(&mut request);
+            }
+            let err = match tokio::time::timeout(opts.request_timeout, f(client, request)).await {
                 Ok(Ok(resp)) => return Ok(resp.into_inner()),
                 Ok(Err(status)) => OmClientError::from_status(status),
                 Err(_) => {
@@ -329,7 +410,7 @@ impl OmClient {
             volume: volume.to_string(),
             owner: owner.to_string(),
         };
-        self.call("CreateVolume", req, |mut c, r| async move {
+        self.write("CreateVolume", req, |mut c, r| async move {
             c.create_volume(r).await
         })
         .await
@@ -356,7 +437,7 @@ impl OmClient {
         let req = VolumeRef {
             volume: volume.to_string(),
         };
-        self.call("DeleteVolume", req, |mut c, r| async move {
+        self.write("DeleteVolume", req, |mut c, r| async move {
             c.delete_volume(r).await
         })
         .await
@@ -367,7 +448,7 @@ impl OmClient {
 
     /// A link bucket `/volume/bucket` pointing at `/source_volume/source_bucket`.
     pub async fn create_bucket_link(&self, req: CreateBucketLinkRequest) -> Result<BucketInfo> {
-        self.call("CreateBucketLink", req, |mut c, r| async move {
+        self.write("CreateBucketLink", req, |mut c, r| async move {
             c.create_bucket_link(r).await
         })
         .await
@@ -388,7 +469,7 @@ impl OmClient {
 
     /// On an existing bucket: BUCKET_ALREADY_EXISTS with [`OmClientError::owner`].
     pub async fn create_bucket(&self, req: CreateBucketRequest) -> Result<BucketInfo> {
-        self.call("CreateBucket", req, |mut c, r| async move {
+        self.write("CreateBucket", req, |mut c, r| async move {
             c.create_bucket(r).await
         })
         .await
@@ -417,7 +498,7 @@ impl OmClient {
             volume: volume.to_string(),
             bucket: bucket.to_string(),
         };
-        self.call("DeleteBucket", req, |mut c, r| async move {
+        self.write("DeleteBucket", req, |mut c, r| async move {
             c.delete_bucket(r).await
         })
         .await
@@ -427,14 +508,14 @@ impl OmClient {
     // ---- security ----
 
     pub async fn get_s3_secret(&self, req: S3SecretRequest) -> Result<S3Secret> {
-        self.call("GetS3Secret", req, |mut c, r| async move {
+        self.write("GetS3Secret", req, |mut c, r| async move {
             c.get_s3_secret(r).await
         })
         .await
     }
 
     pub async fn revoke_s3_secret(&self, req: S3SecretRequest) -> Result<()> {
-        self.call("RevokeS3Secret", req, |mut c, r| async move {
+        self.write("RevokeS3Secret", req, |mut c, r| async move {
             c.revoke_s3_secret(r).await
         })
         .await
@@ -452,7 +533,7 @@ impl OmClient {
     }
 
     pub async fn set_bucket_acl(&self, req: SetBucketAclRequest) -> Result<BucketInfo> {
-        self.call("SetBucketAcl", req, |mut c, r| async move {
+        self.write("SetBucketAcl", req, |mut c, r| async move {
             c.set_bucket_acl(r).await
         })
         .await
@@ -461,7 +542,7 @@ impl OmClient {
     // ---- keys ----
 
     pub async fn open_key(&self, req: OpenKeyRequest) -> Result<OpenKeyResponse> {
-        self.call(
+        self.write(
             "OpenKey",
             req,
             |mut c, r| async move { c.open_key(r).await },
@@ -472,7 +553,7 @@ impl OmClient {
     /// One more block for an open key.
     pub async fn allocate_block(&self, req: AllocateKeyBlockRequest) -> Result<KeyLocation> {
         let resp = self
-            .call("AllocateBlock", req, |mut c, r| async move {
+            .write("AllocateBlock", req, |mut c, r| async move {
                 c.allocate_block(r).await
             })
             .await?;
@@ -485,7 +566,7 @@ impl OmClient {
     }
 
     pub async fn commit_key(&self, req: CommitKeyRequest) -> Result<KeyInfo> {
-        self.call(
+        self.write(
             "CommitKey",
             req,
             |mut c, r| async move { c.commit_key(r).await },
@@ -523,7 +604,7 @@ impl OmClient {
             bucket: bucket.to_string(),
             key: key.to_string(),
         };
-        self.call(
+        self.write(
             "DeleteKey",
             req,
             |mut c, r| async move { c.delete_key(r).await },
@@ -544,7 +625,7 @@ impl OmClient {
             bucket: bucket.to_string(),
             keys,
         };
-        self.call("DeleteKeys", req, |mut c, r| async move {
+        self.write("DeleteKeys", req, |mut c, r| async move {
             c.delete_keys(r).await
         })
         .await
@@ -557,7 +638,7 @@ impl OmClient {
         &self,
         req: InitiateMultipartUploadRequest,
     ) -> Result<MultipartUploadInfo> {
-        self.call("InitiateMultipartUpload", req, |mut c, r| async move {
+        self.write("InitiateMultipartUpload", req, |mut c, r| async move {
             c.initiate_multipart_upload(r).await
         })
         .await
@@ -567,7 +648,7 @@ impl OmClient {
         &self,
         req: CompleteMultipartUploadRequest,
     ) -> Result<KeyInfo> {
-        self.call("CompleteMultipartUpload", req, |mut c, r| async move {
+        self.write("CompleteMultipartUpload", req, |mut c, r| async move {
             c.complete_multipart_upload(r).await
         })
         .await
@@ -586,7 +667,7 @@ impl OmClient {
             key: key.to_string(),
             upload_id: upload_id.to_string(),
         };
-        self.call("AbortMultipartUpload", req, |mut c, r| async move {
+        self.write("AbortMultipartUpload", req, |mut c, r| async move {
             c.abort_multipart_upload(r).await
         })
         .await
@@ -612,11 +693,36 @@ impl OmClient {
         .await
     }
 
+    // ---- admin ----
+
+    /// Open keys (writes not committed yet), oldest first; pages with `next_token`.
+    pub async fn admin_list_open_keys(
+        &self,
+        req: AdminListOpenKeysRequest,
+    ) -> Result<AdminListOpenKeysResponse> {
+        self.call("AdminListOpenKeys", req, |mut c, r| async move {
+            c.admin_list_open_keys(r).await
+        })
+        .await
+    }
+
+    /// Incomplete multipart uploads of every bucket (or one volume / bucket); pages with
+    /// `next_token`.
+    pub async fn admin_list_multipart_uploads(
+        &self,
+        req: AdminListMultipartUploadsRequest,
+    ) -> Result<AdminListMultipartUploadsResponse> {
+        self.call("AdminListMultipartUploads", req, |mut c, r| async move {
+            c.admin_list_multipart_uploads(r).await
+        })
+        .await
+    }
+
     // ---- tags ----
 
     /// Replaces a key's tags (empty: deletes them); answers the key without locations.
     pub async fn set_key_tags(&self, req: SetKeyTagsRequest) -> Result<KeyInfo> {
-        self.call("SetKeyTags", req, |mut c, r| async move {
+        self.write("SetKeyTags", req, |mut c, r| async move {
             c.set_key_tags(r).await
         })
         .await
@@ -624,7 +730,7 @@ impl OmClient {
 
     /// Replaces a bucket's tags (empty: deletes them).
     pub async fn set_bucket_tags(&self, req: SetBucketTagsRequest) -> Result<BucketInfo> {
-        self.call("SetBucketTags", req, |mut c, r| async move {
+        self.write("SetBucketTags", req, |mut c, r| async move {
             c.set_bucket_tags(r).await
         })
         .await
@@ -676,6 +782,78 @@ mod tests {
     fn normalizes_addresses() {
         assert_eq!(normalize("http://om:9862/"), "om:9862");
         assert_eq!(normalize(" om:9862 "), "om:9862");
+    }
+
+    /// The (client id, call id) of each attempt seen.
+    type Seen = Arc<Mutex<Vec<(Option<String>, Option<String>)>>>;
+
+    /// What one attempt of a call carried: (client id, call id) from its metadata.
+    fn ids_of<T>(r: &tonic::Request<T>) -> (Option<String>, Option<String>) {
+        let get = |k| {
+            r.metadata()
+                .get(k)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        (get(CLIENT_ID_HEADER), get(CALL_ID_HEADER))
+    }
+
+    /// Every attempt of a write carries the same request id (so OM answers a retry with the
+    /// first result); the next write gets a new call id; reads carry none.
+    #[tokio::test]
+    async fn a_write_keeps_its_request_id_across_attempts() {
+        let client = OmClient::connect_with(
+            vec!["127.0.0.1:1".into(), "127.0.0.1:2".into()],
+            OmClientOptions {
+                retry_backoff: Duration::from_millis(1),
+                failover_timeout: Duration::from_secs(5),
+                ..Default::default()
+            },
+        )
+        .expect("client");
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        // Fails twice (a reset connection, then NOT_LEADER without a hint), then answers.
+        let flaky = |seen: Seen| {
+            move |_c: OmServiceClient<Channel>, r: tonic::Request<u32>| {
+                let seen = seen.clone();
+                async move {
+                    let mut seen = seen.lock().expect("lock");
+                    seen.push(ids_of(&r));
+                    match seen.len() {
+                        1 => Err(tonic::Status::unavailable("connection reset")),
+                        2 => Err(status(tonic::Code::FailedPrecondition, Some("NOT_LEADER"))),
+                        _ => Ok(tonic::Response::new(*r.get_ref())),
+                    }
+                }
+            }
+        };
+        let got = client
+            .write("CommitKey", 7u32, flaky(seen.clone()))
+            .await
+            .expect("third attempt answers");
+        assert_eq!(got, 7);
+        let attempts = std::mem::take(&mut *seen.lock().expect("lock"));
+        assert_eq!(attempts.len(), 3);
+        let first = attempts[0].clone();
+        assert_eq!(first.0.as_deref(), Some(client.client_id()));
+        assert!(first.1.is_some());
+        assert!(attempts.iter().all(|a| *a == first), "{attempts:?}");
+
+        client
+            .write("CommitKey", 8u32, flaky(seen.clone()))
+            .await
+            .expect("answers");
+        let next = seen.lock().expect("lock")[0].clone();
+        assert_eq!(next.0, first.0);
+        assert_ne!(next.1, first.1, "a new call gets a new call id");
+
+        seen.lock().expect("lock").clear();
+        client
+            .call("LookupKey", 9u32, flaky(seen.clone()))
+            .await
+            .expect("answers");
+        let reads = seen.lock().expect("lock").clone();
+        assert_eq!(reads, vec![(None, None); 3], "a read carries no request id");
     }
 
     #[tokio::test]

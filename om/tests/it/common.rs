@@ -194,9 +194,11 @@ pub fn om_config(db_dir: &Path, scm_addr: &str) -> OzoneConfig {
 }
 
 pub async fn start_om(db_dir: &Path, scm_addr: &str) -> (OmServer, OmClient) {
-    let server = ozone_om::start(om_config(db_dir, scm_addr))
-        .await
-        .expect("OM starts");
+    start_om_with(om_config(db_dir, scm_addr)).await
+}
+
+pub async fn start_om_with(cfg: OzoneConfig) -> (OmServer, OmClient) {
+    let server = ozone_om::start(cfg).await.expect("OM starts");
     let client = OmClient::connect_with(
         vec![server.address().to_string()],
         OmClientOptions {
@@ -217,9 +219,16 @@ pub struct Cluster {
 }
 
 pub async fn cluster() -> Cluster {
+    cluster_with(|_| {}).await
+}
+
+/// [`cluster`] with the OM's configuration changed by `tweak`.
+pub async fn cluster_with(tweak: impl FnOnce(&mut OzoneConfig)) -> Cluster {
     let scm = start_fake_scm().await;
     let dir = tempfile::tempdir().expect("temp dir");
-    let (om, client) = start_om(dir.path(), &scm.addr.to_string()).await;
+    let mut cfg = om_config(dir.path(), &scm.addr.to_string());
+    tweak(&mut cfg);
+    let (om, client) = start_om_with(cfg).await;
     Cluster {
         scm,
         om,

@@ -356,3 +356,79 @@ async fn three_oms_replicate_transfer_fail_over_and_catch_up_by_snapshot() {
         g.stop(i).await;
     }
 }
+
+/// A CommitKey whose answer was lost (its leader died right after applying it), retried with
+/// the same request id through the new leader, answers the key it committed: OM's retry cache
+/// is replicated state. A new call (another request id) finds no open key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_commit_retried_after_a_leader_change_answers_its_first_result() {
+    use om_client::proto::om_service_client::OmServiceClient;
+    use om_client::proto::{CommitKeyRequest, KeyLocation, OpenKeyRequest};
+
+    let mut g = group().await;
+    let client = g.client();
+    create_bucket_when_ready(&client, "retry").await;
+    let open = client
+        .open_key(OpenKeyRequest {
+            volume: VOL.into(),
+            bucket: "retry".into(),
+            key: "k".into(),
+            size_hint: 3,
+            ..Default::default()
+        })
+        .await
+        .expect("open");
+    let commit = CommitKeyRequest {
+        volume: VOL.into(),
+        bucket: "retry".into(),
+        key: "k".into(),
+        client_id: open.client_id,
+        locations: vec![KeyLocation {
+            length: 3,
+            ..open.locations[0].clone()
+        }],
+        size: 3,
+        etag: "e".into(),
+        ..Default::default()
+    };
+    let id = client.next_request_id();
+    // One attempt of the call to the OM at `address`, carrying the request id.
+    let send = |address: String| {
+        let (commit, id) = (commit.clone(), id.clone());
+        async move {
+            let mut c = OmServiceClient::connect(format!("http://{address}"))
+                .await
+                .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+            let mut req = tonic::Request::new(commit);
+            id.attach(&mut req);
+            c.commit_key(req).await.map(tonic::Response::into_inner)
+        }
+    };
+    let leader = g.leader().await;
+    let first = send(g.addrs[leader].clone()).await.expect("commit");
+    assert_eq!(first.size, 3);
+
+    g.stop(leader).await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let again = loop {
+        let new_leader = g.leader().await;
+        match send(g.addrs[new_leader].clone()).await {
+            Ok(k) => break k,
+            Err(e) if Instant::now() < deadline => {
+                tracing::info!(error = %e, "retry not answered yet");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("the retry failed: {e}"),
+        }
+    };
+    assert_eq!(again, first, "the retry answers the first result");
+    assert_eq!(
+        client.lookup_key(VOL, "retry", "k").await.expect("stored"),
+        first
+    );
+    // A new call is a new write: the open key is gone.
+    assert_status(client.commit_key(commit).await, OmStatus::KeyNotFound);
+    for i in 0..3 {
+        g.stop(i).await;
+    }
+}

@@ -6,6 +6,7 @@ mod common;
 mod deletion;
 mod ha;
 mod keys;
+mod leaks;
 mod links;
 mod listing;
 mod multipart;

@@ -53,6 +53,8 @@ not_leader! {
     revoke_s3_secret(S3SecretRequest) -> Empty;
     verify_s3_signature(VerifyS3SignatureRequest) -> VerifyS3SignatureResponse;
     set_bucket_acl(SetBucketAclRequest) -> BucketInfo;
+    admin_list_open_keys(AdminListOpenKeysRequest) -> AdminListOpenKeysResponse;
+    admin_list_multipart_uploads(AdminListMultipartUploadsRequest) -> AdminListMultipartUploadsResponse;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
