@@ -208,7 +208,8 @@ fn healthy_first(
                 .is_some_and(|d| !tried.iter().any(|t| t.uuid == d.uuid))
         })
         .collect();
-    replicas.sort_by_key(|r| !(r.state == "CLOSED" || r.state == "OPEN"));
+    // Lagging replicas (missing committed blocks) go with the UNHEALTHY ones.
+    replicas.sort_by_key(|r| !((r.state == "CLOSED" || r.state == "OPEN") && !r.lagging));
     replicas.into_iter().filter_map(|r| r.datanode).collect()
 }
 
@@ -227,6 +228,8 @@ mod tests {
             state: state.into(),
             used_bytes: 0,
             block_count: 0,
+            bcsid: 0,
+            lagging: false,
         }
     }
 
