@@ -516,7 +516,7 @@ impl BlockWriter {
                 })
                 .collect();
             let (mut results, lagging) =
-                run_step(puts, quorum, timeout, lag, |r: &Result<(), String>| {
+                run_step(puts, quorum, timeout, lag, |r: &Result<u64, String>| {
                     r.is_ok()
                 })
                 .await;
