@@ -86,7 +86,8 @@ impl Store {
             source,
         })?;
         let path = dir.join("scm.db");
-        let db = ozone_common::db::create_with_cache(&path, DB_CACHE_BYTES).map_err(ScmError::db)?;
+        let db =
+            ozone_common::db::create_with_cache(&path, DB_CACHE_BYTES).map_err(ScmError::db)?;
         let store = Store { db: Some(db) };
         let mut loaded = store.load()?;
         if loaded.cluster_id.is_empty() {
