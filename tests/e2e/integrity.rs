@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 use datanode_client::checksum;
 use ozone_common::config::keys;
 use ozone_proto::hdds::BlockData;
-use ozone_tests::{Cluster, ClusterOpts, block_files, ok, same_file, write_random_file};
+use ozone_tests::{
+    Cluster, ClusterOpts, block_files, files_under, ok, same_file, write_random_file,
+};
 use prost::Message;
 use redb::{ReadableTable, TableDefinition};
 
@@ -28,19 +30,7 @@ fn set(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
 }
 
 fn files_named(dir: &Path, name: &str) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.file_name().is_some_and(|n| n == name) {
-                out.push(p);
-            }
-        }
-    }
-    out
+    files_under(dir, |p| p.file_name().is_some_and(|n| n == name))
 }
 
 /// Rewrites every block a (stopped) datanode holds: each byte flipped, and each chunk's

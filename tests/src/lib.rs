@@ -549,6 +549,11 @@ pub fn write_random_file(path: &Path, len: usize, seed: u64) {
 
 /// Every block file (`*.block`) under `dir`, e.g. one datanode's directory, sorted.
 pub fn block_files(dir: &Path) -> Vec<PathBuf> {
+    files_under(dir, |p| p.extension().is_some_and(|x| x == "block"))
+}
+
+/// Every file under `dir` (at any depth) for which `keep` holds, sorted.
+pub fn files_under(dir: &Path, keep: impl Fn(&Path) -> bool) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -556,7 +561,7 @@ pub fn block_files(dir: &Path) -> Vec<PathBuf> {
             let p = e.path();
             if p.is_dir() {
                 stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "block") {
+            } else if keep(&p) {
                 out.push(p);
             }
         }
