@@ -115,6 +115,14 @@ struct TxProgress {
     sent: HashMap<String, Instant>,
 }
 
+/// A deleted-block transaction every holder of its container carried out, kept in memory for
+/// a while (see `deleted_blocks`): a holder SCM learns of later gets it sent too.
+struct DoneTx {
+    tx: DeleteTx,
+    /// Datanodes that carried it out.
+    acked: HashSet<String>,
+}
+
 #[derive(Default)]
 struct Dirty {
     nodes: BTreeSet<String>,
@@ -160,6 +168,11 @@ pub struct ScmState {
     /// Containers with transactions that may have no holder, and since when they have none
     /// (stamped at the next tick): their transactions drain after a timeout.
     holderless: HashMap<u64, Option<Instant>>,
+    /// Transactions done by every holder, by container, kept for
+    /// [`ScmState::delete_retention`] after they left the log (in memory only).
+    delete_done: HashMap<u64, Vec<DoneTx>>,
+    /// The same, oldest first, with when they were done: (when, container, transaction).
+    delete_done_order: std::collections::VecDeque<(Instant, u64, u64)>,
 }
 
 impl ScmState {
@@ -257,6 +270,8 @@ impl ScmState {
             delete_progress: HashMap::new(),
             delete_work: HashMap::new(),
             holderless,
+            delete_done: HashMap::new(),
+            delete_done_order: std::collections::VecDeque::new(),
         })
     }
 
@@ -312,7 +327,7 @@ impl ScmState {
                 tracing::warn!(datanode = %uuid, replicas = node.replicas.len(), "forgetting the replicas of a DEAD datanode");
                 let ids: Vec<u64> = node.replicas.keys().copied().collect();
                 for id in ids {
-                    self.drop_replica(&uuid, id);
+                    self.drop_replica(&uuid, id, now);
                 }
             }
             let Some(node) = self.nodes.get(&uuid) else {
@@ -344,6 +359,7 @@ impl ScmState {
         self.finish_decommissions(now);
         self.finish_container_deletions();
         self.drain_holderless_deletes(now);
+        self.expire_done_deletes(now);
         self.form_pipelines(now)?;
         self.safe_mode(now);
         self.persist()
@@ -685,6 +701,84 @@ mod tests {
         assert_eq!(s.delete_log_len(), 0);
         s.close().expect("close");
         let s = ScmState::open(config(dir.path()), t0).expect("reopen");
+        assert_eq!(s.delete_log_len(), 0);
+    }
+
+    #[test]
+    fn a_holder_that_shows_up_after_a_deletion_was_done_gets_it_too() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let t0 = Instant::now();
+        let mut s = ScmState::open(config(dir.path()), t0).expect("open");
+        for n in 1..=3 {
+            s.register(update(n), t0).expect("register");
+        }
+        let b = s.allocate(alloc(1, &[]), t0).expect("allocate").remove(0);
+        let cid = b.container_id;
+        // Two holders report the replica; the third's report is late.
+        for n in [1, 2] {
+            s.heartbeat(with_replica(n, cid, ReplicaState::Open), t0)
+                .expect("hb");
+        }
+        s.add_deleted_blocks(vec![(cid, vec![b.local_id])])
+            .expect("log");
+        let mut tx = 0;
+        for n in [1, 2] {
+            let hb = s
+                .heartbeat(with_replica(n, cid, ReplicaState::Open), t0)
+                .expect("hb");
+            match hb.commands.as_slice() {
+                [Command::DeleteBlocks(txs)] => tx = txs[0].tx_id,
+                other => panic!("unexpected {other:?}"),
+            }
+            let mut u = with_replica(n, cid, ReplicaState::Open);
+            u.deleted_block_txs = vec![tx];
+            s.heartbeat(u, t0).expect("hb");
+        }
+        assert_eq!(s.delete_log_len(), 0, "done by every holder SCM knows");
+
+        // Datanode 3 reports its replica (with the block the others deleted): it gets the
+        // transaction, which leaves the log again once it acknowledges.
+        let hb = s
+            .heartbeat(with_replica(3, cid, ReplicaState::Open), t0)
+            .expect("hb");
+        match hb.commands.as_slice() {
+            [Command::DeleteBlocks(txs)] => {
+                assert_eq!(
+                    (txs[0].tx_id, txs[0].local_ids.clone()),
+                    (tx, vec![b.local_id])
+                )
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert_eq!(s.delete_log_len(), 1);
+        let mut u = with_replica(3, cid, ReplicaState::Open);
+        u.deleted_block_txs = vec![tx];
+        s.heartbeat(u, t0).expect("hb");
+        assert_eq!(s.delete_log_len(), 0);
+        // A holder that already carried it out does not get it again.
+        assert!(
+            s.heartbeat(with_replica(1, cid, ReplicaState::Open), t0)
+                .expect("hb")
+                .commands
+                .is_empty()
+        );
+
+        // After the retention, a holder showing up gets nothing.
+        let late = t0 + s.delete_retention() + Duration::from_secs(1);
+        s.tick(late).expect("tick");
+        let mut gone = with_replica(3, cid, ReplicaState::Open);
+        gone.replicas.clear();
+        s.heartbeat(gone, late).expect("hb");
+        let hb = s
+            .heartbeat(with_replica(3, cid, ReplicaState::Open), late)
+            .expect("hb");
+        assert!(
+            !hb.commands
+                .iter()
+                .any(|c| matches!(c, Command::DeleteBlocks(_))),
+            "{:?}",
+            hb.commands
+        );
         assert_eq!(s.delete_log_len(), 0);
     }
 

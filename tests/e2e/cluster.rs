@@ -5,16 +5,6 @@ use ozone_common::config::keys;
 use ozone_common::probe::get;
 use ozone_tests::{Cluster, ClusterOpts, ok};
 
-fn conf_value(c: &Cluster, role: &str, key: &str) -> String {
-    let text = std::fs::read_to_string(c.dir().join(role).join("conf/ozone-site.xml")).unwrap();
-    let needle = format!("<name>{key}</name><value>");
-    let start = text
-        .find(&needle)
-        .unwrap_or_else(|| panic!("{key} not in {role} conf"))
-        + needle.len();
-    text[start..].split('<').next().unwrap().to_string()
-}
-
 #[test]
 fn cluster_layout_metrics_admin_and_clean_stop() {
     let mut c = Cluster::start(ClusterOpts::default());
@@ -67,7 +57,7 @@ fn cluster_layout_metrics_admin_and_clean_stop() {
             "ozone_s3g_requests_total{op=\"CreateBucket\"",
         ),
     ] {
-        let addr = conf_value(&c, role, key);
+        let addr = c.conf_value(role, key);
         let prom = get(&addr, "/prom").unwrap_or_else(|e| panic!("{role} /prom: {e}"));
         let text = prom.text();
         assert_eq!(prom.status, 200, "{role} /prom: {} {text}", prom.head);

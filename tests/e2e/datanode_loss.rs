@@ -42,13 +42,6 @@ fn admin_json(c: &Cluster, args: &[&str]) -> Value {
     serde_json::from_str(&ok(c.ozone(&full))).unwrap()
 }
 
-fn containers(c: &Cluster) -> Vec<Value> {
-    admin_json(c, &["container", "list", "--all"])
-        .as_array()
-        .unwrap()
-        .clone()
-}
-
 fn datanodes(c: &Cluster) -> Vec<Value> {
     admin_json(c, &["datanode", "list"])
         .as_array()
@@ -74,7 +67,7 @@ fn name_of(c: &Cluster, uuid: &str, datanodes: u32) -> String {
 /// The datanode holding the most container replicas: (role name, uuid).
 fn busiest(c: &Cluster, datanodes: u32) -> (String, String) {
     let mut count: BTreeMap<String, usize> = BTreeMap::new();
-    for ct in containers(c) {
+    for ct in c.containers() {
         for (u, _) in replicas(&ct) {
             *count.entry(u).or_default() += 1;
         }
@@ -138,7 +131,7 @@ fn replicas(container: &Value) -> Vec<(String, String)> {
 /// is) on datanodes not in `excluded`.
 fn fully_replicated(c: &Cluster, excluded: &[String]) -> Result<(), String> {
     let mut bad = Vec::new();
-    for ct in containers(c) {
+    for ct in c.containers() {
         let state = ct["state"].as_str().unwrap().to_string();
         if state == "DELETING" || state == "DELETED" {
             continue;
@@ -579,7 +572,8 @@ fn deleted_objects_leave_the_disks_and_used_bytes_drop() {
         Duration::from_secs(60),
         "empty closed containers deleted",
         || {
-            let states: BTreeMap<u64, String> = containers(&c)
+            let states: BTreeMap<u64, String> = c
+                .containers()
                 .iter()
                 .map(|ct| {
                     (
@@ -613,7 +607,7 @@ fn deleted_objects_leave_the_disks_and_used_bytes_drop() {
                 .and_then(|n| n.to_str())
                 .and_then(|n| n.parse::<u64>().ok())
                 .is_some_and(|id| {
-                    containers(&c)
+                    c.containers()
                         .iter()
                         .any(|ct| ct["id"] == id && ct["state"] == "DELETED")
                 })
@@ -660,14 +654,15 @@ fn decommissioned_datanode_hands_its_replicas_over_first() {
         "s3://decom/",
     ]));
     wait_for(Duration::from_secs(20), "replicas reported", || {
-        if containers(&c).iter().any(|ct| !replicas(ct).is_empty()) {
+        if c.containers().iter().any(|ct| !replicas(ct).is_empty()) {
             Ok(())
         } else {
             Err("none yet".into())
         }
     });
     let (name, victim) = busiest(&c, 5);
-    let held: Vec<u64> = containers(&c)
+    let held: Vec<u64> = c
+        .containers()
         .iter()
         .filter(|ct| replicas(ct).iter().any(|(u, _)| *u == victim))
         .map(|ct| ct["id"].as_u64().unwrap())
@@ -718,7 +713,7 @@ fn decommissioned_datanode_hands_its_replicas_over_first() {
             Err(state)
         });
         // By the time it is DECOMMISSIONED every container it held has 3 replicas elsewhere.
-        let all = containers(&c);
+        let all = c.containers();
         for id in &held {
             let ct = all.iter().find(|ct| ct["id"] == *id).unwrap();
             if ct["state"] == "DELETED" || ct["state"] == "DELETING" {

@@ -6,12 +6,12 @@
 //! Tests that kill, stop, restart or corrupt processes, or need their own configuration
 //! (security on, HA OMs, small blocks, fast replication), start their own
 //! ([`ozone_tests::Cluster::start`]): cluster, datanode_loss, durability, integrity, leaks (a
-//! short open-key expiry), om_ha, replica_consistency, security,
-//! compose, scale (small container sizes, an open-file limit, containers closed under
-//! uploads), the secure browser test and aws_cli's 16 MiB-block round trip. So does `ozone sh`'s
-//! (shell), from before the key writer could go on past a container closed under it; it could
-//! now share the cluster. The fault-injection suite (nemesis) runs its own 3-OM cluster, or the
-//! Docker one, under load and faults.
+//! short open-key expiry), om_ha, open_files (an open-file limit lowered on one datanode),
+//! replica_consistency, security, compose, scale (small container sizes, an open-file limit,
+//! containers closed under uploads), the secure browser test and aws_cli's 16 MiB-block round
+//! trip. So does `ozone sh`'s (shell), from before the key writer could go on past a
+//! container closed under it; it could now share the cluster. The fault-injection suite
+//! (nemesis) runs its own 3-OM cluster, or the Docker one, under load and faults.
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
 mod aws_cli;
@@ -27,6 +27,7 @@ mod integrity;
 mod leaks;
 mod nemesis;
 mod om_ha;
+mod open_files;
 mod replica_consistency;
 mod scale;
 mod security;

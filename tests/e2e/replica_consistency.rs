@@ -50,15 +50,6 @@ fn signal(c: &Cluster, role: &str, sig: rustix::process::Signal) {
     rustix::process::kill_process(pid, sig).unwrap();
 }
 
-fn containers(c: &Cluster) -> Vec<Value> {
-    let out = ok(c.ozone(&["admin", "container", "list", "--all", "--json"]));
-    serde_json::from_str::<Value>(&out)
-        .unwrap()
-        .as_array()
-        .unwrap()
-        .clone()
-}
-
 fn uuid_of(c: &Cluster, role: &str) -> String {
     std::fs::read_to_string(c.dir().join(role).join("data/datanode.id"))
         .unwrap()
@@ -151,14 +142,14 @@ fn a_datanode_stopped_while_containers_close_under_writes_is_repaired_before_the
     );
     objects.extend(during);
     // Every container still OPEN closes now, while the datanode is still stopped.
-    for ct in containers(&c) {
+    for ct in c.containers() {
         if ct["state"] == "OPEN" {
             let id = ct["id"].to_string();
             ok(c.ozone(&["admin", "container", "close", &id]));
         }
     }
     let lagging: usize =
-        containers(&c)
+        c.containers()
             .iter()
             .filter(|ct| {
                 ct["bcsid"].as_u64().unwrap_or(0) > 0
@@ -176,7 +167,7 @@ fn a_datanode_stopped_while_containers_close_under_writes_is_repaired_before_the
     signal(&c, stopped, rustix::process::Signal::CONT);
     let deadline = Instant::now() + Duration::from_secs(45);
     loop {
-        match settled(&containers(&c), &stopped_uuid) {
+        match settled(&c.containers(), &stopped_uuid) {
             Ok(()) => break,
             Err(why) => assert!(Instant::now() < deadline, "not repaired within 45 s: {why}"),
         }

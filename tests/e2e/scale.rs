@@ -11,16 +11,6 @@ use ozone_common::config::keys;
 use ozone_tests::{Cluster, ClusterOpts, ok, same_file, write_random_file};
 use serde_json::Value;
 
-/// Every container SCM knows, from `ozone admin container list --all --json`.
-fn containers(c: &Cluster) -> Vec<Value> {
-    let out = ok(c.ozone(&["admin", "container", "list", "--all", "--json"]));
-    serde_json::from_str::<Value>(&out)
-        .unwrap()
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-}
-
 /// The (soft, hard) open-file limits of a process, from `/proc/<pid>/limits`.
 fn nofile_limits(pid: i32) -> (String, String) {
     let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
@@ -82,7 +72,7 @@ fn small_objects_share_containers_under_a_256_file_limit() {
     ]));
 
     let mut per_pipeline: BTreeMap<String, usize> = BTreeMap::new();
-    for container in containers(&c) {
+    for container in c.containers() {
         *per_pipeline
             .entry(container["pipeline_id"].as_str().unwrap().to_string())
             .or_default() += 1;
@@ -137,7 +127,7 @@ fn large_objects_survive_containers_closing_under_them() {
         let (c, done, closed) = (c.clone(), done.clone(), closed.clone());
         std::thread::spawn(move || {
             while !done.load(Ordering::Acquire) {
-                for container in containers(&c) {
+                for container in c.containers() {
                     if container["state"] == "OPEN" && container["used_bytes"].as_u64() > Some(0) {
                         let id = container["id"].as_u64().unwrap().to_string();
                         let out = c.ozone(&["admin", "container", "close", &id]);

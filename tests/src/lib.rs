@@ -358,6 +358,40 @@ impl Cluster {
         }
     }
 
+    /// Every container SCM knows, from `ozone admin container list --all --json`.
+    pub fn containers(&self) -> Vec<serde_json::Value> {
+        let out = ok(self.ozone(&["admin", "container", "list", "--all", "--json"]));
+        match serde_json::from_str(&out) {
+            Ok(serde_json::Value::Array(v)) => v,
+            other => panic!("container list --json printed {out:?}: {other:?}"),
+        }
+    }
+
+    /// The value of `key` in the configuration `cluster up` wrote for `role` (`datanode-1`).
+    pub fn conf_value(&self, role: &str, key: &str) -> String {
+        let path = self.path.join(role).join("conf/ozone-site.xml");
+        let text =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let needle = format!("<name>{key}</name><value>");
+        let start = text
+            .find(&needle)
+            .unwrap_or_else(|| panic!("{key} not in {role} conf"))
+            + needle.len();
+        text[start..].split('<').next().unwrap_or("").to_string()
+    }
+
+    /// The value of the first line of a datanode's `/prom` that starts with `line_prefix`
+    /// (e.g. `ozone_datanode_state{name="scrub_faulted_containers"}`); `None` if there is no
+    /// such line or the datanode does not answer.
+    pub fn datanode_metric(&self, role: &str, line_prefix: &str) -> Option<f64> {
+        let addr = self.conf_value(role, keys::HDDS_DATANODE_HTTP_ADDRESS.name());
+        let body = ozone_common::probe::get(&addr, "/prom").ok()?.text();
+        body.lines()
+            .find(|l| l.starts_with(line_prefix))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    }
+
     /// `host:port` of the S3 endpoint.
     pub fn s3_addr(&self) -> String {
         self.endpoint

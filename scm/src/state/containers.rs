@@ -400,6 +400,7 @@ impl ScmState {
             for tx in txs {
                 self.remove_delete_tx(tx);
             }
+            self.delete_done.remove(&id);
         }
     }
 }

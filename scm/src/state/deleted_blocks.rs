@@ -8,10 +8,16 @@
 //! so looks only at that datanode's outstanding work, never at the whole log. The transactions
 //! of a container no datanode holds any more (or ever did) drain after
 //! `hdds.scm.block.deletion.missing.container.timeout`, so the log does not keep them forever.
+//!
+//! A transaction every holder carried out leaves the log, but SCM keeps it in memory for a
+//! while ([`ScmState::delete_retention`]) with the datanodes that carried it out: a holder it
+//! learns of later (a replica reported late, or copied from a source exported before it
+//! carried the transaction out) gets it sent again, so no replica keeps blocks the others
+//! deleted. (A restart forgets these; a replica appearing that late keeps the blocks.)
 
 use std::time::{Duration, Instant};
 
-use super::ScmState;
+use super::{DoneTx, ScmState, TxProgress};
 use crate::error::ScmError;
 use crate::model::{Command, ContainerState, DeleteTx};
 use crate::store::SEQ_DELETE_TX;
@@ -109,9 +115,99 @@ impl ScmState {
         }
     }
 
+    /// Transaction `tx` was carried out by every holder: it leaves the log and is kept for
+    /// [`Self::delete_retention`] in case a holder SCM does not know of yet shows up.
+    fn complete_delete_tx(&mut self, tx: u64, now: Instant) {
+        let Some(t) = self.delete_log.get(&tx).cloned() else {
+            return;
+        };
+        let acked = self
+            .delete_progress
+            .get(&tx)
+            .map(|p| p.acked.clone())
+            .unwrap_or_default();
+        self.remove_delete_tx(tx);
+        let cid = t.container_id;
+        self.delete_done
+            .entry(cid)
+            .or_default()
+            .push(DoneTx { tx: t, acked });
+        self.delete_done_order.push_back((now, cid, tx));
+    }
+
+    /// How long a transaction done by every holder is kept to be sent to holders that show up
+    /// later: the longer of `hdds.scm.block.deletion.missing.container.timeout` and twice
+    /// `hdds.scm.replication.event.timeout` (a copy asked for lands within that).
+    pub(super) fn delete_retention(&self) -> Duration {
+        self.cfg
+            .deletion_missing_container_timeout
+            .max(self.cfg.replication_timeout * 2)
+    }
+
+    /// Forgets the done transactions older than [`Self::delete_retention`]; looks only at
+    /// those.
+    pub(super) fn expire_done_deletes(&mut self, now: Instant) {
+        let keep = self.delete_retention();
+        while let Some(&(at, cid, tx)) = self.delete_done_order.front() {
+            if now.saturating_duration_since(at) < keep {
+                break;
+            }
+            self.delete_done_order.pop_front();
+            if let Some(done) = self.delete_done.get_mut(&cid) {
+                done.retain(|d| d.tx.tx_id != tx);
+                if done.is_empty() {
+                    self.delete_done.remove(&cid);
+                }
+            }
+        }
+    }
+
+    /// `uuid` newly holds `container_id`: the container's done transactions it did not carry
+    /// out go back into the log, to be sent to it (and leave again once it has).
+    fn revive_done_txs(&mut self, uuid: &str, container_id: u64) {
+        let Some(done) = self.delete_done.get_mut(&container_id) else {
+            return;
+        };
+        let (revive, keep): (Vec<DoneTx>, Vec<DoneTx>) =
+            done.drain(..).partition(|d| !d.acked.contains(uuid));
+        if keep.is_empty() {
+            self.delete_done.remove(&container_id);
+        } else {
+            *done = keep;
+        }
+        if revive.is_empty() {
+            return;
+        }
+        tracing::info!(
+            datanode = %uuid,
+            container = container_id,
+            transactions = revive.len(),
+            "a new holder of the container gets the block deletions the others carried out"
+        );
+        for d in revive {
+            let tx = d.tx.tx_id;
+            self.delete_log.insert(tx, d.tx);
+            self.delete_by_container
+                .entry(container_id)
+                .or_default()
+                .insert(tx);
+            self.delete_progress.insert(
+                tx,
+                TxProgress {
+                    acked: d.acked,
+                    sent: Default::default(),
+                },
+            );
+            self.dirty.removed_delete_txs.remove(&tx);
+            self.dirty.delete_txs.insert(tx);
+        }
+        self.dirty.structural = true;
+    }
+
     /// A datanode now holds a replica of `container_id`: it has that container's
     /// transactions to carry out.
     pub(super) fn note_new_holder(&mut self, uuid: &str, container_id: u64) {
+        self.revive_done_txs(uuid, container_id);
         if self.delete_by_container.contains_key(&container_id) {
             self.delete_work
                 .entry(uuid.to_string())
@@ -133,7 +229,7 @@ impl ScmState {
     /// Records a datanode's acknowledgements; a transaction every datanode now holding a
     /// replica of its container has carried out leaves the log (written at the next flush;
     /// a transaction sent again after a crash is harmless).
-    pub(super) fn accept_delete_acks(&mut self, uuid: &str, acks: &[u64]) {
+    pub(super) fn accept_delete_acks(&mut self, uuid: &str, acks: &[u64], now: Instant) {
         for tx in acks {
             let Some(t) = self.delete_log.get(tx) else {
                 continue;
@@ -152,7 +248,7 @@ impl ScmState {
                     container = container_id,
                     "deleted-block transaction done"
                 );
-                self.remove_delete_tx(*tx);
+                self.complete_delete_tx(*tx, now);
             }
         }
     }
@@ -161,7 +257,7 @@ impl ScmState {
     /// carried out leave the log. With no holder left they stay (the replicas of a DEAD
     /// datanode may come back) until `drain_holderless_deletes` drains them after a timeout.
     /// Costs the container's transactions.
-    pub(super) fn retire_done_txs(&mut self, container_id: u64) {
+    pub(super) fn retire_done_txs(&mut self, container_id: u64, now: Instant) {
         let Some(c) = self.containers.get(&container_id) else {
             return;
         };
@@ -189,7 +285,7 @@ impl ScmState {
                 container = container_id,
                 "deleted-block transaction done by every remaining holder"
             );
-            self.remove_delete_tx(tx);
+            self.complete_delete_tx(tx, now);
         }
     }
 

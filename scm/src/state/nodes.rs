@@ -89,7 +89,7 @@ impl ScmState {
         }
         let acks = std::mem::take(&mut update.deleted_block_txs);
         self.accept_reports(&uuid, update, now);
-        self.accept_delete_acks(&uuid, &acks);
+        self.accept_delete_acks(&uuid, &acks, now);
         if let Err(e) = self.form_pipelines(now) {
             tracing::warn!(error = %e, "forming pipelines after a heartbeat failed");
         }
@@ -139,7 +139,7 @@ impl ScmState {
                 .collect()
         };
         for id in removed {
-            self.drop_replica(uuid, id);
+            self.drop_replica(uuid, id, now);
         }
         let mut closed_by_datanode = Vec::new();
         for r in &update.replicas {
@@ -195,7 +195,7 @@ impl ScmState {
     }
 
     /// Datanode `uuid` no longer holds container `id` (removed, or the datanode is DEAD).
-    pub(super) fn drop_replica(&mut self, uuid: &str, id: u64) {
+    pub(super) fn drop_replica(&mut self, uuid: &str, id: u64, now: Instant) {
         let Some(node) = self.nodes.get_mut(uuid) else {
             return;
         };
@@ -207,7 +207,7 @@ impl ScmState {
         if let Some(c) = self.containers.get_mut(&id) {
             c.holders.remove(uuid);
             self.refresh_reported_used(id);
-            self.retire_done_txs(id);
+            self.retire_done_txs(id, now);
         }
     }
 }

@@ -156,6 +156,10 @@ pub fn check_listing(listed: &[String], keys: &[KeyRec], probe_prefix: &str) -> 
 pub struct Replicas {
     /// Containers checked (not DELETING/DELETED).
     pub containers: usize,
+    /// CLOSED containers no block ever reached: no replica anywhere and no commit SCM ever
+    /// saw (BCSID 0); blocks were allocated in them but their writers moved on before writing.
+    /// Nothing in them can be lost; they are counted, not judged.
+    pub never_written: usize,
     /// Whether replicas report a BCSID (a field named `bcsid`); without it only block counts
     /// are compared.
     pub bcsid_reported: bool,
@@ -165,7 +169,8 @@ pub struct Replicas {
 
 /// Judges `ozone admin container list --all --json`: every live container has exactly as many
 /// replicas as its replication, each CLOSED (or OPEN while the container is), all with the same
-/// block count and, where reported, the same BCSID.
+/// block count and, where reported, the same BCSID; except a CLOSED container that no
+/// replica holds and SCM never saw a commit in (see [`Replicas::never_written`]).
 pub fn replicas(list_json: &str) -> Result<Replicas, String> {
     let v: Value = serde_json::from_str(list_json).map_err(|e| format!("{e}: {list_json}"))?;
     let cts = v
@@ -178,9 +183,13 @@ pub fn replicas(list_json: &str) -> Result<Replicas, String> {
         if state == "DELETING" || state == "DELETED" {
             continue;
         }
-        out.containers += 1;
         let want = ct["replication"].as_u64().unwrap_or(3) as usize;
         let reps = ct["replicas"].as_array().cloned().unwrap_or_default();
+        if state == "CLOSED" && reps.is_empty() && ct["bcsid"].as_u64() == Some(0) {
+            out.never_written += 1;
+            continue;
+        }
+        out.containers += 1;
         let mut why = Vec::new();
         if reps.len() != want {
             why.push(format!("{} replicas, want {want}", reps.len()));
@@ -261,13 +270,19 @@ mod tests {
             {"id": 1, "state": "CLOSED", "replication": 3,
              "replicas": [rep("CLOSED", 5), rep("CLOSED", 5), rep("CLOSED", 5)]},
             {"id": 2, "state": "DELETED", "replication": 3, "replicas": []},
+            {"id": 4, "state": "CLOSED", "replication": 3, "bcsid": 0, "replicas": []},
             {"id": 3, "state": "OPEN", "replication": 3,
              "replicas": [rep("OPEN", 1), rep("OPEN", 1), rep("OPEN", 1)]},
         ]);
         let r = replicas(&good.to_string()).unwrap();
         assert_eq!(
-            (r.containers, r.problems.len(), r.bcsid_reported),
-            (2, 0, false)
+            (
+                r.containers,
+                r.never_written,
+                r.problems.len(),
+                r.bcsid_reported
+            ),
+            (2, 1, 0, false)
         );
 
         let bad = serde_json::json!([
@@ -277,9 +292,11 @@ mod tests {
              "replicas": [rep("CLOSED", 5), rep("CLOSED", 5)]},
             {"id": 3, "state": "CLOSED", "replication": 3,
              "replicas": [rep("CLOSED", 5), rep("QUASI_CLOSED", 5), rep("CLOSED", 5)]},
+            // Lost: blocks were committed, no replica is left.
+            {"id": 4, "state": "CLOSED", "replication": 3, "bcsid": 7, "replicas": []},
         ]);
         let r = replicas(&bad.to_string()).unwrap();
-        assert_eq!(r.problems.len(), 3, "{:?}", r.problems);
+        assert_eq!(r.problems.len(), 4, "{:?}", r.problems);
     }
 
     #[test]
