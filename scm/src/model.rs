@@ -313,6 +313,14 @@ pub struct DeleteTx {
     pub local_ids: Vec<u64>,
 }
 
+/// A deleted-block transaction every holder carried out: when (ms since the epoch) and who.
+/// Kept a while after (see `state::deleted_blocks`) for holders that show up later.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DoneMark {
+    pub done_ms: u64,
+    pub acked: Vec<String>,
+}
+
 /// A command for a datanode, delivered in its next heartbeat response.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {

@@ -31,8 +31,8 @@ use crate::config::ScmConfig;
 use crate::error::ScmError;
 use crate::factor::Factor;
 use crate::model::{
-    Command, ContainerRecord, ContainerState, DeleteTx, NodeHealth, NodeRecord, NodeReport,
-    OpState, PipelineRecord, PipelineState, ReplicaReport, SafeModeView,
+    Command, ContainerRecord, ContainerState, DeleteTx, DoneMark, NodeHealth, NodeRecord,
+    NodeReport, OpState, PipelineRecord, PipelineState, ReplicaReport, SafeModeView,
 };
 use crate::store::{Batch, Store};
 
@@ -121,6 +121,8 @@ struct DoneTx {
     tx: DeleteTx,
     /// Datanodes that carried it out.
     acked: HashSet<String>,
+    /// When (ms since the epoch).
+    done_ms: u64,
 }
 
 #[derive(Default)]
@@ -131,6 +133,8 @@ struct Dirty {
     containers: BTreeSet<u64>,
     sequences: BTreeMap<&'static str, u64>,
     delete_txs: BTreeSet<u64>,
+    /// Done transactions to rewrite with their mark: (container, transaction).
+    done_delete_txs: BTreeSet<(u64, u64)>,
     removed_delete_txs: BTreeSet<u64>,
     /// Something other than an allocated-bytes counter changed: commit before answering.
     structural: bool,
@@ -242,6 +246,29 @@ impl ScmState {
         }
         // Until datanodes report, every container with transactions has no holder.
         let holderless = delete_by_container.keys().map(|&id| (id, None)).collect();
+        // Done transactions, aged by the wall clock across the restart.
+        let mut done_loaded: Vec<(DeleteTx, DoneMark)> = loaded
+            .delete_done
+            .into_iter()
+            .filter(|(t, _)| containers.contains_key(&t.container_id))
+            .collect();
+        done_loaded.sort_by_key(|(t, m)| (m.done_ms, t.tx_id));
+        let wall = ozone_common::now_ms();
+        let mut delete_done: HashMap<u64, Vec<DoneTx>> = HashMap::new();
+        let mut delete_done_order = std::collections::VecDeque::new();
+        for (tx, mark) in done_loaded {
+            let age = std::time::Duration::from_millis(wall.saturating_sub(mark.done_ms));
+            let at = now.checked_sub(age).unwrap_or(now);
+            delete_done_order.push_back((at, tx.container_id, tx.tx_id));
+            delete_done
+                .entry(tx.container_id)
+                .or_default()
+                .push(DoneTx {
+                    tx,
+                    acked: mark.acked.into_iter().collect(),
+                    done_ms: mark.done_ms,
+                });
+        }
         tracing::info!(
             cluster_id = %loaded.cluster_id,
             next_container_id = loaded.next_container_id,
@@ -270,8 +297,8 @@ impl ScmState {
             delete_progress: HashMap::new(),
             delete_work: HashMap::new(),
             holderless,
-            delete_done: HashMap::new(),
-            delete_done_order: std::collections::VecDeque::new(),
+            delete_done,
+            delete_done_order,
         })
     }
 
@@ -392,6 +419,26 @@ impl ScmState {
                 .delete_txs
                 .iter()
                 .filter_map(|id| self.delete_log.get(id).cloned())
+                .collect(),
+            done_delete_txs: d
+                .done_delete_txs
+                .iter()
+                .filter_map(|(cid, tx)| {
+                    let done = self
+                        .delete_done
+                        .get(cid)?
+                        .iter()
+                        .find(|d| d.tx.tx_id == *tx)?;
+                    let mut acked: Vec<String> = done.acked.iter().cloned().collect();
+                    acked.sort();
+                    Some((
+                        done.tx.clone(),
+                        DoneMark {
+                            done_ms: done.done_ms,
+                            acked,
+                        },
+                    ))
+                })
                 .collect(),
             removed_delete_txs: d.removed_delete_txs.iter().copied().collect(),
             datanodes: d
@@ -735,6 +782,16 @@ mod tests {
             s.heartbeat(u, t0).expect("hb");
         }
         assert_eq!(s.delete_log_len(), 0, "done by every holder SCM knows");
+        // The done transaction survives a restart.
+        s.close().expect("close");
+        let mut s = ScmState::open(config(dir.path()), t0).expect("reopen");
+        for n in 1..=3 {
+            s.register(update(n), t0).expect("register");
+        }
+        for n in [1, 2] {
+            s.heartbeat(with_replica(n, cid, ReplicaState::Open), t0)
+                .expect("hb");
+        }
 
         // Datanode 3 reports its replica (with the block the others deleted): it gets the
         // transaction, which leaves the log again once it acknowledges.

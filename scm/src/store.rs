@@ -8,19 +8,29 @@
 use std::path::Path;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 use crate::error::ScmError;
-use crate::model::{ContainerRecord, DeleteTx, NodeRecord, PipelineRecord};
+use crate::model::{ContainerRecord, DeleteTx, DoneMark, NodeRecord, PipelineRecord};
 
 const DATANODES: TableDefinition<&str, &[u8]> = TableDefinition::new("datanodes");
 const PIPELINES: TableDefinition<&str, &[u8]> = TableDefinition::new("pipelines");
 const CONTAINERS: TableDefinition<u64, &[u8]> = TableDefinition::new("containers");
 const SEQUENCES: TableDefinition<&str, u64> = TableDefinition::new("sequences");
-/// The deleted-block log: transaction id -> JSON [`DeleteTx`].
+/// The deleted-block log: transaction id -> JSON [`StoredTx`] (a [`DeleteTx`], with a
+/// [`DoneMark`] once every holder carried it out).
 const DELETE_LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("deleted_blocks");
 const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
+
+/// A row of the deleted-block log (rows written before done marks existed read as not done).
+#[derive(Serialize, Deserialize)]
+struct StoredTx {
+    #[serde(flatten)]
+    tx: DeleteTx,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    done: Option<DoneMark>,
+}
 
 /// Sequence: the next container id to hand out.
 pub const SEQ_CONTAINER_ID: &str = "next_container_id";
@@ -41,6 +51,8 @@ pub struct Loaded {
     pub next_container_id: u64,
     pub local_id_limit: u64,
     pub delete_log: Vec<DeleteTx>,
+    /// Transactions every holder carried out, kept for holders that show up later.
+    pub delete_done: Vec<(DeleteTx, DoneMark)>,
     pub next_delete_tx: u64,
 }
 
@@ -53,12 +65,15 @@ pub struct Batch {
     pub containers: Vec<ContainerRecord>,
     pub sequences: Vec<(&'static str, u64)>,
     pub delete_txs: Vec<DeleteTx>,
+    /// Transactions now done (rewritten with their mark).
+    pub done_delete_txs: Vec<(DeleteTx, DoneMark)>,
     pub removed_delete_txs: Vec<u64>,
 }
 
 impl Batch {
     pub fn is_empty(&self) -> bool {
         self.delete_txs.is_empty()
+            && self.done_delete_txs.is_empty()
             && self.removed_delete_txs.is_empty()
             && self.datanodes.is_empty()
             && self.pipelines.is_empty()
@@ -157,10 +172,11 @@ impl Store {
             let t = tx.open_table(DELETE_LOG).map_err(ScmError::db)?;
             for row in t.iter().map_err(ScmError::db)? {
                 let (k, v) = row.map_err(ScmError::db)?;
-                loaded.delete_log.push(decode(
-                    &format!("deleted-block tx {}", k.value()),
-                    v.value(),
-                )?);
+                let row: StoredTx = decode(&format!("deleted-block tx {}", k.value()), v.value())?;
+                match row.done {
+                    None => loaded.delete_log.push(row.tx),
+                    Some(mark) => loaded.delete_done.push((row.tx, mark)),
+                }
             }
             let t = tx.open_table(META).map_err(ScmError::db)?;
             loaded.cluster_id = t
@@ -212,7 +228,19 @@ impl Store {
             }
             let mut t = tx.open_table(DELETE_LOG).map_err(ScmError::db)?;
             for d in &batch.delete_txs {
-                t.insert(d.tx_id, encode(d).as_slice())
+                let row = StoredTx {
+                    tx: d.clone(),
+                    done: None,
+                };
+                t.insert(d.tx_id, encode(&row).as_slice())
+                    .map_err(ScmError::db)?;
+            }
+            for (d, mark) in &batch.done_delete_txs {
+                let row = StoredTx {
+                    tx: d.clone(),
+                    done: Some(mark.clone()),
+                };
+                t.insert(d.tx_id, encode(&row).as_slice())
                     .map_err(ScmError::db)?;
             }
             for id in &batch.removed_delete_txs {
@@ -284,6 +312,17 @@ mod tests {
                 container_id: 1,
                 local_ids: vec![4, 5],
             }],
+            done_delete_txs: vec![(
+                DeleteTx {
+                    tx_id: 2,
+                    container_id: 1,
+                    local_ids: vec![6],
+                },
+                DoneMark {
+                    done_ms: 9,
+                    acked: vec!["dn1".into()],
+                },
+            )],
             removed_delete_txs: vec![],
         };
         store.write(&batch).expect("write");
@@ -296,7 +335,11 @@ mod tests {
         assert_eq!(loaded.containers[0].allocated_bytes, 7);
         assert_eq!(loaded.next_container_id, 2);
         assert_eq!(loaded.local_id_limit, 10_001);
+        assert_eq!(loaded.delete_log.len(), 1);
         assert_eq!(loaded.delete_log[0].local_ids, vec![4, 5]);
+        assert_eq!(loaded.delete_done.len(), 1);
+        assert_eq!(loaded.delete_done[0].0.local_ids, vec![6]);
+        assert_eq!(loaded.delete_done[0].1.acked, vec!["dn1".to_string()]);
         store
             .write(&Batch {
                 removed_pipelines: vec!["p1".into()],

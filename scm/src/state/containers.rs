@@ -400,7 +400,10 @@ impl ScmState {
             for tx in txs {
                 self.remove_delete_tx(tx);
             }
-            self.delete_done.remove(&id);
+            for d in self.delete_done.remove(&id).unwrap_or_default() {
+                self.dirty.done_delete_txs.remove(&(id, d.tx.tx_id));
+                self.dirty.removed_delete_txs.insert(d.tx.tx_id);
+            }
         }
     }
 }

@@ -13,7 +13,8 @@
 //! while ([`ScmState::delete_retention`]) with the datanodes that carried it out: a holder it
 //! learns of later (a replica reported late, or copied from a source exported before it
 //! carried the transaction out) gets it sent again, so no replica keeps blocks the others
-//! deleted. (A restart forgets these; a replica appearing that late keeps the blocks.)
+//! deleted. They stay in the database with a done mark until the retention passes, so a
+//! restart keeps them too.
 
 use std::time::{Duration, Instant};
 
@@ -96,7 +97,12 @@ impl ScmState {
         self.dirty.delete_txs.remove(&tx);
         self.dirty.removed_delete_txs.insert(tx);
         self.delete_progress.remove(&tx);
-        let cid = t.container_id;
+        self.forget_active_tx(tx, t.container_id);
+    }
+
+    /// Takes `tx` out of the by-container index, and the container out of its holders' work
+    /// once it has no transaction left.
+    fn forget_active_tx(&mut self, tx: u64, cid: u64) {
         if let Some(txs) = self.delete_by_container.get_mut(&cid) {
             txs.remove(&tx);
             if txs.is_empty() {
@@ -118,20 +124,25 @@ impl ScmState {
     /// Transaction `tx` was carried out by every holder: it leaves the log and is kept for
     /// [`Self::delete_retention`] in case a holder SCM does not know of yet shows up.
     fn complete_delete_tx(&mut self, tx: u64, now: Instant) {
-        let Some(t) = self.delete_log.get(&tx).cloned() else {
+        let Some(t) = self.delete_log.remove(&tx) else {
             return;
         };
         let acked = self
             .delete_progress
-            .get(&tx)
-            .map(|p| p.acked.clone())
+            .remove(&tx)
+            .map(|p| p.acked)
             .unwrap_or_default();
-        self.remove_delete_tx(tx);
         let cid = t.container_id;
-        self.delete_done
-            .entry(cid)
-            .or_default()
-            .push(DoneTx { tx: t, acked });
+        self.forget_active_tx(tx, cid);
+        // The row stays, rewritten with its done mark.
+        self.dirty.delete_txs.remove(&tx);
+        self.dirty.done_delete_txs.insert((cid, tx));
+        self.dirty.structural = true;
+        self.delete_done.entry(cid).or_default().push(DoneTx {
+            tx: t,
+            acked,
+            done_ms: ozone_common::now_ms(),
+        });
         self.delete_done_order.push_back((now, cid, tx));
     }
 
@@ -154,7 +165,13 @@ impl ScmState {
             }
             self.delete_done_order.pop_front();
             if let Some(done) = self.delete_done.get_mut(&cid) {
+                let before = done.len();
                 done.retain(|d| d.tx.tx_id != tx);
+                if done.len() < before {
+                    self.dirty.done_delete_txs.remove(&(cid, tx));
+                    self.dirty.removed_delete_txs.insert(tx);
+                    self.dirty.structural = true;
+                }
                 if done.is_empty() {
                     self.delete_done.remove(&cid);
                 }
@@ -199,6 +216,7 @@ impl ScmState {
                 },
             );
             self.dirty.removed_delete_txs.remove(&tx);
+            self.dirty.done_delete_txs.remove(&(container_id, tx));
             self.dirty.delete_txs.insert(tx);
         }
         self.dirty.structural = true;
