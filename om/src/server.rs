@@ -18,7 +18,7 @@ use tonic::transport::server::TcpIncoming;
 use crate::config::{OmConfig, SCM_CONNECT_TIMEOUT};
 use crate::error::OmError;
 use crate::manager::OzoneManager;
-use crate::raft::HaSettings;
+use crate::raft::ha_settings;
 use crate::raft::node::RaftNode;
 use crate::raft::service::OmRaftGrpc;
 use crate::scm::ScmBlocks;
@@ -51,7 +51,7 @@ pub struct OmServer {
 pub async fn start(cfg: OzoneConfig) -> Result<OmServer, OmError> {
     let mut config = OmConfig::from_config(&cfg)?;
     config.admin_secret = crate::security::load_admin_secret(&config)?;
-    let mut ha = HaSettings::from_config(&cfg)?;
+    let mut ha = ha_settings(&cfg)?;
     let dir = config.db_dir.clone();
     let sm = tokio::task::spawn_blocking(move || StateMachine::open(&dir))
         .await

@@ -11,12 +11,12 @@ use openraft::error::{InitializeError, RaftError};
 use ozone_proto::om_raft::StartElectionRequest;
 use ozone_proto::om_raft::om_raft_service_client::OmRaftServiceClient;
 
-use super::log_store::{LogStats, LogStore};
 use super::network::Network;
 use super::state_machine::OmStateMachine;
-use super::{HaSettings, NodeId, OmNode, Raft};
+use super::{HaSettings, NodeId, OmNode, OmRole, Raft};
 use crate::error::OmError;
 use crate::state_machine::StateMachine;
+use ozone_raft::log_store::{LogStats, LogStore};
 
 /// What `ozone admin om roles` shows of one OM.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -58,13 +58,13 @@ impl RaftNode {
         sm: Arc<StateMachine>,
     ) -> Result<Arc<Self>, OmError> {
         let dir = db_dir.to_path_buf();
-        let log = tokio::task::spawn_blocking(move || LogStore::open(&dir))
+        let log = tokio::task::spawn_blocking(move || LogStore::<OmRole>::open(&dir))
             .await
             .map_err(|e| OmError::Internal(format!("opening the raft log: {e}")))??;
         let log_stats = log.stats();
         let log_open = log.writer_alive();
         let sm_weak = Arc::downgrade(&sm);
-        let config = Arc::new(settings.raft_config()?);
+        let config = Arc::new(settings.raft_config::<OmRole>()?);
         let configured: HashMap<NodeId, String> = settings
             .peers
             .iter()

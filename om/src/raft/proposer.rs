@@ -11,7 +11,7 @@ use std::time::Duration;
 use openraft::error::{ClientWriteError, RaftError};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use super::{CommandBatch, NodeId, Raft};
+use super::{NodeId, Raft};
 use crate::command::{OmCommand, OmResponse};
 use crate::state_machine::MAX_BATCH;
 
@@ -78,7 +78,9 @@ async fn run(raft: Raft, mut rx: mpsc::UnboundedReceiver<(OmCommand, Reply)>, ti
         let raft = raft.clone();
         tokio::spawn(async move {
             let n = cmds.len();
-            let result = tokio::time::timeout(timeout, raft.client_write(CommandBatch(cmds))).await;
+            let result =
+                tokio::time::timeout(timeout, raft.client_write(ozone_raft::CommandBatch(cmds)))
+                    .await;
             drop(slot);
             let outcome = match result {
                 Err(_) => Err(ProposeError::Unavailable(format!(
