@@ -1,5 +1,5 @@
 //! Starting and stopping an OM: open the database and the raft log, join the OM service's
-//! raft group, serve gRPC (`OmService` and `OmRaftService` on one port) and the http status
+//! raft group, serve gRPC (`OmService` and `RaftService` on one port) and the http status
 //! server, create the S3 volume whenever this OM becomes leader, keep state gauges fresh.
 
 use std::future::Future;
@@ -10,7 +10,7 @@ use std::time::Duration;
 use ozone_common::config::bind_address;
 use ozone_common::{Metrics, OzoneConfig, http};
 use ozone_proto::om::om_service_server::OmServiceServer;
-use ozone_proto::om_raft::om_raft_service_server::OmRaftServiceServer;
+use ozone_proto::raft::raft_service_server::RaftServiceServer;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::transport::server::TcpIncoming;
@@ -92,7 +92,7 @@ pub async fn start(cfg: OzoneConfig) -> Result<OmServer, OmError> {
     let svc = OmServiceServer::new(OmGrpc::new(om.clone(), metrics.clone()))
         .max_decoding_message_size(ozone_proto::MAX_MESSAGE_BYTES)
         .max_encoding_message_size(ozone_proto::MAX_MESSAGE_BYTES);
-    let raft_svc = OmRaftServiceServer::new(OmRaftGrpc::new(node.clone()))
+    let raft_svc = RaftServiceServer::new(OmRaftGrpc::new(node.clone()))
         .max_decoding_message_size(ozone_proto::MAX_MESSAGE_BYTES)
         .max_encoding_message_size(ozone_proto::MAX_MESSAGE_BYTES);
     // Small responses must not wait for Nagle's algorithm.

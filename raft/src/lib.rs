@@ -21,6 +21,7 @@
 
 pub mod error;
 pub mod log_store;
+pub mod network;
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;

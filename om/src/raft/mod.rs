@@ -3,20 +3,19 @@
 //!
 //! The role-independent plumbing is the `ozone-raft` crate (shared with SCM): its
 //! [`ozone_raft::log_store`] keeps the raft log and vote in redb (`raft.db`), one fsync per
-//! appended batch. Here is what is OM's: [`OmRole`] (OM's commands as a raft role), the
+//! appended batch, its [`ozone_raft::network`] is the tonic client of the other OMs'
+//! `RaftService`. Here is what is OM's: [`OmRole`] (OM's commands as a raft role), the
 //! settings from OM's keys ([`ha_settings`]), and, until they move to `ozone-raft`:
 //! - [`state_machine`]: openraft's view of [`crate::StateMachine`] (`om.db`): batched apply,
 //!   snapshots streamed from / installed into the namespace tables through files of
 //!   `<db dir>/snapshot/`;
-//! - [`network`]: the tonic client of the `OmRaftService` of the other OMs;
 //! - [`proposer`]: group commit: concurrent commands share one log entry (and so one fsync);
 //! - [`node`]: starting the node, leadership, status and transfer;
-//! - [`service`]: that service (raft RPCs, node status, leadership transfer).
+//! - [`service`]: the `RaftService` of this OM (raft RPCs, node status, leadership transfer).
 //!
 //! Node ids: Ozone names OM nodes (`om1`, ...); the raft id of a node is a stable 64-bit hash
 //! of its name ([`raft_id`]), and the name and address ride in the membership ([`OmNode`]).
 
-pub mod network;
 pub mod node;
 pub mod proposer;
 pub mod service;

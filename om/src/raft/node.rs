@@ -8,15 +8,14 @@ use std::time::Duration;
 
 use openraft::ServerState;
 use openraft::error::{InitializeError, RaftError};
-use ozone_proto::om_raft::StartElectionRequest;
-use ozone_proto::om_raft::om_raft_service_client::OmRaftServiceClient;
+use ozone_proto::raft::StartElectionRequest;
 
-use super::network::Network;
 use super::state_machine::OmStateMachine;
 use super::{HaSettings, NodeId, OmNode, OmRole, Raft};
 use crate::error::OmError;
 use crate::state_machine::StateMachine;
 use ozone_raft::log_store::{LogStats, LogStore};
+use ozone_raft::network::Network;
 
 /// What `ozone admin om roles` shows of one OM.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -38,7 +37,7 @@ pub struct NodeStatus {
 pub struct RaftNode {
     raft: Raft,
     settings: HaSettings,
-    network: Network,
+    network: Network<OmRole>,
     log_stats: Arc<LogStats>,
     log_open: std::sync::Weak<()>,
     sm: std::sync::Weak<StateMachine>,
@@ -235,11 +234,10 @@ impl RaftNode {
                 tracing::info!(target, attempt, "transfer: target not caught up yet");
                 continue;
             }
-            let channel = self
+            let mut client = self
                 .network
-                .channel(&target_node.address)
+                .client(&target_node.address)
                 .map_err(|e| OmError::Internal(format!("address of {target}: {e}")))?;
-            let mut client = OmRaftServiceClient::new(channel);
             match tokio::time::timeout(election, client.start_election(StartElectionRequest {}))
                 .await
             {

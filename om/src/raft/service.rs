@@ -1,4 +1,4 @@
-//! `ozone.omraft.OmRaftService`: the raft RPCs other OMs send to this one, and the HA admin
+//! `ozone.raft.RaftService`: the raft RPCs other OMs send to this one, and the HA admin
 //! calls (`ozone admin om roles|transfer`).
 
 use std::sync::{Arc, Mutex};
@@ -7,8 +7,8 @@ use std::time::Duration;
 use openraft::SnapshotSegmentId;
 use openraft::error::{InstallSnapshotError, RaftError, SnapshotMismatch};
 use openraft::raft::{InstallSnapshotRequest, InstallSnapshotResponse};
-use ozone_proto::om_raft::om_raft_service_server::OmRaftService;
-use ozone_proto::om_raft::*;
+use ozone_proto::raft::raft_service_server::RaftService;
+use ozone_proto::raft::*;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tonic::{Request, Response, Status};
@@ -109,7 +109,7 @@ fn reply<T: Serialize>(v: &T) -> Result<Response<RaftMessage>, Status> {
 }
 
 #[tonic::async_trait]
-impl OmRaftService for OmRaftGrpc {
+impl RaftService for OmRaftGrpc {
     async fn append_entries(
         &self,
         r: Request<RaftMessage>,
