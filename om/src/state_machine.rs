@@ -361,6 +361,33 @@ impl StateMachine {
     }
 }
 
+/// OM's namespace as the raft role's state ([`ozone_raft::state_machine::Machine`] drives it).
+impl ozone_raft::state_machine::StateStore for StateMachine {
+    type Role = crate::raft::OmRole;
+    type Error = OmError;
+
+    fn applied(&self) -> Result<RaftApplied, OmError> {
+        self.raft_applied()
+    }
+
+    fn apply_batch(&self, entries: Vec<Entry>) -> Result<Vec<Vec<OmResponse>>, OmError> {
+        self.apply_entries(entries)
+    }
+
+    fn export(&self, mut out: &mut dyn Write) -> Result<(RaftApplied, u64), OmError> {
+        self.export_to(&mut out)
+    }
+
+    fn install(
+        &self,
+        applied: &RaftApplied,
+        input: &mut dyn Read,
+        len: u64,
+    ) -> Result<(), OmError> {
+        self.install_from(applied, input, len)
+    }
+}
+
 fn corrupt_snapshot(message: &str) -> OmError {
     OmError::Corrupt {
         table: "snapshot",

@@ -4,8 +4,8 @@
 //! - [`log_store`]: the raft log and vote in redb (`raft.db`), one fsync per appended batch;
 //! - [`network`]: the tonic client of the other nodes' `RaftService` (openraft messages as
 //!   serde JSON, snapshots in chunks);
-//! - [`snapshot`]: openraft's state machine over a role's [`snapshot::StateStore`]: batched
-//!   apply, snapshots streamed into and installed from files of `<db dir>/snapshot/`;
+//! - [`state_machine`]: openraft's state machine over a role's [`state_machine::StateStore`]:
+//!   batched apply, snapshots streamed into and installed from files of `<db dir>/snapshot/`;
 //! - [`proposer`]: group commit: concurrent commands share one log entry (and so one fsync);
 //! - [`node`]: starting the node, leadership, status and transfer;
 //! - [`service`]: the server side of `RaftService` (raft RPCs, node status, leadership
@@ -22,6 +22,7 @@
 pub mod error;
 pub mod log_store;
 pub mod network;
+pub mod state_machine;
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;

@@ -4,11 +4,11 @@
 //! The role-independent plumbing is the `ozone-raft` crate (shared with SCM): its
 //! [`ozone_raft::log_store`] keeps the raft log and vote in redb (`raft.db`), one fsync per
 //! appended batch, its [`ozone_raft::network`] is the tonic client of the other OMs'
-//! `RaftService`. Here is what is OM's: [`OmRole`] (OM's commands as a raft role), the
-//! settings from OM's keys ([`ha_settings`]), and, until they move to `ozone-raft`:
-//! - [`state_machine`]: openraft's view of [`crate::StateMachine`] (`om.db`): batched apply,
-//!   snapshots streamed from / installed into the namespace tables through files of
-//!   `<db dir>/snapshot/`;
+//! `RaftService`, its [`ozone_raft::state_machine`] drives [`crate::StateMachine`] (`om.db`,
+//! which implements its `StateStore`): batched apply, snapshots streamed from / installed into
+//! the namespace tables through files of `<db dir>/snapshot/`. Here is what is OM's:
+//! [`OmRole`] (OM's commands as a raft role), the settings from OM's keys ([`ha_settings`]),
+//! and, until they move to `ozone-raft`:
 //! - [`proposer`]: group commit: concurrent commands share one log entry (and so one fsync);
 //! - [`node`]: starting the node, leadership, status and transfer;
 //! - [`service`]: the `RaftService` of this OM (raft RPCs, node status, leadership transfer).
@@ -19,7 +19,6 @@
 pub mod node;
 pub mod proposer;
 pub mod service;
-pub mod state_machine;
 
 use ozone_common::OzoneConfig;
 use std::time::Duration;
@@ -108,15 +107,8 @@ pub fn ha_settings(cfg: &OzoneConfig) -> Result<HaSettings, OmError> {
     })
 }
 
-/// An openraft storage error from an OM error.
-pub(crate) fn storage_error(
-    verb: openraft::ErrorVerb,
-    subject: openraft::ErrorSubject<NodeId>,
-    e: impl std::fmt::Display,
-) -> openraft::StorageError<NodeId> {
-    tracing::error!(error = %e, ?verb, "raft storage failed");
-    openraft::StorageError::from_io_error(subject, verb, std::io::Error::other(e.to_string()))
-}
+#[cfg(test)]
+mod snapshot_tests;
 
 #[cfg(test)]
 mod tests {

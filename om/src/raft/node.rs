@@ -10,12 +10,12 @@ use openraft::ServerState;
 use openraft::error::{InitializeError, RaftError};
 use ozone_proto::raft::StartElectionRequest;
 
-use super::state_machine::OmStateMachine;
 use super::{HaSettings, NodeId, OmNode, OmRole, Raft};
 use crate::error::OmError;
 use crate::state_machine::StateMachine;
 use ozone_raft::log_store::{LogStats, LogStore};
 use ozone_raft::network::Network;
+use ozone_raft::state_machine::{Machine, SNAPSHOT_DIR};
 
 /// What `ozone admin om roles` shows of one OM.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -75,7 +75,7 @@ impl RaftNode {
             config,
             network.clone(),
             log,
-            OmStateMachine::open(sm, &db_dir.join(super::state_machine::SNAPSHOT_DIR))?,
+            Machine::open(sm, &db_dir.join(SNAPSHOT_DIR))?,
         )
         .await
         .map_err(|e| OmError::Internal(format!("starting raft: {e}")))?;
