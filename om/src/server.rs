@@ -19,8 +19,7 @@ use crate::config::{OmConfig, SCM_CONNECT_TIMEOUT};
 use crate::error::OmError;
 use crate::manager::OzoneManager;
 use crate::raft::ha_settings;
-use crate::raft::node::RaftNode;
-use crate::raft::service::OmRaftGrpc;
+use crate::raft::{RaftGrpc, RaftNode};
 use crate::scm::ScmBlocks;
 use crate::service::OmGrpc;
 use crate::state_machine::StateMachine;
@@ -92,7 +91,7 @@ pub async fn start(cfg: OzoneConfig) -> Result<OmServer, OmError> {
     let svc = OmServiceServer::new(OmGrpc::new(om.clone(), metrics.clone()))
         .max_decoding_message_size(ozone_proto::MAX_MESSAGE_BYTES)
         .max_encoding_message_size(ozone_proto::MAX_MESSAGE_BYTES);
-    let raft_svc = RaftServiceServer::new(OmRaftGrpc::new(node.clone()))
+    let raft_svc = RaftServiceServer::new(RaftGrpc::new(node.clone(), crate::raft::status_of))
         .max_decoding_message_size(ozone_proto::MAX_MESSAGE_BYTES)
         .max_encoding_message_size(ozone_proto::MAX_MESSAGE_BYTES);
     // Small responses must not wait for Nagle's algorithm.

@@ -22,6 +22,9 @@
 pub mod error;
 pub mod log_store;
 pub mod network;
+pub mod node;
+pub mod proposer;
+pub mod service;
 pub mod state_machine;
 
 use std::collections::BTreeMap;

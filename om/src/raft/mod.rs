@@ -1,24 +1,20 @@
 //! OM replication on openraft 0.9 (storage-v2): every namespace change is an [`OmCommand`] in
 //! a raft log entry; the OMs of one service (1 or 3) form one raft group.
 //!
-//! The role-independent plumbing is the `ozone-raft` crate (shared with SCM): its
-//! [`ozone_raft::log_store`] keeps the raft log and vote in redb (`raft.db`), one fsync per
-//! appended batch, its [`ozone_raft::network`] is the tonic client of the other OMs'
-//! `RaftService`, its [`ozone_raft::state_machine`] drives [`crate::StateMachine`] (`om.db`,
-//! which implements its `StateStore`): batched apply, snapshots streamed from / installed into
-//! the namespace tables through files of `<db dir>/snapshot/`. Here is what is OM's:
-//! [`OmRole`] (OM's commands as a raft role), the settings from OM's keys ([`ha_settings`]),
-//! and, until they move to `ozone-raft`:
-//! - [`proposer`]: group commit: concurrent commands share one log entry (and so one fsync);
-//! - [`node`]: starting the node, leadership, status and transfer;
-//! - [`service`]: the `RaftService` of this OM (raft RPCs, node status, leadership transfer).
+//! The plumbing is the `ozone-raft` crate, shared with SCM: the raft log and vote in redb
+//! (`raft.db`, [`ozone_raft::log_store`]), the tonic client of the other OMs' `RaftService`
+//! ([`ozone_raft::network`]) and its server side ([`ozone_raft::service`], on the OM gRPC port),
+//! openraft's state machine over [`crate::StateMachine`] (`om.db`, which implements its
+//! `StateStore`: batched apply, snapshots streamed from / installed into the namespace tables
+//! through files of `<db dir>/snapshot/`, [`ozone_raft::state_machine`]), group commit
+//! ([`ozone_raft::proposer`]) and the node (start-up, status, leadership transfer,
+//! [`ozone_raft::node`]).
+//!
+//! What is OM's lives here: [`OmRole`] (OM's commands as a raft role), the settings from OM's
+//! keys ([`ha_settings`]) and how the node's errors reach OM's clients ([`status_of`]).
 //!
 //! Node ids: Ozone names OM nodes (`om1`, ...); the raft id of a node is a stable 64-bit hash
 //! of its name ([`raft_id`]), and the name and address ride in the membership ([`OmNode`]).
-
-pub mod node;
-pub mod proposer;
-pub mod service;
 
 use ozone_common::OzoneConfig;
 use std::time::Duration;
@@ -51,6 +47,19 @@ pub type Raft = ozone_raft::Raft<OmRole>;
 pub type Entry = ozone_raft::Entry<OmRole>;
 /// Replication settings of one OM.
 pub type HaSettings = ozone_raft::Settings;
+/// The raft node of an OM.
+pub type RaftNode = ozone_raft::node::RaftNode<OmRole>;
+/// Group commit of OM commands.
+pub type Proposer = ozone_raft::proposer::Proposer<OmRole>;
+pub use ozone_raft::proposer::ProposeError;
+/// `RaftService` of an OM.
+pub type RaftGrpc = ozone_raft::service::RaftGrpc<OmRole>;
+
+/// A raft node error as OM's clients see it: with the `x-om-status` of the matching
+/// [`OmError`] (a transfer to an unknown node is INVALID_REQUEST, from a follower NOT_LEADER).
+pub fn status_of(e: ozone_raft::Error) -> tonic::Status {
+    tonic::Status::from(OmError::from(e))
+}
 
 /// OM's replication settings from the configuration: the OM service's nodes
 /// (`ozone.om.service.ids`, `ozone.om.nodes.<service>`, `ozone.om.address.<service>.<node>`),

@@ -1,23 +1,23 @@
-//! One OM's raft node: starts openraft on the log store and state machine, joins (or forms)
-//! the group, and answers the HA questions: who leads, this node's status, leadership transfer.
+//! One node of a role's raft group: starts openraft on the log store and the role's state
+//! machine, joins (or forms) the group, and answers the HA questions: who leads, this node's
+//! status, leadership transfer.
 
+use std::any::Any;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use openraft::ServerState;
 use openraft::error::{InitializeError, RaftError};
 use ozone_proto::raft::StartElectionRequest;
 
-use super::{HaSettings, NodeId, OmNode, OmRole, Raft};
-use crate::error::OmError;
-use crate::state_machine::StateMachine;
-use ozone_raft::log_store::{LogStats, LogStore};
-use ozone_raft::network::Network;
-use ozone_raft::state_machine::{Machine, SNAPSHOT_DIR};
+use crate::log_store::{LogStats, LogStore};
+use crate::network::Network;
+use crate::state_machine::{Machine, SNAPSHOT_DIR, StateStore};
+use crate::{Error, NodeId, Peer, Raft, Role, Settings};
 
-/// What `ozone admin om roles` shows of one OM.
+/// What `ozone admin om roles` shows of one node.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NodeStatus {
     pub node_id: String,
@@ -30,47 +30,48 @@ pub struct NodeStatus {
     pub last_log_index: u64,
     pub snapshot_index: u64,
     pub purged_index: u64,
-    pub leader: Option<OmNode>,
+    pub leader: Option<Peer>,
 }
 
-/// A running raft node of an OM.
-pub struct RaftNode {
-    raft: Raft,
-    settings: HaSettings,
-    network: Network<OmRole>,
+/// A running raft node of role `R`.
+pub struct RaftNode<R: Role> {
+    raft: Raft<R>,
+    settings: Settings,
+    network: Network<R>,
     log_stats: Arc<LogStats>,
-    log_open: std::sync::Weak<()>,
-    sm: std::sync::Weak<StateMachine>,
+    log_open: Weak<()>,
+    sm: Weak<dyn Any + Send + Sync>,
     /// When this node last became leader (its term and the moment): a transfer waits out the
     /// lease openraft starts at that moment, during which this node refuses every vote.
     leader_since: Arc<std::sync::Mutex<Option<(u64, tokio::time::Instant)>>>,
 }
 
-impl RaftNode {
-    /// Opens the log in `db_dir`, starts openraft over `sm` and, when this node's log is empty,
-    /// initializes the group with every configured OM (every OM of a new service does this
-    /// with the same membership, which makes the same first entry; the election sorts out the
-    /// rest). Serving the raft RPCs is the caller's part (the raft `service` module).
-    pub async fn start(
-        settings: HaSettings,
+impl<R: Role> RaftNode<R> {
+    /// Opens the log in `db_dir`, starts openraft over `sm` (its snapshots in
+    /// `<db_dir>/snapshot`) and, when this node's log is empty, initializes the group with
+    /// every configured node (every node of a new service does this with the same membership,
+    /// which makes the same first entry; the election sorts out the rest). Serving the raft
+    /// RPCs is the caller's part ([`crate::service::RaftGrpc`] on its gRPC server).
+    pub async fn start<S: StateStore<Role = R>>(
+        settings: Settings,
         db_dir: &Path,
-        sm: Arc<StateMachine>,
-    ) -> Result<Arc<Self>, OmError> {
+        sm: Arc<S>,
+    ) -> Result<Arc<Self>, Error> {
         let dir = db_dir.to_path_buf();
-        let log = tokio::task::spawn_blocking(move || LogStore::<OmRole>::open(&dir))
+        let log = tokio::task::spawn_blocking(move || LogStore::<R>::open(&dir))
             .await
-            .map_err(|e| OmError::Internal(format!("opening the raft log: {e}")))??;
+            .map_err(|e| Error::Internal(format!("opening the raft log: {e}")))??;
         let log_stats = log.stats();
         let log_open = log.writer_alive();
-        let sm_weak = Arc::downgrade(&sm);
-        let config = Arc::new(settings.raft_config::<OmRole>()?);
+        let sm_weak: Weak<dyn Any + Send + Sync> = Arc::downgrade(&sm) as Weak<S>;
+        let config = Arc::new(settings.raft_config::<R>()?);
         let configured: HashMap<NodeId, String> = settings
             .peers
             .iter()
             .map(|(id, n)| (*id, n.address.clone()))
             .collect();
         let network = Network::new(settings.my_id(), configured);
-        let raft = Raft::new(
+        let raft = Raft::<R>::new(
             settings.my_id(),
             config,
             network.clone(),
@@ -78,14 +79,20 @@ impl RaftNode {
             Machine::open(sm, &db_dir.join(SNAPSHOT_DIR))?,
         )
         .await
-        .map_err(|e| OmError::Internal(format!("starting raft: {e}")))?;
-        let members: BTreeMap<NodeId, OmNode> = settings.peers.clone();
+        .map_err(|e| Error::Internal(format!("starting raft: {e}")))?;
+        let members: BTreeMap<NodeId, Peer> = settings.peers.clone();
         match raft.initialize(members).await {
-            Ok(()) => tracing::info!(nodes = settings.peers.len(), "OM raft group initialized"),
+            Ok(()) => {
+                tracing::info!(
+                    role = R::NAME,
+                    nodes = settings.peers.len(),
+                    "raft group initialized"
+                )
+            }
             Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {
                 tracing::debug!("raft log present: joining the existing group")
             }
-            Err(e) => return Err(OmError::Internal(format!("initializing raft: {e}"))),
+            Err(e) => return Err(Error::Internal(format!("initializing raft: {e}"))),
         }
         let leader_since = Arc::new(std::sync::Mutex::new(None));
         tokio::spawn(track_leadership(raft.metrics(), leader_since.clone()));
@@ -100,11 +107,11 @@ impl RaftNode {
         }))
     }
 
-    pub fn raft(&self) -> &Raft {
+    pub fn raft(&self) -> &Raft<R> {
         &self.raft
     }
 
-    pub fn settings(&self) -> &HaSettings {
+    pub fn settings(&self) -> &Settings {
         &self.settings
     }
 
@@ -113,7 +120,7 @@ impl RaftNode {
     }
 
     /// The leader this node knows (maybe itself).
-    pub fn leader(&self) -> Option<(NodeId, OmNode)> {
+    pub fn leader(&self) -> Option<(NodeId, Peer)> {
         let m = self.raft.metrics();
         let m = m.borrow();
         let id = m.current_leader?;
@@ -164,7 +171,7 @@ impl RaftNode {
     }
 
     /// Starts an election here now (a leader transferring leadership asks its target).
-    pub async fn start_election(&self) -> Result<(), OmError> {
+    pub async fn start_election(&self) -> Result<(), Error> {
         if self.is_leader() {
             return Ok(());
         }
@@ -172,25 +179,23 @@ impl RaftNode {
             .trigger()
             .elect()
             .await
-            .map_err(|e| OmError::Internal(format!("starting an election: {e}")))
+            .map_err(|e| Error::Internal(format!("starting an election: {e}")))
     }
 
     /// Moves leadership from this node (the leader) to `target`: waits until the target holds
     /// every entry of the leader's log, then asks it to stand for election; the leader votes
     /// for it (its log is as long), which makes a majority of 2 of 3. Retried until the
     /// target leads or `deadline` passes. Returns the new leader's node id.
-    pub async fn transfer_leader(
-        &self,
-        target: &str,
-        deadline: Duration,
-    ) -> Result<String, OmError> {
+    pub async fn transfer_leader(&self, target: &str, deadline: Duration) -> Result<String, Error> {
         let (target_id, target_node) = self
             .settings
             .node(target)
             .map(|(id, n)| (id, n.clone()))
-            .ok_or_else(|| OmError::invalid(format!("{target} is not a node of the OM service")))?;
+            .ok_or_else(|| {
+                Error::UnknownNode(format!("{target} is not a node of the {} service", R::NAME))
+            })?;
         if !self.is_leader() {
-            return Err(OmError::NotLeader {
+            return Err(Error::NotLeader {
                 leader: self.leader().map(|(_, n)| n.address),
             });
         }
@@ -237,7 +242,7 @@ impl RaftNode {
             let mut client = self
                 .network
                 .client(&target_node.address)
-                .map_err(|e| OmError::Internal(format!("address of {target}: {e}")))?;
+                .map_err(|e| Error::Internal(format!("address of {target}: {e}")))?;
             match tokio::time::timeout(election, client.start_election(StartElectionRequest {}))
                 .await
             {
@@ -261,7 +266,7 @@ impl RaftNode {
                 return Ok(n.node_id);
             }
         }
-        Err(OmError::Unavailable(format!(
+        Err(Error::Unavailable(format!(
             "leadership did not move to {target} within {deadline:?}"
         )))
     }
@@ -281,7 +286,7 @@ impl RaftNode {
 
 /// Records when this node becomes leader (per term) until raft stops.
 async fn track_leadership(
-    mut metrics: tokio::sync::watch::Receiver<openraft::RaftMetrics<NodeId, OmNode>>,
+    mut metrics: tokio::sync::watch::Receiver<openraft::RaftMetrics<NodeId, Peer>>,
     since: Arc<std::sync::Mutex<Option<(u64, tokio::time::Instant)>>>,
 ) {
     loop {
