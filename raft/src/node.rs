@@ -306,3 +306,139 @@ async fn track_leadership(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use ozone_proto::raft::raft_service_server::RaftServiceServer;
+    use tonic::transport::server::TcpIncoming;
+
+    use super::*;
+    use crate::proposer::{ProposeError, Proposer};
+    use crate::service::RaftGrpc;
+    use crate::state_machine::tests::{Kv, KvStore};
+
+    /// Polls `f` until it holds, for up to 10 s.
+    async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+        let until = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !f() {
+            assert!(tokio::time::Instant::now() < until, "timed out: {what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn three_nodes_of_a_toy_role_replicate_and_transfer_leadership() {
+        let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().expect("tmp")).collect();
+        let mut listeners = Vec::new();
+        let mut peers = Vec::new();
+        for i in 1..=3 {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            peers.push(Peer {
+                node_id: format!("kv{i}"),
+                address: l.local_addr().expect("addr").to_string(),
+            });
+            listeners.push(l);
+        }
+        let members = crate::peer_map(peers.clone()).expect("distinct ids");
+        let (mut nodes, mut stores) = (Vec::new(), Vec::new());
+        for (i, l) in listeners.into_iter().enumerate() {
+            let settings = Settings {
+                me: peers[i].clone(),
+                peers: members.clone(),
+                snapshot_threshold: 10_000,
+                purge_gap: 100,
+                election_timeout: Duration::from_millis(500),
+                request_timeout: Duration::from_secs(5),
+            };
+            let store = Arc::new(KvStore::default());
+            let node = RaftNode::<Kv>::start(settings, dirs[i].path(), store.clone())
+                .await
+                .expect("start");
+            let svc = RaftServiceServer::new(RaftGrpc::new(node.clone(), |e| {
+                tonic::Status::internal(e.to_string())
+            }));
+            tokio::spawn(
+                tonic::transport::Server::builder()
+                    .add_service(svc)
+                    .serve_with_incoming(TcpIncoming::from(l)),
+            );
+            nodes.push(node);
+            stores.push(store);
+        }
+        // The three start together and may elect more than once: wait until all agree.
+        let agreed = |nodes: &[Arc<RaftNode<Kv>>]| {
+            let leaders: Vec<_> = nodes.iter().map(|n| n.leader().map(|(id, _)| id)).collect();
+            leaders[0].is_some()
+                && leaders.iter().all(|l| *l == leaders[0])
+                && nodes.iter().filter(|n| n.is_leader()).count() == 1
+        };
+        eventually("one leader", || agreed(&nodes)).await;
+        let leader = nodes.iter().position(|n| n.is_leader()).expect("leader");
+
+        // Concurrent commands on the leader commit (sharing entries) and reach every node.
+        let proposer = Proposer::<Kv>::start(nodes[leader].raft().clone(), Duration::from_secs(5));
+        let writes: Vec<_> = (0..40)
+            .map(|i| {
+                let p = proposer.clone();
+                tokio::spawn(async move { p.propose((format!("k{i}"), format!("v{i}"))).await })
+            })
+            .collect();
+        for w in writes {
+            assert_eq!(w.await.expect("task").expect("committed"), None);
+        }
+        eventually("replicated", || stores.iter().all(|s| s.map().len() == 40)).await;
+        assert_eq!(stores[0].map(), stores[2].map());
+
+        // A follower's proposer points at the leader.
+        let follower = (leader + 1) % 3;
+        let p = Proposer::<Kv>::start(nodes[follower].raft().clone(), Duration::from_secs(5));
+        match p.propose(("x".into(), "y".into())).await {
+            Err(ProposeError::NotLeader(Some(id))) => {
+                assert_eq!(id, nodes[leader].settings().my_id())
+            }
+            other => panic!("expected NOT_LEADER, got {other:?}"),
+        }
+        let st = nodes[follower].status();
+        assert_eq!(st.role, "FOLLOWER");
+        assert_eq!(
+            st.leader.map(|l| l.node_id),
+            Some(peers[leader].node_id.clone())
+        );
+
+        // Leadership moves on request; a follower cannot move it, nor to an unknown node.
+        assert!(matches!(
+            nodes[follower]
+                .transfer_leader(&peers[leader].node_id, Duration::from_secs(5))
+                .await,
+            Err(Error::NotLeader { leader: Some(_) })
+        ));
+        assert!(matches!(
+            nodes[leader]
+                .transfer_leader("kv9", Duration::from_secs(5))
+                .await,
+            Err(Error::UnknownNode(_))
+        ));
+        let target = &peers[follower].node_id;
+        let moved = nodes[leader]
+            .transfer_leader(target, Duration::from_secs(20))
+            .await
+            .expect("transfer");
+        assert_eq!(&moved, target);
+        eventually("new leader", || nodes[follower].is_leader()).await;
+        let p = Proposer::<Kv>::start(nodes[follower].raft().clone(), Duration::from_secs(5));
+        p.propose(("k0".into(), "new".into()))
+            .await
+            .expect("committed");
+        eventually("replicated", || {
+            stores
+                .iter()
+                .all(|s| s.map().get("k0").map(String::as_str) == Some("new"))
+        })
+        .await;
+        for n in &nodes {
+            n.shutdown().await;
+        }
+    }
+}

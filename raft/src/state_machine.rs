@@ -45,6 +45,9 @@ pub struct Applied {
     pub membership: StoredMembership<NodeId, Peer>,
 }
 
+/// The responses to a batch of entries: one list per entry, one response per command.
+pub type Responses<R> = Vec<Vec<<R as Role>::Response>>;
+
 /// What a role's state machine does for raft. Calls come on blocking threads, one at a time
 /// for apply and install; an export may run beside an apply (it reads a consistent cut).
 pub trait StateStore: Send + Sync + 'static {
@@ -61,7 +64,7 @@ pub trait StateStore: Send + Sync + 'static {
     fn apply_batch(
         &self,
         entries: Vec<Entry<Self::Role>>,
-    ) -> Result<Vec<Vec<<Self::Role as Role>::Response>>, Self::Error>;
+    ) -> Result<Responses<Self::Role>, Self::Error>;
 
     /// Writes the whole state to `out` from a consistent cut; returns the applied log id and
     /// membership of that cut and the bytes written. The caller flushes and syncs `out`.
@@ -408,7 +411,7 @@ impl<S: StateStore> RaftStateMachine<TypeConfig<S::Role>> for Machine<S> {
         Ok((a.last_applied, a.membership))
     }
 
-    async fn apply<I>(&mut self, entries: I) -> SResult<Vec<Vec<<S::Role as Role>::Response>>>
+    async fn apply<I>(&mut self, entries: I) -> SResult<Responses<S::Role>>
     where
         I: IntoIterator<Item = Entry<S::Role>> + Send,
         I::IntoIter: Send,
@@ -478,7 +481,7 @@ pub(crate) mod tests {
 
     /// The toy role's state: the map and what was applied, exported as JSON.
     #[derive(Default)]
-    pub(crate) struct KvStore(pub(crate) Mutex<(Applied, BTreeMap<String, String>)>);
+    pub(crate) struct KvStore(Mutex<(Applied, BTreeMap<String, String>)>);
 
     impl KvStore {
         pub(crate) fn map(&self) -> BTreeMap<String, String> {
