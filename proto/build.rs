@@ -5,7 +5,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/datanode.proto",
         "proto/scm.proto",
         "proto/om.proto",
-        "proto/om_raft.proto",
+        "proto/raft.proto",
     ];
     let fds = protox::compile(files, ["proto"])?;
     tonic_prost_build::configure()

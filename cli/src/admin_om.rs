@@ -1,5 +1,5 @@
 //! `ozone admin om roles|transfer`: the OM service's raft roles, over each OM's
-//! `OmRaftService` (addresses from `ozone.om.service.ids` / `ozone.om.nodes.<id>` /
+//! `RaftService` (addresses from `ozone.om.service.ids` / `ozone.om.nodes.<id>` /
 //! `ozone.om.address.<id>.<node>`, or the single `ozone.om.address`).
 
 use std::time::Duration;
@@ -7,8 +7,8 @@ use std::time::Duration;
 use clap::Subcommand;
 use ozone_common::OzoneConfig;
 use ozone_common::config::OmNodeAddress;
-use ozone_proto::om_raft::om_raft_service_client::OmRaftServiceClient;
-use ozone_proto::om_raft::{NodeStatusRequest, NodeStatusResponse, TransferLeaderRequest};
+use ozone_proto::raft::raft_service_client::RaftServiceClient;
+use ozone_proto::raft::{NodeStatusRequest, NodeStatusResponse, TransferLeaderRequest};
 use serde_json::{Value, json};
 
 type BoxError = Box<dyn std::error::Error>;
@@ -52,13 +52,13 @@ pub enum OmCmd {
 async fn client(
     address: &str,
     timeout: Duration,
-) -> Result<OmRaftServiceClient<tonic::transport::Channel>, BoxError> {
+) -> Result<RaftServiceClient<tonic::transport::Channel>, BoxError> {
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{address}"))?
         .connect_timeout(timeout)
         .timeout(timeout)
         .connect()
         .await?;
-    Ok(OmRaftServiceClient::new(channel))
+    Ok(RaftServiceClient::new(channel))
 }
 
 /// The status of one OM, or why it could not be had.

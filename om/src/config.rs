@@ -24,7 +24,7 @@ pub struct OmConfig {
     /// Directory of `om.db`: `ozone.om.db.dirs` (first entry), else `ozone.metadata.dirs`.
     pub db_dir: PathBuf,
     /// `ozone.om.address`: the (single) OM's gRPC address. An OM binds `config::bind_address`
-    /// of its own node's address ([`crate::raft::HaSettings::me`]), which is this one for a
+    /// of its own node's address ([`ozone_raft::Settings::me`]), which is this one for a
     /// single OM.
     pub address: String,
     /// `ozone.om.http-address`.

@@ -138,6 +138,24 @@ redb_from!(
     redb::CommitError
 );
 
+/// The shared raft plumbing's errors as OM reports them: a transfer to a node that is not an OM
+/// is an invalid request, a follower answers NOT_LEADER, no quorum is OM_UNAVAILABLE.
+impl From<ozone_raft::Error> for OmError {
+    fn from(e: ozone_raft::Error) -> Self {
+        use ozone_raft::Error as E;
+        match e {
+            E::NotLeader { leader } => OmError::NotLeader { leader },
+            E::UnknownNode(m) => OmError::invalid(m),
+            E::Unavailable(m) => OmError::Unavailable(m),
+            E::Storage(e) => OmError::Storage(e),
+            E::Io { context, source } => OmError::Io { context, source },
+            E::Transport(e) => OmError::Transport(e),
+            E::Internal(m) => OmError::Internal(m),
+            e @ (E::Corrupt { .. } | E::State(_)) => OmError::Internal(e.to_string()),
+        }
+    }
+}
+
 /// The gRPC code that goes with each status.
 pub fn grpc_code(status: OmStatus) -> Code {
     use OmStatus::*;

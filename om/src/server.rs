@@ -1,5 +1,5 @@
 //! Starting and stopping an OM: open the database and the raft log, join the OM service's
-//! raft group, serve gRPC (`OmService` and `OmRaftService` on one port) and the http status
+//! raft group, serve gRPC (`OmService` and `RaftService` on one port) and the http status
 //! server, create the S3 volume whenever this OM becomes leader, keep state gauges fresh.
 
 use std::future::Future;
@@ -10,7 +10,7 @@ use std::time::Duration;
 use ozone_common::config::bind_address;
 use ozone_common::{Metrics, OzoneConfig, http};
 use ozone_proto::om::om_service_server::OmServiceServer;
-use ozone_proto::om_raft::om_raft_service_server::OmRaftServiceServer;
+use ozone_proto::raft::raft_service_server::RaftServiceServer;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::transport::server::TcpIncoming;
@@ -18,9 +18,8 @@ use tonic::transport::server::TcpIncoming;
 use crate::config::{OmConfig, SCM_CONNECT_TIMEOUT};
 use crate::error::OmError;
 use crate::manager::OzoneManager;
-use crate::raft::HaSettings;
-use crate::raft::node::RaftNode;
-use crate::raft::service::OmRaftGrpc;
+use crate::raft::ha_settings;
+use crate::raft::{RaftGrpc, RaftNode};
 use crate::scm::ScmBlocks;
 use crate::service::OmGrpc;
 use crate::state_machine::StateMachine;
@@ -51,7 +50,7 @@ pub struct OmServer {
 pub async fn start(cfg: OzoneConfig) -> Result<OmServer, OmError> {
     let mut config = OmConfig::from_config(&cfg)?;
     config.admin_secret = crate::security::load_admin_secret(&config)?;
-    let mut ha = HaSettings::from_config(&cfg)?;
+    let mut ha = ha_settings(&cfg)?;
     let dir = config.db_dir.clone();
     let sm = tokio::task::spawn_blocking(move || StateMachine::open(&dir))
         .await
@@ -92,7 +91,7 @@ pub async fn start(cfg: OzoneConfig) -> Result<OmServer, OmError> {
     let svc = OmServiceServer::new(OmGrpc::new(om.clone(), metrics.clone()))
         .max_decoding_message_size(ozone_proto::MAX_MESSAGE_BYTES)
         .max_encoding_message_size(ozone_proto::MAX_MESSAGE_BYTES);
-    let raft_svc = OmRaftServiceServer::new(OmRaftGrpc::new(node.clone()))
+    let raft_svc = RaftServiceServer::new(RaftGrpc::new(node.clone(), crate::raft::status_of))
         .max_decoding_message_size(ozone_proto::MAX_MESSAGE_BYTES)
         .max_encoding_message_size(ozone_proto::MAX_MESSAGE_BYTES);
     // Small responses must not wait for Nagle's algorithm.

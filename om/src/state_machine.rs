@@ -25,7 +25,7 @@ use crate::apply::{BytesTable, Writer, allocated_blocks};
 use crate::command::{OmCommand, OmResponse};
 use crate::error::OmError;
 use crate::model::DeletedBlocks;
-use crate::raft::{CommandBatch, Entry, NodeId, OmNode};
+use crate::raft::{Entry, NodeId, OmNode};
 use crate::retry;
 use crate::store::{
     self, APPLIED_INDEX, DELETED, DELETED_BLOCKS, META, RAFT_APPLIED, RAFT_META, RaftApplied,
@@ -113,7 +113,7 @@ impl StateMachine {
     /// (it makes the earlier ones durable too). Blank and membership entries advance the
     /// applied log id (and membership) and answer [`OmResponse::Done`].
     ///
-    /// The commands of one entry ([`CommandBatch`]) are applied in order, each in its own
+    /// The commands of one entry ([`crate::raft::CommandBatch`]) are applied in order, each in its own
     /// transaction, and all get the entry's index as applied index; the blocks a command
     /// releases are keyed `index << 16 | position in the batch`.
     pub fn apply_entries(&self, entries: Vec<Entry>) -> Result<Vec<Vec<OmResponse>>, OmError> {
@@ -130,7 +130,7 @@ impl StateMachine {
             };
             let log_id = entry.log_id;
             let resp = match entry.payload {
-                EntryPayload::Normal(CommandBatch(cmds)) if !cmds.is_empty() => {
+                EntryPayload::Normal(ozone_raft::CommandBatch(cmds)) if !cmds.is_empty() => {
                     if cmds.len() > MAX_BATCH {
                         return Err(OmError::Internal(format!(
                             "entry {} holds {} commands (most {MAX_BATCH})",
@@ -358,6 +358,33 @@ impl StateMachine {
             .insert(RAFT_APPLIED, store::encode(applied).as_slice())?;
         txn.commit()?;
         Ok(())
+    }
+}
+
+/// OM's namespace as the raft role's state ([`ozone_raft::state_machine::Machine`] drives it).
+impl ozone_raft::state_machine::StateStore for StateMachine {
+    type Role = crate::raft::OmRole;
+    type Error = OmError;
+
+    fn applied(&self) -> Result<RaftApplied, OmError> {
+        self.raft_applied()
+    }
+
+    fn apply_batch(&self, entries: Vec<Entry>) -> Result<Vec<Vec<OmResponse>>, OmError> {
+        self.apply_entries(entries)
+    }
+
+    fn export(&self, mut out: &mut dyn Write) -> Result<(RaftApplied, u64), OmError> {
+        self.export_to(&mut out)
+    }
+
+    fn install(
+        &self,
+        applied: &RaftApplied,
+        input: &mut dyn Read,
+        len: u64,
+    ) -> Result<(), OmError> {
+        self.install_from(applied, input, len)
     }
 }
 

@@ -21,21 +21,19 @@
 use std::ops::Bound;
 use std::path::Path;
 
-use openraft::{LogId, StoredMembership};
 use ozone_proto::om::OmStatus;
 use redb::{
     Database, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata,
     TableDefinition,
 };
+use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 
 use crate::error::OmError;
 use crate::model::{
     BucketRecord, DeletedBlocks, KeyRecord, OpenKeyRecord, PartRecord, S3SecretRecord,
     UploadRecord, VolumeRecord, page_size,
 };
-use crate::raft::{NodeId, OmNode};
 
 pub(crate) type BytesTable = TableDefinition<'static, &'static [u8], &'static [u8]>;
 
@@ -64,11 +62,7 @@ pub(crate) const RAFT_META: TableDefinition<'static, &'static str, &'static [u8]
 pub(crate) const RAFT_APPLIED: &str = "applied";
 
 /// The last applied raft log id and the membership in effect, stored with the state.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RaftApplied {
-    pub last_applied: Option<LogId<NodeId>>,
-    pub membership: StoredMembership<NodeId, OmNode>,
-}
+pub type RaftApplied = ozone_raft::state_machine::Applied;
 
 /// `meta` key of the index of the last applied command.
 pub(crate) const APPLIED_INDEX: &str = "applied_index";

@@ -1,7 +1,7 @@
 //! Generated protobuf and gRPC types of every Ozone-RS service.
 //!
-//! `hdds` holds the types shared by all protocols, `datanode`, `scm` and `om` one service each; `om_raft` is OM-to-OM replication
-//! and OM HA administration.
+//! `hdds` holds the types shared by all protocols, `datanode`, `scm` and `om` one service each; `raft` is the replication
+//! between the nodes of a replicated role (OM, SCM) and its HA administration.
 //! Server crates convert these into their domain types at the service boundary.
 #![allow(clippy::all)]
 
@@ -17,8 +17,8 @@ pub mod scm {
 pub mod om {
     tonic::include_proto!("ozone.om");
 }
-pub mod om_raft {
-    tonic::include_proto!("ozone.omraft");
+pub mod raft {
+    tonic::include_proto!("ozone.raft");
 }
 
 /// Largest gRPC message any Ozone-RS service accepts or sends (a chunk plus headroom).

@@ -142,8 +142,9 @@ fn ha_config(dir: &Path, scm: &str, addrs: &[String], me: usize) -> OzoneConfig 
 async fn group() -> Group {
     // The raft decisions (votes and why they were refused) are captured and shown when a test
     // fails; RUST_LOG chooses others.
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("openraft=info,ozone_om=info"));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("openraft=info,ozone_raft=info,ozone_om=info")
+    });
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_test_writer()

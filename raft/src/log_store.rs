@@ -1,4 +1,5 @@
-//! The raft log and vote of one OM in redb (`raft.db` beside `om.db`).
+//! The raft log and vote of one node in redb (`raft.db` in the role's db dir, beside its state
+//! machine's database).
 //!
 //! Tables: `raft_log` (index -> JSON entry) and `raft_state` (vote, last purged log id).
 //!
@@ -8,7 +9,7 @@
 //! fsync, and only then reports them durable (`LogFlushed`). Vote, truncate and purge go through
 //! the same queue, in order, and wait for their fsync. [`LogStats`] counts fsynced appends and
 //! entries. (openraft 0.9 waits for each append's flush before it takes the next client write,
-//! so concurrent writes share an fsync by sharing an entry: see [`super::proposer`].)
+//! so concurrent writes share an fsync by sharing an entry: see [`crate::proposer`].)
 // openraft's error types (`StorageError`, `RPCError`) are large; they are its API.
 #![allow(clippy::result_large_err)]
 
@@ -26,8 +27,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::oneshot;
 
-use super::{Entry, NodeId, TypeConfig, storage_error};
-use crate::error::OmError;
+use crate::{Entry, Error, NodeId, Role, TypeConfig, storage_error};
 
 const LOG: TableDefinition<'static, u64, &'static [u8]> = TableDefinition::new("raft_log");
 const STATE: TableDefinition<'static, &'static str, &'static [u8]> =
@@ -39,7 +39,7 @@ const PURGED: &str = "last_purged";
 /// near its tail, and purged behind snapshots.
 const LOG_CACHE_BYTES: usize = 16 * 1024 * 1024;
 
-/// Name of the raft log file inside the OM db directory.
+/// Name of the raft log file inside the role's db directory.
 pub const LOG_FILE: &str = "raft.db";
 
 /// How the log has been written: fsynced transactions and entries.
@@ -50,10 +50,10 @@ pub struct LogStats {
 }
 
 /// One queued write of the log.
-enum Op {
+enum Op<R: Role> {
     Append {
         rows: Vec<(LogId<NodeId>, Vec<u8>)>,
-        callback: LogFlushed<TypeConfig>,
+        callback: LogFlushed<TypeConfig<R>>,
     },
     /// Deletes entries from this index on.
     Truncate {
@@ -73,16 +73,27 @@ enum Op {
     },
 }
 
-/// The raft log store; cheap to clone (the log reader is a clone).
-#[derive(Clone)]
-pub struct LogStore {
+/// The raft log store of role `R`; cheap to clone (the log reader is a clone).
+pub struct LogStore<R: Role> {
     db: Arc<Database>,
     /// Entries appended but not yet known durable, by index.
-    pending: Arc<Mutex<BTreeMap<u64, Entry>>>,
-    queue: mpsc::Sender<Op>,
+    pending: Arc<Mutex<BTreeMap<u64, Entry<R>>>>,
+    queue: mpsc::Sender<Op<R>>,
     stats: Arc<LogStats>,
     /// Gone once the writer thread ended (every clone of the store dropped): the file is closed.
     writer_alive: std::sync::Weak<()>,
+}
+
+impl<R: Role> Clone for LogStore<R> {
+    fn clone(&self) -> Self {
+        LogStore {
+            db: self.db.clone(),
+            pending: self.pending.clone(),
+            queue: self.queue.clone(),
+            stats: self.stats.clone(),
+            writer_alive: self.writer_alive.clone(),
+        }
+    }
 }
 
 type SResult<T> = Result<T, StorageError<NodeId>>;
@@ -96,10 +107,10 @@ fn write_err(e: impl std::fmt::Display) -> StorageError<NodeId> {
 }
 
 /// The writer thread: batches every queued op into one fsynced transaction.
-fn writer(
+fn writer<R: Role>(
     db: Arc<Database>,
-    rx: mpsc::Receiver<Op>,
-    pending: Arc<Mutex<BTreeMap<u64, Entry>>>,
+    rx: mpsc::Receiver<Op<R>>,
+    pending: Arc<Mutex<BTreeMap<u64, Entry<R>>>>,
     stats: Arc<LogStats>,
 ) {
     while let Ok(first) = rx.recv() {
@@ -146,7 +157,7 @@ fn writer(
     }
 }
 
-fn write_batch(db: &Database, batch: &[Op]) -> Result<(), redb::Error> {
+fn write_batch<R: Role>(db: &Database, batch: &[Op<R>]) -> Result<(), redb::Error> {
     let txn = db.begin_write()?;
     {
         let mut log = txn.open_table(LOG)?;
@@ -177,11 +188,11 @@ fn write_batch(db: &Database, batch: &[Op]) -> Result<(), redb::Error> {
     Ok(())
 }
 
-impl LogStore {
+impl<R: Role> LogStore<R> {
     /// Opens (or creates) `<dir>/raft.db` and starts its writer thread.
-    pub fn open(dir: &Path) -> Result<Self, OmError> {
+    pub fn open(dir: &Path) -> Result<Self, Error> {
         std::fs::create_dir_all(dir)
-            .map_err(|e| OmError::io(format!("creating OM db dir {}", dir.display()), e))?;
+            .map_err(|e| Error::io(format!("creating {} db dir {}", R::NAME, dir.display()), e))?;
         let path = dir.join(LOG_FILE);
         let db = Arc::new(ozone_common::db::create_with_cache(&path, LOG_CACHE_BYTES)?);
         let txn = db.begin_write()?;
@@ -195,12 +206,12 @@ impl LogStore {
         let alive = Arc::new(());
         let writer_alive = Arc::downgrade(&alive);
         std::thread::Builder::new()
-            .name("om-raft-log".into())
+            .name(format!("{}-raft-log", R::NAME.to_ascii_lowercase()))
             .spawn(move || {
                 writer(d, rx, p, st);
                 drop(alive);
             })
-            .map_err(|e| OmError::io("starting the raft log writer", e))?;
+            .map_err(|e| Error::io("starting the raft log writer", e))?;
         Ok(LogStore {
             db,
             pending,
@@ -219,7 +230,7 @@ impl LogStore {
         self.writer_alive.clone()
     }
 
-    fn pending(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Entry>> {
+    fn pending(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Entry<R>>> {
         self.pending
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -236,7 +247,7 @@ impl LogStore {
         }
     }
 
-    fn send(&self, op: Op) -> SResult<()> {
+    fn send(&self, op: Op<R>) -> SResult<()> {
         self.queue
             .send(op)
             .map_err(|_| write_err("the raft log writer stopped"))
@@ -245,7 +256,7 @@ impl LogStore {
     /// Queues `op` (made with a completion sender) and waits until it is durable.
     async fn durable(
         &self,
-        make: impl FnOnce(oneshot::Sender<Result<(), String>>) -> Op,
+        make: impl FnOnce(oneshot::Sender<Result<(), String>>) -> Op<R>,
     ) -> SResult<()> {
         let (tx, rx) = oneshot::channel();
         self.send(make(tx))?;
@@ -260,11 +271,11 @@ impl LogStore {
     }
 }
 
-impl RaftLogReader<TypeConfig> for LogStore {
+impl<R: Role> RaftLogReader<TypeConfig<R>> for LogStore<R> {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
         &mut self,
         range: RB,
-    ) -> SResult<Vec<Entry>> {
+    ) -> SResult<Vec<Entry<R>>> {
         let start = range.start_bound().cloned();
         let end = range.end_bound().cloned();
         let mut out = BTreeMap::new();
@@ -275,7 +286,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
                 let (k, v) = item.map_err(read_err)?;
                 out.insert(
                     k.value(),
-                    serde_json::from_slice::<Entry>(v.value()).map_err(read_err)?,
+                    serde_json::from_slice::<Entry<R>>(v.value()).map_err(read_err)?,
                 );
             }
         }
@@ -287,10 +298,10 @@ impl RaftLogReader<TypeConfig> for LogStore {
     }
 }
 
-impl RaftLogStorage<TypeConfig> for LogStore {
-    type LogReader = LogStore;
+impl<R: Role> RaftLogStorage<TypeConfig<R>> for LogStore<R> {
+    type LogReader = LogStore<R>;
 
-    async fn get_log_state(&mut self) -> SResult<LogState<TypeConfig>> {
+    async fn get_log_state(&mut self) -> SResult<LogState<TypeConfig<R>>> {
         let last_purged: Option<LogId<NodeId>> = Self::get_state(&self.db, PURGED)?;
         let pending_last = self.pending().last_key_value().map(|(_, e)| e.log_id);
         let stored_last = {
@@ -298,7 +309,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             let t = txn.open_table(LOG).map_err(read_err)?;
             match t.last().map_err(read_err)? {
                 Some((_, v)) => Some(
-                    serde_json::from_slice::<Entry>(v.value())
+                    serde_json::from_slice::<Entry<R>>(v.value())
                         .map_err(read_err)?
                         .log_id,
                 ),
@@ -329,9 +340,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     /// Readable at once (overlay), durable when the writer's next fsync completes; openraft
     /// learns that through `callback`.
-    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> SResult<()>
+    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig<R>>) -> SResult<()>
     where
-        I: IntoIterator<Item = Entry> + Send,
+        I: IntoIterator<Item = Entry<R>> + Send,
         I::IntoIter: Send,
     {
         let mut rows = Vec::new();

@@ -1,9 +1,10 @@
-//! The raft network: openraft's RPCs to the other OMs over their `OmRaftService` (tonic, on
+//! The raft network: openraft's RPCs to the other OMs over their `RaftService` (tonic, on
 //! the OM gRPC port), carried as serde JSON. One lazy channel per peer, shared by every stream.
 // openraft's error types (`StorageError`, `RPCError`) are large; they are its API.
 #![allow(clippy::result_large_err)]
 
 use std::collections::HashMap;
+use std::marker::PhantomData;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,32 +16,45 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
-use ozone_proto::om_raft::om_raft_service_client::OmRaftServiceClient;
-use ozone_proto::om_raft::{RaftMessage, SnapshotChunk};
+use ozone_proto::raft::raft_service_client::RaftServiceClient;
+use ozone_proto::raft::{RaftMessage, SnapshotChunk};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tonic::transport::{Channel, Endpoint};
 
-use super::{NodeId, OmNode, TypeConfig};
+use crate::{NodeId, Peer, Role, TypeConfig};
 
 /// How long a connection attempt to a peer may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Makes clients for peers; resolves a peer's address from the configuration first (so a
 /// changed address takes effect), else from the membership.
-#[derive(Clone)]
-pub struct Network {
+pub struct Network<R> {
     me: NodeId,
     configured: Arc<HashMap<NodeId, String>>,
     channels: Arc<Mutex<HashMap<String, Channel>>>,
+    role: PhantomData<fn() -> R>,
 }
 
-impl Network {
+impl<R> Clone for Network<R> {
+    fn clone(&self) -> Self {
+        Network {
+            me: self.me,
+            configured: self.configured.clone(),
+            channels: self.channels.clone(),
+            role: PhantomData,
+        }
+    }
+}
+
+impl<R: Role> Network<R> {
+    /// The network of node `me`; `configured` are the peers' addresses from the configuration.
     pub fn new(me: NodeId, configured: HashMap<NodeId, String>) -> Self {
         Network {
             me,
             configured: Arc::new(configured),
             channels: Arc::default(),
+            role: PhantomData,
         }
     }
 
@@ -60,55 +74,60 @@ impl Network {
         channels.insert(address.to_string(), c.clone());
         Ok(c)
     }
+
+    /// A `RaftService` client of the node at `address` (on the shared channel).
+    pub fn client(&self, address: &str) -> Result<RaftServiceClient<Channel>, crate::Error> {
+        Ok(RaftServiceClient::new(self.channel(address)?)
+            .max_decoding_message_size(ozone_proto::MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(ozone_proto::MAX_MESSAGE_BYTES))
+    }
 }
 
-impl RaftNetworkFactory<TypeConfig> for Network {
-    type Network = PeerClient;
+impl<R: Role> RaftNetworkFactory<TypeConfig<R>> for Network<R> {
+    type Network = PeerClient<R>;
 
-    async fn new_client(&mut self, target: NodeId, node: &OmNode) -> PeerClient {
+    async fn new_client(&mut self, target: NodeId, node: &Peer) -> PeerClient<R> {
         let address = self
             .configured
             .get(&target)
             .cloned()
             .unwrap_or_else(|| node.address.clone());
-        let client = self.channel(&address).map(|c| {
-            OmRaftServiceClient::new(c)
-                .max_decoding_message_size(ozone_proto::MAX_MESSAGE_BYTES)
-                .max_encoding_message_size(ozone_proto::MAX_MESSAGE_BYTES)
-        });
+        let client = self.client(&address);
         if let Err(e) = &client {
-            tracing::warn!(%address, error = %e, "bad OM peer address");
+            tracing::warn!(role = R::NAME, %address, error = %e, "bad peer address");
         }
         PeerClient {
             me: self.me,
             target,
             address,
             client: client.ok(),
+            role: PhantomData,
         }
     }
 }
 
 /// The connection to one peer.
-pub struct PeerClient {
+pub struct PeerClient<R> {
     me: NodeId,
     target: NodeId,
     address: String,
-    client: Option<OmRaftServiceClient<Channel>>,
+    client: Option<RaftServiceClient<Channel>>,
+    role: PhantomData<fn() -> R>,
 }
 
 type RpcResult<T, E = openraft::error::Infallible> =
-    Result<T, RPCError<NodeId, OmNode, RaftError<NodeId, E>>>;
+    Result<T, RPCError<NodeId, Peer, RaftError<NodeId, E>>>;
 
 fn to_json<T: Serialize, E: std::error::Error>(
     v: &T,
-) -> Result<Vec<u8>, RPCError<NodeId, OmNode, E>> {
+) -> Result<Vec<u8>, RPCError<NodeId, Peer, E>> {
     serde_json::to_vec(v).map_err(|e| RPCError::Network(NetworkError::new(&e)))
 }
 
-impl PeerClient {
+impl<R> PeerClient<R> {
     fn client<E: std::error::Error>(
         &self,
-    ) -> Result<OmRaftServiceClient<Channel>, RPCError<NodeId, OmNode, E>> {
+    ) -> Result<RaftServiceClient<Channel>, RPCError<NodeId, Peer, E>> {
         self.client.clone().ok_or_else(|| {
             RPCError::Unreachable(Unreachable::new(&std::io::Error::other(format!(
                 "bad address {}",
@@ -123,11 +142,11 @@ impl PeerClient {
         option: &RPCOption,
         action: openraft::network::RPCTypes,
         f: F,
-    ) -> Result<Resp, RPCError<NodeId, OmNode, RaftError<NodeId, E>>>
+    ) -> Result<Resp, RPCError<NodeId, Peer, RaftError<NodeId, E>>>
     where
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
-        F: FnOnce(OmRaftServiceClient<Channel>) -> Fut,
+        F: FnOnce(RaftServiceClient<Channel>) -> Fut,
         Fut: std::future::Future<Output = Result<tonic::Response<RaftMessage>, tonic::Status>>,
     {
         let client = self.client()?;
@@ -155,10 +174,10 @@ impl PeerClient {
     }
 }
 
-impl RaftNetwork<TypeConfig> for PeerClient {
+impl<R: Role> RaftNetwork<TypeConfig<R>> for PeerClient<R> {
     async fn append_entries(
         &mut self,
-        rpc: AppendEntriesRequest<TypeConfig>,
+        rpc: AppendEntriesRequest<TypeConfig<R>>,
         option: RPCOption,
     ) -> RpcResult<AppendEntriesResponse<NodeId>> {
         let json = to_json(&rpc)?;
@@ -172,7 +191,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
 
     async fn install_snapshot(
         &mut self,
-        rpc: InstallSnapshotRequest<TypeConfig>,
+        rpc: InstallSnapshotRequest<TypeConfig<R>>,
         option: RPCOption,
     ) -> RpcResult<InstallSnapshotResponse<NodeId>, InstallSnapshotError> {
         let chunk = SnapshotChunk {

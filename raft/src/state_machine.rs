@@ -1,9 +1,12 @@
-//! openraft's state machine over [`crate::StateMachine`]: applies committed batches (one fsync
-//! per batch), and makes, keeps and installs snapshots.
+//! openraft's state machine ([`Machine`]) over a role's [`StateStore`]: applies committed
+//! batches, and makes, keeps and installs snapshots as files.
 //!
-//! A snapshot is the namespace itself, exported from one redb read transaction (as Ozone's OM
-//! snapshot is its RocksDB) row by row through a buffer into a file of `<db dir>/snapshot/`
-//! (format: [`crate::state_machine::SNAPSHOT_MAGIC`]), fsynced, then published: renamed to
+//! The role keeps its state and the last applied log id and membership ([`Applied`]) in its own
+//! database and says how to apply entries, export its state to a writer and install it from a
+//! reader ([`StateStore`]); this module does the rest. A snapshot is the role's state itself
+//! (OM: the namespace, exported from one redb read transaction, as Ozone's OM snapshot is its
+//! RocksDB) written through a buffer into a file of `<db dir>/snapshot/` ([`SNAPSHOT_DIR`]),
+//! fsynced, then published: renamed to
 //! `snapshot-<n>.bin` and named with its meta (last log id, membership) in `current.json`
 //! (written to a temporary file, fsynced and renamed over), after which older snapshot files are
 //! removed. [`RaftStateMachine::get_current_snapshot`] opens the published file; openraft's
@@ -11,12 +14,13 @@
 //! the namespace in memory.
 //!
 //! A follower writes the chunks into a `recv-<n>.tmp` file of the same directory; installing
-//! streams its rows into the tables in one write transaction (replacing them all), then
+//! streams it into the role's state (OM: its rows into the tables in one write transaction,
+//! replacing them all), then
 //! publishes the received file as its current snapshot. Publishing never replaces a snapshot
 //! with an older one (a build and an install may finish in either order).
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufReader, BufWriter, Seek, SeekFrom, Write};
+use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,15 +33,55 @@ use openraft::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::{Entry, NodeId, OmNode, TypeConfig, storage_error};
-use crate::command::OmResponse;
-use crate::error::OmError;
-use crate::state_machine::StateMachine;
-use crate::store::RaftApplied;
+use crate::{Entry, Error, NodeId, Peer, Role, TypeConfig, storage_error};
 
 type SResult<T> = Result<T, StorageError<NodeId>>;
 
-/// The snapshot directory under the OM db dir (Ozone's `ozone.om.ratis.snapshot.dir` default).
+/// The last applied raft log id and the membership in effect, which the role stores with its
+/// state (as JSON: OM in `om.db`'s `raft_meta` table) and a snapshot carries as its meta.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Applied {
+    pub last_applied: Option<LogId<NodeId>>,
+    pub membership: StoredMembership<NodeId, Peer>,
+}
+
+/// The responses to a batch of entries: one list per entry, one response per command.
+pub type Responses<R> = Vec<Vec<<R as Role>::Response>>;
+
+/// What a role's state machine does for raft. Calls come on blocking threads, one at a time
+/// for apply and install; an export may run beside an apply (it reads a consistent cut).
+pub trait StateStore: Send + Sync + 'static {
+    type Role: Role;
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// The last applied log id and membership.
+    fn applied(&self) -> Result<Applied, Self::Error>;
+
+    /// Applies committed entries in order, durably (at least the last), storing each one's log
+    /// id (and a membership entry's membership) with the state; answers one response per
+    /// command of each normal entry (one per blank or membership entry too: openraft expects
+    /// a response per entry).
+    fn apply_batch(
+        &self,
+        entries: Vec<Entry<Self::Role>>,
+    ) -> Result<Responses<Self::Role>, Self::Error>;
+
+    /// Writes the whole state to `out` from a consistent cut; returns the applied log id and
+    /// membership of that cut and the bytes written. The caller flushes and syncs `out`.
+    fn export(&self, out: &mut dyn Write) -> Result<(Applied, u64), Self::Error>;
+
+    /// Replaces the whole state with what [`Self::export`] wrote (`len` bytes of `input`) and
+    /// records `applied`; all or nothing. A damaged snapshot is an error and changes nothing.
+    fn install(&self, applied: &Applied, input: &mut dyn Read, len: u64)
+    -> Result<(), Self::Error>;
+}
+
+fn state_err(e: impl std::error::Error + Send + Sync + 'static) -> Error {
+    Error::State(Box::new(e))
+}
+
+/// The snapshot directory under the role's db dir (Ozone's `ozone.om.ratis.snapshot.dir`
+/// default).
 pub const SNAPSHOT_DIR: &str = "snapshot";
 
 /// The file naming the published snapshot.
@@ -49,15 +93,15 @@ const IO_BUFFER: usize = 1 << 20;
 /// What `current.json` holds: the published snapshot's meta and file name.
 #[derive(Serialize, Deserialize)]
 struct Current {
-    meta: SnapshotMeta<NodeId, OmNode>,
+    meta: Meta,
     file: String,
 }
 
 /// A snapshot's meta.
-type Meta = SnapshotMeta<NodeId, OmNode>;
+type Meta = SnapshotMeta<NodeId, Peer>;
 
-/// The snapshot files of one OM.
-struct SnapshotFiles {
+/// The snapshot files of one node.
+pub(crate) struct SnapshotFiles {
     dir: PathBuf,
     /// Next number for a file name (starts at the clock, skips names that exist).
     seq: AtomicU64,
@@ -67,15 +111,15 @@ struct SnapshotFiles {
     receiving: Mutex<Option<PathBuf>>,
 }
 
-fn io_err(context: &str, path: &Path) -> impl FnOnce(std::io::Error) -> OmError {
+fn io_err(context: &str, path: &Path) -> impl FnOnce(std::io::Error) -> Error {
     let context = format!("{context} {}", path.display());
-    move |e| OmError::io(context, e)
+    move |e| Error::io(context, e)
 }
 
 impl SnapshotFiles {
     /// Opens (creates) `dir`, removing the temporary files an interrupted build or receive
     /// left.
-    fn open(dir: &Path) -> Result<Self, OmError> {
+    fn open(dir: &Path) -> Result<Self, Error> {
         std::fs::create_dir_all(dir).map_err(io_err("creating snapshot dir", dir))?;
         for entry in std::fs::read_dir(dir).map_err(io_err("listing snapshot dir", dir))? {
             let path = entry.map_err(io_err("listing snapshot dir", dir))?.path();
@@ -106,13 +150,13 @@ impl SnapshotFiles {
         }
     }
 
-    fn sync_dir(&self) -> Result<(), OmError> {
+    fn sync_dir(&self) -> Result<(), Error> {
         File::open(&self.dir)
             .and_then(|d| d.sync_all())
             .map_err(io_err("syncing", &self.dir))
     }
 
-    fn read_current(&self) -> Result<Option<Current>, OmError> {
+    fn read_current(&self) -> Result<Option<Current>, Error> {
         let path = self.dir.join(CURRENT);
         let bytes = match std::fs::read(&path) {
             Ok(b) => b,
@@ -121,14 +165,14 @@ impl SnapshotFiles {
         };
         serde_json::from_slice(&bytes)
             .map(Some)
-            .map_err(|e| OmError::Corrupt {
-                table: "snapshot",
-                message: format!("{}: {e}", path.display()),
+            .map_err(|e| Error::Corrupt {
+                path: path.display().to_string(),
+                message: e.to_string(),
             })
     }
 
     /// The published snapshot, opened for reading.
-    fn current(&self) -> Result<Option<(Meta, File)>, OmError> {
+    fn current(&self) -> Result<Option<(Meta, File)>, Error> {
         let _serial = self
             .publish
             .lock()
@@ -140,7 +184,7 @@ impl SnapshotFiles {
         match File::open(&path) {
             Ok(f) => Ok(Some((c.meta, f))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                tracing::warn!(path = %path.display(), "the published OM snapshot file is gone");
+                tracing::warn!(path = %path.display(), "the published snapshot file is gone");
                 Ok(None)
             }
             Err(e) => Err(io_err("opening", &path)(e)),
@@ -150,7 +194,7 @@ impl SnapshotFiles {
     /// Makes the complete, fsynced file at `tmp` the current snapshot with `meta`, unless the
     /// current one is newer (then `tmp` is removed: open handles keep reading it). Removes the
     /// older snapshot files.
-    fn publish(&self, meta: &SnapshotMeta<NodeId, OmNode>, tmp: &Path) -> Result<(), OmError> {
+    fn publish(&self, meta: &Meta, tmp: &Path) -> Result<(), Error> {
         let _serial = self
             .publish
             .lock()
@@ -161,7 +205,7 @@ impl SnapshotFiles {
             tracing::info!(
                 built = ?meta.last_log_id,
                 current = ?c.meta.last_log_id,
-                "an OM snapshot finished after a newer one; dropped"
+                "a snapshot finished after a newer one; dropped"
             );
             return std::fs::remove_file(tmp).map_err(io_err("removing", tmp));
         }
@@ -173,7 +217,7 @@ impl SnapshotFiles {
             file: name.clone(),
         };
         let json = serde_json::to_vec(&current)
-            .map_err(|e| OmError::Internal(format!("encoding the snapshot meta: {e}")))?;
+            .map_err(|e| Error::Internal(format!("encoding the snapshot meta: {e}")))?;
         let (_, tmp_current) = self.fresh("current", "tmp");
         let mut f = File::create_new(&tmp_current).map_err(io_err("creating", &tmp_current))?;
         f.write_all(&json)
@@ -197,7 +241,7 @@ impl SnapshotFiles {
 
     /// Exports the state of `sm` into a new snapshot file and publishes it; returns its meta
     /// and the file, positioned at its start.
-    fn build(&self, sm: &StateMachine) -> Result<(SnapshotMeta<NodeId, OmNode>, File), OmError> {
+    fn build<S: StateStore>(&self, sm: &S) -> Result<(Meta, File), Error> {
         let (_, tmp) = self.fresh("build", "tmp");
         let file = OpenOptions::new()
             .read(true)
@@ -207,14 +251,14 @@ impl SnapshotFiles {
             .map_err(io_err("creating", &tmp))?;
         let written = (|| {
             let mut w = BufWriter::with_capacity(IO_BUFFER, file);
-            let (applied, bytes) = sm.export_to(&mut w)?;
+            let (applied, bytes) = sm.export(&mut w).map_err(state_err)?;
             let mut file = w
                 .into_inner()
                 .map_err(|e| io_err("writing", &tmp)(e.into_error()))?;
             file.sync_all().map_err(io_err("syncing", &tmp))?;
             file.seek(SeekFrom::Start(0))
                 .map_err(io_err("seeking", &tmp))?;
-            Ok::<_, OmError>((applied, bytes, file))
+            Ok::<_, Error>((applied, bytes, file))
         })();
         let (applied, bytes, file) = match written {
             Ok(w) => w,
@@ -235,13 +279,13 @@ impl SnapshotFiles {
             snapshot_id,
         };
         self.publish(&meta, &tmp)?;
-        tracing::info!(last_log_id = ?meta.last_log_id, bytes, "OM snapshot built");
+        tracing::info!(role = S::Role::NAME, last_log_id = ?meta.last_log_id, bytes, "snapshot built");
         Ok((meta, file))
     }
 
     /// A new file to receive a snapshot into; the one an earlier, abandoned receive used is
     /// removed.
-    fn begin_receiving(&self) -> Result<File, OmError> {
+    fn begin_receiving(&self) -> Result<File, Error> {
         let (_, path) = self.fresh("recv", "tmp");
         let file = OpenOptions::new()
             .read(true)
@@ -264,12 +308,7 @@ impl SnapshotFiles {
     }
 
     /// Installs the received snapshot `file` into `sm` (one transaction), then publishes it.
-    fn install(
-        &self,
-        sm: &StateMachine,
-        meta: &SnapshotMeta<NodeId, OmNode>,
-        mut file: File,
-    ) -> Result<u64, OmError> {
+    fn install<S: StateStore>(&self, sm: &S, meta: &Meta, mut file: File) -> Result<u64, Error> {
         let what = Path::new("received snapshot");
         file.sync_all().map_err(io_err("syncing", what))?;
         let len = file
@@ -277,11 +316,12 @@ impl SnapshotFiles {
             .map_err(io_err("seeking", what))?;
         file.seek(SeekFrom::Start(0))
             .map_err(io_err("seeking", what))?;
-        let applied = RaftApplied {
+        let applied = Applied {
             last_applied: meta.last_log_id,
             membership: meta.last_membership.clone(),
         };
-        sm.install_from(&applied, BufReader::with_capacity(IO_BUFFER, &file), len)?;
+        let mut input = BufReader::with_capacity(IO_BUFFER, &file);
+        sm.install(&applied, &mut input, len).map_err(state_err)?;
         // The file is the installed state: keep it as this node's snapshot (it is the one
         // begin_receiving made, unless openraft handed another; then export the state anew).
         let received = file.metadata().map_err(io_err("reading", what))?;
@@ -305,17 +345,26 @@ impl SnapshotFiles {
     }
 }
 
-/// The raft side of the OM state machine; cheap to clone.
-#[derive(Clone)]
-pub struct OmStateMachine {
-    sm: Arc<StateMachine>,
+/// openraft's state machine over the role's store `S`; cheap to clone.
+pub struct Machine<S> {
+    sm: Arc<S>,
     files: Arc<SnapshotFiles>,
 }
 
-impl OmStateMachine {
-    /// Keeps its snapshots in `snapshot_dir` (see [`SNAPSHOT_DIR`]).
-    pub fn open(sm: Arc<StateMachine>, snapshot_dir: &Path) -> Result<Self, OmError> {
-        Ok(OmStateMachine {
+impl<S> Clone for Machine<S> {
+    fn clone(&self) -> Self {
+        Machine {
+            sm: self.sm.clone(),
+            files: self.files.clone(),
+        }
+    }
+}
+
+impl<S: StateStore> Machine<S> {
+    /// Keeps its snapshots in `snapshot_dir` (see [`SNAPSHOT_DIR`]); removes the temporary
+    /// files an interrupted build or receive left there.
+    pub fn open(sm: Arc<S>, snapshot_dir: &Path) -> Result<Self, Error> {
+        Ok(Machine {
             sm,
             files: Arc::new(SnapshotFiles::open(snapshot_dir)?),
         })
@@ -324,7 +373,7 @@ impl OmStateMachine {
     async fn run<T: Send + 'static>(
         &self,
         verb: ErrorVerb,
-        f: impl FnOnce(&StateMachine, &SnapshotFiles) -> Result<T, OmError> + Send + 'static,
+        f: impl FnOnce(&S, &SnapshotFiles) -> Result<T, Error> + Send + 'static,
     ) -> SResult<T> {
         let (sm, files) = (self.sm.clone(), self.files.clone());
         tokio::task::spawn_blocking(move || f(&sm, &files))
@@ -334,40 +383,44 @@ impl OmStateMachine {
     }
 }
 
-fn snapshot(meta: SnapshotMeta<NodeId, OmNode>, file: File) -> Snapshot<TypeConfig> {
+fn snapshot<R: Role>(meta: Meta, file: File) -> Snapshot<TypeConfig<R>> {
     Snapshot {
         meta,
         snapshot: Box::new(tokio::fs::File::from_std(file)),
     }
 }
 
-impl RaftSnapshotBuilder<TypeConfig> for OmStateMachine {
-    async fn build_snapshot(&mut self) -> SResult<Snapshot<TypeConfig>> {
+impl<S: StateStore> RaftSnapshotBuilder<TypeConfig<S::Role>> for Machine<S> {
+    async fn build_snapshot(&mut self) -> SResult<Snapshot<TypeConfig<S::Role>>> {
         let (meta, file) = self
             .run(ErrorVerb::Write, |sm, files| files.build(sm))
             .await?;
-        Ok(snapshot(meta, file))
+        Ok(snapshot::<S::Role>(meta, file))
     }
 }
 
-impl RaftStateMachine<TypeConfig> for OmStateMachine {
-    type SnapshotBuilder = OmStateMachine;
+impl<S: StateStore> RaftStateMachine<TypeConfig<S::Role>> for Machine<S> {
+    type SnapshotBuilder = Machine<S>;
 
     async fn applied_state(
         &mut self,
-    ) -> SResult<(Option<LogId<NodeId>>, StoredMembership<NodeId, OmNode>)> {
-        let a = self.run(ErrorVerb::Read, |sm, _| sm.raft_applied()).await?;
+    ) -> SResult<(Option<LogId<NodeId>>, StoredMembership<NodeId, Peer>)> {
+        let a = self
+            .run(ErrorVerb::Read, |sm, _| sm.applied().map_err(state_err))
+            .await?;
         Ok((a.last_applied, a.membership))
     }
 
-    async fn apply<I>(&mut self, entries: I) -> SResult<Vec<Vec<OmResponse>>>
+    async fn apply<I>(&mut self, entries: I) -> SResult<Responses<S::Role>>
     where
-        I: IntoIterator<Item = Entry> + Send,
+        I: IntoIterator<Item = Entry<S::Role>> + Send,
         I::IntoIter: Send,
     {
-        let entries: Vec<Entry> = entries.into_iter().collect();
-        self.run(ErrorVerb::Write, move |sm, _| sm.apply_entries(entries))
-            .await
+        let entries: Vec<Entry<S::Role>> = entries.into_iter().collect();
+        self.run(ErrorVerb::Write, move |sm, _| {
+            sm.apply_batch(entries).map_err(state_err)
+        })
+        .await
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
@@ -383,7 +436,7 @@ impl RaftStateMachine<TypeConfig> for OmStateMachine {
 
     async fn install_snapshot(
         &mut self,
-        meta: &SnapshotMeta<NodeId, OmNode>,
+        meta: &Meta,
         snapshot: Box<tokio::fs::File>,
     ) -> SResult<()> {
         let file = snapshot.into_std().await;
@@ -393,60 +446,126 @@ impl RaftStateMachine<TypeConfig> for OmStateMachine {
                 files.install(sm, &m, file)
             })
             .await?;
-        tracing::info!(last_log_id = ?meta.last_log_id, bytes, "OM snapshot installed");
+        tracing::info!(role = S::Role::NAME, last_log_id = ?meta.last_log_id, bytes, "snapshot installed");
         Ok(())
     }
 
-    async fn get_current_snapshot(&mut self) -> SResult<Option<Snapshot<TypeConfig>>> {
+    async fn get_current_snapshot(&mut self) -> SResult<Option<Snapshot<TypeConfig<S::Role>>>> {
         let current = self
             .run(ErrorVerb::Read, |_, files| files.current())
             .await?;
         Ok(current
             .filter(|(meta, _)| meta.last_log_id.is_some())
-            .map(|(meta, file)| snapshot(meta, file)))
+            .map(|(meta, file)| snapshot::<S::Role>(meta, file)))
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use std::io::Read;
+pub(crate) mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
 
-    use openraft::{CommittedLeaderId, EntryPayload};
-    use redb::ReadableDatabase;
+    use openraft::{CommittedLeaderId, EntryPayload, Membership};
 
     use super::*;
-    use crate::state_machine::tests::script;
-    use crate::store::{KEYS, key_key};
 
-    /// The test script's namespace plus `extra` keys (copies of a real key record), with a
-    /// raft log id: `(term, index)` = (2, script length + 1).
-    fn namespace(dir: &Path, extra: usize) -> StateMachine {
-        let sm = StateMachine::open(dir).expect("open");
-        for (i, c) in script().iter().enumerate() {
-            sm.apply(i as u64 + 1, c).expect("apply");
+    /// A toy role: a map of strings; a command sets a key.
+    pub(crate) enum Kv {}
+
+    impl Role for Kv {
+        const NAME: &'static str = "KV";
+        const MAX_BATCH: usize = 8;
+        type Command = (String, String);
+        type Response = Option<String>;
+    }
+
+    /// The toy role's state: the map and what was applied, exported as JSON.
+    #[derive(Default)]
+    pub(crate) struct KvStore(Mutex<(Applied, BTreeMap<String, String>)>);
+
+    impl KvStore {
+        pub(crate) fn map(&self) -> BTreeMap<String, String> {
+            self.0.lock().expect("lock").1.clone()
         }
-        let record = {
-            let txn = sm.db().begin_read().expect("read");
-            let t = txn.open_table(KEYS).expect("keys");
-            let v = t.get(key_key("vol", "bkt", "a/1").as_slice()).expect("get");
-            v.expect("a/1 exists").value().to_vec()
-        };
-        let txn = sm.db().begin_write().expect("write");
-        {
-            let mut t = txn.open_table(KEYS).expect("keys");
-            for i in 0..extra {
-                let k = key_key("vol", "bkt", &format!("many/{i:08}"));
-                t.insert(k.as_slice(), record.as_slice()).expect("insert");
+    }
+
+    impl StateStore for KvStore {
+        type Role = Kv;
+        type Error = std::io::Error;
+
+        fn applied(&self) -> Result<Applied, std::io::Error> {
+            Ok(self.0.lock().expect("lock").0.clone())
+        }
+
+        fn apply_batch(
+            &self,
+            entries: Vec<Entry<Kv>>,
+        ) -> Result<Vec<Vec<Option<String>>>, std::io::Error> {
+            let mut s = self.0.lock().expect("lock");
+            let mut out = Vec::new();
+            for e in entries {
+                s.0.last_applied = Some(e.log_id);
+                match e.payload {
+                    EntryPayload::Normal(crate::CommandBatch(cmds)) => {
+                        out.push(cmds.into_iter().map(|(k, v)| s.1.insert(k, v)).collect())
+                    }
+                    EntryPayload::Membership(m) => {
+                        s.0.membership = StoredMembership::new(Some(e.log_id), m);
+                        out.push(vec![None]);
+                    }
+                    EntryPayload::Blank => out.push(vec![None]),
+                }
             }
+            Ok(out)
         }
-        txn.commit().expect("commit");
-        let log_id = LogId::new(CommittedLeaderId::new(2, 1), script().len() as u64 + 1);
-        sm.apply_entries(vec![Entry {
-            log_id,
-            payload: EntryPayload::Blank,
-        }])
-        .expect("blank entry");
-        sm
+
+        fn export(&self, out: &mut dyn Write) -> Result<(Applied, u64), std::io::Error> {
+            let s = self.0.lock().expect("lock");
+            let bytes = serde_json::to_vec(&s.1)?;
+            out.write_all(&bytes)?;
+            Ok((s.0.clone(), bytes.len() as u64))
+        }
+
+        fn install(
+            &self,
+            applied: &Applied,
+            input: &mut dyn Read,
+            len: u64,
+        ) -> Result<(), std::io::Error> {
+            let mut bytes = Vec::new();
+            input.take(len).read_to_end(&mut bytes)?;
+            if bytes.len() as u64 != len {
+                return Err(std::io::Error::other("snapshot shorter than its length"));
+            }
+            let map = serde_json::from_slice(&bytes)?;
+            *self.0.lock().expect("lock") = (applied.clone(), map);
+            Ok(())
+        }
+    }
+
+    fn store(keys: usize, index: u64) -> KvStore {
+        let s = KvStore::default();
+        let membership = Membership::new(
+            vec![std::collections::BTreeSet::from([1])],
+            BTreeMap::from([(1, Peer::default())]),
+        );
+        let log_id = LogId::new(CommittedLeaderId::new(2, 1), index);
+        let entries = vec![
+            Entry::<Kv> {
+                log_id: LogId::new(CommittedLeaderId::new(1, 1), 1),
+                payload: EntryPayload::Membership(membership),
+            },
+            Entry::<Kv> {
+                log_id,
+                payload: EntryPayload::Normal(crate::CommandBatch(
+                    (0..keys)
+                        .map(|i| (format!("k{i:06}"), format!("v{i}")))
+                        .collect(),
+                )),
+            },
+        ];
+        s.apply_batch(entries).expect("apply");
+        s
     }
 
     fn files_in(dir: &Path) -> Vec<String> {
@@ -459,43 +578,38 @@ mod tests {
     }
 
     #[test]
-    fn a_large_namespace_streams_through_snapshot_files() {
-        const KEYS_N: usize = 50_000;
+    fn snapshots_are_built_sent_in_chunks_installed_and_kept_as_files() {
         let (d1, d2) = (
             tempfile::tempdir().expect("tmp"),
             tempfile::tempdir().expect("tmp"),
         );
-        let leader = namespace(d1.path(), KEYS_N);
-        let files1 = SnapshotFiles::open(&d1.path().join(SNAPSHOT_DIR)).expect("open");
+        let leader = store(20_000, 7);
+        let files1 = SnapshotFiles::open(d1.path()).expect("open");
         assert!(files1.current().expect("current").is_none());
 
         // Built twice: one snapshot file is kept, named in current.json.
         files1.build(&leader).expect("build");
         let (meta, mut built) = files1.build(&leader).expect("build again");
-        let applied = leader.raft_applied().expect("applied");
+        let applied = leader.applied().expect("applied");
         assert_eq!(meta.last_log_id, applied.last_applied);
         assert_eq!(meta.last_membership, applied.membership);
-        let names = files_in(&files1.dir);
+        let names = files_in(d1.path());
         assert_eq!(names.len(), 2, "{names:?}");
         assert_eq!(names[0], CURRENT);
         assert!(names[1].starts_with("snapshot-") && names[1].ends_with(".bin"));
         let (current_meta, mut current) = files1.current().expect("current").expect("some");
         assert_eq!(current_meta, meta);
         let len = current.metadata().expect("meta").len();
-        assert!(len > (KEYS_N * 100) as u64, "{len} bytes");
-        assert_eq!(meta.snapshot_id, format!("2-{}-{len}", script().len() + 1));
+        assert_eq!(meta.snapshot_id, format!("2-7-{len}"));
 
         // A follower with other state receives it in chunks and installs it.
-        let follower = StateMachine::open(d2.path()).expect("open");
-        for (i, c) in script()[..4].iter().enumerate() {
-            follower.apply(i as u64 + 1, c).expect("apply");
-        }
-        let files2 = SnapshotFiles::open(&d2.path().join(SNAPSHOT_DIR)).expect("open");
+        let follower = store(3, 2);
+        let files2 = SnapshotFiles::open(d2.path()).expect("open");
         // An abandoned receive is replaced (its file removed) by the next one.
         files2.begin_receiving().expect("begin");
         let mut recv = files2.begin_receiving().expect("begin");
-        assert_eq!(files_in(&files2.dir).len(), 1);
-        let mut chunk = vec![0u8; 3 << 20];
+        assert_eq!(files_in(d2.path()).len(), 1);
+        let mut chunk = vec![0u8; 64 << 10];
         let mut sent = 0;
         loop {
             let n = current.read(&mut chunk).expect("read");
@@ -506,24 +620,14 @@ mod tests {
             sent += n as u64;
         }
         assert_eq!(sent, len);
-        let installed = files2.install(&follower, &meta, recv).expect("install");
-        assert_eq!(installed, len);
         assert_eq!(
-            follower.snapshot().expect("snap").dump().expect("dump"),
-            leader.snapshot().expect("snap").dump().expect("dump")
+            files2.install(&follower, &meta, recv).expect("install"),
+            len
         );
-        assert_eq!(follower.raft_applied().expect("applied"), applied);
-        assert_eq!(
-            follower
-                .snapshot()
-                .expect("snap")
-                .counts()
-                .expect("counts")
-                .keys,
-            KEYS_N as u64 + 2
-        );
+        assert_eq!(follower.map(), leader.map());
+        assert_eq!(follower.applied().expect("applied"), applied);
         // The received file is the follower's snapshot now; no temporary file is left.
-        let names = files_in(&files2.dir);
+        let names = files_in(d2.path());
         assert_eq!(names.len(), 2, "{names:?}");
         let (m2, mut f2) = files2.current().expect("current").expect("some");
         assert_eq!(m2, meta);
@@ -541,46 +645,25 @@ mod tests {
         std::fs::write(&tmp, b"x").expect("write");
         files2.publish(&older, &tmp).expect("publish");
         assert_eq!(files2.current().expect("current").expect("some").0, meta);
-        assert_eq!(files_in(&files2.dir), names);
-    }
+        assert_eq!(files_in(d2.path()), names);
 
-    #[test]
-    fn damaged_snapshots_are_refused_without_changing_state() {
-        let (d1, d2) = (
-            tempfile::tempdir().expect("tmp"),
-            tempfile::tempdir().expect("tmp"),
-        );
-        let leader = namespace(d1.path(), 10);
-        let mut data = Vec::new();
-        let (applied, bytes) = leader.export_to(&mut data).expect("export");
-        assert_eq!(bytes, data.len() as u64);
-        let follower = namespace(d2.path(), 3);
-        let before = follower.snapshot().expect("snap").dump().expect("dump");
-        let install = |d: &[u8]| follower.install_from(&applied, d, d.len() as u64);
+        // A damaged snapshot is refused: the state and the published snapshot stay.
+        let mut bad = files2.begin_receiving().expect("begin");
+        bad.write_all(b"{\"k\":").expect("write");
+        let newer = SnapshotMeta {
+            last_log_id: Some(LogId::new(CommittedLeaderId::new(3, 1), 9)),
+            ..meta.clone()
+        };
+        assert!(matches!(
+            files2.install(&follower, &newer, bad),
+            Err(Error::State(_))
+        ));
+        assert_eq!(follower.map(), leader.map());
+        assert_eq!(files2.current().expect("current").expect("some").0, meta);
 
-        assert!(install(&data[..data.len() - 1]).is_err(), "truncated");
-        assert!(install(b"OZONE-OM-SNAPSHOT-0\n").is_err(), "other magic");
-        // A row claiming a 4 GiB key in a few bytes is refused before it is allocated.
-        let mut huge = crate::state_machine::SNAPSHOT_MAGIC.to_vec();
-        huge.extend_from_slice(b"\x04keys\xff\xff\xff\xffabc");
-        assert!(matches!(install(&huge), Err(OmError::Corrupt { .. })));
-        let mut unknown = crate::state_machine::SNAPSHOT_MAGIC.to_vec();
-        unknown.extend_from_slice(b"\x04nope\x00\x00\x00\x01k\x00\x00\x00\x01v");
-        assert!(install(&unknown).is_err(), "unknown table");
-        // Claiming more bytes than the reader has.
-        assert!(
-            follower
-                .install_from(&applied, data.as_slice(), data.len() as u64 + 1)
-                .is_err()
-        );
-        assert_eq!(
-            follower.snapshot().expect("snap").dump().expect("dump"),
-            before
-        );
-        install(&data).expect("install");
-        assert_eq!(
-            follower.snapshot().expect("snap").dump().expect("dump"),
-            leader.snapshot().expect("snap").dump().expect("dump")
-        );
+        // Temporary files of an interrupted build or receive are removed on open.
+        drop(files2);
+        SnapshotFiles::open(d2.path()).expect("reopen");
+        assert_eq!(files_in(d2.path()), names);
     }
 }

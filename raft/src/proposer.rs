@@ -1,9 +1,9 @@
 //! Group commit. openraft 0.9 appends one client write at a time and waits for its fsync
 //! before it takes the next, so one command per entry would mean one fsync per request. The
 //! proposer instead gathers the commands that arrive while earlier entries are in flight into
-//! one [`CommandBatch`] entry (at most [`MAX_BATCH`] commands, at most [`IN_FLIGHT`] entries
-//! proposed and not yet applied): the busier the OM, the more commands share an fsync, on the
-//! leader's log, on each follower's log and in the state machine's apply.
+//! one [`CommandBatch`] entry (at most [`Role::MAX_BATCH`] commands, at most [`IN_FLIGHT`]
+//! entries proposed and not yet applied): the busier the role, the more commands share an
+//! fsync, on the leader's log, on each follower's log and in the state machine's apply.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,9 +11,7 @@ use std::time::Duration;
 use openraft::error::{ClientWriteError, RaftError};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use super::{CommandBatch, NodeId, Raft};
-use crate::command::{OmCommand, OmResponse};
-use crate::state_machine::MAX_BATCH;
+use crate::{CommandBatch, NodeId, Raft, Role};
 
 /// Entries proposed and not yet applied, at most.
 pub const IN_FLIGHT: usize = 4;
@@ -27,35 +25,45 @@ pub enum ProposeError {
     Unavailable(String),
 }
 
-type Reply = oneshot::Sender<Result<OmResponse, ProposeError>>;
+type Reply<R> = oneshot::Sender<Result<<R as Role>::Response, ProposeError>>;
+type Queue<R> = mpsc::UnboundedSender<(<R as Role>::Command, Reply<R>)>;
 
 /// Handle to the proposer task; cheap to clone.
-#[derive(Clone)]
-pub struct Proposer {
-    tx: mpsc::UnboundedSender<(OmCommand, Reply)>,
+pub struct Proposer<R: Role> {
+    tx: Queue<R>,
 }
 
-impl Proposer {
+impl<R: Role> Clone for Proposer<R> {
+    fn clone(&self) -> Self {
+        Proposer {
+            tx: self.tx.clone(),
+        }
+    }
+}
+
+impl<R: Role> Proposer<R> {
     /// Starts the proposer task for `raft`; an entry not applied within `timeout` fails its
     /// commands with [`ProposeError::Unavailable`] (it may still commit later).
-    pub fn start(raft: Raft, timeout: Duration) -> Self {
+    pub fn start(raft: Raft<R>, timeout: Duration) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(run(raft, rx, timeout));
         Proposer { tx }
     }
 
     /// Proposes `cmd`; resolves once its entry is applied here (or failed).
-    pub async fn propose(&self, cmd: OmCommand) -> Result<OmResponse, ProposeError> {
+    pub async fn propose(&self, cmd: R::Command) -> Result<R::Response, ProposeError> {
+        let stopping = || ProposeError::Unavailable(format!("the {} is shutting down", R::NAME));
         let (reply, rx) = oneshot::channel();
-        self.tx
-            .send((cmd, reply))
-            .map_err(|_| ProposeError::Unavailable("the OM is shutting down".into()))?;
-        rx.await
-            .map_err(|_| ProposeError::Unavailable("the OM is shutting down".into()))?
+        self.tx.send((cmd, reply)).map_err(|_| stopping())?;
+        rx.await.map_err(|_| stopping())?
     }
 }
 
-async fn run(raft: Raft, mut rx: mpsc::UnboundedReceiver<(OmCommand, Reply)>, timeout: Duration) {
+async fn run<R: Role>(
+    raft: Raft<R>,
+    mut rx: mpsc::UnboundedReceiver<(R::Command, Reply<R>)>,
+    timeout: Duration,
+) {
     let slots = Arc::new(Semaphore::new(IN_FLIGHT));
     loop {
         let Ok(slot) = slots.clone().acquire_owned().await else {
@@ -66,7 +74,7 @@ async fn run(raft: Raft, mut rx: mpsc::UnboundedReceiver<(OmCommand, Reply)>, ti
         };
         let mut cmds = vec![first.0];
         let mut replies = vec![first.1];
-        while cmds.len() < MAX_BATCH {
+        while cmds.len() < R::MAX_BATCH {
             match rx.try_recv() {
                 Ok((c, r)) => {
                     cmds.push(c);
@@ -82,7 +90,8 @@ async fn run(raft: Raft, mut rx: mpsc::UnboundedReceiver<(OmCommand, Reply)>, ti
             drop(slot);
             let outcome = match result {
                 Err(_) => Err(ProposeError::Unavailable(format!(
-                    "not committed within {timeout:?} (no quorum of OMs?)"
+                    "not committed within {timeout:?} (no quorum of {}s?)",
+                    R::NAME
                 ))),
                 Ok(Ok(w)) if w.data.len() == n => {
                     tracing::trace!(index = w.log_id.index, commands = n, "entry applied");

@@ -1,5 +1,6 @@
-//! `ozone.omraft.OmRaftService`: the raft RPCs other OMs send to this one, and the HA admin
-//! calls (`ozone admin om roles|transfer`).
+//! The server side of `ozone.raft.RaftService`: the raft RPCs the other nodes of the group send
+//! to this one, and the HA admin calls (`ozone admin om roles|transfer`). The role serves it on
+//! its gRPC port and says how an [`Error`] reaches its clients (its own status codes).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -7,33 +8,39 @@ use std::time::Duration;
 use openraft::SnapshotSegmentId;
 use openraft::error::{InstallSnapshotError, RaftError, SnapshotMismatch};
 use openraft::raft::{InstallSnapshotRequest, InstallSnapshotResponse};
-use ozone_proto::om_raft::om_raft_service_server::OmRaftService;
-use ozone_proto::om_raft::*;
+use ozone_proto::raft::raft_service_server::RaftService;
+use ozone_proto::raft::*;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tonic::{Request, Response, Status};
 
-use super::NodeId;
-use super::node::RaftNode;
-use crate::error::OmError;
+use crate::node::RaftNode;
+use crate::{Error, NodeId, Role, TypeConfig};
 
 /// How long a leadership transfer may take before it is reported as failed.
 const TRANSFER_DEADLINE: Duration = Duration::from_secs(20);
 
-/// Largest snapshot this OM receives (256 GiB: some 300 million keys); a bigger one is
+/// Largest snapshot a node receives (256 GiB: some 300 million OM keys); a bigger one is
 /// refused before it is written.
 pub const MAX_SNAPSHOT_BYTES: u64 = 256 << 30;
 
-pub struct OmRaftGrpc {
-    node: Arc<RaftNode>,
+/// How the role answers an [`Error`] of the node (transfer, election) to a gRPC client.
+pub type StatusOf = fn(Error) -> Status;
+
+/// `RaftService` over the node of role `R`.
+pub struct RaftGrpc<R: Role> {
+    node: Arc<RaftNode<R>>,
     receiving: ChunkGuard,
+    status_of: StatusOf,
 }
 
-impl OmRaftGrpc {
-    pub fn new(node: Arc<RaftNode>) -> Self {
-        OmRaftGrpc {
+impl<R: Role> RaftGrpc<R> {
+    /// Serves `node`; the node's errors reach clients as `status_of` makes them.
+    pub fn new(node: Arc<RaftNode<R>>, status_of: StatusOf) -> Self {
+        RaftGrpc {
             node,
             receiving: ChunkGuard::default(),
+            status_of,
         }
     }
 }
@@ -109,7 +116,7 @@ fn reply<T: Serialize>(v: &T) -> Result<Response<RaftMessage>, Status> {
 }
 
 #[tonic::async_trait]
-impl OmRaftService for OmRaftGrpc {
+impl<R: Role> RaftService for RaftGrpc<R> {
     async fn append_entries(
         &self,
         r: Request<RaftMessage>,
@@ -128,7 +135,7 @@ impl OmRaftService for OmRaftGrpc {
         r: Request<SnapshotChunk>,
     ) -> Result<Response<RaftMessage>, Status> {
         let c = r.into_inner();
-        let req: InstallSnapshotRequest<super::TypeConfig> = InstallSnapshotRequest {
+        let req: InstallSnapshotRequest<TypeConfig<R>> = InstallSnapshotRequest {
             vote: decode("vote", &c.vote_json)?,
             meta: decode("snapshot meta", &c.meta_json)?,
             offset: c.offset,
@@ -183,7 +190,7 @@ impl OmRaftService for OmRaftGrpc {
             .node
             .transfer_leader(&target, TRANSFER_DEADLINE)
             .await
-            .map_err(Status::from)?;
+            .map_err(self.status_of)?;
         Ok(Response::new(TransferLeaderResponse {
             leader_node_id: leader,
         }))
@@ -193,10 +200,7 @@ impl OmRaftService for OmRaftGrpc {
         &self,
         _: Request<StartElectionRequest>,
     ) -> Result<Response<StartElectionResponse>, Status> {
-        self.node
-            .start_election()
-            .await
-            .map_err(|e: OmError| Status::from(e))?;
+        self.node.start_election().await.map_err(self.status_of)?;
         Ok(Response::new(StartElectionResponse {}))
     }
 }
