@@ -478,7 +478,9 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::model::{AllocateRequest, DatanodeDetails, NodeUpdate, ReplicaState};
+    use crate::model::{
+        AllocateRequest, AllocatedBlock, DatanodeDetails, NodeUpdate, ReplicaState,
+    };
 
     fn config(dir: &std::path::Path) -> ScmConfig {
         let mut cfg = ozone_common::OzoneConfig::default();
@@ -695,8 +697,8 @@ mod tests {
         u
     }
 
-    #[test]
-    fn deleted_blocks_ride_heartbeats_until_every_holder_acks() {
+    /// Three datanodes, one block allocated, datanodes 1 and 2 reporting its container.
+    fn two_holders_of_a_block() -> (tempfile::TempDir, Instant, ScmState, AllocatedBlock) {
         let dir = tempfile::tempdir().expect("temp dir");
         let t0 = Instant::now();
         let mut s = ScmState::open(config(dir.path()), t0).expect("open");
@@ -709,6 +711,13 @@ mod tests {
             s.heartbeat(with_replica(n, cid, ReplicaState::Open), t0)
                 .expect("hb");
         }
+        (dir, t0, s, b)
+    }
+
+    #[test]
+    fn deleted_blocks_ride_heartbeats_until_every_holder_acks() {
+        let (dir, t0, mut s, b) = two_holders_of_a_block();
+        let cid = b.container_id;
         // A container SCM does not know is dropped.
         let added = s
             .add_deleted_blocks(vec![(cid, vec![b.local_id]), (999, vec![1])])
@@ -753,19 +762,9 @@ mod tests {
 
     #[test]
     fn a_holder_that_shows_up_after_a_deletion_was_done_gets_it_too() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let t0 = Instant::now();
-        let mut s = ScmState::open(config(dir.path()), t0).expect("open");
-        for n in 1..=3 {
-            s.register(update(n), t0).expect("register");
-        }
-        let b = s.allocate(alloc(1, &[]), t0).expect("allocate").remove(0);
-        let cid = b.container_id;
         // Two holders report the replica; the third's report is late.
-        for n in [1, 2] {
-            s.heartbeat(with_replica(n, cid, ReplicaState::Open), t0)
-                .expect("hb");
-        }
+        let (dir, t0, mut s, b) = two_holders_of_a_block();
+        let cid = b.container_id;
         s.add_deleted_blocks(vec![(cid, vec![b.local_id])])
             .expect("log");
         let mut tx = 0;
