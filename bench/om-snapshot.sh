@@ -9,7 +9,8 @@
 # peak VmRSS and the follower's while the follower catches up, the time that takes, and the
 # snapshot file size.
 # Usage: bench/om-snapshot.sh [keys]   (after `cargo build --release --bin ozone`;
-#        OZONE_BIN=path picks another binary)
+#        OZONE_BIN=path picks another binary; LIST_PROBE=1 then times listing pages of the
+#        bucket against one of 1,000 keys, with `ozone freon list-probe`)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${OZONE_BIN:-target/release/ozone}
@@ -123,3 +124,11 @@ if grep -q "OM snapshot installed" "$follower_dir/om-restart.log"; then how="by 
 printf 'follower caught up %s in %.1f s\n' "$how" "$took"
 echo "leader during catch-up: peak VmRSS $(mib "$peak_leader") MiB, VmHWM $(mib "$(kb "$leader_pid" VmHWM)") MiB"
 echo "follower during catch-up: peak VmRSS $(mib "$peak_follower") MiB, VmHWM $(mib "$(kb "$follower" VmHWM)") MiB"
+
+if [ "${LIST_PROBE:-}" = 1 ]; then
+  "$BIN" freon omkg -n 1000 -t 8 --volume s3v --bucket thousand | tail -n 1
+  echo "== list-probe: 1,000 keys"
+  "$BIN" freon list-probe -e "$ep" -b thousand --samples 20
+  echo "== list-probe: $N keys"
+  "$BIN" freon list-probe -e "$ep" -b snapbench --samples 20
+fi
