@@ -203,13 +203,18 @@ async fn registers_heartbeats_and_obeys_scm() {
         },
     )
     .await;
-    let status = ozone_common::probe::get_async(node.http_addr(), "/")
-        .await
-        .expect("GET /")
-        .text();
-    assert!(
-        status.contains("registered (cluster test-cluster)"),
-        "{status}"
-    );
+    // SCM logs the heartbeat before it answers: the datanode notes the answer just after.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = ozone_common::probe::get_async(node.http_addr(), "/")
+            .await
+            .expect("GET /")
+            .text();
+        if status.contains("registered (cluster test-cluster)") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{status}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     server.abort();
 }
