@@ -32,9 +32,8 @@ use crate::store::{
     SNAPSHOT_TABLES, Snapshot,
 };
 
-/// Most commands one raft entry may carry (the position is the low 16 bits of a deleted-blocks
-/// key).
-pub const MAX_BATCH: usize = 256;
+/// Most commands one raft entry may carry ([`crate::raft::OmRole`]'s).
+pub const MAX_BATCH: usize = <crate::raft::OmRole as ozone_raft::Role>::MAX_BATCH;
 
 /// Where a command sits in the raft log: its entry and its position in the entry's batch.
 #[derive(Clone, Copy, Debug)]

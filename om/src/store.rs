@@ -79,7 +79,6 @@ pub const DB_FILE: &str = "om.db";
 const DB_CACHE_BYTES: usize = 32 * 1024 * 1024;
 
 /// Opens (or creates) the database and makes sure every table exists.
-
 pub(crate) fn open_db(path: &Path) -> Result<Database, OmError> {
     let db = ozone_common::db::create_with_cache(path, DB_CACHE_BYTES)?;
     let txn = db.begin_write()?;

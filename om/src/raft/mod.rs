@@ -31,7 +31,8 @@ pub enum OmRole {}
 
 impl ozone_raft::Role for OmRole {
     const NAME: &'static str = "OM";
-    const MAX_BATCH: usize = crate::state_machine::MAX_BATCH;
+    /// The position of a command in its entry is the low 16 bits of a deleted-blocks key.
+    const MAX_BATCH: usize = 256;
     type Command = OmCommand;
     type Response = OmResponse;
 }
