@@ -119,7 +119,7 @@ for _ in $(seq 1 6000); do
 done
 took=$(echo "$(date +%s.%N) - $start" | bc)
 roles | jq -c '.[] | {id, role, applied_index, snapshot_index, purged_index}'
-if grep -q "OM snapshot installed" "$follower_dir/om-restart.log"; then how="by snapshot"; else how="by log (no snapshot installed)"; fi
+if grep -q "snapshot installed" "$follower_dir/om-restart.log"; then how="by snapshot"; else how="by log (no snapshot installed)"; fi
 [ -n "$caught" ] || how="NOT caught up"
 printf 'follower caught up %s in %.1f s\n' "$how" "$took"
 echo "leader during catch-up: peak VmRSS $(mib "$peak_leader") MiB, VmHWM $(mib "$(kb "$leader_pid" VmHWM)") MiB"
