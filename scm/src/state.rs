@@ -123,6 +123,8 @@ struct DoneTx {
     acked: HashSet<String>,
     /// When (ms since the epoch).
     done_ms: u64,
+    /// When, on this SCM's clock: its entry of `delete_done_order`.
+    at: Instant,
 }
 
 #[derive(Default)]
@@ -267,6 +269,7 @@ impl ScmState {
                     tx,
                     acked: mark.acked.into_iter().collect(),
                     done_ms: mark.done_ms,
+                    at,
                 });
         }
         tracing::info!(
@@ -807,21 +810,27 @@ mod tests {
             other => panic!("unexpected {other:?}"),
         }
         assert_eq!(s.delete_log_len(), 1);
+        // Done again later: kept for the retention from then, not from the first time.
+        let t1 = t0 + s.delete_retention() / 2;
         let mut u = with_replica(3, cid, ReplicaState::Open);
         u.deleted_block_txs = vec![tx];
-        s.heartbeat(u, t0).expect("hb");
+        s.heartbeat(u, t1).expect("hb");
         assert_eq!(s.delete_log_len(), 0);
         // A holder that already carried it out does not get it again.
         assert!(
-            s.heartbeat(with_replica(1, cid, ReplicaState::Open), t0)
+            s.heartbeat(with_replica(1, cid, ReplicaState::Open), t1)
                 .expect("hb")
                 .commands
                 .is_empty()
         );
+        let kept = |s: &ScmState| s.delete_done.get(&cid).map_or(0, Vec::len);
+        s.expire_done_deletes(t0 + s.delete_retention() + Duration::from_secs(1));
+        assert_eq!(kept(&s), 1, "the retention runs from the second time");
 
         // After the retention, a holder showing up gets nothing.
-        let late = t0 + s.delete_retention() + Duration::from_secs(1);
+        let late = t1 + s.delete_retention() + Duration::from_secs(1);
         s.tick(late).expect("tick");
+        assert_eq!(kept(&s), 0);
         let mut gone = with_replica(3, cid, ReplicaState::Open);
         gone.replicas.clear();
         s.heartbeat(gone, late).expect("hb");

@@ -9,12 +9,11 @@
 //! of a container no datanode holds any more (or ever did) drain after
 //! `hdds.scm.block.deletion.missing.container.timeout`, so the log does not keep them forever.
 //!
-//! A transaction every holder carried out leaves the log, but SCM keeps it in memory for a
-//! while ([`ScmState::delete_retention`]) with the datanodes that carried it out: a holder it
-//! learns of later (a replica reported late, or copied from a source exported before it
-//! carried the transaction out) gets it sent again, so no replica keeps blocks the others
-//! deleted. They stay in the database with a done mark until the retention passes, so a
-//! restart keeps them too.
+//! A transaction every holder carried out leaves the log, but SCM keeps it for a while
+//! ([`ScmState::delete_retention`]) with the datanodes that carried it out, in memory and in
+//! the database with a done mark (so a restart keeps it too): a holder it learns of later (a
+//! replica reported late, or copied from a source exported before it carried the transaction
+//! out) gets it sent again, so no replica keeps blocks the others deleted.
 
 use std::time::{Duration, Instant};
 
@@ -142,6 +141,7 @@ impl ScmState {
             tx: t,
             acked,
             done_ms: ozone_common::now_ms(),
+            at: now,
         });
         self.delete_done_order.push_back((now, cid, tx));
     }
@@ -165,8 +165,9 @@ impl ScmState {
             }
             self.delete_done_order.pop_front();
             if let Some(done) = self.delete_done.get_mut(&cid) {
+                // A transaction revived and done again since has a later entry of its own.
                 let before = done.len();
-                done.retain(|d| d.tx.tx_id != tx);
+                done.retain(|d| d.tx.tx_id != tx || d.at != at);
                 if done.len() < before {
                     self.dirty.done_delete_txs.remove(&(cid, tx));
                     self.dirty.removed_delete_txs.insert(tx);
