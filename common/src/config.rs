@@ -193,6 +193,16 @@ keys! {
     OZONE_SCM_STALE_NODE_INTERVAL = "ozone.scm.stale.node.interval" = "30s" : "A datanode silent this long is STALE.";
     OZONE_SCM_DEAD_NODE_INTERVAL = "ozone.scm.dead.node.interval" = "60s" : "A datanode silent this long is DEAD.";
     OZONE_KEY_PREALLOCATION_MAX_BLOCKS = "ozone.key.preallocation.max.blocks" = "1" : "Most blocks OM allocates when a key is opened (fewer when the size hint needs fewer); the writer asks for each further block as its bytes arrive, so an abandoned write holds at most this many unused blocks. Ozone's default is 64.";
+    OZONE_SCM_SERVICE_IDS = "ozone.scm.service.ids" = "" : "SCM HA: the SCM service id (one). Empty: a single SCM at ozone.scm.client.address / ozone.scm.datanode.address.";
+    OZONE_SCM_NODES_SERVICEID [1] = "ozone.scm.nodes.<serviceId>" = "" : "SCM HA: comma-separated node ids of the SCMs of the service, e.g. scm1,scm2,scm3.";
+    OZONE_SCM_ADDRESS_SERVICEID_NODEID [2] = "ozone.scm.address.<serviceId>.<nodeId>" = "" : "SCM HA: client gRPC address (host:port, port 9860 when omitted) of one SCM node; OM, admin tools and the other SCMs (raft) use it.";
+    OZONE_SCM_DATANODE_ADDRESS_SERVICEID_NODEID [2] = "ozone.scm.datanode.address.<serviceId>.<nodeId>" = "" : "SCM HA: datanode gRPC address of one SCM node (default: the host of ozone.scm.address.<serviceId>.<nodeId> with port 9861).";
+    OZONE_SCM_HTTP_ADDRESS_SERVICEID_NODEID [2] = "ozone.scm.http-address.<serviceId>.<nodeId>" = "" : "SCM HA: http address of one SCM node (default: ozone.scm.http-address).";
+    OZONE_SCM_NODE_ID = "ozone.scm.node.id" = "" : "SCM HA: which node of the service this SCM is (needed when the service lists several nodes).";
+    OZONE_SCM_HA_RATIS_SNAPSHOT_THRESHOLD = "ozone.scm.ha.ratis.snapshot.threshold" = "1000" : "SCM snapshots its state after this many log entries applied since the last snapshot.";
+    OZONE_SCM_HA_RATIS_LOG_PURGE_GAP = "ozone.scm.ha.ratis.log.purge.gap" = "1000" : "Log entries an SCM keeps before its latest snapshot when it purges the log.";
+    OZONE_SCM_HA_RATIS_LEADER_ELECTION_TIMEOUT = "ozone.scm.ha.ratis.leader.election.timeout" = "1s" : "SCM election timeout: a follower hearing no leader for this long (randomised up to twice) starts an election; the leader heartbeats at a third of it.";
+    OZONE_SCM_HA_RATIS_REQUEST_TIMEOUT = "ozone.scm.ha.ratis.request.timeout" = "5s" : "How long an SCM waits for a change of its state to commit before failing the request as unavailable.";
     OZONE_OM_SERVICE_IDS = "ozone.om.service.ids" = "" : "OM HA: the OM service id (one). Empty: a single OM at ozone.om.address.";
     OZONE_OM_NODES_SERVICEID [1] = "ozone.om.nodes.<serviceId>" = "" : "OM HA: comma-separated node ids of the OMs of the service, e.g. om1,om2,om3.";
     OZONE_OM_ADDRESS_SERVICEID_NODEID [2] = "ozone.om.address.<serviceId>.<nodeId>" = "" : "OM HA: gRPC address (host:port) of one OM node; clients and the other OMs (raft) use it.";
@@ -251,6 +261,21 @@ pub struct OmNodeAddress {
     pub node_id: String,
     pub address: String,
 }
+
+/// One SCM of the SCM service: its node id and addresses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScmNodeAddress {
+    pub node_id: String,
+    /// `ScmClientService` and the SCMs' `RaftService` (`host:port`).
+    pub client: String,
+    /// `ScmDatanodeService` (`host:port`).
+    pub datanode: String,
+    /// Status page and `/prom` (`host:port`).
+    pub http: String,
+}
+
+/// Node id of the single SCM when `ozone.scm.service.ids` is unset.
+pub const SINGLE_SCM_NODE_ID: &str = "scm1";
 
 /// Node id of the single OM when `ozone.om.service.ids` is unset.
 pub const SINGLE_OM_NODE_ID: &str = "om1";
@@ -403,6 +428,91 @@ impl OzoneConfig {
     pub fn scm_datanode_address(&self) -> String {
         self.get_opt(keys::OZONE_SCM_DATANODE_ADDRESS)
             .unwrap_or_else(|| format!("{}:9861", first_host(&self.get(keys::OZONE_SCM_NAMES))))
+    }
+
+    /// The SCMs of the SCM service: `ozone.scm.service.ids` (one id), `ozone.scm.nodes.<id>`
+    /// and `ozone.scm.address.<id>.<node>` (with the optional `ozone.scm.datanode.address.<id>.<node>`
+    /// and `ozone.scm.http-address.<id>.<node>`); without a service id, one SCM (`scm1`) at
+    /// [`Self::scm_client_address`] and [`Self::scm_datanode_address`].
+    pub fn scm_nodes(&self) -> Result<Vec<ScmNodeAddress>, ConfigError> {
+        let Some(ids) = self.get_opt(keys::OZONE_SCM_SERVICE_IDS) else {
+            return Ok(vec![ScmNodeAddress {
+                node_id: SINGLE_SCM_NODE_ID.to_string(),
+                client: self.scm_client_address(),
+                datanode: self.scm_datanode_address(),
+                http: self.get(keys::OZONE_SCM_HTTP_ADDRESS),
+            }]);
+        };
+        let ids: Vec<&str> = ids
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect();
+        let [sid] = ids.as_slice() else {
+            return Err(invalid(
+                keys::OZONE_SCM_SERVICE_IDS,
+                format!("exactly one SCM service id is supported, got {ids:?}"),
+            ));
+        };
+        let nodes_key = keys::OZONE_SCM_NODES_SERVICEID.with([sid]);
+        let nodes = self.get(&nodes_key);
+        let mut out: Vec<ScmNodeAddress> = Vec::new();
+        for nid in nodes.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            if out.iter().any(|n| n.node_id == nid) {
+                return Err(invalid(&nodes_key, format!("node id {nid} listed twice")));
+            }
+            let addr_key = keys::OZONE_SCM_ADDRESS_SERVICEID_NODEID.with([sid, &nid]);
+            let address = self.get_opt(&addr_key).ok_or_else(|| {
+                invalid(&addr_key, "missing: every SCM node needs an address".into())
+            })?;
+            let host = address
+                .rsplit_once(':')
+                .map_or(address.as_str(), |(h, _)| h)
+                .to_string();
+            let client = if address.contains(':') {
+                address.clone()
+            } else {
+                format!("{address}:9860")
+            };
+            let datanode = self
+                .get_opt(keys::OZONE_SCM_DATANODE_ADDRESS_SERVICEID_NODEID.with([sid, &nid]))
+                .unwrap_or_else(|| format!("{host}:9861"));
+            let http = self
+                .get_opt(keys::OZONE_SCM_HTTP_ADDRESS_SERVICEID_NODEID.with([sid, &nid]))
+                .unwrap_or_else(|| self.get(keys::OZONE_SCM_HTTP_ADDRESS));
+            out.push(ScmNodeAddress {
+                node_id: nid.to_string(),
+                client,
+                datanode,
+                http,
+            });
+        }
+        if out.is_empty() {
+            return Err(invalid(&nodes_key, "no SCM node ids listed".into()));
+        }
+        Ok(out)
+    }
+
+    /// Every SCM client gRPC address, for OM and admin tools (see [`Self::scm_nodes`]).
+    pub fn scm_client_addresses(&self) -> Vec<String> {
+        match self.scm_nodes() {
+            Ok(nodes) => nodes.into_iter().map(|n| n.client).collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "invalid SCM service configuration; using ozone.scm.client.address");
+                vec![self.scm_client_address()]
+            }
+        }
+    }
+
+    /// Every SCM datanode gRPC address, for datanodes (see [`Self::scm_nodes`]).
+    pub fn scm_datanode_addresses(&self) -> Vec<String> {
+        match self.scm_nodes() {
+            Ok(nodes) => nodes.into_iter().map(|n| n.datanode).collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "invalid SCM service configuration; using ozone.scm.datanode.address");
+                vec![self.scm_datanode_address()]
+            }
+        }
     }
 
     /// The OMs of the OM service: `ozone.om.service.ids` (one id), `ozone.om.nodes.<id>` and
@@ -709,6 +819,39 @@ mod tests {
         assert_eq!(cfg.get(keys::OZONE_S3G_VOLUME_NAME), "b");
         assert!(cfg.is_set(keys::OZONE_S3G_VOLUME_NAME));
         assert!(!cfg.is_set(keys::OZONE_OM_ADDRESS));
+    }
+
+    #[test]
+    fn scm_service_keys() {
+        let mut cfg = OzoneConfig::default();
+        cfg.set(keys::OZONE_SCM_NAMES, "s");
+        let single = cfg.scm_nodes().unwrap();
+        assert_eq!(single.len(), 1);
+        assert_eq!(single[0].node_id, SINGLE_SCM_NODE_ID);
+        assert_eq!(single[0].client, "s:9860");
+        assert_eq!(single[0].datanode, "s:9861");
+        cfg.set(keys::OZONE_SCM_SERVICE_IDS, "scmsvc")
+            .set(keys::OZONE_SCM_NODES_SERVICEID.with([&"scmsvc"]), "scm1,scm2")
+            .set(
+                keys::OZONE_SCM_ADDRESS_SERVICEID_NODEID.with([&"scmsvc", &"scm1"]),
+                "h1",
+            );
+        assert!(cfg.scm_nodes().is_err(), "scm2 has no address");
+        cfg.set(
+            keys::OZONE_SCM_ADDRESS_SERVICEID_NODEID.with([&"scmsvc", &"scm2"]),
+            "h2:1000",
+        )
+        .set(
+            keys::OZONE_SCM_DATANODE_ADDRESS_SERVICEID_NODEID.with([&"scmsvc", &"scm2"]),
+            "h2:1001",
+        );
+        let nodes = cfg.scm_nodes().unwrap();
+        assert_eq!(nodes[0].client, "h1:9860");
+        assert_eq!(nodes[0].datanode, "h1:9861");
+        assert_eq!(nodes[1].client, "h2:1000");
+        assert_eq!(nodes[1].datanode, "h2:1001");
+        assert_eq!(cfg.scm_client_addresses(), vec!["h1:9860", "h2:1000"]);
+        assert_eq!(cfg.scm_datanode_addresses(), vec!["h1:9861", "h2:1001"]);
     }
 
     #[test]

@@ -50,7 +50,10 @@ impl pb::scm_datanode_service_server::ScmDatanodeService for Services {
                 let r = request.into_inner();
                 let update = NodeUpdate::from_parts(r.datanode, r.node_report, r.containers)?;
                 let cluster_id = self.ask(manager::Register(update)).await?;
-                Ok(Response::new(pb::RegisterResponse { cluster_id }))
+                Ok(Response::new(pb::RegisterResponse {
+                    cluster_id,
+                    term: 0,
+                }))
             })
             .await
     }
@@ -69,6 +72,7 @@ impl pb::scm_datanode_service_server::ScmDatanodeService for Services {
                 Ok(Response::new(pb::HeartbeatResponse {
                     commands: outcome.commands.into_iter().map(Into::into).collect(),
                     reregister: outcome.reregister,
+                    term: 0,
                 }))
             })
             .await

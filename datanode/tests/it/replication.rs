@@ -44,6 +44,7 @@ impl ScmDatanodeService for ScriptedScm {
     ) -> Result<Response<RegisterResponse>, Status> {
         Ok(Response::new(RegisterResponse {
             cluster_id: "c".into(),
+            ..Default::default()
         }))
     }
 
@@ -65,7 +66,7 @@ impl ScmDatanodeService for ScriptedScm {
             .collect();
         Ok(Response::new(HeartbeatResponse {
             commands,
-            reregister: false,
+            ..Default::default()
         }))
     }
 }

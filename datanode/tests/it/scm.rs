@@ -43,6 +43,7 @@ impl ScmDatanodeService for FakeScm {
             .push(request.into_inner());
         Ok(Response::new(RegisterResponse {
             cluster_id: "test-cluster".into(),
+            ..Default::default()
         }))
     }
 

@@ -17,6 +17,11 @@ use pb::scm_client_service_client::ScmClientServiceClient;
 use pb::scm_datanode_service_client::ScmDatanodeServiceClient;
 use tonic::transport::{Channel, Endpoint};
 
+/// Metadata key of a refusing SCM's answer naming the leader's client address: an SCM that is
+/// not the leader of its service answers every call with UNAVAILABLE and this hint when it
+/// knows the leader.
+pub const LEADER_HEADER: &str = "x-scm-leader";
+
 /// Time allowed to establish a connection.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Time allowed for one call.
