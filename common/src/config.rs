@@ -831,7 +831,10 @@ mod tests {
         assert_eq!(single[0].client, "s:9860");
         assert_eq!(single[0].datanode, "s:9861");
         cfg.set(keys::OZONE_SCM_SERVICE_IDS, "scmsvc")
-            .set(keys::OZONE_SCM_NODES_SERVICEID.with([&"scmsvc"]), "scm1,scm2")
+            .set(
+                keys::OZONE_SCM_NODES_SERVICEID.with([&"scmsvc"]),
+                "scm1,scm2",
+            )
             .set(
                 keys::OZONE_SCM_ADDRESS_SERVICEID_NODEID.with([&"scmsvc", &"scm1"]),
                 "h1",

@@ -57,6 +57,13 @@ pub struct ScmConfig {
 
 impl ScmConfig {
     pub fn from_ozone(cfg: &OzoneConfig) -> Result<Self, ScmError> {
+        // This SCM's addresses: its node of the SCM service, or the single SCM's keys.
+        let me = crate::ha::ha_settings(cfg)?.me.node_id;
+        let me = cfg
+            .scm_nodes()?
+            .into_iter()
+            .find(|n| n.node_id == me)
+            .ok_or_else(|| ScmError::InvalidConfig(format!("SCM node {me} not configured")))?;
         let db_dir = cfg
             .get_opt(keys::OZONE_SCM_DB_DIRS)
             .or_else(|| cfg.get_opt(keys::OZONE_METADATA_DIRS))
@@ -138,9 +145,9 @@ impl ScmConfig {
                 .get_duration(keys::HDDS_SCM_BLOCK_DELETION_MISSING_CONTAINER_TIMEOUT)?,
             heartbeat_interval: cfg.get_duration(keys::HDDS_HEARTBEAT_INTERVAL)?,
             db_dir: PathBuf::from(db_dir),
-            client_address: cfg.scm_client_address(),
-            datanode_address: cfg.scm_datanode_address(),
-            http_address: cfg.get(keys::OZONE_SCM_HTTP_ADDRESS),
+            client_address: me.client,
+            datanode_address: me.datanode,
+            http_address: me.http,
             default_factor,
             container_size,
             close_bytes: close_bytes.clamp(1, container_size),

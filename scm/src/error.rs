@@ -2,6 +2,10 @@
 
 use crate::factor::Factor;
 
+/// Metadata key of a follower's refusal naming the leader's client address (the SCM client
+/// crate reads it under the same name).
+pub const LEADER_HEADER: &str = "x-scm-leader";
+
 #[derive(Debug, thiserror::Error)]
 pub enum ScmError {
     #[error(transparent)]
@@ -40,6 +44,16 @@ pub enum ScmError {
     /// OPEN).
     #[error("{0}")]
     FailedPrecondition(String),
+    /// This SCM does not lead its service; the leader's client address when known.
+    #[error("this SCM is not the leader (leader: {})", leader.as_deref().unwrap_or("unknown"))]
+    NotLeader { leader: Option<String> },
+    /// The SCM service cannot decide now: no quorum, leadership just changed, a change that
+    /// did not commit in time.
+    #[error("SCM unavailable: {0}")]
+    Unavailable(String),
+    /// The raft node failed otherwise.
+    #[error("SCM raft: {0}")]
+    Raft(ozone_raft::Error),
     /// The SCM state actor has stopped (shutdown in progress).
     #[error("SCM is shutting down")]
     Stopped,
@@ -52,9 +66,29 @@ impl ScmError {
     }
 }
 
+impl From<ozone_raft::Error> for ScmError {
+    fn from(e: ozone_raft::Error) -> Self {
+        match e {
+            ozone_raft::Error::NotLeader { leader } => ScmError::NotLeader { leader },
+            ozone_raft::Error::UnknownNode(m) => ScmError::InvalidArgument(m),
+            ozone_raft::Error::Unavailable(m) => ScmError::Unavailable(m),
+            other => ScmError::Raft(other),
+        }
+    }
+}
+
 impl From<ScmError> for tonic::Status {
     fn from(e: ScmError) -> Self {
         match &e {
+            ScmError::NotLeader { leader } => {
+                tracing::debug!(?leader, "not the SCM leader");
+                let mut status = tonic::Status::unavailable(e.to_string());
+                if let Some(value) = leader.as_deref().and_then(|l| l.parse().ok()) {
+                    status.metadata_mut().insert(LEADER_HEADER, value);
+                }
+                status
+            }
+            ScmError::Unavailable(_) => tonic::Status::unavailable(e.to_string()),
             ScmError::SafeMode { .. } | ScmError::NoPipeline { .. } | ScmError::Stopped => {
                 tonic::Status::unavailable(e.to_string())
             }

@@ -49,11 +49,8 @@ impl pb::scm_datanode_service_server::ScmDatanodeService for Services {
             .time("Register", async {
                 let r = request.into_inner();
                 let update = NodeUpdate::from_parts(r.datanode, r.node_report, r.containers)?;
-                let cluster_id = self.ask(manager::Register(update)).await?;
-                Ok(Response::new(pb::RegisterResponse {
-                    cluster_id,
-                    term: 0,
-                }))
+                let (cluster_id, term) = self.ask(manager::Register(update)).await?;
+                Ok(Response::new(pb::RegisterResponse { cluster_id, term }))
             })
             .await
     }
@@ -72,7 +69,7 @@ impl pb::scm_datanode_service_server::ScmDatanodeService for Services {
                 Ok(Response::new(pb::HeartbeatResponse {
                     commands: outcome.commands.into_iter().map(Into::into).collect(),
                     reregister: outcome.reregister,
-                    term: 0,
+                    term: outcome.term,
                 }))
             })
             .await

@@ -20,6 +20,12 @@
 //!   `ScmDatanodeService` on `ozone.scm.datanode.address` (9861); plus `/prom` and a status
 //!   page on `ozone.scm.http-address` (9876).
 //!
+//! - Replication ([`ha`]): the SCMs of a service form a raft group; only the leader runs the
+//!   state actor's state, and what it persists is replicated as rows before it answers.
+//!
+//! - Replication ([`ha`]): the SCMs of a service form a raft group; only the leader runs the
+//!   state actor's state, and what it persists is replicated as rows before it answers.
+//!
 //! # Rules
 //! - Health: HEALTHY, STALE after `ozone.scm.stale.node.interval` without a heartbeat, DEAD
 //!   after `ozone.scm.dead.node.interval`. A heartbeat from an unknown uuid is answered with
@@ -71,13 +77,14 @@
 //! - Closed pipelines are never re-opened or destroyed while they hold containers; there is no
 //!   CLOSING container state (SCM marks a container CLOSED when it asks replicas to close) and
 //!   no QUASI_CLOSED handling.
-//! - No maintenance mode, no HA, no topology awareness (placement is least-loaded), and safe
+//! - No maintenance mode, no topology awareness (placement is least-loaded), and safe
 //!   mode does not wait for container reports.
 
 pub mod config;
 pub mod error;
 pub mod factor;
 pub mod grpc;
+pub mod ha;
 pub mod manager;
 pub mod model;
 pub mod planner;
@@ -92,6 +99,7 @@ use std::time::{Duration, Instant};
 
 use actix::{Actor, Addr};
 use ozone_common::{Metrics, OzoneConfig, config::bind_address};
+use ozone_proto::raft::raft_service_server::RaftServiceServer;
 use ozone_proto::scm::scm_client_service_server::ScmClientServiceServer;
 use ozone_proto::scm::scm_datanode_service_server::ScmDatanodeServiceServer;
 use tokio::net::TcpListener;
@@ -106,6 +114,10 @@ use manager::ScmManager;
 /// How long [`ScmServer::stop`] waits for in-flight RPCs before dropping the servers.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
+/// Directory of the raft log and snapshots under the SCM db dir (Ozone's `scm-ha`), apart
+/// from an OM's sharing the same metadata directory.
+pub const RAFT_DIR: &str = "scm-ha";
+
 /// A running SCM (started by [`start`]).
 pub struct ScmServer {
     /// Bound address of `ScmClientService`.
@@ -116,6 +128,8 @@ pub struct ScmServer {
     pub http_addr: SocketAddr,
     manager: Addr<ScmManager>,
     replication: Addr<replication::ReplicationManager>,
+    node: Arc<ha::RaftNode>,
+    store: std::sync::Weak<store::Store>,
     stop_tx: watch::Sender<bool>,
     servers: Vec<JoinHandle<Result<(), tonic::transport::Error>>>,
 }
@@ -149,10 +163,32 @@ pub async fn start(cfg: &OzoneConfig) -> Result<ScmServer, ScmError> {
 
     let http_address = scm_cfg.http_address.clone();
     let (rm_interval, rm_timeout) = (scm_cfg.replication_interval, scm_cfg.replication_timeout);
-    let state = state::ScmState::open(scm_cfg, Instant::now())?;
+    let mut settings = ha::ha_settings(cfg)?;
+    let single = settings.peers.len() == 1;
+    if single && settings.me.address.ends_with(":0") {
+        // A single SCM on a free port advertises the port it got.
+        settings.me.address = client_addr.to_string();
+        settings.peers.insert(settings.my_id(), settings.me.clone());
+    }
+    let request_timeout = settings.request_timeout;
+    let store = Arc::new(store::Store::open(&scm_cfg.db_dir)?);
+    let node = ha::RaftNode::start(
+        settings,
+        &scm_cfg.db_dir.join(RAFT_DIR),
+        Arc::new(ha::ScmMachine::new(store.clone())),
+    )
+    .await?;
     let metrics = Metrics::new("scm");
     let status: manager::StatusRows = Arc::new(Mutex::new(Vec::new()));
-    let manager = ScmManager::new(state, metrics.clone(), status.clone()).start();
+    let weak_store = Arc::downgrade(&store);
+    let manager = ScmManager::new(
+        scm_cfg,
+        store,
+        node.clone(),
+        metrics.clone(),
+        status.clone(),
+    )
+    .start();
     let replication = replication::ReplicationManager::new(
         manager.clone(),
         rm_interval,
@@ -160,6 +196,10 @@ pub async fn start(cfg: &OzoneConfig) -> Result<ScmServer, ScmError> {
         metrics.clone(),
     )
     .start();
+    if single {
+        // A single SCM serves once it leads, as it did before it was a raft group.
+        wait_serving(&manager, request_timeout.max(Duration::from_secs(10))).await?;
+    }
 
     let status_fn: ozone_common::http::StatusFn = Arc::new(move || {
         let mut rows = vec![
@@ -181,6 +221,7 @@ pub async fn start(cfg: &OzoneConfig) -> Result<ScmServer, ScmError> {
             if let Err(e) = manager.send(manager::Shutdown).await {
                 tracing::warn!(error = %e, "stopping the SCM state actor failed");
             }
+            node.shutdown().await;
             return Err(ScmError::Io {
                 what: format!("binding SCM http address {http_address}"),
                 source,
@@ -193,6 +234,11 @@ pub async fn start(cfg: &OzoneConfig) -> Result<ScmServer, ScmError> {
     let client_server = tonic::transport::Server::builder()
         .add_service(
             ScmClientServiceServer::new(services.clone())
+                .max_decoding_message_size(ozone_proto::MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(ozone_proto::MAX_MESSAGE_BYTES),
+        )
+        .add_service(
+            RaftServiceServer::new(ha::RaftGrpc::new(node.clone(), ha::status_of))
                 .max_decoding_message_size(ozone_proto::MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(ozone_proto::MAX_MESSAGE_BYTES),
         )
@@ -214,9 +260,27 @@ pub async fn start(cfg: &OzoneConfig) -> Result<ScmServer, ScmError> {
         http_addr,
         manager,
         replication,
+        node,
+        store: weak_store,
         stop_tx,
         servers,
     })
+}
+
+/// Waits until the state actor serves (this SCM leads and has loaded its state).
+async fn wait_serving(manager: &Addr<ScmManager>, within: Duration) -> Result<(), ScmError> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match manager.send(manager::SafeModeStatus).await? {
+            Ok(_) => return Ok(()),
+            Err(e) if tokio::time::Instant::now() >= deadline => {
+                return Err(ScmError::Unavailable(format!(
+                    "the single SCM did not start serving within {within:?}: {e}"
+                )));
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
 }
 
 impl ScmServer {
@@ -239,7 +303,20 @@ impl ScmServer {
         if let Err(e) = self.replication.send(replication::StopReplication).await {
             tracing::debug!(error = %e, "replication manager already stopped");
         }
-        self.manager.send(manager::Shutdown).await?
+        let r = self.manager.send(manager::Shutdown).await?;
+        self.node.shutdown().await;
+        // A restart in this process opens the database again: wait until raft's tasks and
+        // the state actor have let go of it.
+        let deadline = Instant::now() + SHUTDOWN_GRACE;
+        while (self.store.strong_count() > 0 || self.node.storage_in_use(0))
+            && Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if self.store.strong_count() > 0 {
+            tracing::warn!("SCM database still in use after shutdown");
+        }
+        r
     }
 }
 

@@ -389,7 +389,7 @@ impl From<Command> for pb::ScmCommand {
 }
 
 /// A persisted datanode.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeRecord {
     pub details: DatanodeDetails,
     /// When SCM first saw the datanode (ms since the epoch).
@@ -399,7 +399,7 @@ pub struct NodeRecord {
 }
 
 /// A persisted pipeline: its members by uuid, in order (the first is the primary).
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PipelineRecord {
     pub id: String,
     pub factor: Factor,
@@ -409,7 +409,7 @@ pub struct PipelineRecord {
 }
 
 /// A persisted container.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContainerRecord {
     pub id: u64,
     pub pipeline_id: String,

@@ -10,6 +10,7 @@ use actix::{
 };
 use ozone_common::Metrics;
 
+use crate::error::ScmError;
 use crate::manager::{ApplyReplication, GetClusterView, ScmManager};
 use crate::planner::{InFlight, RmReport, plan};
 
@@ -56,6 +57,13 @@ impl ReplicationManager {
                 act.running = false;
                 let view = match result {
                     Ok(Ok(view)) => view,
+                    Ok(Err(e @ (ScmError::NotLeader { .. } | ScmError::Unavailable(_)))) => {
+                        // Only the leader replicates; what was in flight under another
+                        // leader is that leader's (a new one decides again from reports).
+                        tracing::debug!(error = %e, "replication manager: not leading");
+                        act.inflight = InFlight::default();
+                        return;
+                    }
                     Ok(Err(e)) => {
                         tracing::warn!(error = %e, "replication manager: no cluster view this round");
                         return;

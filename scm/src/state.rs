@@ -25,6 +25,7 @@
 //! ReplicationManager's snapshot and decisions) and `queries` (read-only views).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Instant;
 
 use crate::config::ScmConfig;
@@ -34,7 +35,7 @@ use crate::model::{
     Command, ContainerRecord, ContainerState, DeleteTx, DoneMark, NodeHealth, NodeRecord,
     NodeReport, OpState, PipelineRecord, PipelineState, ReplicaReport, SafeModeView,
 };
-use crate::store::{Batch, Store};
+use crate::store::{Batch, Loaded, Store};
 
 mod consistency;
 mod containers;
@@ -53,6 +54,8 @@ pub const LOCAL_ID_BATCH: u64 = 10_000;
 pub struct HeartbeatOutcome {
     pub reregister: bool,
     pub commands: Vec<Command>,
+    /// The leader's raft term (set by the state actor).
+    pub term: u64,
 }
 
 /// Counts shown as gauges and on the status page.
@@ -138,14 +141,25 @@ struct Dirty {
     /// Done transactions to rewrite with their mark: (container, transaction).
     done_delete_txs: BTreeSet<(u64, u64)>,
     removed_delete_txs: BTreeSet<u64>,
+    /// A new service's cluster id, chosen by its first leader.
+    cluster_id: Option<String>,
     /// Something other than an allocated-bytes counter changed: commit before answering.
     structural: bool,
+}
+
+/// Where persisted changes go.
+enum Sink {
+    /// Written to the store at once (unit tests, tools).
+    Direct,
+    /// Staged for the leader's writer, which replicates them (`crate::ha`).
+    Staged(Vec<Batch>),
 }
 
 /// All of SCM's state; see the module doc.
 pub struct ScmState {
     cfg: ScmConfig,
-    store: Store,
+    store: Arc<Store>,
+    sink: Sink,
     cluster_id: String,
     nodes: BTreeMap<String, Node>,
     pipelines: BTreeMap<String, PipelineRecord>,
@@ -182,10 +196,56 @@ pub struct ScmState {
 }
 
 impl ScmState {
-    /// Opens the database and loads the persisted state. Loaded datanodes count as silent
-    /// since `now` and take part in nothing until they heartbeat again.
+    /// Opens the database and loads the persisted state, writing changes straight to it (a
+    /// new database gets a fresh cluster id). Loaded datanodes count as silent since `now`
+    /// and take part in nothing until they register again.
     pub fn open(cfg: ScmConfig, now: Instant) -> Result<Self, ScmError> {
-        let (store, loaded) = Store::open(&cfg.db_dir)?;
+        let store = Arc::new(Store::open(&cfg.db_dir)?);
+        let mut loaded = store.load()?;
+        if loaded.cluster_id.is_empty() {
+            loaded.cluster_id = new_cluster_id();
+            store.write(&Batch {
+                cluster_id: Some(loaded.cluster_id.clone()),
+                ..Batch::default()
+            })?;
+        }
+        Self::load(cfg, store, loaded, Sink::Direct, now)
+    }
+
+    /// The state of a leader that takes over: loaded from `store` (which the raft state
+    /// machine keeps), its changes staged for replication ([`Self::take_staged`]). The first
+    /// leader of a new service chooses the cluster id.
+    pub fn lead(cfg: ScmConfig, store: Arc<Store>, now: Instant) -> Result<Self, ScmError> {
+        let mut loaded = store.load()?;
+        let new_id = loaded.cluster_id.is_empty().then(new_cluster_id);
+        if let Some(id) = &new_id {
+            tracing::info!(cluster_id = %id, "new SCM service: chose its cluster id");
+            loaded.cluster_id = id.clone();
+        }
+        let mut state = Self::load(cfg, store, loaded, Sink::Staged(Vec::new()), now)?;
+        if new_id.is_some() {
+            state.dirty.cluster_id = new_id;
+            state.dirty.structural = true;
+            state.persist()?;
+        }
+        Ok(state)
+    }
+
+    /// The batches persisted since the last call, for the writer, oldest first.
+    pub fn take_staged(&mut self) -> Vec<Batch> {
+        match &mut self.sink {
+            Sink::Staged(v) => std::mem::take(v),
+            Sink::Direct => Vec::new(),
+        }
+    }
+
+    fn load(
+        cfg: ScmConfig,
+        store: Arc<Store>,
+        loaded: Loaded,
+        sink: Sink,
+        now: Instant,
+    ) -> Result<Self, ScmError> {
         let nodes = loaded
             .datanodes
             .into_iter()
@@ -281,6 +341,7 @@ impl ScmState {
         Ok(ScmState {
             cfg,
             store,
+            sink,
             cluster_id: loaded.cluster_id,
             nodes,
             pipelines,
@@ -414,7 +475,8 @@ impl ScmState {
         }
     }
 
-    /// Writes every pending change in one durable transaction.
+    /// Writes every pending change in one durable transaction (staged for replication on a
+    /// leader: durable once the writer says it applied).
     pub fn persist(&mut self) -> Result<(), ScmError> {
         let d = &self.dirty;
         let batch = Batch {
@@ -460,19 +522,33 @@ impl ScmState {
                 .iter()
                 .filter_map(|id| self.containers.get(id).map(|c| c.record.clone()))
                 .collect(),
-            sequences: d.sequences.iter().map(|(k, v)| (*k, *v)).collect(),
+            sequences: d
+                .sequences
+                .iter()
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect(),
+            cluster_id: d.cluster_id.clone(),
         };
-        self.store.write(&batch)?;
+        match &mut self.sink {
+            Sink::Direct => self.store.write(&batch)?,
+            Sink::Staged(staged) if !batch.is_empty() => staged.push(batch),
+            Sink::Staged(_) => {}
+        }
         self.dirty = Dirty::default();
         Ok(())
     }
+}
 
-    /// Flushes pending changes and releases the database.
-    pub fn close(&mut self) -> Result<(), ScmError> {
-        let r = self.persist();
-        self.store.close();
-        r
+impl ScmState {
+    /// Persists what is pending and lets go of the store (the database closes once no one
+    /// else holds it).
+    pub fn close(mut self) -> Result<(), ScmError> {
+        self.persist()
     }
+}
+
+fn new_cluster_id() -> String {
+    format!("CID-{}", uuid::Uuid::new_v4())
 }
 
 #[cfg(test)]

@@ -77,9 +77,19 @@ impl ScmState {
             tracing::info!(datanode = %uuid, "heartbeat from an unknown datanode: asking it to register");
             return Ok(HeartbeatOutcome {
                 reregister: true,
-                commands: Vec::new(),
+                ..HeartbeatOutcome::default()
             });
         };
+        if !node.heard {
+            // Known from the database (this SCM restarted or just took over as leader) but
+            // without its replicas: an incremental report would leave the rest unknown, so
+            // it registers again with a full one.
+            tracing::info!(datanode = %uuid, "first heartbeat since this SCM loaded its state: asking for a registration");
+            return Ok(HeartbeatOutcome {
+                reregister: true,
+                ..HeartbeatOutcome::default()
+            });
+        }
         if node.record.details != update.details {
             tracing::info!(datanode = %uuid, "datanode heartbeats with a new address");
             node.record.details = update.details.clone();
@@ -107,6 +117,7 @@ impl ScmState {
         Ok(HeartbeatOutcome {
             reregister: false,
             commands,
+            term: 0,
         })
     }
 

@@ -4,6 +4,7 @@
 
 mod allocation;
 mod consistency;
+mod ha;
 mod harness;
 mod health;
 mod replicas;

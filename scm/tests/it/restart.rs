@@ -62,7 +62,10 @@ async fn pipelines_containers_and_ids_survive_a_restart() {
         .map(|d| d.reconnect(scm.server.datanode_addr))
         .collect();
     for dn in &dns {
-        // SCM still knows them: no re-registration needed.
+        // SCM still knows them, but not their replicas: it asks for a registration (a full
+        // container report) once, then takes heartbeats.
+        assert!(dn.heartbeat().await.reregister);
+        dn.register().await;
         assert!(!dn.heartbeat().await.reregister);
     }
     assert!(!scm.client.safe_mode_status().await.expect("s").in_safe_mode);
@@ -178,12 +181,10 @@ async fn ids_are_not_reused_after_sigkill() {
 
     let scm = start(&config(dir.path())).await;
     for dn in &dns {
-        assert!(
-            !dn.reconnect(scm.server.datanode_addr)
-                .heartbeat()
-                .await
-                .reregister
-        );
+        let dn = dn.reconnect(scm.server.datanode_addr);
+        assert!(dn.heartbeat().await.reregister, "a full report first");
+        dn.register().await;
+        assert!(!dn.heartbeat().await.reregister);
     }
     let (after, _) = allocate(&scm.client, 10).await;
     let max_before = before.iter().max().copied().unwrap_or(0);
