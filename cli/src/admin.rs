@@ -128,7 +128,8 @@ pub enum SafemodeCmd {
     },
 }
 
-/// Runs an admin command against the SCM at `cfg.scm_client_address()` and prints the result.
+/// Runs an admin command against the SCM leader among `cfg.scm_client_addresses()` and prints
+/// the result.
 ///
 /// JSON documents (`--json`):
 /// - `datanode list`: an array of
@@ -166,7 +167,7 @@ pub async fn run(cfg: &OzoneConfig, cmd: AdminCmd) -> Result<(), Box<dyn std::er
         AdminCmd::VerifyEtags(args) => return crate::verify_etags::run(cfg, args).await,
         other => other,
     };
-    let client = ScmClient::connect(&cfg.scm_client_address())?;
+    let client = ScmClient::connect_service(&cfg.scm_client_addresses())?;
     print!("{}", output(&client, cmd).await?);
     Ok(())
 }

@@ -47,7 +47,7 @@ pub async fn run(cfg: &OzoneConfig, args: VerifyEtagsArgs) -> Result<(), BoxErro
         .clone()
         .unwrap_or_else(|| cfg.get(keys::OZONE_S3G_VOLUME_NAME));
     let om = OmClient::connect(cfg.om_addresses())?;
-    let scm = scm_client::ScmClient::connect(&cfg.scm_client_address()).ok();
+    let scm = scm_client::ScmClient::connect_service(&cfg.scm_client_addresses()).ok();
     let dn = DatanodeClients::from_config(cfg)?;
     let (mut checked, mut bytes, mut skipped) = (0u64, 0u64, 0u64);
     let (mut mismatched, mut unreadable) = (Vec::new(), Vec::new());

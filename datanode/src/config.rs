@@ -24,8 +24,9 @@ pub struct DatanodeConfig {
     pub grpc_port: u16,
     /// `hdds.datanode.http-address`: `/prom` and the status page.
     pub http_address: String,
-    /// SCM's datanode-protocol address (`host:port`).
-    pub scm_address: String,
+    /// The datanode-protocol address (`host:port`) of every SCM of the service (one without
+    /// SCM HA): the datanode heartbeats to each and obeys the leader.
+    pub scm_addresses: Vec<String>,
     /// `hdds.heartbeat.interval`.
     pub heartbeat_interval: Duration,
     /// `hdds.container.report.interval`: how often a heartbeat carries a full container report
@@ -79,7 +80,8 @@ impl DatanodeConfig {
             use_hostname: cfg.get_bool(keys::HDDS_DATANODE_USE_DATANODE_HOSTNAME)?,
             grpc_port,
             http_address: cfg.get(keys::HDDS_DATANODE_HTTP_ADDRESS),
-            scm_address: cfg.scm_datanode_address(),
+            // An invalid SCM service is refused here rather than heartbeating to a guess.
+            scm_addresses: cfg.scm_nodes()?.into_iter().map(|n| n.datanode).collect(),
             heartbeat_interval,
             container_report_interval: cfg.get_duration(keys::HDDS_CONTAINER_REPORT_INTERVAL)?,
         })
@@ -106,7 +108,7 @@ mod tests {
         let c = DatanodeConfig::from_ozone(&cfg).expect("defaults are valid");
         assert_eq!(c.grpc_port, 9859);
         assert_eq!((c.hostname.as_str(), c.use_hostname), ("", false));
-        assert_eq!(c.scm_address, "127.0.0.1:9861");
+        assert_eq!(c.scm_addresses, vec!["127.0.0.1:9861"]);
         assert_eq!(c.heartbeat_interval, Duration::from_secs(3));
         cfg.set(keys::HDDS_CONTAINER_IPC_PORT, "70000");
         assert!(DatanodeConfig::from_ozone(&cfg).is_err());
@@ -115,7 +117,19 @@ mod tests {
         cfg.set(keys::OZONE_SCM_NAMES, "scm");
         let c = DatanodeConfig::from_ozone(&cfg).expect("valid");
         assert_eq!((c.grpc_port, c.hostname.as_str()), (0, "dn1"));
-        assert_eq!(c.scm_address, "scm:9861");
+        assert_eq!(c.scm_addresses, vec!["scm:9861"]);
+        cfg.set(keys::OZONE_SCM_SERVICE_IDS, "svc")
+            .set(keys::OZONE_SCM_NODES_SERVICEID.with([&"svc"]), "a,b")
+            .set(
+                keys::OZONE_SCM_ADDRESS_SERVICEID_NODEID.with([&"svc", &"a"]),
+                "h1",
+            )
+            .set(
+                keys::OZONE_SCM_ADDRESS_SERVICEID_NODEID.with([&"svc", &"b"]),
+                "h2",
+            );
+        let c = DatanodeConfig::from_ozone(&cfg).expect("valid");
+        assert_eq!(c.scm_addresses, vec!["h1:9861", "h2:9861"]);
         cfg.set(keys::HDDS_DATANODE_DIR, "/data/{hostname}/hdds");
         cfg.set(keys::HDDS_DATANODE_USE_DATANODE_HOSTNAME, "true");
         let c = DatanodeConfig::from_ozone(&cfg).expect("valid");

@@ -511,21 +511,21 @@ mod tests {
         for id in 1..=3 {
             set.get_or_create(id).await.expect("create");
         }
-        let batch = set.take_changes(10);
+        let batch = set.take_changes(0, 10);
         assert_eq!((batch.changed, batch.removed), (vec![1, 2, 3], vec![]));
-        assert_eq!(set.take_changes(10), changes::ChangeBatch::default());
+        assert_eq!(set.take_changes(0, 10), changes::ChangeBatch::default());
         commit(&set.get(2).expect("c"), 1, b"x");
         set.close_container(3).await.expect("close");
         set.delete_container(3, false).await.expect("delete");
-        let batch = set.take_changes(10);
+        let batch = set.take_changes(0, 10);
         assert_eq!(
             (batch.changed.clone(), batch.removed.clone()),
             (vec![2], vec![3])
         );
-        set.restore_changes(batch);
+        set.restore_changes(0, batch);
         assert_eq!(set.report(2).map(|r| r.used_bytes), Some(1));
         assert_eq!(set.report(3), None);
-        let batch = set.take_changes(10);
+        let batch = set.take_changes(0, 10);
         assert_eq!(
             (batch.changed, batch.removed),
             (vec![2], vec![3]),

@@ -7,15 +7,25 @@
 //! (`commands`), replicate container to the replication supervisor, so a heartbeat never waits
 //! for the disk.
 //!
+//! SCM HA (as Ozone): one loop per SCM of the service, each with its own link state. Only the
+//! leader answers; a follower refuses every call with UNAVAILABLE and the `x-scm-leader` hint.
+//! A link refused so drops what waited for that SCM and starts over unregistered, so the
+//! first call that SCM answers (once it leads) is a registration with a full container report.
+//! Every answer carries the leader's raft term; the datanode keeps the highest term seen and
+//! acts only on commands of an answer of that term, so a deposed leader that has not noticed
+//! yet cannot command it.
+//!
 //! Container reports: registration carries a full one, and so does a heartbeat every
 //! `hdds.container.report.interval` (60 s by default); the heartbeats in between are
 //! incremental (`incremental_container_report`): only the replicas changed since the last
-//! report SCM answered, and `removed_containers`, at most 1,000 replicas each (the rest go with
-//! the next heartbeat). A heartbeat that fails gives its changes and acknowledgements back, so
-//! the next one carries them.
+//! report that SCM answered (changes are tracked per link), and `removed_containers`, at most
+//! 1,000 replicas each (the rest go with the next heartbeat). A heartbeat that fails (SCM down)
+//! gives its changes and acknowledgements back, so the next one carries them; once a full
+//! report is due anyway, or too much waits, the changes are dropped and the next heartbeat
+//! carries a full report, so nothing grows without bound for an SCM that never answers.
 //!
-//! SCM being down is normal (it may start later or restart): the loop keeps retrying at the
-//! heartbeat interval and logs once when SCM goes away and once when it is back.
+//! SCM being down is normal (it may start later or restart): each loop keeps retrying at the
+//! heartbeat interval and logs once when its SCM goes away and once when it is back.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -34,18 +44,57 @@ use crate::node::{Datanode, ScmConnection};
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const RPC_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Replicas one incremental report names at most (changed plus removed); the rest wait for
+/// the next heartbeat.
+const MAX_INCREMENTAL_REPLICAS: usize = 1000;
+/// Changes kept for an SCM that does not answer; beyond, its next heartbeat is a full report.
+const MAX_PENDING_CHANGES: usize = 50 * MAX_INCREMENTAL_REPLICAS;
+
 type ScmClient = ScmDatanodeServiceClient<Channel>;
 
-/// Runs until `shutdown` turns true.
-pub(crate) async fn run(node: Arc<Datanode>, mut shutdown: watch::Receiver<bool>) {
-    let address = format!("http://{}", node.config.scm_address);
-    let endpoint = match Endpoint::from_shared(address.clone()) {
+/// Runs one heartbeat loop per SCM until `shutdown` turns true.
+pub(crate) async fn run(node: Arc<Datanode>, shutdown: watch::Receiver<bool>) {
+    let mut loops = tokio::task::JoinSet::new();
+    for (index, address) in node.config.scm_addresses.iter().enumerate() {
+        loops.spawn(run_link(
+            node.clone(),
+            index,
+            address.clone(),
+            shutdown.clone(),
+        ));
+    }
+    while loops.join_next().await.is_some() {}
+    tracing::debug!("heartbeat loops stopped");
+}
+
+/// How an SCM answered the last round.
+#[derive(Debug, PartialEq, Eq)]
+enum Answer {
+    Served,
+    /// A follower refusing, naming the leader.
+    Follower(String),
+    /// Down, electing or in safe mode: why.
+    Failed(String),
+}
+
+/// The loop of the link to the SCM at `address` (`link` in `config.scm_addresses`).
+async fn run_link(
+    node: Arc<Datanode>,
+    index: usize,
+    address: String,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let url = format!("http://{address}");
+    let endpoint = match Endpoint::from_shared(url) {
         Ok(e) => e.connect_timeout(CONNECT_TIMEOUT).timeout(RPC_TIMEOUT),
         Err(e) => {
-            tracing::error!(scm = %address, error = %e, "invalid SCM address; the datanode will not register");
-            node.set_scm(ScmConnection::Unreachable {
-                error: format!("invalid address: {e}"),
-            });
+            tracing::error!(scm = %address, error = %e, "invalid SCM address; the datanode will not register with it");
+            node.set_scm(
+                index,
+                ScmConnection::Unreachable {
+                    error: format!("invalid address: {e}"),
+                },
+            );
             return;
         }
     };
@@ -53,48 +102,88 @@ pub(crate) async fn run(node: Arc<Datanode>, mut shutdown: watch::Receiver<bool>
         .max_decoding_message_size(ozone_proto::MAX_MESSAGE_BYTES)
         .max_encoding_message_size(ozone_proto::MAX_MESSAGE_BYTES);
     let mut link = Link {
+        index,
+        address,
         registered: false,
         last_full: None,
         cluster_id: String::new(),
     };
-    let mut reachable = true;
+    let mut last = Answer::Served;
     loop {
         let result = tokio::select! {
             r = beat(&node, &mut client, &mut link) => r,
             _ = shutdown.wait_for(|&stop| stop) => break,
         };
-        match result {
-            Ok(()) => {
-                if !reachable {
-                    tracing::info!(scm = %address, "SCM is reachable again");
-                }
-                reachable = true;
+        let answer = match result {
+            Ok(()) => Answer::Served,
+            Err(status) => refused(&node, &mut link, &status),
+        };
+        match (&last, &answer) {
+            (Answer::Served, Answer::Served) => {}
+            (_, Answer::Served) => {
+                tracing::info!(scm = %link.address, "SCM answers (it leads)");
             }
-            Err(status) => {
-                if reachable {
-                    tracing::warn!(scm = %address, code = ?status.code(), error = %status.message(),
-                        "cannot reach SCM; retrying every heartbeat interval");
-                }
-                reachable = false;
-                node.set_scm(ScmConnection::Unreachable {
-                    error: format!("{:?}: {}", status.code(), status.message()),
-                });
+            (Answer::Follower(_), Answer::Follower(_)) | (Answer::Failed(_), Answer::Failed(_)) => {
+            }
+            (_, Answer::Follower(leader)) => {
+                tracing::info!(scm = %link.address, %leader, "SCM is a follower; heartbeating to it until it leads");
+            }
+            (_, Answer::Failed(error)) => {
+                tracing::warn!(scm = %link.address, %error,
+                    "cannot reach SCM; retrying every heartbeat interval");
             }
         }
+        last = answer;
         tokio::select! {
             _ = tokio::time::sleep(node.config.heartbeat_interval) => {}
             _ = shutdown.wait_for(|&stop| stop) => break,
         }
     }
-    tracing::debug!("heartbeat loop stopped");
+    tracing::debug!(scm = %link.address, "heartbeat loop stopped");
 }
 
-/// Replicas one incremental report names at most (changed plus removed); the rest wait for
-/// the next heartbeat.
-const MAX_INCREMENTAL_REPLICAS: usize = 1000;
+/// Handles a failed round: a follower's refusal starts the link over, anything else keeps
+/// what waits (within bounds) for the next round.
+fn refused(node: &Datanode, link: &mut Link, status: &Status) -> Answer {
+    let leader = (status.code() == tonic::Code::Unavailable)
+        .then(|| status.metadata().get(scm_client::LEADER_HEADER))
+        .flatten()
+        .map(|v| v.to_str().unwrap_or("?").to_string());
+    if let Some(leader) = leader {
+        tracing::debug!(scm = %link.address, %leader, "refused by a follower SCM");
+        link.registered = false;
+        link.last_full = None;
+        node.containers.take_all_changes(link.index);
+        node.drop_delete_acks(link.index);
+        node.set_scm(
+            link.index,
+            ScmConnection::Follower {
+                leader: leader.clone(),
+            },
+        );
+        return Answer::Follower(leader);
+    }
+    tracing::debug!(scm = %link.address, code = ?status.code(), error = %status.message(), "SCM did not answer");
+    let full_due = link.full_due(node);
+    if full_due || node.containers.pending_changes(link.index) > MAX_PENDING_CHANGES {
+        // The next heartbeat it answers carries a full report, which covers these.
+        node.containers.take_all_changes(link.index);
+        link.last_full = None;
+    }
+    let error = format!("{:?}: {}", status.code(), status.message());
+    node.set_scm(
+        link.index,
+        ScmConnection::Unreachable {
+            error: error.clone(),
+        },
+    );
+    Answer::Failed(error)
+}
 
-/// What the loop remembers between heartbeats.
+/// What a loop remembers between heartbeats.
 struct Link {
+    index: usize,
+    address: String,
     registered: bool,
     /// When SCM last answered a full container report (register or heartbeat).
     last_full: Option<Instant>,
@@ -102,22 +191,31 @@ struct Link {
     cluster_id: String,
 }
 
+impl Link {
+    fn full_due(&self, node: &Datanode) -> bool {
+        self.last_full
+            .is_none_or(|t| t.elapsed() >= node.config.container_report_interval)
+    }
+}
+
 /// One round: register if needed, heartbeat, queue the commands of the reply.
 async fn beat(node: &Arc<Datanode>, client: &mut ScmClient, link: &mut Link) -> Result<(), Status> {
     if !link.registered {
-        link.cluster_id = register(node, client).await?;
-        link.registered = true;
-        link.last_full = Some(Instant::now());
+        register(node, client, link).await?;
     }
-    let full = link
-        .last_full
-        .is_none_or(|t| t.elapsed() >= node.config.container_report_interval);
+    let full = link.full_due(node);
+    let index = link.index;
     // Taken before the report is built, so nothing that changes meanwhile is missed; given
     // back if SCM does not get the report.
     let (batch, containers) = if full {
-        (node.containers.take_all_changes(), container_report(node))
+        (
+            node.containers.take_all_changes(index),
+            container_report(node),
+        )
     } else {
-        let batch = node.containers.take_changes(MAX_INCREMENTAL_REPLICAS);
+        let batch = node
+            .containers
+            .take_changes(index, MAX_INCREMENTAL_REPLICAS);
         let containers = batch
             .changed
             .iter()
@@ -125,7 +223,7 @@ async fn beat(node: &Arc<Datanode>, client: &mut ScmClient, link: &mut Link) -> 
             .collect();
         (batch, containers)
     };
-    let acks = node.take_delete_acks();
+    let acks = node.take_delete_acks(index);
     let request = HeartbeatRequest {
         datanode: Some(node.details.clone()),
         node_report: Some(node_report(node).await),
@@ -141,36 +239,45 @@ async fn beat(node: &Arc<Datanode>, client: &mut ScmClient, link: &mut Link) -> 
     let reply = match client.heartbeat(request).await {
         Ok(r) => r.into_inner(),
         Err(status) => {
-            node.containers.restore_changes(batch);
-            node.restore_delete_acks(acks);
+            node.containers.restore_changes(index, batch);
+            node.restore_delete_acks(index, acks);
             return Err(status);
         }
     };
     if full {
         link.last_full = Some(Instant::now());
     }
-    // Answered again after a failure: the status page shows the link as it is.
-    if matches!(node.scm(), ScmConnection::Unreachable { .. }) {
-        node.set_scm(ScmConnection::Registered {
+    // Answered (again): the status page shows the link as it is.
+    node.set_scm(
+        index,
+        ScmConnection::Leader {
             cluster_id: link.cluster_id.clone(),
-        });
-    }
-    for command in reply.commands {
-        submit(node, command);
+            term: reply.term,
+        },
+    );
+    if node.observe_scm_term(reply.term) {
+        for command in reply.commands {
+            submit(node, command);
+        }
+    } else if !reply.commands.is_empty() {
+        tracing::warn!(scm = %link.address, term = reply.term, highest = node.scm_term(),
+            commands = reply.commands.len(), "ignoring the commands of a deposed SCM leader");
     }
     if reply.reregister {
-        tracing::info!("SCM does not know this datanode; registering again");
+        tracing::info!(scm = %link.address, "SCM does not know this datanode; registering again");
         link.registered = false;
-        link.cluster_id = register(node, client).await?;
-        link.registered = true;
-        link.last_full = Some(Instant::now());
+        register(node, client, link).await?;
     }
     Ok(())
 }
 
-/// Registers with a full container report; returns the cluster id.
-async fn register(node: &Arc<Datanode>, client: &mut ScmClient) -> Result<String, Status> {
-    let batch = node.containers.take_all_changes();
+/// Registers with a full container report; notes the cluster id and the term.
+async fn register(
+    node: &Arc<Datanode>,
+    client: &mut ScmClient,
+    link: &mut Link,
+) -> Result<(), Status> {
+    let batch = node.containers.take_all_changes(link.index);
     let request = RegisterRequest {
         datanode: Some(node.details.clone()),
         node_report: Some(node_report(node).await),
@@ -179,15 +286,39 @@ async fn register(node: &Arc<Datanode>, client: &mut ScmClient) -> Result<String
     let reply = match client.register(request).await {
         Ok(r) => r.into_inner(),
         Err(status) => {
-            node.containers.restore_changes(batch);
+            node.containers.restore_changes(link.index, batch);
             return Err(status);
         }
     };
-    tracing::info!(uuid = %node.details.uuid, cluster_id = %reply.cluster_id, "registered with SCM");
-    node.set_scm(ScmConnection::Registered {
-        cluster_id: reply.cluster_id.clone(),
-    });
-    Ok(reply.cluster_id)
+    node.observe_scm_term(reply.term);
+    // Every SCM of a service shares the cluster id; another one means a misconfigured service.
+    let others: Vec<String> = node
+        .scm_links()
+        .into_iter()
+        .filter_map(|(_, s)| match s {
+            ScmConnection::Leader { cluster_id, .. } if cluster_id != reply.cluster_id => {
+                Some(cluster_id)
+            }
+            _ => None,
+        })
+        .collect();
+    if !others.is_empty() {
+        tracing::warn!(scm = %link.address, cluster_id = %reply.cluster_id, other = ?others,
+            "SCMs name different clusters: check the SCM service configuration");
+    }
+    tracing::info!(uuid = %node.details.uuid, scm = %link.address, cluster_id = %reply.cluster_id,
+        term = reply.term, "registered with SCM");
+    link.cluster_id = reply.cluster_id;
+    link.registered = true;
+    link.last_full = Some(Instant::now());
+    node.set_scm(
+        link.index,
+        ScmConnection::Leader {
+            cluster_id: link.cluster_id.clone(),
+            term: reply.term,
+        },
+    );
+    Ok(())
 }
 
 /// Hands a command to the worker that carries it out; never waits for it.

@@ -78,7 +78,12 @@ async fn retry_kept_aside(node: Arc<Datanode>, mut shutdown: watch::Receiver<boo
 pub async fn start(cfg: OzoneConfig) -> Result<DatanodeHandle, DatanodeError> {
     let config = DatanodeConfig::from_ozone(&cfg)?;
     let hostname = if config.hostname.is_empty() {
-        address::advertised_host(&config.scm_address, config.use_hostname).await?
+        // The first SCM stands for all: they share a network.
+        let scm = config
+            .scm_addresses
+            .first()
+            .map_or("127.0.0.1:9861", String::as_str);
+        address::advertised_host(scm, config.use_hostname).await?
     } else {
         config.hostname.clone()
     };
@@ -174,7 +179,7 @@ pub async fn start(cfg: OzoneConfig) -> Result<DatanodeHandle, DatanodeError> {
     tokio::spawn(retry_kept_aside(node.clone(), shutdown_rx.clone()));
     let heartbeat = tokio::spawn(heartbeat::run(node.clone(), shutdown_rx));
     tracing::info!(uuid = %node.details.uuid, grpc = %grpc_addr, http = %http_addr,
-        advertised = %node.details.endpoint(), dir = %node.config.dir.display(), scm = %node.config.scm_address,
+        advertised = %node.details.endpoint(), dir = %node.config.dir.display(), scm = ?node.config.scm_addresses,
         "datanode started");
     Ok(DatanodeHandle {
         node,
@@ -239,8 +244,19 @@ impl DatanodeHandle {
         &self.node.details.uuid
     }
 
+    /// The link to the SCM leader (of the highest term) if one answers, else to the first SCM.
     pub fn scm_connection(&self) -> ScmConnection {
         self.node.scm()
+    }
+
+    /// Every SCM link: its datanode-protocol address and state.
+    pub fn scm_connections(&self) -> Vec<(String, ScmConnection)> {
+        self.node.scm_links()
+    }
+
+    /// The highest SCM raft term this datanode has seen.
+    pub fn scm_term(&self) -> u64 {
+        self.node.scm_term()
     }
 
     /// The container report sent to SCM.

@@ -29,8 +29,8 @@ pub struct OmConfig {
     pub address: String,
     /// `ozone.om.http-address`.
     pub http_address: String,
-    /// SCM client gRPC address (`host:port`).
-    pub scm_address: String,
+    /// Client gRPC address (`host:port`) of every SCM of the service (one without SCM HA).
+    pub scm_addresses: Vec<String>,
     /// `ozone.scm.block.size`.
     pub block_size: u64,
     /// `ozone.server.default.replication` (1 or 3).
@@ -94,7 +94,7 @@ impl OmConfig {
             db_dir: PathBuf::from(db_dir),
             address: cfg.get(keys::OZONE_OM_ADDRESS),
             http_address: cfg.get(keys::OZONE_OM_HTTP_ADDRESS),
-            scm_address: cfg.scm_client_address(),
+            scm_addresses: cfg.scm_nodes()?.into_iter().map(|n| n.client).collect(),
             block_size,
             default_replication: default_replication as u32,
             max_prealloc_blocks,

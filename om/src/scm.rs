@@ -1,78 +1,73 @@
-//! OM's use of SCM: block allocation over `ScmClientService.AllocateBlock`, with a timeout.
-//! Any failure to get blocks (SCM down, slow, in safe mode, out of space) is
-//! [`OmError::ScmUnavailable`], which clients see as SCM_UNAVAILABLE.
+//! OM's use of SCM: block allocation over `ScmClientService.AllocateBlock`, with a timeout,
+//! and the hand-over of deleted blocks. With an SCM HA service the client follows the leader
+//! (see `scm_client`'s failover: a follower's hint at once, else the next SCM for up to
+//! [`scm_client::FAILOVER_WINDOW`]). Any failure to get blocks (SCM down, slow, in safe mode,
+//! out of space, no leader found) is [`OmError::ScmUnavailable`], which clients see as
+//! SCM_UNAVAILABLE.
 
 use std::time::Duration;
 
-use ozone_proto::scm::scm_client_service_client::ScmClientServiceClient;
-use ozone_proto::scm::{AllocateBlockRequest, BlockGroup, DeleteBlocksRequest};
-use tonic::transport::{Channel, Endpoint};
+use scm_client::{FAILOVER_PAUSE, FAILOVER_WINDOW, FailoverOptions, ScmClient, ScmClientError};
 
 use crate::error::OmError;
 use crate::model::Location;
 
-/// A lazily connected SCM client.
+/// A lazily connected client of the SCM service.
 #[derive(Clone)]
 pub struct ScmBlocks {
-    client: ScmClientServiceClient<Channel>,
-    address: String,
-    timeout: Duration,
+    client: ScmClient,
+    addresses: String,
 }
 
 impl ScmBlocks {
-    /// A client of SCM at `address` (`host:port` or a URL). Connects on first use; must be
-    /// called inside a tokio runtime.
+    /// A client of the SCMs at `addresses` (`host:port` or URLs; one without SCM HA), each call
+    /// to one SCM bounded by `timeout`. Connects on first use; must be called inside a tokio
+    /// runtime.
     pub fn new(
-        address: &str,
+        addresses: &[String],
         connect_timeout: Duration,
         timeout: Duration,
     ) -> Result<Self, OmError> {
-        let url = if address.contains("://") {
-            address.to_string()
-        } else {
-            format!("http://{address}")
+        let options = FailoverOptions {
+            connect_timeout,
+            call_timeout: timeout,
+            // A single SCM has nobody to fail over to: its refusal is answered at once.
+            window: if addresses.len() > 1 {
+                FAILOVER_WINDOW
+            } else {
+                Duration::ZERO
+            },
+            pause: FAILOVER_PAUSE,
         };
-        let endpoint = Endpoint::from_shared(url)?
-            .connect_timeout(connect_timeout)
-            .timeout(timeout);
+        let client = ScmClient::with_options(addresses, options)
+            .map_err(|e| OmError::Internal(format!("SCM client: {e}")))?;
         Ok(ScmBlocks {
-            client: ScmClientServiceClient::new(endpoint.connect_lazy())
-                .max_decoding_message_size(ozone_proto::MAX_MESSAGE_BYTES),
-            address: address.to_string(),
-            timeout,
+            client,
+            addresses: addresses.join(","),
         })
     }
 
+    /// The SCM addresses, comma-separated.
     pub fn address(&self) -> &str {
-        &self.address
+        &self.addresses
+    }
+
+    fn unavailable(&self, what: &str, e: ScmClientError) -> OmError {
+        match e {
+            ScmClientError::Timeout(_) => {
+                OmError::ScmUnavailable(format!("SCM at {} did not answer: {e}", self.addresses))
+            }
+            e => OmError::ScmUnavailable(format!("SCM at {} refused {what}: {e}", self.addresses)),
+        }
     }
 
     /// Hands blocks to delete, as (container id, local ids), to SCM's deleted-block log;
     /// returns once SCM holds them durably.
     pub async fn delete_blocks(&self, groups: Vec<(u64, Vec<u64>)>) -> Result<u32, OmError> {
-        let req = DeleteBlocksRequest {
-            groups: groups
-                .into_iter()
-                .map(|(container_id, local_ids)| BlockGroup {
-                    container_id,
-                    local_ids,
-                })
-                .collect(),
-        };
-        let mut client = self.client.clone();
-        match tokio::time::timeout(self.timeout, client.delete_blocks(req)).await {
-            Err(_) => Err(OmError::ScmUnavailable(format!(
-                "SCM at {} did not answer within {:?}",
-                self.address, self.timeout
-            ))),
-            Ok(Err(status)) => Err(OmError::ScmUnavailable(format!(
-                "SCM at {} refused deleted blocks: {:?}: {}",
-                self.address,
-                status.code(),
-                status.message()
-            ))),
-            Ok(Ok(r)) => Ok(r.into_inner().transactions),
-        }
+        self.client
+            .delete_blocks(groups)
+            .await
+            .map_err(|e| self.unavailable("deleted blocks", e))
     }
 
     /// Allocates `count` blocks on pipelines of `replication`, each expected to receive
@@ -85,37 +80,16 @@ impl ScmBlocks {
         owner: &str,
         exclude_datanodes: Vec<String>,
     ) -> Result<Vec<Location>, OmError> {
-        let req = AllocateBlockRequest {
-            size: block_bytes,
-            num_blocks: count,
-            replication,
-            owner: owner.to_string(),
-            exclude_datanodes,
-        };
-        let mut client = self.client.clone();
-        let call = client.allocate_block(req);
-        let resp = match tokio::time::timeout(self.timeout, call).await {
-            Err(_) => {
-                return Err(OmError::ScmUnavailable(format!(
-                    "SCM at {} did not answer within {:?}",
-                    self.address, self.timeout
-                )));
-            }
-            Ok(Err(status)) => {
-                return Err(OmError::ScmUnavailable(format!(
-                    "SCM at {} refused to allocate blocks: {:?}: {}",
-                    self.address,
-                    status.code(),
-                    status.message()
-                )));
-            }
-            Ok(Ok(r)) => r.into_inner(),
-        };
-        if resp.blocks.is_empty() {
+        let blocks = self
+            .client
+            .allocate_block(block_bytes, count, replication, owner, &exclude_datanodes)
+            .await
+            .map_err(|e| self.unavailable("to allocate blocks", e))?;
+        if blocks.is_empty() {
             return Err(OmError::BadScmResponse(format!(
                 "SCM allocated no blocks (asked for {count})"
             )));
         }
-        resp.blocks.into_iter().map(Location::try_from).collect()
+        blocks.into_iter().map(Location::try_from).collect()
     }
 }

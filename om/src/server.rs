@@ -73,7 +73,11 @@ pub async fn start(cfg: OzoneConfig) -> Result<OmServer, OmError> {
         ha.peers.insert(id, ha.me.clone());
     }
     let node = RaftNode::start(ha.clone(), &config.db_dir, sm.clone()).await?;
-    let scm = ScmBlocks::new(&config.scm_address, SCM_CONNECT_TIMEOUT, config.scm_timeout)?;
+    let scm = ScmBlocks::new(
+        &config.scm_addresses,
+        SCM_CONNECT_TIMEOUT,
+        config.scm_timeout,
+    )?;
     let om = Arc::new(OzoneManager::new(sm, node.clone(), scm, config.clone()));
 
     let metrics = Metrics::new("om");
@@ -118,14 +122,18 @@ pub async fn start(cfg: OzoneConfig) -> Result<OmServer, OmError> {
     let gauge_task = tokio::spawn(refresh_gauges(Arc::downgrade(&om), metrics));
     let deletion_task = tokio::spawn(crate::deletion::run(
         Arc::downgrade(&om),
-        ScmBlocks::new(&config.scm_address, SCM_CONNECT_TIMEOUT, config.scm_timeout)?,
+        ScmBlocks::new(
+            &config.scm_addresses,
+            SCM_CONNECT_TIMEOUT,
+            config.scm_timeout,
+        )?,
         crate::deletion::DeletionConfig::from_config(&cfg)?,
     ));
     let expiry_task = tokio::spawn(crate::expiry::run(
         Arc::downgrade(&om),
         crate::expiry::ExpiryConfig::from_config(&cfg)?,
     ));
-    tracing::info!(%grpc_addr, %http_addr, node = %ha.me.node_id, oms = ha.peers.len(), scm = %config.scm_address, "OM serving");
+    tracing::info!(%grpc_addr, %http_addr, node = %ha.me.node_id, oms = ha.peers.len(), scm = ?config.scm_addresses, "OM serving");
     Ok(OmServer {
         grpc_addr,
         http_addr,
@@ -256,7 +264,7 @@ fn status_rows(om: &Weak<OzoneManager>, grpc_addr: SocketAddr) -> Vec<(String, S
     let stats = node.log_stats();
     let mut rows = vec![
         ("gRPC address".to_string(), grpc_addr.to_string()),
-        ("SCM".to_string(), om.config().scm_address.clone()),
+        ("SCM".to_string(), om.config().scm_addresses.join(", ")),
         ("OM node".to_string(), st.node_id.clone()),
         ("role".to_string(), st.role.to_string()),
         ("term".to_string(), st.term.to_string()),

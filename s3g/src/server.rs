@@ -60,7 +60,7 @@ pub async fn start(cfg: &OzoneConfig) -> Result<S3gHandle, S3gError> {
     let om_address = om_addresses.join(",");
     let om = OmClient::connect(om_addresses).map_err(|e| S3gError::Om(e.to_string()))?;
     let metrics = Metrics::new("s3g");
-    let scm = match scm_client::ScmClient::connect(&cfg.scm_client_address()) {
+    let scm = match scm_client::ScmClient::connect_service(&cfg.scm_client_addresses()) {
         Ok(c) => Some(c),
         Err(e) => {
             tracing::warn!(error = %e, "no SCM client: reads use only the replicas recorded with keys");

@@ -176,7 +176,7 @@ pub async fn ockg(cfg: &OzoneConfig, args: OckgArgs) -> Result<(), BoxError> {
     ensure_bucket(&clients[0], &args.target.volume, &args.target.bucket).await?;
     let settings = WriteSettings::from_config(cfg)?;
     let dn = DatanodeClients::from_config(cfg)?;
-    let scm = scm_client::ScmClient::connect(&cfg.scm_client_address()).ok();
+    let scm = scm_client::ScmClient::connect_service(&cfg.scm_client_addresses()).ok();
     let body = data(size);
     let etag = hex::encode(Md5::digest(&body));
     let prefix = args.common.prefix();

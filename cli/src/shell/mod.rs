@@ -604,7 +604,7 @@ async fn put(
         },
     )
     .await?
-    .with_scm(scm_client::ScmClient::connect(&cfg.scm_client_address()).ok());
+    .with_scm(scm_client::ScmClient::connect_service(&cfg.scm_client_addresses()).ok());
     let mut bar = progress::Progress::new(&a.key, len, progress::wanted(progress));
     let mut md5 = Md5::new();
     let mut buf = vec![0u8; READ_BUFFER];
@@ -659,7 +659,7 @@ async fn get(
     }
     let om = om(cfg, a)?;
     let info = om.lookup_key(&a.volume, &a.bucket, &a.key).await?;
-    let scm = scm_client::ScmClient::connect(&cfg.scm_client_address()).ok();
+    let scm = scm_client::ScmClient::connect_service(&cfg.scm_client_addresses()).ok();
     let dn = DatanodeClients::from_config(cfg).map_err(|e| ShellError::Usage(e.to_string()))?;
     // Written aside and renamed into place once complete: a failed download leaves no file.
     let part = path.with_file_name(format!(

@@ -452,19 +452,30 @@ impl ContainerSet {
         reports
     }
 
-    /// Takes at most `max` of the replicas changed or removed since the last report SCM got.
-    pub fn take_changes(&self, max: usize) -> ChangeBatch {
-        self.changes.take(max)
+    /// Reports go to `n` SCMs, each with its own incremental reports (see `changes`).
+    pub fn set_report_links(&self, n: usize) {
+        self.changes.set_links(n);
     }
 
-    /// Takes every change (a full report is being sent).
-    pub fn take_all_changes(&self) -> ChangeBatch {
-        self.changes.take_all()
+    /// Takes at most `max` of the replicas changed or removed since the last report the SCM
+    /// of `link` got.
+    pub fn take_changes(&self, link: usize, max: usize) -> ChangeBatch {
+        self.changes.take(link, max)
     }
 
-    /// Gives back changes whose report did not reach SCM.
-    pub fn restore_changes(&self, batch: ChangeBatch) {
-        self.changes.restore(batch);
+    /// Takes every change of `link` (a full report is being sent, or the link starts over).
+    pub fn take_all_changes(&self, link: usize) -> ChangeBatch {
+        self.changes.take_all(link)
+    }
+
+    /// Gives back changes whose report did not reach the SCM of `link`.
+    pub fn restore_changes(&self, link: usize, batch: ChangeBatch) {
+        self.changes.restore(link, batch);
+    }
+
+    /// Changes waiting for the next report to the SCM of `link`.
+    pub fn pending_changes(&self, link: usize) -> usize {
+        self.changes.pending(link)
     }
 
     /// Refuses further requests and hands over every open container; the volume database

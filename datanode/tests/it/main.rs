@@ -9,4 +9,5 @@ mod harness;
 mod replication;
 mod restart;
 mod scm;
+mod scm_ha;
 mod write_read;

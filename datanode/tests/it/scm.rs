@@ -124,8 +124,9 @@ async fn registers_heartbeats_and_obeys_scm() {
     }
     assert_eq!(
         node.scm_connection(),
-        ScmConnection::Registered {
-            cluster_id: "test-cluster".into()
+        ScmConnection::Leader {
+            cluster_id: "test-cluster".into(),
+            term: 0
         }
     );
 

@@ -24,7 +24,7 @@ async fn deleted_blocks_go_to_scm_then_leave_the_table() {
     assert!(released.iter().all(|b| before.contains(b)), "{before:?}");
 
     let scm = ScmBlocks::new(
-        &c.scm.addr.to_string(),
+        &[c.scm.addr.to_string()],
         Duration::from_secs(2),
         Duration::from_secs(5),
     )

@@ -9,11 +9,20 @@
 //! call), apply connect and per-call timeouts, and map gRPC statuses to [`ScmClientError`],
 //! where [`ScmClientError::Unavailable`] (SCM down, in safe mode, no healthy pipeline) is the
 //! retryable case.
+//!
+//! SCM HA: [`ScmClient::connect_service`] takes every SCM of the service (see `failover`).
+//! Only the leader serves; a follower refuses with UNAVAILABLE and the leader's address in the
+//! [`LEADER_HEADER`] metadata, and the client goes there at once and remembers it. Without a
+//! hint (SCM down, an election, a new leader still in safe mode) it tries the next SCM after a
+//! short pause, round the list, for up to the failover window, then fails as unavailable.
+
+mod failover;
 
 use std::time::Duration;
 
+pub use failover::{FAILOVER_PAUSE, FAILOVER_WINDOW, FailoverOptions};
+
 pub use ozone_proto::{hdds, scm as pb};
-use pb::scm_client_service_client::ScmClientServiceClient;
 use pb::scm_datanode_service_client::ScmDatanodeServiceClient;
 use tonic::transport::{Channel, Endpoint};
 
@@ -79,7 +88,7 @@ impl From<tonic::Status> for ScmClientError {
 pub type Result<T, E = ScmClientError> = std::result::Result<T, E>;
 
 /// A lazy channel to `addr` (`host:port` or a full `http://host:port` URI).
-fn channel(addr: &str) -> Result<Channel> {
+fn channel(addr: &str, connect_timeout: Duration, call_timeout: Duration) -> Result<Channel> {
     let uri = if addr.contains("://") {
         addr.to_string()
     } else {
@@ -90,26 +99,56 @@ fn channel(addr: &str) -> Result<Channel> {
         message: e.to_string(),
     })?;
     Ok(endpoint
-        .connect_timeout(CONNECT_TIMEOUT)
-        .timeout(CALL_TIMEOUT)
+        .connect_timeout(connect_timeout)
+        .timeout(call_timeout)
         .tcp_nodelay(true)
         .connect_lazy())
 }
 
-/// Client of `ScmClientService`. Cheap to clone; clones share the connection.
+/// Client of `ScmClientService` over one SCM or the SCMs of an HA service. Cheap to clone;
+/// clones share the connections and the current leader.
 #[derive(Clone, Debug)]
 pub struct ScmClient {
-    inner: ScmClientServiceClient<Channel>,
+    inner: failover::Failover,
 }
 
 impl ScmClient {
-    /// A client of the SCM client service at `addr` (see `OzoneConfig::scm_client_address`).
-    /// Does not dial until the first call. Must be called inside a tokio runtime.
+    /// A client of the single SCM at `addr` (see `OzoneConfig::scm_client_address`): it still
+    /// follows a leader hint, but does not wait for an SCM that refuses or is down. Does not
+    /// dial until the first call. Must be called inside a tokio runtime.
     pub fn connect(addr: &str) -> Result<Self> {
-        let inner = ScmClientServiceClient::new(channel(addr)?)
-            .max_decoding_message_size(ozone_proto::MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(ozone_proto::MAX_MESSAGE_BYTES);
-        Ok(ScmClient { inner })
+        Self::connect_service(&[addr.to_string()])
+    }
+
+    /// A client of the SCM service at `addrs` (`OzoneConfig::scm_client_addresses`): with
+    /// several SCMs a call looks for the leader for up to [`FAILOVER_WINDOW`]; with one it
+    /// fails at once as before (there is nobody to fail over to). Does not dial until the
+    /// first call. Must be called inside a tokio runtime.
+    pub fn connect_service(addrs: &[String]) -> Result<Self> {
+        let window = if addrs.len() > 1 {
+            FAILOVER_WINDOW
+        } else {
+            Duration::ZERO
+        };
+        Self::with_options(
+            addrs,
+            FailoverOptions {
+                window,
+                ..FailoverOptions::default()
+            },
+        )
+    }
+
+    /// A client of the SCMs at `addrs` with explicit timeouts and failover window.
+    pub fn with_options(addrs: &[String], options: FailoverOptions) -> Result<Self> {
+        Ok(ScmClient {
+            inner: failover::Failover::new(addrs, options)?,
+        })
+    }
+
+    /// The address of the SCM the next call goes to first (the last one that served).
+    pub fn current_address(&self) -> String {
+        self.inner.current_address()
     }
 
     /// Allocates `num_blocks` blocks of `size` bytes (0: SCM's block size) with replication 1
@@ -131,20 +170,18 @@ impl ScmClient {
         };
         Ok(self
             .inner
-            .clone()
-            .allocate_block(req)
+            .call(req, |mut c, r| async move { c.allocate_block(r).await })
             .await?
-            .into_inner()
             .blocks)
     }
 
     pub async fn list_datanodes(&self) -> Result<Vec<pb::DatanodeInfo>> {
         Ok(self
             .inner
-            .clone()
-            .list_datanodes(pb::ListDatanodesRequest {})
+            .call(pb::ListDatanodesRequest {}, |mut c, r| async move {
+                c.list_datanodes(r).await
+            })
             .await?
-            .into_inner()
             .datanodes)
     }
 
@@ -152,30 +189,31 @@ impl ScmClient {
     pub async fn list_containers(&self, start: u64, count: u32) -> Result<Vec<pb::ContainerInfo>> {
         Ok(self
             .inner
-            .clone()
-            .list_containers(pb::ListContainersRequest { start, count })
+            .call(
+                pb::ListContainersRequest { start, count },
+                |mut c, r| async move { c.list_containers(r).await },
+            )
             .await?
-            .into_inner()
             .containers)
     }
 
     /// One container with its replicas; [`ScmClientError::NotFound`] if SCM has no such id.
     pub async fn get_container(&self, container_id: u64) -> Result<pb::ContainerInfo> {
-        Ok(self
-            .inner
-            .clone()
-            .get_container(pb::GetContainerRequest { container_id })
-            .await?
-            .into_inner())
+        self.inner
+            .call(
+                pb::GetContainerRequest { container_id },
+                |mut c, r| async move { c.get_container(r).await },
+            )
+            .await
     }
 
     pub async fn list_pipelines(&self) -> Result<Vec<hdds::Pipeline>> {
         Ok(self
             .inner
-            .clone()
-            .list_pipelines(pb::ListPipelinesRequest {})
+            .call(pb::ListPipelinesRequest {}, |mut c, r| async move {
+                c.list_pipelines(r).await
+            })
             .await?
-            .into_inner()
             .pipelines)
     }
 
@@ -193,10 +231,8 @@ impl ScmClient {
         };
         Ok(self
             .inner
-            .clone()
-            .delete_blocks(req)
+            .call(req, |mut c, r| async move { c.delete_blocks(r).await })
             .await?
-            .into_inner()
             .transactions)
     }
 
@@ -205,12 +241,12 @@ impl ScmClient {
         let req = pb::DatanodeAdminRequest {
             datanode: datanode.to_string(),
         };
-        Ok(self
-            .inner
-            .clone()
-            .decommission_datanode(req)
-            .await?
-            .into_inner())
+        self.inner
+            .call(
+                req,
+                |mut c, r| async move { c.decommission_datanode(r).await },
+            )
+            .await
     }
 
     /// Puts a datanode back in service.
@@ -218,12 +254,12 @@ impl ScmClient {
         let req = pb::DatanodeAdminRequest {
             datanode: datanode.to_string(),
         };
-        Ok(self
-            .inner
-            .clone()
-            .recommission_datanode(req)
-            .await?
-            .into_inner())
+        self.inner
+            .call(
+                req,
+                |mut c, r| async move { c.recommission_datanode(r).await },
+            )
+            .await
     }
 
     /// Closes an OPEN container (CLOSED at once, its replicas close on their next heartbeat);
@@ -232,10 +268,11 @@ impl ScmClient {
     pub async fn close_container(&self, container_id: u64) -> Result<pb::ContainerInfo> {
         let resp = self
             .inner
-            .clone()
-            .close_container(pb::CloseContainerRequest { container_id })
-            .await?
-            .into_inner();
+            .call(
+                pb::CloseContainerRequest { container_id },
+                |mut c, r| async move { c.close_container(r).await },
+            )
+            .await?;
         resp.container.ok_or_else(|| {
             ScmClientError::Rpc(tonic::Status::internal(
                 "CloseContainer answered without the container",
@@ -252,24 +289,26 @@ impl ScmClient {
         datanode: &str,
         bcsid: u64,
     ) -> Result<()> {
+        let req = pb::ReportReplicaMissRequest {
+            container_id,
+            datanode: datanode.to_string(),
+            bcsid,
+        };
         self.inner
-            .clone()
-            .report_replica_miss(pb::ReportReplicaMissRequest {
-                container_id,
-                datanode: datanode.to_string(),
-                bcsid,
-            })
+            .call(
+                req,
+                |mut c, r| async move { c.report_replica_miss(r).await },
+            )
             .await?;
         Ok(())
     }
 
     pub async fn safe_mode_status(&self) -> Result<pb::SafeModeStatusResponse> {
-        Ok(self
-            .inner
-            .clone()
-            .safe_mode_status(pb::SafeModeStatusRequest {})
-            .await?
-            .into_inner())
+        self.inner
+            .call(pb::SafeModeStatusRequest {}, |mut c, r| async move {
+                c.safe_mode_status(r).await
+            })
+            .await
     }
 }
 
@@ -283,7 +322,7 @@ impl ScmDatanodeClient {
     /// A client of the SCM datanode service at `addr` (see
     /// `OzoneConfig::scm_datanode_address`). Does not dial until the first call.
     pub fn connect(addr: &str) -> Result<Self> {
-        let inner = ScmDatanodeServiceClient::new(channel(addr)?)
+        let inner = ScmDatanodeServiceClient::new(channel(addr, CONNECT_TIMEOUT, CALL_TIMEOUT)?)
             .max_decoding_message_size(ozone_proto::MAX_MESSAGE_BYTES)
             .max_encoding_message_size(ozone_proto::MAX_MESSAGE_BYTES);
         Ok(ScmDatanodeClient { inner })
