@@ -1,8 +1,8 @@
 //! `ozone admin ...`: cluster administration against SCM's client service
-//! (`ozone.scm.client.address`): datanodes, containers, pipelines and safe mode; and the OM
-//! service's raft roles (`ozone admin om`, see [`crate::admin_om`]); open keys and incomplete
-//! multipart uploads (`ozone admin om list-open-keys`, `ozone admin multipart`, see
-//! [`crate::admin_leaks`]).
+//! (`ozone.scm.client.address`): datanodes, containers, pipelines and safe mode; the raft roles
+//! of the OM and SCM services (`ozone admin om|scm roles|transfer`, see [`crate::admin_raft`]);
+//! open keys and incomplete multipart uploads (`ozone admin om list-open-keys`,
+//! `ozone admin multipart`, see [`crate::admin_leaks`]).
 //!
 //! Every command prints Ozone-style text, or with `--json` one JSON document whose field
 //! names (snake_case) are a stable interface for scripts and tests; see [`run`].
@@ -37,7 +37,12 @@ pub enum AdminCmd {
     /// The OM service: roles of the OMs, leadership transfer, open keys.
     Om {
         #[command(subcommand)]
-        cmd: crate::admin_om::OmCmd,
+        cmd: OmCmd,
+    },
+    /// The SCM service: roles of the SCMs, leadership transfer.
+    Scm {
+        #[command(subcommand)]
+        cmd: crate::admin_raft::RaftCmd,
     },
     /// Reads back every object of a bucket stored in one PUT and checks its bytes against its
     /// MD5 ETag (and each block against OM's checksum record); reports mismatches, exit 1 if any.
@@ -46,6 +51,26 @@ pub enum AdminCmd {
     Multipart {
         #[command(subcommand)]
         cmd: crate::admin_leaks::MultipartCmd,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OmCmd {
+    #[command(flatten)]
+    Raft(crate::admin_raft::RaftCmd),
+    /// Open keys: writes (and multipart parts) begun and never committed, oldest first. OM
+    /// removes those older than ozone.om.open.key.expire.threshold and frees their blocks.
+    ListOpenKeys {
+        /// Only open keys created at least this long ago (e.g. 1d, 2h, 30m).
+        #[arg(long, value_parser = crate::admin_leaks::duration_arg)]
+        older_than: Option<std::time::Duration>,
+        /// Print at most this many.
+        #[arg(long, default_value_t = 10_000)]
+        limit: usize,
+        /// Print JSON: an array of {"volume", "bucket", "key", "client_id",
+        /// "creation_time_ms", "owner", "blocks", "upload_id", "part_number"}.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -156,8 +181,28 @@ pub enum SafemodeCmd {
 /// replica `OPEN|CLOSING|QUASI_CLOSED|CLOSED|UNHEALTHY`, pipeline `OPEN|CLOSED`.
 pub async fn run(cfg: &OzoneConfig, cmd: AdminCmd) -> Result<(), Box<dyn std::error::Error>> {
     let cmd = match cmd {
-        AdminCmd::Om { cmd } => {
-            print!("{}", crate::admin_om::run(cfg, cmd).await?);
+        AdminCmd::Om {
+            cmd: OmCmd::Raft(cmd),
+        } => {
+            let service = crate::admin_raft::Service::om(cfg)?;
+            print!("{}", crate::admin_raft::run(&service, cmd).await?);
+            return Ok(());
+        }
+        AdminCmd::Om {
+            cmd:
+                OmCmd::ListOpenKeys {
+                    older_than,
+                    limit,
+                    json,
+                },
+        } => {
+            let out = crate::admin_leaks::list_open_keys(cfg, older_than, limit, json).await?;
+            print!("{out}");
+            return Ok(());
+        }
+        AdminCmd::Scm { cmd } => {
+            let service = crate::admin_raft::Service::scm(cfg)?;
+            print!("{}", crate::admin_raft::run(&service, cmd).await?);
             return Ok(());
         }
         AdminCmd::Multipart { cmd } => {
@@ -262,9 +307,10 @@ pub async fn output(
                 pipelines_text(&pipelines)
             }
         }
-        AdminCmd::Om { .. } | AdminCmd::Multipart { .. } => {
+        AdminCmd::Om { .. } | AdminCmd::Scm { .. } | AdminCmd::Multipart { .. } => {
             return Err(
-                "`admin om` and `admin multipart` talk to the OMs, not SCM: use run()".into(),
+                "`admin om`, `admin scm` and `admin multipart` talk to raft services or the OMs: use run()"
+                    .into(),
             );
         }
         AdminCmd::VerifyEtags(_) => {
@@ -566,10 +612,31 @@ mod tests {
             &["admin", "safemode", "status", "--json"],
             &["admin", "om", "roles", "--json"],
             &["admin", "om", "transfer", "om2"],
+            &["admin", "om", "list-open-keys", "--older-than", "1d"],
+            &["admin", "scm", "roles"],
+            &["admin", "scm", "roles", "--json"],
+            &["admin", "scm", "transfer", "scm2"],
         ] {
             Cli::try_parse_from(args).expect("parses");
         }
         assert!(Cli::try_parse_from(["admin", "container", "info"]).is_err());
+        // OM and SCM share the raft commands.
+        use crate::admin_raft::RaftCmd;
+        let cli = Cli::try_parse_from(["admin", "om", "roles", "--json"]).expect("om roles");
+        assert!(matches!(
+            cli.cmd,
+            AdminCmd::Om {
+                cmd: OmCmd::Raft(RaftCmd::Roles { json: true })
+            }
+        ));
+        let cli = Cli::try_parse_from(["admin", "scm", "transfer", "scm3"]).expect("scm transfer");
+        assert!(matches!(
+            cli.cmd,
+            AdminCmd::Scm {
+                cmd: RaftCmd::Transfer { id }
+            } if id == "scm3"
+        ));
+        assert!(Cli::try_parse_from(["admin", "scm", "list-open-keys"]).is_err());
         let cli = Cli::try_parse_from(["admin", "container", "close", "7"]).expect("close");
         assert!(matches!(
             cli.cmd,

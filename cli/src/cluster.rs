@@ -1,8 +1,9 @@
-//! `ozone cluster up`: a whole local cluster (SCM, 1 or 3 OMs, N datanodes, s3g) as child
-//! processes of this one, sharing one data directory.
+//! `ozone cluster up`: a whole local cluster (1 or 3 SCMs, 1 or 3 OMs, N datanodes, s3g) as
+//! child processes of this one, sharing one data directory.
 //!
 //! Layout of `DIR`: `conf/ozone-site.xml` (cluster-wide: addresses and settings; point
-//! `OZONE_CONF_DIR` at it for `ozone admin`), and one directory per process — `scm`, `om-1`
+//! `OZONE_CONF_DIR` at it for `ozone admin`), and one directory per process — `scm`
+//! (`scm-1..3` with `--scms 3`: an SCM service `scmservice` of nodes `scm1..scm3`), `om-1`
 //! (`om-1..3` with `--oms 3`: an OM service `omservice` of nodes `om1..om3`),
 //! `datanode-1..N`, `s3g` — each holding `conf/ozone-site.xml` (cluster-wide plus its own ports
 //! and data dir), `data/`, `<name>.log` and `pid`. Ports are picked once, when the directory is
@@ -18,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use clap::Subcommand;
 use ozone_common::OzoneConfig;
-use ozone_common::config::{ENV_PREFIX, KeyBuf, env_overrides, keys};
+use ozone_common::config::{ConfKey, ENV_PREFIX, KeyBuf, env_overrides, keys};
 
 type BoxError = Box<dyn std::error::Error>;
 
@@ -35,8 +36,11 @@ pub enum ClusterCmd {
         #[arg(long, default_value_t = 3)]
         datanodes: u32,
         /// Number of OMs: 1, or 3 (an HA OM service). Only for a new cluster directory.
-        #[arg(long, default_value_t = 1, value_parser = parse_oms)]
+        #[arg(long, default_value_t = 1, value_parser = parse_ha_count)]
         oms: u32,
+        /// Number of SCMs: 1, or 3 (an HA SCM service). Only for a new cluster directory.
+        #[arg(long, default_value_t = 1, value_parser = parse_ha_count)]
+        scms: u32,
         /// S3 endpoint port (0 picks a free one).
         #[arg(long, default_value_t = 9878)]
         s3g_port: u16,
@@ -46,11 +50,12 @@ pub enum ClusterCmd {
     },
 }
 
-fn parse_oms(s: &str) -> Result<u32, String> {
+/// A raft group's size: 1, or 3 (an HA service).
+fn parse_ha_count(s: &str) -> Result<u32, String> {
     match s {
         "1" => Ok(1),
         "3" => Ok(3),
-        _ => Err(format!("--oms must be 1 or 3, got {s}")),
+        _ => Err(format!("must be 1 or 3, got {s}")),
     }
 }
 
@@ -61,18 +66,17 @@ pub async fn run(cmd: ClusterCmd, set: &[String]) -> Result<(), BoxError> {
             data_dir,
             datanodes,
             oms,
+            scms,
             s3g_port,
             timeout,
         } => {
-            up(
-                data_dir,
+            let shape = Shape {
                 datanodes,
                 oms,
+                scms,
                 s3g_port,
-                set,
-                Duration::from_secs(timeout),
-            )
-            .await
+            };
+            up(data_dir, shape, set, Duration::from_secs(timeout)).await
         }
     }
 }
@@ -192,12 +196,110 @@ impl Proc {
 
 /// OM service id `cluster up --oms 3` configures.
 const OM_SERVICE_ID: &str = "omservice";
+/// SCM service id `cluster up --scms 3` configures.
+const SCM_SERVICE_ID: &str = "scmservice";
+
+/// What a new cluster is made of.
+#[derive(Clone, Copy, Debug)]
+struct Shape {
+    datanodes: u32,
+    /// 1 or 3.
+    oms: u32,
+    /// 1 or 3.
+    scms: u32,
+    /// S3 endpoint port; 0 picks a free one.
+    s3g_port: u16,
+}
+
+/// The cluster-wide configuration of a new cluster of `shape`: every address on 127.0.0.1 with
+/// a free port, the OM and SCM service keys for 3-node groups, then `extra` over it all.
+fn new_cluster_conf(shape: Shape, extra: Conf) -> Result<Conf, BoxError> {
+    let mut c = Conf::default();
+    let s3g_port = if shape.s3g_port == 0 {
+        free_port()?
+    } else {
+        shape.s3g_port
+    };
+    let local = || -> Result<String, BoxError> { Ok(format!("127.0.0.1:{}", free_port()?)) };
+    c.set(keys::OZONE_SCM_NAMES, "127.0.0.1");
+    // With an SCM service these are scm1's, for whatever reads only the single-SCM keys.
+    c.set(keys::OZONE_SCM_CLIENT_ADDRESS, local()?);
+    c.set(keys::OZONE_SCM_DATANODE_ADDRESS, local()?);
+    if shape.scms > 1 {
+        let ids: Vec<String> = (1..=shape.scms).map(|i| format!("scm{i}")).collect();
+        c.set(keys::OZONE_SCM_SERVICE_IDS, SCM_SERVICE_ID);
+        c.set(
+            keys::OZONE_SCM_NODES_SERVICEID.with([&SCM_SERVICE_ID]),
+            ids.join(","),
+        );
+        for (i, id) in ids.iter().enumerate() {
+            let (client, datanode) = if i == 0 {
+                (
+                    c.get(keys::OZONE_SCM_CLIENT_ADDRESS),
+                    c.get(keys::OZONE_SCM_DATANODE_ADDRESS),
+                )
+            } else {
+                (local()?, local()?)
+            };
+            let node = [&SCM_SERVICE_ID as &dyn std::fmt::Display, id];
+            c.set(keys::OZONE_SCM_ADDRESS_SERVICEID_NODEID.with(node), client)
+                .set(
+                    keys::OZONE_SCM_DATANODE_ADDRESS_SERVICEID_NODEID.with(node),
+                    datanode,
+                )
+                .set(
+                    keys::OZONE_SCM_HTTP_ADDRESS_SERVICEID_NODEID.with(node),
+                    local()?,
+                );
+        }
+    }
+    c.set(keys::OZONE_OM_ADDRESS, local()?);
+    if shape.oms > 1 {
+        let ids: Vec<String> = (1..=shape.oms).map(|i| format!("om{i}")).collect();
+        c.set(keys::OZONE_OM_SERVICE_IDS, OM_SERVICE_ID);
+        c.set(
+            keys::OZONE_OM_NODES_SERVICEID.with([&OM_SERVICE_ID]),
+            ids.join(","),
+        );
+        for (i, id) in ids.iter().enumerate() {
+            let addr = if i == 0 {
+                c.get(keys::OZONE_OM_ADDRESS)
+            } else {
+                local()?
+            };
+            c.set(
+                keys::OZONE_OM_ADDRESS_SERVICEID_NODEID.with([&OM_SERVICE_ID, id]),
+                addr,
+            );
+        }
+    }
+    c.set(keys::OZONE_S3G_HTTP_ADDRESS, format!("0.0.0.0:{s3g_port}"));
+    c.set(keys::OZONE_S3G_WEBADMIN_HTTP_ADDRESS, local()?);
+    c.set(
+        keys::OZONE_SERVER_DEFAULT_REPLICATION,
+        if shape.datanodes >= 3 { "3" } else { "1" },
+    );
+    c.extend(extra);
+    Ok(c)
+}
+
+/// The node count of a role's service in `cluster` (`ids`: its service-ids key, `nodes`: its
+/// nodes key for `service`); 1 without a service.
+fn group_size(cluster: &Conf, ids: impl ConfKey, nodes: KeyBuf) -> usize {
+    if cluster.is_set(ids) && cluster.is_set(&nodes) {
+        cluster
+            .get(&nodes)
+            .split(',')
+            .filter(|s| !s.trim().is_empty())
+            .count()
+    } else {
+        1
+    }
+}
 
 async fn up(
     data_dir: PathBuf,
-    datanodes: u32,
-    oms: u32,
-    s3g_port: u16,
+    shape: Shape,
     set: &[String],
     timeout: Duration,
 ) -> Result<(), BoxError> {
@@ -217,54 +319,7 @@ async fn up(
             c
         }
         None => {
-            let mut c = Conf::default();
-            let s3g_port = if s3g_port == 0 {
-                free_port()?
-            } else {
-                s3g_port
-            };
-            c.set(keys::OZONE_SCM_NAMES, "127.0.0.1");
-            c.set(
-                keys::OZONE_SCM_CLIENT_ADDRESS,
-                format!("127.0.0.1:{}", free_port()?),
-            );
-            c.set(
-                keys::OZONE_SCM_DATANODE_ADDRESS,
-                format!("127.0.0.1:{}", free_port()?),
-            );
-            c.set(
-                keys::OZONE_OM_ADDRESS,
-                format!("127.0.0.1:{}", free_port()?),
-            );
-            if oms > 1 {
-                let ids: Vec<String> = (1..=oms).map(|i| format!("om{i}")).collect();
-                c.set(keys::OZONE_OM_SERVICE_IDS, OM_SERVICE_ID);
-                c.set(
-                    keys::OZONE_OM_NODES_SERVICEID.with([&OM_SERVICE_ID]),
-                    ids.join(","),
-                );
-                for (i, id) in ids.iter().enumerate() {
-                    let addr = if i == 0 {
-                        c.get(keys::OZONE_OM_ADDRESS)
-                    } else {
-                        format!("127.0.0.1:{}", free_port()?)
-                    };
-                    c.set(
-                        keys::OZONE_OM_ADDRESS_SERVICEID_NODEID.with([&OM_SERVICE_ID, id]),
-                        addr,
-                    );
-                }
-            }
-            c.set(keys::OZONE_S3G_HTTP_ADDRESS, format!("0.0.0.0:{s3g_port}"));
-            c.set(
-                keys::OZONE_S3G_WEBADMIN_HTTP_ADDRESS,
-                format!("127.0.0.1:{}", free_port()?),
-            );
-            c.set(
-                keys::OZONE_SERVER_DEFAULT_REPLICATION,
-                if datanodes >= 3 { "3" } else { "1" },
-            );
-            c.extend(extra);
+            let mut c = new_cluster_conf(shape, extra)?;
             let security = c
                 .get(keys::OZONE_SECURITY_ENABLED)
                 .eq_ignore_ascii_case("true");
@@ -310,15 +365,42 @@ async fn up(
             child: None,
         })
     };
-    procs.push(role_conf("scm".into(), "scm", &|p| {
-        let mut c = Conf::default();
-        c.set(keys::OZONE_METADATA_DIRS, d(&p.join("data"))).set(
-            keys::OZONE_SCM_HTTP_ADDRESS,
-            format!("127.0.0.1:{}", free_port()?),
+    // The group sizes are the cluster's (an existing directory keeps its own).
+    let scm_count = group_size(
+        &cluster,
+        keys::OZONE_SCM_SERVICE_IDS,
+        keys::OZONE_SCM_NODES_SERVICEID.with([&SCM_SERVICE_ID]),
+    );
+    if scm_count != shape.scms as usize {
+        tracing::warn!(
+            scms = scm_count,
+            "the cluster directory has {scm_count} SCM(s); --scms {} ignored",
+            shape.scms
         );
-        Ok(c)
-    })?);
-    for i in 1..=datanodes {
+    }
+    if scm_count == 1 {
+        procs.push(role_conf("scm".into(), "scm", &|p| {
+            let mut c = Conf::default();
+            c.set(keys::OZONE_METADATA_DIRS, d(&p.join("data"))).set(
+                keys::OZONE_SCM_HTTP_ADDRESS,
+                format!("127.0.0.1:{}", free_port()?),
+            );
+            Ok(c)
+        })?);
+    }
+    for i in (1..=scm_count).filter(|_| scm_count > 1) {
+        procs.push(role_conf(format!("scm-{i}"), "scm", &|p| {
+            let id = format!("scm{i}");
+            let http = cluster
+                .get(keys::OZONE_SCM_HTTP_ADDRESS_SERVICEID_NODEID.with([&SCM_SERVICE_ID, &id]));
+            let mut c = Conf::default();
+            c.set(keys::OZONE_METADATA_DIRS, d(&p.join("data")))
+                .set(keys::OZONE_SCM_HTTP_ADDRESS, http)
+                .set(keys::OZONE_SCM_NODE_ID, id);
+            Ok(c)
+        })?);
+    }
+    for i in 1..=shape.datanodes {
         procs.push(role_conf(format!("datanode-{i}"), "datanode", &|p| {
             let mut c = Conf::default();
             c.set(keys::HDDS_DATANODE_DIR, d(&p.join("data")))
@@ -331,17 +413,16 @@ async fn up(
             Ok(c)
         })?);
     }
-    // The OM count is the cluster's (an existing directory keeps its own).
-    let nodes_key = keys::OZONE_OM_NODES_SERVICEID.with([&OM_SERVICE_ID]);
-    let om_count = if cluster.is_set(&nodes_key) && cluster.is_set(keys::OZONE_OM_SERVICE_IDS) {
-        cluster.get(&nodes_key).split(',').count()
-    } else {
-        1
-    };
-    if om_count != oms as usize {
+    let om_count = group_size(
+        &cluster,
+        keys::OZONE_OM_SERVICE_IDS,
+        keys::OZONE_OM_NODES_SERVICEID.with([&OM_SERVICE_ID]),
+    );
+    if om_count != shape.oms as usize {
         tracing::warn!(
             oms = om_count,
-            "the cluster directory has {om_count} OM(s); --oms {oms} ignored"
+            "the cluster directory has {om_count} OM(s); --oms {} ignored",
+            shape.oms
         );
     }
     for i in 1..=om_count {
@@ -370,11 +451,11 @@ async fn up(
         .map(|(_, p)| p.to_string())
         .unwrap_or_default();
     let endpoint = format!("http://127.0.0.1:{s3_port}");
-    let scm_addr = cluster.get(keys::OZONE_SCM_CLIENT_ADDRESS);
+    let scms = crate::admin_raft::Service::scm(&cluster)?;
     let om_addrs = cluster.om_addresses();
     let s3_volume = cluster.get(keys::OZONE_S3G_VOLUME_NAME);
     let ready = tokio::select! {
-        r = wait_ready(&scm_addr, &om_addrs, &s3_volume, &endpoint, timeout) => r,
+        r = wait_ready(&scms, &om_addrs, &s3_volume, &endpoint, timeout) => r,
         e = first_exit(&mut procs) => Err(e.into()),
         _ = ozone_common::shutdown_signal() => Err("interrupted".into()),
     };
@@ -415,7 +496,7 @@ async fn up(
     Ok(())
 }
 
-/// SIGTERM in reverse start order (s3g, OMs, datanodes, SCM), then reaps, killing stragglers.
+/// SIGTERM in reverse start order (s3g, OMs, datanodes, SCMs), then reaps, killing stragglers.
 fn stop_all(procs: &mut [Proc]) {
     for p in procs.iter_mut().rev() {
         p.terminate();
@@ -426,10 +507,11 @@ fn stop_all(procs: &mut [Proc]) {
     }
 }
 
-/// Ready when SCM left safe mode (datanodes registered, a pipeline formed), the OM service
-/// answers a read (so it has a leader) and the S3 endpoint answers.
+/// Ready when the SCM service has a leader (a group of 3: one SCM says it leads), SCM (the
+/// leader) left safe mode (datanodes registered, a pipeline formed), the OM service answers a
+/// read (so it has a leader) and the S3 endpoint answers.
 async fn wait_ready(
-    scm: &str,
+    scms: &crate::admin_raft::Service,
     oms: &[String],
     s3_volume: &str,
     s3: &str,
@@ -443,6 +525,17 @@ async fn wait_ready(
     let mut last = String::from("starting");
     while Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(300)).await;
+        // A single SCM is asked directly (it may not serve the raft status).
+        let scm = match scms.nodes.as_slice() {
+            [only] => only.address.clone(),
+            _ => match scms.leader().await {
+                Some((leader, _)) => leader.address,
+                None => {
+                    last = "no SCM leader yet".into();
+                    continue;
+                }
+            },
+        };
         let scm_ok = match ScmClientServiceClient::connect(format!("http://{scm}")).await {
             Ok(mut c) => match c
                 .safe_mode_status(ozone_proto::scm::SafeModeStatusRequest {})
@@ -506,5 +599,130 @@ async fn first_exit(procs: &mut [Proc]) -> String {
             }
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        cmd: ClusterCmd,
+    }
+
+    fn shape(oms: u32, scms: u32) -> Shape {
+        Shape {
+            datanodes: 3,
+            oms,
+            scms,
+            s3g_port: 0,
+        }
+    }
+
+    #[test]
+    fn scms_and_oms_are_1_or_3() {
+        let ClusterCmd::Up { oms, scms, .. } = Cli::try_parse_from(["c", "up"]).unwrap().cmd;
+        assert_eq!((oms, scms), (1, 1));
+        let ClusterCmd::Up { oms, scms, .. } =
+            Cli::try_parse_from(["c", "up", "--scms", "3", "--oms", "3"])
+                .unwrap()
+                .cmd;
+        assert_eq!((oms, scms), (3, 3));
+        for bad in ["0", "2", "5", "x"] {
+            assert!(
+                Cli::try_parse_from(["c", "up", "--scms", bad]).is_err(),
+                "{bad}"
+            );
+            assert!(
+                Cli::try_parse_from(["c", "up", "--oms", bad]).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn one_scm_has_no_service() {
+        let c = new_cluster_conf(shape(1, 1), Conf::default()).unwrap();
+        assert!(!c.is_set(keys::OZONE_SCM_SERVICE_IDS));
+        let nodes = c.scm_nodes().unwrap();
+        assert_eq!(nodes.len(), 1);
+        assert_eq!(nodes[0].node_id, "scm1");
+        assert_eq!(nodes[0].client, c.get(keys::OZONE_SCM_CLIENT_ADDRESS));
+        assert_eq!(
+            group_size(&c, keys::OZONE_SCM_SERVICE_IDS, scm_nodes_key()),
+            1
+        );
+        assert_eq!(
+            group_size(&c, keys::OZONE_OM_SERVICE_IDS, om_nodes_key()),
+            1
+        );
+    }
+
+    fn scm_nodes_key() -> KeyBuf {
+        keys::OZONE_SCM_NODES_SERVICEID.with([&SCM_SERVICE_ID])
+    }
+
+    fn om_nodes_key() -> KeyBuf {
+        keys::OZONE_OM_NODES_SERVICEID.with([&OM_SERVICE_ID])
+    }
+
+    #[test]
+    fn three_scms_make_a_service_with_their_own_ports() {
+        let mut extra = Conf::default();
+        extra.set(keys::OZONE_SCM_HA_RATIS_LEADER_ELECTION_TIMEOUT, "2s");
+        let c = new_cluster_conf(shape(3, 3), extra).unwrap();
+        assert_eq!(c.get(keys::OZONE_SCM_SERVICE_IDS), "scmservice");
+        assert_eq!(
+            c.get(keys::OZONE_SCM_HA_RATIS_LEADER_ELECTION_TIMEOUT),
+            "2s"
+        );
+        let nodes = c.scm_nodes().unwrap();
+        let ids: Vec<&str> = nodes.iter().map(|n| n.node_id.as_str()).collect();
+        assert_eq!(ids, ["scm1", "scm2", "scm3"]);
+        // scm1 is also at the single-SCM keys.
+        assert_eq!(nodes[0].client, c.get(keys::OZONE_SCM_CLIENT_ADDRESS));
+        assert_eq!(nodes[0].datanode, c.get(keys::OZONE_SCM_DATANODE_ADDRESS));
+        assert_eq!(
+            c.scm_client_addresses(),
+            nodes.iter().map(|n| n.client.clone()).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            c.scm_datanode_addresses(),
+            nodes.iter().map(|n| n.datanode.clone()).collect::<Vec<_>>()
+        );
+        // Every address of every role is its own port on 127.0.0.1.
+        let mut addrs: Vec<String> = nodes
+            .iter()
+            .flat_map(|n| [n.client.clone(), n.datanode.clone(), n.http.clone()])
+            .chain(c.om_addresses())
+            .chain([c.get(keys::OZONE_S3G_WEBADMIN_HTTP_ADDRESS)])
+            .collect();
+        assert_eq!(addrs.len(), 9 + 3 + 1);
+        assert!(
+            addrs.iter().all(|a| a.starts_with("127.0.0.1:")),
+            "{addrs:?}"
+        );
+        let n = addrs.len();
+        addrs.sort();
+        addrs.dedup();
+        assert_eq!(addrs.len(), n, "a port handed out twice");
+        assert_eq!(
+            group_size(&c, keys::OZONE_SCM_SERVICE_IDS, scm_nodes_key()),
+            3
+        );
+        assert_eq!(
+            group_size(&c, keys::OZONE_OM_SERVICE_IDS, om_nodes_key()),
+            3
+        );
+        // The OMs keep their own service.
+        assert_eq!(c.om_nodes().unwrap().len(), 3);
+        // 3 SCMs with 1 OM: only the SCMs are a service.
+        let c = new_cluster_conf(shape(1, 3), Conf::default()).unwrap();
+        assert_eq!(c.scm_nodes().unwrap().len(), 3);
+        assert!(!c.is_set(keys::OZONE_OM_SERVICE_IDS));
     }
 }

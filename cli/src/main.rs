@@ -6,7 +6,7 @@
 
 mod admin;
 mod admin_leaks;
-mod admin_om;
+mod admin_raft;
 mod cluster;
 mod freon;
 mod health;

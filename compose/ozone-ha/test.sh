@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# End-to-end test of the three-OM compose cluster (run by tests/e2e/compose.rs wherever a Docker
-# Engine answers; runnable by hand after compose/build.sh):
+# End-to-end test of the three-SCM, three-OM compose cluster (run by tests/e2e/compose.rs
+# wherever a Docker Engine answers; runnable by hand after compose/build.sh):
 #   1. `up -d --scale datanode=3`: every service turns healthy and the three OMs elect a leader;
 #   2. the aws CLI writes objects and reads them back;
 #   3. the OM leader's container is killed: another OM leads, writes succeed again and every
 #      object reads back; the killed OM is started again and rejoins as a follower;
-#   4. teardown: containers, network and volumes are removed, also when a step fails.
+#   4. the same for the SCM leader: another SCM leads, new objects (new blocks) are written and
+#      every object reads back; the killed SCM is started again and rejoins;
+#   5. teardown: containers, network and volumes are removed, also when a step fails.
 # Environment as compose/ozone/test.sh: OZONE_IMAGE, COMPOSE_PROJECT_NAME, OZONE_S3G_PORT,
 # OZONE_S3G_WEBADMIN_PORT, OZONE_COMPOSE, AWS.
 set -euo pipefail
@@ -73,9 +75,10 @@ wait_healthy() {
   done
 }
 
+# The leader of role $1's service (om, scm) as container $2 sees it.
 leader() {
-  compose exec -T "$1" ozone admin om roles --json 2>/dev/null |
-    tr -d ' \n' | grep -o '"leader":"om[0-9]"' | grep -o 'om[0-9]' | sed -n 1p
+  compose exec -T "$2" ozone admin "$1" roles --json 2>/dev/null |
+    tr -d ' \n' | grep -o "\"leader\":\"$1[0-9]\"" | grep -o "$1[0-9]" | sed -n 1p
 }
 
 log "up -d --scale datanode=3"
@@ -89,7 +92,7 @@ for i in 1 2 3; do head -c $((i * 3000000)) /dev/urandom > "$work/o$i"; s3 s3 cp
 log "3 objects written"
 
 lead=""
-for _ in $(seq 1 30); do lead="$(leader om1 || true)"; [ -n "$lead" ] && break; sleep 1; done
+for _ in $(seq 1 30); do lead="$(leader om om1 || true)"; [ -n "$lead" ] && break; sleep 1; done
 [ -n "$lead" ] || fail "no OM leader reported by om roles"
 log "OM leader is $lead; killing it"
 compose kill "$lead" >/dev/null
@@ -104,10 +107,34 @@ for i in 1 2 3; do
   cmp -s "$work/o$i" "$work/back$i" || fail "o$i differs after failover"
 done
 other=om1; [ "$lead" = om1 ] && other=om2
-new="$(leader "$other" || true)"
+new="$(leader om "$other" || true)"
 [ -n "$new" ] && [ "$new" != "$lead" ] || fail "no new leader (got '$new')"
 log "new leader $new; every object reads back; restarting $lead"
 compose start "$lead" >/dev/null
 wait_healthy
 s3 s3 cp --only-show-errors "$work/o2" s3://ha-bucket/after-rejoin
+
+slead=""
+for _ in $(seq 1 30); do slead="$(leader scm scm1 || true)"; [ -n "$slead" ] && break; sleep 1; done
+[ -n "$slead" ] || fail "no SCM leader reported by scm roles"
+log "SCM leader is $slead; killing it"
+compose kill "$slead" >/dev/null
+t0=$SECONDS
+# A new object needs new blocks: SCM allocates them.
+until s3 s3 cp --only-show-errors "$work/o3" s3://ha-bucket/after-scm-failover 2>/dev/null; do
+  [ $((SECONDS - t0)) -lt 90 ] || fail "no write succeeded within 90 s of the SCM leader's loss"
+  sleep 1
+done
+log "writes succeed again $((SECONDS - t0)) s after the SCM leader was killed"
+for i in 1 2 3; do
+  s3 s3 cp --only-show-errors "s3://ha-bucket/o$i" "$work/back$i"
+  cmp -s "$work/o$i" "$work/back$i" || fail "o$i differs after the SCM failover"
+done
+other=scm1; [ "$slead" = scm1 ] && other=scm2
+new="$(leader scm "$other" || true)"
+[ -n "$new" ] && [ "$new" != "$slead" ] || fail "no new SCM leader (got '$new')"
+log "new SCM leader $new; every object reads back; restarting $slead"
+compose start "$slead" >/dev/null
+wait_healthy
+s3 s3 cp --only-show-errors "$work/o1" s3://ha-bucket/after-scm-rejoin
 log "PASSED"

@@ -17,7 +17,7 @@ use crate::network::Network;
 use crate::state_machine::{Machine, SNAPSHOT_DIR, StateStore};
 use crate::{Error, NodeId, Peer, Raft, Role, Settings};
 
-/// What `ozone admin om roles` shows of one node.
+/// What `ozone admin om|scm roles` shows of one node.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NodeStatus {
     pub node_id: String,

@@ -1,6 +1,6 @@
 //! The server side of `ozone.raft.RaftService`: the raft RPCs the other nodes of the group send
-//! to this one, and the HA admin calls (`ozone admin om roles|transfer`). The role serves it on
-//! its gRPC port and says how an [`Error`] reaches its clients (its own status codes).
+//! to this one, and the HA admin calls (`ozone admin om|scm roles|transfer`). The role serves
+//! it on its gRPC port and says how an [`Error`] reaches its clients (its own status codes).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -6,7 +6,7 @@
 //! Tests that kill, stop, restart or corrupt processes, or need their own configuration
 //! (security on, HA OMs, small blocks, fast replication), start their own
 //! ([`ozone_tests::Cluster::start`]): cluster, datanode_loss, durability, integrity, leaks (a
-//! short open-key expiry), om_ha, open_files (an open-file limit lowered on one datanode),
+//! short open-key expiry), om_ha, scm_ha, open_files (an open-file limit lowered on one datanode),
 //! replica_consistency, security, compose, scale (small container sizes, an open-file limit,
 //! containers closed under uploads), the secure browser test and aws_cli's 16 MiB-block round
 //! trip. So does `ozone sh`'s (shell), from before the key writer could go on past a
@@ -30,5 +30,6 @@ mod om_ha;
 mod open_files;
 mod replica_consistency;
 mod scale;
+mod scm_ha;
 mod security;
 mod shell;

@@ -64,6 +64,8 @@ pub struct ClusterOpts {
     pub datanodes: u32,
     /// OMs: 1, or 3 (an HA OM service, `om-1..3`).
     pub oms: u32,
+    /// SCMs: 1 (`scm`), or 3 (an HA SCM service, `scm-1..3`).
+    pub scms: u32,
     /// Extra `--set KEY=VALUE` configuration.
     pub set: Vec<(String, String)>,
     /// Environment variables of `ozone cluster up` (e.g. `OZONE-SITE.XML_<key>`).
@@ -78,6 +80,7 @@ impl Default for ClusterOpts {
         ClusterOpts {
             datanodes: 3,
             oms: 1,
+            scms: 1,
             set: Vec::new(),
             env: Vec::new(),
             nofile: None,
@@ -129,6 +132,7 @@ impl Cluster {
         for (flag, value) in [
             ("--datanodes", opts.datanodes.to_string()),
             ("--oms", opts.oms.to_string()),
+            ("--scms", opts.scms.to_string()),
             ("--s3g-port", "0".to_string()),
         ] {
             args.push(flag.into());
@@ -253,25 +257,42 @@ impl Cluster {
         }
     }
 
-    /// SIGKILLs one role process (`scm`, `om-1`, `datanode-2`, `s3g`, ...) and waits until it is
-    /// gone. `cluster up` notices and leaves it down.
+    /// SIGKILLs one role process (`scm`, `scm-2`, `om-1`, `datanode-2`, `s3g`, ...) and waits
+    /// until it is gone. `cluster up` notices and leaves it down.
     pub fn kill_role(&mut self, name: &str) {
         self.own("kill_role");
+        self.end_role(name, rustix::process::Signal::KILL, Duration::from_secs(10));
+    }
+
+    /// SIGTERMs one role process, which shuts down in order, and waits until it is gone
+    /// (SIGKILL after 30 s). `cluster up` notices and leaves it down.
+    pub fn stop_role(&mut self, name: &str) {
+        self.own("stop_role");
+        if !self.end_role(name, rustix::process::Signal::TERM, Duration::from_secs(30)) {
+            self.end_role(name, rustix::process::Signal::KILL, Duration::from_secs(10));
+        }
+    }
+
+    /// Sends `sig` to role `name` and waits up to `within` for it to exit; whether it did (its
+    /// pid file is then removed).
+    fn end_role(&self, name: &str, sig: rustix::process::Signal, within: Duration) -> bool {
         let pid_file = self.path.join(name).join("pid");
         let pid: i32 = std::fs::read_to_string(&pid_file)
             .unwrap_or_else(|e| panic!("no pid file for {name}: {e}"))
             .trim()
             .parse()
             .expect("pid file holds a pid");
-        signal(pid, rustix::process::Signal::KILL);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline
-            && Path::new(&format!("/proc/{pid}")).exists()
-            && !is_zombie(pid)
-        {
+        signal(pid, sig);
+        let deadline = Instant::now() + within;
+        let gone = || !Path::new(&format!("/proc/{pid}")).exists() || is_zombie(pid);
+        while Instant::now() < deadline && !gone() {
             std::thread::sleep(Duration::from_millis(20));
         }
-        let _ = std::fs::remove_file(pid_file);
+        let gone = gone();
+        if gone {
+            let _ = std::fs::remove_file(pid_file);
+        }
+        gone
     }
 
     /// Starts one role process again with its own configuration (`DIR/<name>/conf`), appending
@@ -331,31 +352,94 @@ impl Cluster {
             .expect("run ozone")
     }
 
-    /// `ozone admin om roles --json`: one object per OM (`id`, `address`, `role`, `term`,
-    /// `applied_index`, `snapshot_index`, `purged_index`, ...).
-    pub fn om_roles(&self) -> Vec<serde_json::Value> {
-        let out = ok(self.ozone(&["admin", "om", "roles", "--json"]));
+    /// `ozone admin <service> roles --json` (`service`: `om` or `scm`): one object per node
+    /// (`id`, `address`, `role`, `term`, `applied_index`, `snapshot_index`, `purged_index`,
+    /// ...).
+    fn raft_roles(&self, service: &str) -> Vec<serde_json::Value> {
+        let out = ok(self.ozone(&["admin", service, "roles", "--json"]));
         match serde_json::from_str(&out) {
             Ok(serde_json::Value::Array(v)) => v,
-            other => panic!("om roles --json printed {out:?}: {other:?}"),
+            other => panic!("{service} roles --json printed {out:?}: {other:?}"),
         }
     }
 
-    /// The role directory (`om-2`) of the OM that leads, waiting up to `within`.
-    pub fn om_leader(&self, within: Duration) -> String {
+    /// The node id of the node of `service` (`om`, `scm`) that leads, waiting up to `within`.
+    fn raft_leader(&self, service: &str, within: Duration) -> String {
         let deadline = Instant::now() + within;
         loop {
             if let Some(l) = self
-                .om_roles()
+                .raft_roles(service)
                 .iter()
                 .find(|r| r["role"] == "LEADER")
                 .and_then(|r| r["id"].as_str())
             {
-                return om_dir(l);
+                return l.to_string();
             }
-            assert!(Instant::now() < deadline, "no OM leader within {within:?}");
+            assert!(
+                Instant::now() < deadline,
+                "no {service} leader within {within:?}"
+            );
             std::thread::sleep(Duration::from_millis(200));
         }
+    }
+
+    /// `ozone admin om roles --json`: one object per OM (`id`, `address`, `role`, `term`,
+    /// `applied_index`, `snapshot_index`, `purged_index`, ...).
+    pub fn om_roles(&self) -> Vec<serde_json::Value> {
+        self.raft_roles("om")
+    }
+
+    /// The role directory (`om-2`) of the OM that leads, waiting up to `within`.
+    pub fn om_leader(&self, within: Duration) -> String {
+        om_dir(&self.raft_leader("om", within))
+    }
+
+    /// `ozone admin scm roles --json`: one object per SCM, as [`Cluster::om_roles`].
+    pub fn scm_roles(&self) -> Vec<serde_json::Value> {
+        self.raft_roles("scm")
+    }
+
+    /// The role directory (`scm-2`; `scm` for a single SCM) of the SCM that leads, waiting up
+    /// to `within`.
+    pub fn scm_leader(&self, within: Duration) -> String {
+        let id = self.raft_leader("scm", within);
+        if self.opts.scms > 1 {
+            scm_dir(&id)
+        } else {
+            "scm".to_string()
+        }
+    }
+
+    /// The role directory of SCM `i` (1-based): `scm-i`, or `scm` for a single SCM.
+    pub fn scm_role(&self, i: u32) -> String {
+        assert!(
+            (1..=self.opts.scms).contains(&i),
+            "the cluster has {} SCM(s), not an SCM {i}",
+            self.opts.scms
+        );
+        if self.opts.scms > 1 {
+            format!("scm-{i}")
+        } else {
+            "scm".to_string()
+        }
+    }
+
+    /// SIGKILLs SCM `i` (1-based; see [`Cluster::kill_role`]).
+    pub fn kill_scm(&mut self, i: u32) {
+        let name = self.scm_role(i);
+        self.kill_role(&name);
+    }
+
+    /// SIGTERMs SCM `i` (1-based) and waits until it has exited (see [`Cluster::stop_role`]).
+    pub fn stop_scm(&mut self, i: u32) {
+        let name = self.scm_role(i);
+        self.stop_role(&name);
+    }
+
+    /// Starts SCM `i` (1-based) again after [`Cluster::kill_scm`] or [`Cluster::stop_scm`].
+    pub fn start_scm(&mut self, i: u32) {
+        let name = self.scm_role(i);
+        self.start_role(&name);
     }
 
     /// Every container SCM knows, from `ozone admin container list --all --json`.
@@ -493,8 +577,20 @@ impl Cluster {
 
 /// The role directory of OM node `om2`: `om-2`.
 pub fn om_dir(node_id: &str) -> String {
-    match node_id.strip_prefix("om") {
-        Some(n) if n.chars().all(|c| c.is_ascii_digit()) => format!("om-{n}"),
+    node_dir("om", node_id)
+}
+
+/// The role directory of SCM node `scm2` of an SCM service: `scm-2`.
+pub fn scm_dir(node_id: &str) -> String {
+    node_dir("scm", node_id)
+}
+
+/// `<role><n>` -> `<role>-<n>`, as `cluster up` names the directories of a service's nodes.
+fn node_dir(role: &str, node_id: &str) -> String {
+    match node_id.strip_prefix(role) {
+        Some(n) if !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()) => {
+            format!("{role}-{n}")
+        }
         _ => node_id.to_string(),
     }
 }
@@ -610,4 +706,17 @@ pub fn same_file(a: &Path, b: &Path) -> bool {
         return false;
     };
     x == y
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn node_ids_name_role_directories() {
+        assert_eq!(super::om_dir("om2"), "om-2");
+        assert_eq!(super::scm_dir("scm3"), "scm-3");
+        // Not `<role><n>`: the node id itself.
+        assert_eq!(super::scm_dir("scm"), "scm");
+        assert_eq!(super::om_dir("omx"), "omx");
+        assert_eq!(super::om_dir("scm1"), "scm1");
+    }
 }

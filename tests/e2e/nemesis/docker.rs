@@ -1,4 +1,4 @@
-//! The nemesis on the Docker cluster (`compose/ozone-ha`: SCM, three OMs, three datanodes, the
+//! The nemesis on the Docker cluster (`compose/ozone-ha`: three SCMs, three OMs, three datanodes, the
 //! gateway, each a `FROM scratch` container): faults are network cuts (`docker network
 //! disconnect`, later `connect` with the container's aliases and address), SIGSTOP/SIGCONT of
 //! the container's process (`docker kill --signal STOP`) and kills (`docker kill`, later
@@ -152,7 +152,9 @@ fn override_yaml() -> String {
         ("ozone.scm.container.size", "128MB"),
     ];
     let mut y = String::from("version: \"2.4\"\nservices:\n");
-    for svc in ["scm", "om1", "om2", "om3", "datanode", "s3g"] {
+    for svc in [
+        "scm1", "scm2", "scm3", "om1", "om2", "om3", "datanode", "s3g",
+    ] {
         y.push_str(&format!("  {svc}:\n    environment:\n"));
         for (k, v) in env {
             y.push_str(&format!("      OZONE-SITE.XML_{k}: \"{v}\"\n"));
@@ -170,10 +172,11 @@ struct Containers<'a> {
 }
 
 impl Containers<'_> {
-    fn om_leader(&mut self) -> Result<String, String> {
-        for om in ["om1", "om2", "om3"] {
-            for c in self.p.containers(om)? {
-                if let Ok(out) = docker(&["exec", &c, "ozone", "admin", "om", "roles", "--json"])
+    /// The container of the leader of `role`'s service (`om`: om1..om3, `scm`: scm1..scm3).
+    fn leader(&mut self, role: &str) -> Result<String, String> {
+        for i in 1..=3 {
+            for c in self.p.containers(&format!("{role}{i}"))? {
+                if let Ok(out) = docker(&["exec", &c, "ozone", "admin", role, "roles", "--json"])
                     && let Ok(serde_json::Value::Array(roles)) =
                         serde_json::from_str::<serde_json::Value>(&out)
                     && let Some(id) = roles
@@ -186,13 +189,13 @@ impl Containers<'_> {
                 }
             }
         }
-        // No OM answers with a leader: one drawn from the seed.
-        let om = format!("om{}", self.rng.range(1, 3));
+        // No node answers with a leader: one drawn from the seed.
+        let node = format!("{role}{}", self.rng.range(1, 3));
         self.p
-            .containers(&om)?
+            .containers(&node)?
             .into_iter()
             .next()
-            .ok_or(format!("no {om} container"))
+            .ok_or(format!("no {node} container"))
     }
 }
 
@@ -205,13 +208,8 @@ impl Faults for Containers<'_> {
                 .get(n as usize - 1)
                 .cloned()
                 .ok_or(format!("no datanode {n}")),
-            Target::OmLeader => self.om_leader(),
-            Target::Scm => self
-                .p
-                .containers("scm")?
-                .into_iter()
-                .next()
-                .ok_or("no scm".into()),
+            Target::OmLeader => self.leader("om"),
+            Target::Scm => self.leader("scm"),
             Target::Gateway => self
                 .p
                 .containers("s3g")?
@@ -375,7 +373,7 @@ pub fn run(opts: &Opts) -> Option<Report> {
         faults::run(&mut c, &mut schedule, stop, t0)
     });
     let scm = project
-        .containers("scm")
+        .containers("scm1")
         .ok()
         .and_then(|v| v.into_iter().next())
         .unwrap_or_default();
