@@ -42,6 +42,8 @@ use crate::commands::Work;
 use crate::node::{Datanode, ScmConnection};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Pause between rounds of every link while no SCM answers as leader.
+const LEADERLESS_RETRY: Duration = Duration::from_millis(500);
 const RPC_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Replicas one incremental report names at most (changed plus removed); the rest wait for
@@ -134,8 +136,19 @@ async fn run_link(
             }
         }
         last = answer;
+        // While no SCM answers as leader (a failover), every link tries again sooner, so
+        // the new leader has this datanode's registration within a moment of taking over.
+        let leaderless = !node
+            .scm_links()
+            .iter()
+            .any(|(_, s)| matches!(s, ScmConnection::Leader { .. }));
+        let pause = if leaderless {
+            node.config.heartbeat_interval.min(LEADERLESS_RETRY)
+        } else {
+            node.config.heartbeat_interval
+        };
         tokio::select! {
-            _ = tokio::time::sleep(node.config.heartbeat_interval) => {}
+            _ = tokio::time::sleep(pause) => {}
             _ = shutdown.wait_for(|&stop| stop) => break,
         }
     }

@@ -762,3 +762,79 @@ fn decommissioned_datanode_hands_its_replicas_over_first() {
     let status = admin_json(&c, &["safemode", "status"]);
     assert_eq!(status["in_safe_mode"], false);
 }
+
+#[test]
+fn a_datanode_lost_after_an_scm_failover_is_re_replicated_by_the_new_leader() {
+    let mut c = Cluster::start(ClusterOpts {
+        datanodes: 4,
+        scms: 3,
+        set: fast(&[
+            (keys::OZONE_SCM_BLOCK_SIZE.name(), "4MB"),
+            (keys::OZONE_SCM_CONTAINER_SIZE.name(), "32MB"),
+        ]),
+        ..Default::default()
+    });
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    for i in 0..40 {
+        write_random_file(
+            &src.join(format!("obj{i:03}")),
+            object_size(i),
+            i as u64 + 7,
+        );
+    }
+    ok(c.aws(&["s3", "mb", "s3://after-failover"]));
+    ok(c.aws(&[
+        "s3",
+        "cp",
+        "--recursive",
+        "--quiet",
+        src.to_str().unwrap(),
+        "s3://after-failover/",
+    ]));
+
+    let old = c.scm_leader(Duration::from_secs(30));
+    c.kill_role(&old);
+    let failed_over = Instant::now();
+    let new = c.scm_leader(Duration::from_secs(30));
+    assert_ne!(new, old);
+    // The new leader learns every replica from the datanodes' registrations.
+    let took = wait_for(
+        Duration::from_secs(30),
+        "replicas known to the new leader",
+        || fully_replicated(&c, &[]),
+    );
+    eprintln!("SCM {old} killed, {new} leads; it knew every replica {took:?} later");
+
+    let (name, victim) = busiest(&c, 4);
+    c.kill_role(&name);
+    let killed = Instant::now();
+    wait_for(
+        Duration::from_secs(180),
+        "3 healthy replicas of every container on live datanodes",
+        || fully_replicated(&c, std::slice::from_ref(&victim)),
+    );
+    eprintln!(
+        "{name} killed {:?} after the SCM failover; every container had 3 healthy replicas \
+         on live datanodes {:?} later",
+        killed - failed_over,
+        killed.elapsed()
+    );
+    let back = work.path().join("back");
+    ok(c.aws(&[
+        "s3",
+        "cp",
+        "--recursive",
+        "--quiet",
+        "s3://after-failover/",
+        back.to_str().unwrap(),
+    ]));
+    for i in 0..40 {
+        let name = format!("obj{i:03}");
+        assert!(
+            same_file(&src.join(&name), &back.join(&name)),
+            "{name} differs"
+        );
+    }
+}

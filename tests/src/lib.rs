@@ -95,6 +95,9 @@ pub struct Cluster {
     up: Option<Child>,
     /// The run directory of the shared cluster ([`Cluster::shared`]); `None` for an own one.
     shared: Option<PathBuf>,
+    /// Roles started again by [`Cluster::start_role`] (not children of `cluster up`): name
+    /// and pid.
+    restarted: Vec<(String, i32)>,
     pub endpoint: String,
 }
 
@@ -111,6 +114,7 @@ impl Cluster {
             opts,
             up: None,
             shared: None,
+            restarted: Vec::new(),
             endpoint: String::new(),
         };
         c.launch();
@@ -315,6 +319,7 @@ impl Cluster {
             .spawn()
             .expect("start role");
         std::fs::write(dir.join("pid"), format!("{}\n", child.id())).expect("pid file");
+        self.restarted.push((name.to_string(), child.id() as i32));
         // The process is reaped by the kernel's init once this handle is dropped; kill_all
         // finds it by its pid file.
         drop(child);
@@ -326,20 +331,32 @@ impl Cluster {
         self.launch();
     }
 
-    /// SIGTERM to `cluster up`, which stops its children; waits for it.
+    /// SIGTERM to `cluster up`, which stops its children; waits for it. Roles started again
+    /// by [`Cluster::start_role`] are not its children: they are stopped the same way.
     pub fn stop(&mut self) {
         self.own("stop");
         if let Some(mut up) = self.up.take() {
             signal(up.id() as i32, rustix::process::Signal::TERM);
             let deadline = Instant::now() + Duration::from_secs(30);
+            let mut exited = false;
             while Instant::now() < deadline {
                 if let Ok(Some(_)) = up.try_wait() {
-                    return;
+                    exited = true;
+                    break;
                 }
                 std::thread::sleep(Duration::from_millis(50));
             }
-            let _ = up.kill();
-            let _ = up.wait();
+            if !exited {
+                let _ = up.kill();
+                let _ = up.wait();
+            }
+        }
+        for (name, pid) in std::mem::take(&mut self.restarted) {
+            if Path::new(&format!("/proc/{pid}")).exists() && !is_zombie(pid) {
+                std::fs::write(self.path.join(&name).join("pid"), format!("{pid}\n"))
+                    .expect("pid file");
+                self.stop_role(&name);
+            }
         }
     }
 

@@ -108,6 +108,7 @@ impl Cluster {
             opts: shared_opts(),
             up: None,
             shared: Some(run),
+            restarted: Vec::new(),
             endpoint,
         }
     }
