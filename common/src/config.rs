@@ -443,28 +443,16 @@ impl OzoneConfig {
                 http: self.get(keys::OZONE_SCM_HTTP_ADDRESS),
             }]);
         };
-        let ids: Vec<&str> = ids
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .collect();
-        let [sid] = ids.as_slice() else {
-            return Err(invalid(
-                keys::OZONE_SCM_SERVICE_IDS,
-                format!("exactly one SCM service id is supported, got {ids:?}"),
-            ));
-        };
-        let nodes_key = keys::OZONE_SCM_NODES_SERVICEID.with([sid]);
-        let nodes = self.get(&nodes_key);
+        let (sid, listed) = self.service_nodes(
+            "SCM",
+            &ids,
+            keys::OZONE_SCM_SERVICE_IDS,
+            keys::OZONE_SCM_NODES_SERVICEID,
+            keys::OZONE_SCM_ADDRESS_SERVICEID_NODEID,
+        )?;
         let mut out: Vec<ScmNodeAddress> = Vec::new();
-        for nid in nodes.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            if out.iter().any(|n| n.node_id == nid) {
-                return Err(invalid(&nodes_key, format!("node id {nid} listed twice")));
-            }
-            let addr_key = keys::OZONE_SCM_ADDRESS_SERVICEID_NODEID.with([sid, &nid]);
-            let address = self.get_opt(&addr_key).ok_or_else(|| {
-                invalid(&addr_key, "missing: every SCM node needs an address".into())
-            })?;
+        for (nid, address) in listed {
+            let nid = nid.as_str();
             let host = address
                 .rsplit_once(':')
                 .map_or(address.as_str(), |(h, _)| h)
@@ -475,10 +463,10 @@ impl OzoneConfig {
                 format!("{address}:9860")
             };
             let datanode = self
-                .get_opt(keys::OZONE_SCM_DATANODE_ADDRESS_SERVICEID_NODEID.with([sid, &nid]))
+                .get_opt(keys::OZONE_SCM_DATANODE_ADDRESS_SERVICEID_NODEID.with([&sid, &nid]))
                 .unwrap_or_else(|| format!("{host}:9861"));
             let http = self
-                .get_opt(keys::OZONE_SCM_HTTP_ADDRESS_SERVICEID_NODEID.with([sid, &nid]))
+                .get_opt(keys::OZONE_SCM_HTTP_ADDRESS_SERVICEID_NODEID.with([&sid, &nid]))
                 .unwrap_or_else(|| self.get(keys::OZONE_SCM_HTTP_ADDRESS));
             out.push(ScmNodeAddress {
                 node_id: nid.to_string(),
@@ -486,9 +474,6 @@ impl OzoneConfig {
                 datanode,
                 http,
             });
-        }
-        if out.is_empty() {
-            return Err(invalid(&nodes_key, "no SCM node ids listed".into()));
         }
         Ok(out)
     }
@@ -524,6 +509,29 @@ impl OzoneConfig {
                 address: self.get(keys::OZONE_OM_ADDRESS),
             }]);
         };
+        let (_, listed) = self.service_nodes(
+            "OM",
+            &ids,
+            keys::OZONE_OM_SERVICE_IDS,
+            keys::OZONE_OM_NODES_SERVICEID,
+            keys::OZONE_OM_ADDRESS_SERVICEID_NODEID,
+        )?;
+        Ok(listed
+            .into_iter()
+            .map(|(node_id, address)| OmNodeAddress { node_id, address })
+            .collect())
+    }
+
+    /// The nodes of a replicated role's service (`role`: OM, SCM) named by `ids` (the value
+    /// of `ids_key`, one service id): the service id and each node's id and address.
+    fn service_nodes(
+        &self,
+        role: &str,
+        ids: &str,
+        ids_key: Key,
+        nodes_key: KeyTemplate<1>,
+        address_key: KeyTemplate<2>,
+    ) -> Result<(String, Vec<(String, String)>), ConfigError> {
         let ids: Vec<&str> = ids
             .split(',')
             .map(str::trim)
@@ -531,30 +539,30 @@ impl OzoneConfig {
             .collect();
         let [sid] = ids.as_slice() else {
             return Err(invalid(
-                keys::OZONE_OM_SERVICE_IDS,
-                format!("exactly one OM service id is supported, got {ids:?}"),
+                ids_key,
+                format!("exactly one {role} service id is supported, got {ids:?}"),
             ));
         };
-        let nodes_key = keys::OZONE_OM_NODES_SERVICEID.with([sid]);
+        let nodes_key = nodes_key.with([sid]);
         let nodes = self.get(&nodes_key);
-        let mut out: Vec<OmNodeAddress> = Vec::new();
+        let mut out: Vec<(String, String)> = Vec::new();
         for nid in nodes.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            if out.iter().any(|n| n.node_id == nid) {
+            if out.iter().any(|(n, _)| n == nid) {
                 return Err(invalid(&nodes_key, format!("node id {nid} listed twice")));
             }
-            let addr_key = keys::OZONE_OM_ADDRESS_SERVICEID_NODEID.with([sid, &nid]);
+            let addr_key = address_key.with([sid, &nid]);
             let address = self.get_opt(&addr_key).ok_or_else(|| {
-                invalid(&addr_key, "missing: every OM node needs an address".into())
+                invalid(
+                    &addr_key,
+                    format!("missing: every {role} node needs an address"),
+                )
             })?;
-            out.push(OmNodeAddress {
-                node_id: nid.to_string(),
-                address,
-            });
+            out.push((nid.to_string(), address));
         }
         if out.is_empty() {
-            return Err(invalid(&nodes_key, "no OM node ids listed".into()));
+            return Err(invalid(&nodes_key, format!("no {role} node ids listed")));
         }
-        Ok(out)
+        Ok((sid.to_string(), out))
     }
 
     /// Every OM gRPC address, for clients: [`Self::om_nodes`], else `ozone.om.address` read as
