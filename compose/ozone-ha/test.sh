@@ -117,7 +117,18 @@ s3 s3 cp --only-show-errors "$work/o2" s3://ha-bucket/after-rejoin
 slead=""
 for _ in $(seq 1 30); do slead="$(leader scm scm1 || true)"; [ -n "$slead" ] && break; sleep 1; done
 [ -n "$slead" ] || fail "no SCM leader reported by scm roles"
-log "SCM leader is $slead; killing it"
+log "SCM leader is $slead; killing it during writes"
+# Uploads running across the kill: each one the CLI acknowledges must read back.
+: > "$work/during.ok"
+(
+  for i in $(seq 1 20); do
+    if s3 s3 cp --only-show-errors "$work/o1" "s3://ha-bucket/during-scm-kill-$i" 2>/dev/null; then
+      echo "$i" >> "$work/during.ok"
+    fi
+  done
+) &
+writer=$!
+sleep 1
 compose kill "$slead" >/dev/null
 t0=$SECONDS
 # A new object needs new blocks: SCM allocates them.
@@ -126,6 +137,14 @@ until s3 s3 cp --only-show-errors "$work/o3" s3://ha-bucket/after-scm-failover 2
   sleep 1
 done
 log "writes succeed again $((SECONDS - t0)) s after the SCM leader was killed"
+wait "$writer" || true
+acked=$(wc -l < "$work/during.ok")
+[ "$acked" -gt 0 ] || fail "no upload running across the SCM leader's loss was acknowledged"
+for i in $(cat "$work/during.ok"); do
+  s3 s3 cp --only-show-errors "s3://ha-bucket/during-scm-kill-$i" "$work/during"
+  cmp -s "$work/o1" "$work/during" || fail "during-scm-kill-$i was acknowledged but differs"
+done
+log "$acked of 20 uploads running across the kill were acknowledged; all read back"
 for i in 1 2 3; do
   s3 s3 cp --only-show-errors "s3://ha-bucket/o$i" "$work/back$i"
   cmp -s "$work/o$i" "$work/back$i" || fail "o$i differs after the SCM failover"
