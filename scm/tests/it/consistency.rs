@@ -58,7 +58,8 @@ async fn until<T>(
     never_deleted: &[&str],
     mut pick: impl FnMut(&FakeDatanode, &Told) -> Option<T>,
 ) -> T {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    // Generous: under a loaded CI machine every replicated change waits for two fsyncs.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         for dn in dns {
             let told = heartbeat(dn, id).await;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use ozone_common::OzoneConfig;
 use ozone_common::config::keys;
-use scm_client::{ScmClient, ScmClientError};
+use scm_client::ScmClient;
 
 use crate::harness::FakeDatanode;
 
@@ -50,14 +50,26 @@ fn node_config(dir: &std::path::Path, ports: &[u16], me: usize) -> OzoneConfig {
     cfg
 }
 
+/// How the SCM at `addr` itself answers (no client-side leader following, unlike
+/// [`ScmClient`]): Ok if it serves, else its status.
+async fn own_answer(addr: &str) -> Result<(), tonic::Status> {
+    let mut raw = scm_client::pb::scm_client_service_client::ScmClientServiceClient::connect(
+        format!("http://{addr}"),
+    )
+    .await
+    .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    raw.safe_mode_status(scm_client::pb::SafeModeStatusRequest {})
+        .await
+        .map(|_| ())
+}
+
 /// The index of the SCM that serves (the others refuse), waiting for one.
 async fn leader(scms: &[Option<ozone_scm::ScmServer>]) -> usize {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
         for (i, s) in scms.iter().enumerate() {
             let Some(s) = s else { continue };
-            let c = ScmClient::connect(&s.client_addr.to_string()).expect("client");
-            if c.safe_mode_status().await.is_ok() {
+            if own_answer(&s.client_addr.to_string()).await.is_ok() {
                 return i;
             }
         }
@@ -78,23 +90,39 @@ async fn a_new_leader_takes_over_the_replicated_state_and_never_repeats_an_id() 
         let cfg = node_config(dir.path(), &ports, i);
         scms.push(Some(ozone_scm::start(&cfg).await.expect("SCM starts")));
     }
-    let first = leader(&scms).await;
-    let leader_addr = scms[first].as_ref().expect("up").client_addr.to_string();
-
-    // Followers refuse and name the leader.
-    for (i, s) in scms.iter().enumerate() {
-        if i == first {
-            continue;
-        }
-        let c =
-            ScmClient::connect(&s.as_ref().expect("up").client_addr.to_string()).expect("client");
-        match c.list_datanodes().await {
-            Err(ScmClientError::Unavailable(m)) => {
-                assert!(m.contains(&leader_addr), "hint names the leader: {m}")
+    // Followers refuse and name the leader (retried while a first election settles: a
+    // node elected in an early term may serve until it hears of a later one).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let (first, leader_addr) = loop {
+        let first = leader(&scms).await;
+        let leader_addr = scms[first].as_ref().expect("up").client_addr.to_string();
+        let mut settled = true;
+        for (i, s) in scms.iter().enumerate() {
+            if i == first {
+                continue;
             }
-            other => panic!("a follower answered {other:?}"),
+            match own_answer(&s.as_ref().expect("up").client_addr.to_string()).await {
+                Err(st)
+                    if st.code() == tonic::Code::Unavailable
+                        && st
+                            .metadata()
+                            .get(ozone_scm::error::LEADER_HEADER)
+                            .and_then(|v| v.to_str().ok())
+                            == Some(leader_addr.as_str()) => {}
+                other => {
+                    settled = false;
+                    assert!(
+                        tokio::time::Instant::now() < deadline,
+                        "follower {i} answered {other:?} with {first} leading"
+                    );
+                }
+            }
         }
-    }
+        if settled {
+            break (first, leader_addr);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
 
     // Three datanodes register with the leader; blocks are allocated.
     let dn_addr = scms[first].as_ref().expect("up").datanode_addr;
