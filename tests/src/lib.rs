@@ -246,6 +246,13 @@ impl Cluster {
             let _ = up.kill();
             let _ = up.wait();
         }
+        // Roles restarted by start_role are not children of `cluster up`, and their pid files
+        // may be gone with it.
+        for (_, pid) in std::mem::take(&mut self.restarted) {
+            if !is_zombie(pid) {
+                signal(pid, rustix::process::Signal::KILL);
+            }
+        }
         for (_, pid) in self.role_pids() {
             signal(pid, rustix::process::Signal::KILL);
         }
