@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod db;
+pub mod heap;
 pub mod http;
 pub mod metrics;
 pub mod probe;

@@ -194,19 +194,26 @@ impl<R: Role> RaftNetwork<TypeConfig<R>> for PeerClient<R> {
         rpc: InstallSnapshotRequest<TypeConfig<R>>,
         option: RPCOption,
     ) -> RpcResult<InstallSnapshotResponse<NodeId>, InstallSnapshotError> {
+        let done = rpc.done;
         let chunk = SnapshotChunk {
             vote_json: to_json(&rpc.vote)?,
             meta_json: to_json(&rpc.meta)?,
             offset: rpc.offset,
             data: rpc.data,
-            done: rpc.done,
+            done,
         };
-        self.call(
-            &option,
-            openraft::network::RPCTypes::InstallSnapshot,
-            |mut c| async move { c.install_snapshot(chunk).await },
-        )
-        .await
+        let answer = self
+            .call(
+                &option,
+                openraft::network::RPCTypes::InstallSnapshot,
+                |mut c| async move { c.install_snapshot(chunk).await },
+            )
+            .await;
+        if done {
+            // Sending a snapshot of hundreds of MiB in chunks leaves freed buffers behind.
+            ozone_common::heap::trim("snapshot sent");
+        }
+        answer
     }
 
     async fn vote(

@@ -395,6 +395,9 @@ impl<S: StateStore> RaftSnapshotBuilder<TypeConfig<S::Role>> for Machine<S> {
         let (meta, file) = self
             .run(ErrorVerb::Write, |sm, files| files.build(sm))
             .await?;
+        // Exporting millions of rows leaves freed memory in glibc's arenas (about 30 MiB per
+        // snapshot on an OM leader, measured): give it back.
+        ozone_common::heap::trim("snapshot build");
         Ok(snapshot::<S::Role>(meta, file))
     }
 }
@@ -447,6 +450,7 @@ impl<S: StateStore> RaftStateMachine<TypeConfig<S::Role>> for Machine<S> {
             })
             .await?;
         tracing::info!(role = S::Role::NAME, last_log_id = ?meta.last_log_id, bytes, "snapshot installed");
+        ozone_common::heap::trim("snapshot install");
         Ok(())
     }
 
