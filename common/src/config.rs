@@ -175,6 +175,13 @@ keys! {
     OZONE_S3G_VOLUME_NAME = "ozone.s3g.volume.name" = "s3v" : "Volume that holds the S3 buckets.";
     OZONE_SECURITY_ENABLED = "ozone.security.enabled" = "false" : "Security: the S3 gateway verifies AWS SigV4 signatures against per-user secrets kept by OM, and bucket owners and ACLs decide who may do what. Off: any access key is accepted and names the user.";
     OZONE_OM_ADMIN_SECRET_FILE = "ozone.om.admin.secret.file" = "" : "File holding the admin credential that `ozone s3 getsecret|revokesecret` must present (OM reads it; the CLI reads it too, or $OZONE_ADMIN_SECRET). Empty: <OM db dir>/admin.secret, created (mode 0600) by OM at start when security is on.";
+    OZONE_SECURITY_BOOTSTRAP_SECRET_FILE = "ozone.security.bootstrap.secret.file" = "" : "Security on: file holding the cluster's bootstrap secret, with which a node without a certificate asks SCM for one (mutual TLS on every internal port). The primordial SCM creates it (mode 0600) at its first start; every other node must be given a copy. Empty: <ozone.metadata.dirs>/bootstrap.secret.";
+    OZONE_SCM_PRIMORDIAL_NODE_ID = "ozone.scm.primordial.node.id" = "" : "SCM HA with security on: the SCM that creates the cluster's root CA at its first start (the others copy it from an SCM that has it). Empty: the first of ozone.scm.nodes.<serviceId>.";
+    HDDS_X509_DIR_NAME = "hdds.x509.dir.name" = "certs" : "Security on: directory, under a role's metadata directory, of its key, certificate and the CA certificate (SCM's CA: <SCM db dir>/ca).";
+    HDDS_X509_DEFAULT_DURATION = "hdds.x509.default.duration" = "365d" : "Security on: how long a node certificate SCM issues is valid.";
+    HDDS_X509_RENEW_GRACE_DURATION = "hdds.x509.renew.grace.duration" = "28d" : "Security on: a node renews its certificate this long before it expires (checked at start and then periodically).";
+    HDDS_X509_MAX_DURATION = "hdds.x509.max.duration" = "1825d" : "Security on: how long the root CA certificate SCM creates is valid.";
+    OZONE_SECURITY_CA_FILE = "ozone.security.ca.file" = "" : "Security on: the CA certificate (PEM) that command-line tools trust when they call OM and SCM. Empty: <ozone.metadata.dirs>/ca.pem, written by the primordial SCM.";
     OZONE_S3G_DOMAIN_NAME = "ozone.s3g.domain.name" = "" : "Comma-separated domains for virtual-host-style bucket addressing.";
     OZONE_S3G_LIST_MAX_KEYS_LIMIT = "ozone.s3g.list.max.keys.limit" = "1000" : "Largest page ListObjects returns.";
     OZONE_S3G_CLIENT_BUFFER_SIZE = "ozone.s3g.client.buffer.size" = "1MB" : "Bytes of a request body the S3 gateway gathers before sending them to the datanodes as one piece (bounds memory per upload).";
@@ -293,6 +300,9 @@ pub enum ConfigError {
     Invalid { key: String, message: String },
     #[error("--set expects KEY=VALUE, got {0}")]
     Set(String),
+    /// Keys, certificates and TLS set-up of security on (`tls`).
+    #[error("{what}: {message}")]
+    Tls { what: String, message: String },
 }
 
 impl ConfigError {
