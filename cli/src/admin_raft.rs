@@ -87,7 +87,7 @@ impl Service {
     /// answers).
     pub async fn leader(&self) -> Option<(Node, NodeStatusResponse)> {
         for n in &self.nodes {
-            if let Ok(s) = status(&n.address).await
+            if let Ok(s) = status(self.role, &n.address).await
                 && s.role == "LEADER"
             {
                 return Some((n.clone(), s));
@@ -98,20 +98,24 @@ impl Service {
 }
 
 async fn client(
+    role: &str,
     address: &str,
     timeout: Duration,
 ) -> Result<RaftServiceClient<tonic::transport::Channel>, BoxError> {
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{address}"))?
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{address}"))?
         .connect_timeout(timeout)
-        .timeout(timeout)
-        .connect()
-        .await?;
-    Ok(RaftServiceClient::new(channel))
+        .timeout(timeout);
+    let role = ozone_common::tls::NodeRole::parse(&role.to_ascii_lowercase())
+        .ok_or_else(|| format!("unknown role {role}"))?;
+    Ok(RaftServiceClient::new(ozone_common::tls::channel(
+        endpoint, role,
+    )))
 }
 
-/// The raft status of the node at `address`, or why it could not be had.
-pub async fn status(address: &str) -> Result<NodeStatusResponse, String> {
-    let mut c = client(address, STATUS_TIMEOUT)
+/// The raft status of the node of `role` (`OM`, `SCM`) at `address`, or why it could not be
+/// had.
+pub async fn status(role: &str, address: &str) -> Result<NodeStatusResponse, String> {
+    let mut c = client(role, address, STATUS_TIMEOUT)
         .await
         .map_err(|e| e.to_string())?;
     c.node_status(NodeStatusRequest {})
@@ -126,7 +130,7 @@ pub async fn run(service: &Service, cmd: RaftCmd) -> Result<String, BoxError> {
         RaftCmd::Roles { json } => {
             let mut rows = Vec::new();
             for n in &service.nodes {
-                rows.push((n.clone(), status(&n.address).await));
+                rows.push((n.clone(), status(service.role, &n.address).await));
             }
             Ok(if json {
                 let v: Vec<Value> = rows.iter().map(|(n, s)| role_json(n, s)).collect();
@@ -151,7 +155,7 @@ async fn transfer(service: &Service, id: &str) -> Result<String, BoxError> {
     if leader.node_id == id {
         return Ok(format!("{id} is already the leader\n"));
     }
-    let mut c = client(&leader.address, TRANSFER_TIMEOUT).await?;
+    let mut c = client(service.role, &leader.address, TRANSFER_TIMEOUT).await?;
     let r = c
         .transfer_leader(TransferLeaderRequest {
             target_node_id: id.to_string(),

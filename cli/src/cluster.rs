@@ -334,6 +334,16 @@ async fn up(
                 }
                 c.set(keys::OZONE_OM_ADMIN_SECRET_FILE, d(&file));
             }
+            if security && !c.is_set(keys::OZONE_SECURITY_BOOTSTRAP_SECRET_FILE) {
+                // Every role of this cluster may ask SCM for its certificate.
+                let file = conf_dir.join("bootstrap.secret");
+                ozone_common::tls::load_bootstrap_secret(&file, true)?;
+                c.set(keys::OZONE_SECURITY_BOOTSTRAP_SECRET_FILE, d(&file));
+            }
+            if security && !c.is_set(keys::OZONE_SECURITY_CA_FILE) {
+                // Written by the SCMs; what tools (and `aws --ca-bundle`) trust.
+                c.set(keys::OZONE_SECURITY_CA_FILE, d(&conf_dir.join("ca.pem")));
+            }
             write_conf(&conf_dir, &c)?;
             c
         }
@@ -438,7 +448,12 @@ async fn up(
             Ok(c)
         })?);
     }
-    procs.push(role_conf("s3g".into(), "s3g", &|_| Ok(Conf::default()))?);
+    procs.push(role_conf("s3g".into(), "s3g", &|p| {
+        let mut c = Conf::default();
+        // Its certificate (security on) lives under its own directory.
+        c.set(keys::OZONE_METADATA_DIRS, d(&p.join("data")));
+        Ok(c)
+    })?);
 
     for p in &mut procs {
         p.spawn()?;
@@ -454,6 +469,20 @@ async fn up(
     let scms = crate::admin_raft::Service::scm(&cluster)?;
     let om_addrs = cluster.om_addresses();
     let s3_volume = cluster.get(keys::OZONE_S3G_VOLUME_NAME);
+    // Security on: this process asks SCM for an administrator's certificate to probe with.
+    let secured = tokio::select! {
+        r = crate::security::prepare_tool(&cluster, timeout) => r,
+        e = first_exit(&mut procs) => Err(e.into()),
+        _ = ozone_common::shutdown_signal() => Err("interrupted".into()),
+    };
+    if let Err(e) = secured {
+        eprintln!(
+            "cluster did not become ready: {e}; logs are in {}",
+            dir.display()
+        );
+        stop_all(&mut procs);
+        return Err(e);
+    }
     let ready = tokio::select! {
         r = wait_ready(&scms, &om_addrs, &s3_volume, &endpoint, timeout) => r,
         e = first_exit(&mut procs) => Err(e.into()),
@@ -471,6 +500,10 @@ async fn up(
     println!("Configuration: OZONE_CONF_DIR={}", conf_dir.display());
     if let Some(f) = cluster.get_opt(keys::OZONE_OM_ADMIN_SECRET_FILE) {
         println!("Security on; admin credential: {f} (ozone s3 getsecret -u USER)");
+        println!(
+            "Mutual TLS on every internal port; CA certificate: {}",
+            ozone_common::tls::ca_file(&cluster).display()
+        );
     }
 
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -536,27 +569,28 @@ async fn wait_ready(
                 }
             },
         };
-        let scm_ok = match ScmClientServiceClient::connect(format!("http://{scm}")).await {
-            Ok(mut c) => match c
-                .safe_mode_status(ozone_proto::scm::SafeModeStatusRequest {})
-                .await
-            {
-                Ok(r) if !r.get_ref().in_safe_mode => true,
-                Ok(r) => {
-                    last = format!(
-                        "SCM in safe mode ({}/{} healthy datanodes)",
-                        r.get_ref().healthy_datanodes,
-                        r.get_ref().required_datanodes
-                    );
-                    false
-                }
-                Err(e) => {
-                    last = format!("SCM: {}", e.message());
-                    false
-                }
-            },
+        let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{scm}"))?
+            .connect_timeout(Duration::from_secs(2))
+            .timeout(Duration::from_secs(5));
+        let mut c = ScmClientServiceClient::new(ozone_common::tls::channel(
+            endpoint,
+            ozone_common::tls::NodeRole::Scm,
+        ));
+        let scm_ok = match c
+            .safe_mode_status(ozone_proto::scm::SafeModeStatusRequest {})
+            .await
+        {
+            Ok(r) if !r.get_ref().in_safe_mode => true,
+            Ok(r) => {
+                last = format!(
+                    "SCM in safe mode ({}/{} healthy datanodes)",
+                    r.get_ref().healthy_datanodes,
+                    r.get_ref().required_datanodes
+                );
+                false
+            }
             Err(e) => {
-                last = format!("SCM not reachable: {e}");
+                last = format!("SCM: {}", e.message());
                 false
             }
         };

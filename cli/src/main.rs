@@ -11,6 +11,7 @@ mod cluster;
 mod freon;
 mod health;
 mod s3;
+mod security;
 mod shell;
 mod verify_etags;
 
@@ -106,6 +107,10 @@ fn main() -> ExitCode {
     ) {
         ozone_common::raise_nofile_limit();
     }
+    if matches!(cli.cmd, Cmd::Om | Cmd::Scm | Cmd::Datanode | Cmd::S3g) {
+        // With security on, the role gets a certificate and speaks mutual TLS.
+        ozone_common::tls::enable_mutual_tls();
+    }
     let cfg = match load_config(cli.conf_dir.as_deref(), &cli.set) {
         Ok(c) => c,
         Err(e) => {
@@ -121,6 +126,12 @@ fn main() -> ExitCode {
     });
     let result: Result<(), Box<dyn std::error::Error>> = system.block_on(async move {
         let shutdown = ozone_common::shutdown_signal();
+        if matches!(
+            cli.cmd,
+            Cmd::Admin { .. } | Cmd::Sh { .. } | Cmd::Freon { .. } | Cmd::S3 { .. }
+        ) {
+            security::prepare_tool(&cfg, std::time::Duration::from_secs(10)).await?;
+        }
         match cli.cmd {
             Cmd::Om => ozone_om::run(cfg, shutdown).await.map_err(Into::into),
             Cmd::Scm => ozone_scm::run(cfg, shutdown).await.map_err(Into::into),

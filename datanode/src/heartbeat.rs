@@ -100,7 +100,8 @@ async fn run_link(
             return;
         }
     };
-    let mut client = ScmDatanodeServiceClient::new(endpoint.connect_lazy())
+    let channel = ozone_common::tls::channel(endpoint, ozone_common::tls::NodeRole::Scm);
+    let mut client = ScmDatanodeServiceClient::new(channel)
         .max_decoding_message_size(ozone_proto::MAX_MESSAGE_BYTES)
         .max_encoding_message_size(ozone_proto::MAX_MESSAGE_BYTES);
     let mut link = Link {

@@ -23,6 +23,7 @@
 //! - `server`: start/stop, the http server (`/prom`, status page), and the task that loads
 //!   again the containers kept aside at start.
 
+mod access;
 mod address;
 mod block;
 mod commands;

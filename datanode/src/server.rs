@@ -14,8 +14,6 @@ use ozone_proto::hdds::DatanodeDetails;
 use ozone_proto::scm::ContainerReplicaReport;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tokio_stream::StreamExt;
-use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::config::DatanodeConfig;
 use crate::container::ContainerSet;
@@ -96,6 +94,23 @@ pub async fn start(cfg: OzoneConfig) -> Result<DatanodeHandle, DatanodeError> {
         Ok::<_, DatanodeError>((lock, uuid, containers))
     })
     .await??;
+    if ozone_common::tls::wanted(&cfg)? {
+        // Mutual TLS on the gRPC port and on the calls to SCM and other datanodes.
+        let tls_err = |e: scm_client::ScmClientError| ozone_common::ConfigError::Tls {
+            what: "this datanode's certificate".into(),
+            message: e.to_string(),
+        };
+        let certs = scm_client::certs::NodeCertSettings::from_config(
+            &cfg,
+            ozone_common::tls::Identity::new(ozone_common::tls::NodeRole::Datanode, uuid.clone()),
+            std::slice::from_ref(&config.hostname),
+            &config.dir,
+        )
+        .map_err(tls_err)?;
+        scm_client::certs::prepare_node(&certs)
+            .await
+            .map_err(tls_err)?;
+    }
 
     let bind = bind_address(&format!("{}:{}", config.hostname, config.grpc_port));
     let listener = tokio::net::TcpListener::bind(&bind)
@@ -148,20 +163,15 @@ pub async fn start(cfg: OzoneConfig) -> Result<DatanodeHandle, DatanodeError> {
     let service = DatanodeServiceServer::new(DatanodeGrpc { node: node.clone() })
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let incoming = TcpListenerStream::new(listener).map(|conn| {
-        if let Ok(stream) = &conn
-            && let Err(e) = stream.set_nodelay(true)
-        {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-        conn
-    });
+    // TCP_NODELAY on every connection; TLS with security on.
+    let incoming = ozone_common::tls::incoming(listener)?;
     let mut stop_rx = shutdown_rx.clone();
     let server = tokio::spawn(
         tonic::transport::Server::builder()
             .initial_stream_window_size(STREAM_WINDOW)
             .initial_connection_window_size(CONNECTION_WINDOW)
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .layer(ozone_common::tls::Guard::new(crate::access::datanode_port()))
             .add_service(service)
             .serve_with_incoming_shutdown(incoming, async move {
                 let _ = stop_rx.wait_for(|&stop| stop).await;

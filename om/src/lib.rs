@@ -26,6 +26,7 @@
 //! The `ozone` binary calls [`run`]; tests call [`start`] with port 0 and use
 //! [`OmServer::address`].
 
+pub mod access;
 pub mod admin;
 pub mod apply;
 pub mod bucket;

@@ -13,7 +13,6 @@ use ozone_proto::om::om_service_server::OmServiceServer;
 use ozone_proto::raft::raft_service_server::RaftServiceServer;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tonic::transport::server::TcpIncoming;
 
 use crate::config::{OmConfig, SCM_CONNECT_TIMEOUT};
 use crate::error::OmError;
@@ -72,6 +71,23 @@ pub async fn start(cfg: OzoneConfig) -> Result<OmServer, OmError> {
         let id = ha.my_id();
         ha.peers.insert(id, ha.me.clone());
     }
+    let om_ids: Vec<String> = ha.peers.values().map(|p| p.node_id.clone()).collect();
+    if ozone_common::tls::wanted(&cfg)? {
+        // Mutual TLS on raft, the client port and the calls to SCM and datanodes.
+        let certs = scm_client::certs::NodeCertSettings::from_config(
+            &cfg,
+            ozone_common::tls::Identity::new(
+                ozone_common::tls::NodeRole::Om,
+                ha.me.node_id.clone(),
+            ),
+            std::slice::from_ref(&ha.me.address),
+            &config.db_dir,
+        )
+        .map_err(|e| OmError::Internal(e.to_string()))?;
+        scm_client::certs::prepare_node(&certs)
+            .await
+            .map_err(|e| OmError::Internal(e.to_string()))?;
+    }
     let node = RaftNode::start(ha.clone(), &config.db_dir, sm.clone()).await?;
     let scm = ScmBlocks::new(
         &config.scm_addresses,
@@ -98,11 +114,14 @@ pub async fn start(cfg: OzoneConfig) -> Result<OmServer, OmError> {
     let raft_svc = RaftServiceServer::new(RaftGrpc::new(node.clone(), crate::raft::status_of))
         .max_decoding_message_size(ozone_proto::MAX_MESSAGE_BYTES)
         .max_encoding_message_size(ozone_proto::MAX_MESSAGE_BYTES);
-    // Small responses must not wait for Nagle's algorithm.
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    // Small responses must not wait for Nagle's algorithm (set on every accepted connection).
+    let incoming = ozone_common::tls::incoming(listener)?;
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let grpc_task = tokio::spawn(
         tonic::transport::Server::builder()
+            .layer(ozone_common::tls::Guard::new(crate::access::om_port(
+                om_ids,
+            )))
             .add_service(svc)
             .add_service(raft_svc)
             .serve_with_incoming_shutdown(incoming, async {

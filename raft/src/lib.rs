@@ -55,6 +55,8 @@ pub struct Peer {
 pub trait Role: Sized + Send + Sync + 'static {
     /// The role's name in logs and messages (`OM`, `SCM`).
     const NAME: &'static str;
+    /// The certificate role of the group's nodes (mutual TLS: a peer must hold one).
+    const NODE_ROLE: ozone_common::tls::NodeRole;
     /// Most commands one log entry carries.
     const MAX_BATCH: usize;
     type Command: Clone + Debug + PartialEq + Eq + Serialize + DeserializeOwned + Send + Sync;

@@ -67,10 +67,11 @@ impl<R: Role> Network<R> {
         if let Some(c) = channels.get(address) {
             return Ok(c.clone());
         }
-        let c = Endpoint::from_shared(format!("http://{address}"))?
+        let endpoint = Endpoint::from_shared(format!("http://{address}"))?
             .connect_timeout(CONNECT_TIMEOUT)
-            .tcp_nodelay(true)
-            .connect_lazy();
+            .tcp_nodelay(true);
+        // With mutual TLS the peer must hold a certificate of this role.
+        let c = ozone_common::tls::channel(endpoint, R::NODE_ROLE);
         channels.insert(address.to_string(), c.clone());
         Ok(c)
     }

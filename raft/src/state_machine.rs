@@ -478,6 +478,7 @@ pub(crate) mod tests {
 
     impl Role for Kv {
         const NAME: &'static str = "KV";
+        const NODE_ROLE: ozone_common::tls::NodeRole = ozone_common::tls::NodeRole::Om;
         const MAX_BATCH: usize = 8;
         type Command = (String, String);
         type Response = Option<String>;

@@ -128,6 +128,28 @@ pub async fn run(
     cfg: OzoneConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), S3gError> {
+    if ozone_common::tls::wanted(&cfg)? {
+        // Mutual TLS on the calls to OM, SCM and the datanodes.
+        let tls_err = |e: scm_client::ScmClientError| ozone_common::ConfigError::Tls {
+            what: "this gateway's certificate".into(),
+            message: e.to_string(),
+        };
+        let names = ozone_common::tls::node_names();
+        let id = names.last().cloned().unwrap_or_else(|| "s3g".into());
+        let dir =
+            std::path::PathBuf::from(cfg.get(ozone_common::config::keys::OZONE_METADATA_DIRS))
+                .join("s3g");
+        let certs = scm_client::certs::NodeCertSettings::from_config(
+            &cfg,
+            ozone_common::tls::Identity::new(ozone_common::tls::NodeRole::S3g, id),
+            &[],
+            &dir,
+        )
+        .map_err(tls_err)?;
+        scm_client::certs::prepare_node(&certs)
+            .await
+            .map_err(tls_err)?;
+    }
     let handle = start(&cfg).await?;
     shutdown.await;
     tracing::info!("S3 gateway stopping");

@@ -54,6 +54,15 @@ pub enum ScmError {
     /// The raft node failed otherwise.
     #[error("SCM raft: {0}")]
     Raft(ozone_raft::Error),
+    /// Certificates and keys of security on.
+    #[error("SCM security: {0}")]
+    Security(String),
+    /// The caller may not make this call (its certificate's role or identity).
+    #[error("{0}")]
+    PermissionDenied(String),
+    /// The caller presented no identity where one is needed.
+    #[error("{0}")]
+    Unauthenticated(String),
     /// The SCM state actor has stopped (shutdown in progress).
     #[error("SCM is shutting down")]
     Stopped,
@@ -95,6 +104,14 @@ impl From<ScmError> for tonic::Status {
             ScmError::InvalidArgument(_) => tonic::Status::invalid_argument(e.to_string()),
             ScmError::NotFound(_) => tonic::Status::not_found(e.to_string()),
             ScmError::FailedPrecondition(_) => tonic::Status::failed_precondition(e.to_string()),
+            ScmError::PermissionDenied(_) => {
+                tracing::warn!(error = %e, "SCM call refused");
+                tonic::Status::permission_denied(e.to_string())
+            }
+            ScmError::Unauthenticated(_) => {
+                tracing::warn!(error = %e, "SCM call refused");
+                tonic::Status::unauthenticated(e.to_string())
+            }
             _ => {
                 tracing::error!(error = %e, "SCM request failed");
                 tonic::Status::internal(e.to_string())

@@ -39,6 +39,31 @@ impl Services {
     }
 }
 
+/// With mutual TLS a datanode registers and heartbeats only as itself: the uuid it reports
+/// must be its certificate's.
+fn as_itself<T>(
+    request: &Request<T>,
+    datanode: Option<&hdds::DatanodeDetails>,
+) -> Result<(), ScmError> {
+    let Some(peer) = request.extensions().get::<ozone_common::tls::PeerInfo>() else {
+        return Ok(());
+    };
+    if !peer.tls {
+        return Ok(());
+    }
+    let uuid = datanode.map(|d| d.uuid.as_str()).unwrap_or_default();
+    match &peer.identity {
+        Some(id) if id.role == ozone_common::tls::NodeRole::Datanode && id.id == uuid => Ok(()),
+        other => Err(ScmError::PermissionDenied(format!(
+            "{} may not speak for datanode {uuid:?}",
+            other.as_ref().map_or_else(
+                || "a caller without a certificate".to_string(),
+                |i| i.to_string()
+            )
+        ))),
+    }
+}
+
 #[tonic::async_trait]
 impl pb::scm_datanode_service_server::ScmDatanodeService for Services {
     async fn register(
@@ -47,6 +72,7 @@ impl pb::scm_datanode_service_server::ScmDatanodeService for Services {
     ) -> Result<Response<pb::RegisterResponse>, Status> {
         self.metrics
             .time("Register", async {
+                as_itself(&request, request.get_ref().datanode.as_ref())?;
                 let r = request.into_inner();
                 let update = NodeUpdate::from_parts(r.datanode, r.node_report, r.containers)?;
                 let (cluster_id, term) = self.ask(manager::Register(update)).await?;
@@ -61,6 +87,7 @@ impl pb::scm_datanode_service_server::ScmDatanodeService for Services {
     ) -> Result<Response<pb::HeartbeatResponse>, Status> {
         self.metrics
             .time("Heartbeat", async {
+                as_itself(&request, request.get_ref().datanode.as_ref())?;
                 let r = request.into_inner();
                 let mut update = NodeUpdate::from_parts(r.datanode, r.node_report, r.containers)?
                     .with_increment(r.incremental_container_report, r.removed_containers);

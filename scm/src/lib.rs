@@ -80,6 +80,8 @@
 //! - No maintenance mode, no topology awareness (placement is least-loaded), and safe
 //!   mode does not wait for container reports.
 
+pub mod access;
+pub mod ca;
 pub mod config;
 pub mod error;
 pub mod factor;
@@ -102,10 +104,10 @@ use ozone_common::{Metrics, OzoneConfig, config::bind_address};
 use ozone_proto::raft::raft_service_server::RaftServiceServer;
 use ozone_proto::scm::scm_client_service_server::ScmClientServiceServer;
 use ozone_proto::scm::scm_datanode_service_server::ScmDatanodeServiceServer;
+use ozone_proto::scm::scm_security_service_server::ScmSecurityServiceServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
 
 pub use config::ScmConfig;
 pub use error::ScmError;
@@ -171,6 +173,18 @@ pub async fn start(cfg: &OzoneConfig) -> Result<ScmServer, ScmError> {
         settings.peers.insert(settings.my_id(), settings.me.clone());
     }
     let request_timeout = settings.request_timeout;
+    let scm_ids: Vec<String> = settings.peers.values().map(|p| p.node_id.clone()).collect();
+    // Security on, started by the `ozone` binary: the CA and this SCM's certificate first, so
+    // that raft and both ports speak mutual TLS from the start.
+    let security = if cfg.get_bool(ozone_common::config::keys::OZONE_SECURITY_ENABLED)?
+        && ozone_common::tls::mutual_tls_enabled()
+    {
+        let s = ca::SecuritySettings::from_config(cfg, &scm_cfg.db_dir)?;
+        let authority = ca::prepare(&s, &scm_cfg.db_dir).await?;
+        Some(ca::SecurityGrpc::new(authority, &s, cfg)?)
+    } else {
+        None
+    };
     let store = Arc::new(store::Store::open(&scm_cfg.db_dir)?);
     let node = ha::RaftNode::start(
         settings,
@@ -232,6 +246,7 @@ pub async fn start(cfg: &OzoneConfig) -> Result<ScmServer, ScmError> {
     let services = grpc::Services::new(manager.clone(), metrics);
     let (stop_tx, stop_rx) = watch::channel(false);
     let client_server = tonic::transport::Server::builder()
+        .layer(ozone_common::tls::Guard::new(access::client_port(scm_ids)))
         .add_service(
             ScmClientServiceServer::new(services.clone())
                 .max_decoding_message_size(ozone_proto::MAX_MESSAGE_BYTES)
@@ -242,17 +257,22 @@ pub async fn start(cfg: &OzoneConfig) -> Result<ScmServer, ScmError> {
                 .max_decoding_message_size(ozone_proto::MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(ozone_proto::MAX_MESSAGE_BYTES),
         )
+        .add_optional_service(security.map(ScmSecurityServiceServer::new))
         .serve_with_incoming_shutdown(
-            TcpListenerStream::new(client_listener),
+            ozone_common::tls::incoming(client_listener)?,
             stopped(stop_rx.clone()),
         );
     let datanode_server = tonic::transport::Server::builder()
+        .layer(ozone_common::tls::Guard::new(access::datanode_port()))
         .add_service(
             ScmDatanodeServiceServer::new(services)
                 .max_decoding_message_size(ozone_proto::MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(ozone_proto::MAX_MESSAGE_BYTES),
         )
-        .serve_with_incoming_shutdown(TcpListenerStream::new(datanode_listener), stopped(stop_rx));
+        .serve_with_incoming_shutdown(
+            ozone_common::tls::incoming(datanode_listener)?,
+            stopped(stop_rx),
+        );
     let servers = vec![tokio::spawn(client_server), tokio::spawn(datanode_server)];
     Ok(ScmServer {
         client_addr,

@@ -176,7 +176,7 @@ impl DatanodeClients {
         if let Some(ch) = channels.get(&endpoint) {
             return Ok(ch.clone());
         }
-        let channel = Endpoint::from_shared(endpoint.clone())
+        let settings = Endpoint::from_shared(endpoint.clone())
             .map_err(|e| DatanodeClientError::InvalidEndpoint {
                 endpoint: endpoint.clone(),
                 message: e.to_string(),
@@ -186,8 +186,8 @@ impl DatanodeClients {
             .initial_stream_window_size(STREAM_WINDOW)
             .initial_connection_window_size(CONNECTION_WINDOW)
             .http2_keep_alive_interval(Duration::from_secs(10))
-            .keep_alive_timeout(Duration::from_secs(20))
-            .connect_lazy();
+            .keep_alive_timeout(Duration::from_secs(20));
+        let channel = ozone_common::tls::channel(settings, ozone_common::tls::NodeRole::Datanode);
         channels.insert(endpoint, channel.clone());
         Ok(channel)
     }

@@ -217,10 +217,10 @@ fn make_target(address: &str, opts: &OmClientOptions) -> Result<Target> {
     if address.is_empty() {
         return Err(OmClientError::InvalidAddress("empty address".into()));
     }
-    let channel = Endpoint::from_shared(format!("http://{address}"))?
+    let endpoint = Endpoint::from_shared(format!("http://{address}"))?
         .connect_timeout(opts.connect_timeout)
-        .tcp_nodelay(true)
-        .connect_lazy();
+        .tcp_nodelay(true);
+    let channel = ozone_common::tls::channel(endpoint, ozone_common::tls::NodeRole::Om);
     Ok(Target {
         address,
         client: OmServiceClient::new(channel)

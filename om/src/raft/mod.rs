@@ -31,6 +31,7 @@ pub enum OmRole {}
 
 impl ozone_raft::Role for OmRole {
     const NAME: &'static str = "OM";
+    const NODE_ROLE: ozone_common::tls::NodeRole = ozone_common::tls::NodeRole::Om;
     /// The position of a command in its entry is the low 16 bits of a deleted-blocks key.
     const MAX_BATCH: usize = 256;
     type Command = OmCommand;

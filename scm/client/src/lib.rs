@@ -16,6 +16,7 @@
 //! hint (SCM down, an election, a new leader still in safe mode) it tries the next SCM after a
 //! short pause, round the list, for up to the failover window, then fails as unavailable.
 
+pub mod certs;
 mod failover;
 
 use std::time::Duration;
@@ -54,6 +55,9 @@ pub enum ScmClientError {
     /// OPEN).
     #[error("{0}")]
     FailedPrecondition(String),
+    /// Certificates and keys of security on.
+    #[error("security: {0}")]
+    Security(String),
     /// Any other status.
     #[error("SCM call failed: {0}")]
     Rpc(tonic::Status),
@@ -98,11 +102,14 @@ fn channel(addr: &str, connect_timeout: Duration, call_timeout: Duration) -> Res
         addr: addr.to_string(),
         message: e.to_string(),
     })?;
-    Ok(endpoint
+    let endpoint = endpoint
         .connect_timeout(connect_timeout)
         .timeout(call_timeout)
-        .tcp_nodelay(true)
-        .connect_lazy())
+        .tcp_nodelay(true);
+    Ok(ozone_common::tls::channel(
+        endpoint,
+        ozone_common::tls::NodeRole::Scm,
+    ))
 }
 
 /// Client of `ScmClientService` over one SCM or the SCMs of an HA service. Cheap to clone;

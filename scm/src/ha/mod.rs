@@ -39,6 +39,7 @@ pub enum ScmRole {}
 
 impl ozone_raft::Role for ScmRole {
     const NAME: &'static str = "SCM";
+    const NODE_ROLE: ozone_common::tls::NodeRole = ozone_common::tls::NodeRole::Scm;
     /// The writer proposes one command at a time; concurrent proposals are never gathered.
     const MAX_BATCH: usize = 16;
     type Command = ScmCommand;
