@@ -47,6 +47,11 @@ pub enum AdminCmd {
     /// Reads back every object of a bucket stored in one PUT and checks its bytes against its
     /// MD5 ETag (and each block against OM's checksum record); reports mismatches, exit 1 if any.
     VerifyEtags(crate::verify_etags::VerifyEtagsArgs),
+    /// Certificates the cluster's CA (SCM) issued (security on): list, info.
+    Cert {
+        #[command(subcommand)]
+        cmd: crate::admin_cert::CertCmd,
+    },
     /// Incomplete multipart uploads of every bucket: list, abort.
     Multipart {
         #[command(subcommand)]
@@ -210,6 +215,10 @@ pub async fn run(cfg: &OzoneConfig, cmd: AdminCmd) -> Result<(), Box<dyn std::er
             return Ok(());
         }
         AdminCmd::VerifyEtags(args) => return crate::verify_etags::run(cfg, args).await,
+        AdminCmd::Cert { cmd } => {
+            print!("{}", crate::admin_cert::run(cfg, cmd).await?);
+            return Ok(());
+        }
         other => other,
     };
     let client = ScmClient::connect_service(&cfg.scm_client_addresses())?;
@@ -307,7 +316,10 @@ pub async fn output(
                 pipelines_text(&pipelines)
             }
         }
-        AdminCmd::Om { .. } | AdminCmd::Scm { .. } | AdminCmd::Multipart { .. } => {
+        AdminCmd::Om { .. }
+        | AdminCmd::Scm { .. }
+        | AdminCmd::Multipart { .. }
+        | AdminCmd::Cert { .. } => {
             return Err(
                 "`admin om`, `admin scm` and `admin multipart` talk to raft services or the OMs: use run()"
                     .into(),

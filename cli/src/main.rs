@@ -5,6 +5,7 @@
 //! check for containers (`ozone health`).
 
 mod admin;
+mod admin_cert;
 mod admin_leaks;
 mod admin_raft;
 mod cluster;

@@ -1104,9 +1104,15 @@ pub fn incoming(
 /// process's context when one is installed (the server's certificate must name a node of
 /// that role), plain TCP otherwise.
 pub fn channel(endpoint: Endpoint, expect: NodeRole) -> Channel {
-    let Some(ctx) = context() else {
-        return endpoint.connect_lazy();
-    };
+    match context() {
+        Some(ctx) => channel_with(&ctx, endpoint, expect),
+        None => endpoint.connect_lazy(),
+    }
+}
+
+/// A lazily connecting TLS channel with an explicit context (a tool or a test acting as a
+/// given node) rather than the process's.
+pub fn channel_with(ctx: &Arc<TlsContext>, endpoint: Endpoint, expect: NodeRole) -> Channel {
     let config = match ctx.client_config(expect) {
         Ok(c) => c,
         Err(e) => {

@@ -25,6 +25,7 @@ mod durability;
 mod freon;
 mod integrity;
 mod leaks;
+mod mtls;
 mod nemesis;
 mod om_ha;
 mod open_files;
