@@ -99,6 +99,8 @@ pub struct Cluster {
     /// and pid.
     restarted: Vec<(String, i32)>,
     pub endpoint: String,
+    /// The S3 credentials of [`Cluster::aws`], [`Cluster::pytest`] and [`Cluster::client`].
+    credentials: std::sync::OnceLock<(String, String)>,
 }
 
 impl Cluster {
@@ -116,6 +118,7 @@ impl Cluster {
             shared: None,
             restarted: Vec::new(),
             endpoint: String::new(),
+            credentials: std::sync::OnceLock::new(),
         };
         c.launch();
         c
@@ -579,8 +582,33 @@ impl Cluster {
         (field("awsAccessKey="), field("awsSecret="))
     }
 
+    /// Whether this cluster runs with `ozone.security.enabled=true`.
+    pub fn secure(&self) -> bool {
+        let key = keys::OZONE_SECURITY_ENABLED.name();
+        self.opts
+            .set
+            .iter()
+            .any(|(k, v)| k == key && v.eq_ignore_ascii_case("true"))
+    }
+
+    /// The test credentials: any key with security off; on the shared cluster with security on
+    /// (`OZONE_TEST_SECURE=1`), the real secret of user `testuser`. Own clusters with security
+    /// on keep the unknown `testuser`/`testsecret`, which their tests expect to be refused.
+    fn credentials(&self) -> (String, String) {
+        self.credentials
+            .get_or_init(|| {
+                if self.shared.is_some() && self.secure() {
+                    self.getsecret("testuser")
+                } else {
+                    ("testuser".into(), "testsecret".into())
+                }
+            })
+            .clone()
+    }
+
     fn client_env(&self, cmd: &mut Command) {
-        self.client_env_as(cmd, "testuser", "testsecret");
+        let (key, secret) = self.credentials();
+        self.client_env_as(cmd, &key, &secret);
     }
 
     fn client_env_as(&self, cmd: &mut Command, access_key: &str, secret: &str) {

@@ -25,9 +25,15 @@ use ozone_common::config::keys;
 
 /// The configuration of the shared cluster: the defaults, plus a virtual-host domain
 /// (`BUCKET.s3.local`) that only requests with such a Host header use.
+/// With `OZONE_TEST_SECURE=1`, security is on as well (mutual TLS inside, SigV4 against real
+/// secrets outside): the S3 and shell suites then run as on a secured installation.
 fn shared_opts() -> ClusterOpts {
+    let mut set = vec![(keys::OZONE_S3G_DOMAIN_NAME.name().into(), "s3.local".into())];
+    if std::env::var("OZONE_TEST_SECURE").is_ok_and(|v| v == "1") {
+        set.push((keys::OZONE_SECURITY_ENABLED.name().into(), "true".into()));
+    }
     ClusterOpts {
-        set: vec![(keys::OZONE_S3G_DOMAIN_NAME.name().into(), "s3.local".into())],
+        set,
         ..Default::default()
     }
 }
@@ -110,6 +116,7 @@ impl Cluster {
             shared: Some(run),
             restarted: Vec::new(),
             endpoint,
+            credentials: std::sync::OnceLock::new(),
         }
     }
 }

@@ -169,6 +169,15 @@ impl OmClientError {
                 | tonic::Code::Cancelled => {
                     OmClientError::Unavailable(format!("{:?}: {}", st.code(), st.message()))
                 }
+                // Refused by the port's certificate check (security on) before OM saw it.
+                tonic::Code::Unauthenticated | tonic::Code::PermissionDenied => {
+                    OmClientError::Status {
+                        status: OmStatus::PermissionDenied,
+                        message: st.message().to_string(),
+                        owner: None,
+                        leader: None,
+                    }
+                }
                 _ => OmClientError::Status {
                     status: OmStatus::InternalError,
                     message: format!("{:?}: {}", st.code(), st.message()),
