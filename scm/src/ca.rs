@@ -497,9 +497,10 @@ pub const ADMIN_CERT_VALIDITY: Duration = Duration::from_secs(3600);
 pub struct SecurityGrpc {
     ca: Arc<CertificateAuthority>,
     secret: Arc<String>,
-    /// The admin credential (`ozone.om.admin.secret.file`), with which an administrator's tool
-    /// gets a short-lived `admin` certificate; `None` when this SCM is not given it.
-    admin_secret: Option<Arc<String>>,
+    /// The admin credential's file (`ozone.om.admin.secret.file`), with which an
+    /// administrator's tool gets a short-lived `admin` certificate. Read at each such request:
+    /// OM may create it after this SCM started.
+    admin_secret_file: Option<PathBuf>,
 }
 
 impl SecurityGrpc {
@@ -509,22 +510,26 @@ impl SecurityGrpc {
         cfg: &OzoneConfig,
     ) -> Result<Self, ScmError> {
         let secret = tls::load_bootstrap_secret(&settings.bootstrap_secret_file, false)?;
-        let admin_secret = match cfg.get_opt(keys::OZONE_OM_ADMIN_SECRET_FILE) {
-            Some(file) => match std::fs::read_to_string(&file) {
-                Ok(s) if !s.trim().is_empty() => Some(Arc::new(s.trim().to_string())),
-                Ok(_) => None,
-                Err(e) => {
-                    tracing::warn!(%file, error = %e, "no admin credential: administrators' tools cannot get certificates from this SCM");
-                    None
-                }
-            },
-            None => None,
-        };
         Ok(SecurityGrpc {
             ca,
             secret: Arc::new(secret),
-            admin_secret,
+            admin_secret_file: cfg
+                .get_opt(keys::OZONE_OM_ADMIN_SECRET_FILE)
+                .map(PathBuf::from),
         })
+    }
+
+    /// The admin credential, if this SCM is given its file and the file holds one.
+    fn admin_secret(&self) -> Option<Arc<String>> {
+        let file = self.admin_secret_file.as_ref()?;
+        match std::fs::read_to_string(file) {
+            Ok(s) if !s.trim().is_empty() => Some(Arc::new(s.trim().to_string())),
+            Ok(_) => None,
+            Err(e) => {
+                tracing::warn!(file = %file.display(), error = %e, "cannot read the admin credential");
+                None
+            }
+        }
     }
 }
 
@@ -550,7 +555,7 @@ impl pb::scm_security_service_server::ScmSecurityService for SecurityGrpc {
             }
             None => {
                 let key = if role == NodeRole::Admin {
-                    self.admin_secret.clone()
+                    self.admin_secret()
                 } else {
                     Some(self.secret.clone())
                 };

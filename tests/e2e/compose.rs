@@ -94,6 +94,11 @@ fn compose_cluster_scales_survives_down_up_and_datanode_loss() {
 }
 
 #[test]
+fn compose_secure_cluster_issues_certificates_and_refuses_strangers() {
+    run_compose_test("ozone-secure", "ozonesece2e");
+}
+
+#[test]
 fn compose_ha_cluster_survives_om_leader_loss() {
     run_compose_test("ozone-ha", "ozonehae2e");
 }
