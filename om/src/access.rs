@@ -29,6 +29,12 @@ pub fn om_port(om_nodes: Vec<String>) -> Policy {
             ("ozone.om.OmService", "VerifyS3Signature") => {
                 tls::require_role(method, caller, &[S3g, Om])
             }
+            // Secrets and the admin listings: administrators only (the secret calls also check
+            // the admin credential itself).
+            (
+                "ozone.om.OmService",
+                "GetS3Secret" | "RevokeS3Secret" | "AdminListOpenKeys" | "AdminListMultipartUploads",
+            ) => tls::require_role(method, caller, &[Admin, Om]),
             ("ozone.om.OmService", _) => tls::require_role(method, caller, &[S3g, Om, Admin]),
             _ => Err(Status::permission_denied(format!(
                 "{path} is not served to anyone"
@@ -76,6 +82,9 @@ mod tests {
             Code::PermissionDenied
         );
         assert_eq!(call(&p, acl, None), Code::Unauthenticated);
+        let secret = "/ozone.om.OmService/GetS3Secret";
+        assert_eq!(call(&p, secret, Some((NodeRole::S3g, "gw"))), Code::PermissionDenied);
+        assert_eq!(call(&p, secret, Some((NodeRole::Admin, "root"))), Code::Ok);
         let verify = "/ozone.om.OmService/VerifyS3Signature";
         assert_eq!(
             call(&p, verify, Some((NodeRole::Admin, "root"))),
