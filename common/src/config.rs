@@ -171,10 +171,14 @@ keys! {
     HDDS_CONTAINER_IPC_PORT = "hdds.container.ipc.port" = "9859" : "Datanode gRPC port (0 picks a free port).";
     HDDS_DATANODE_HTTP_ADDRESS = "hdds.datanode.http-address" = "0.0.0.0:9882" : "Datanode http address.";
     OZONE_S3G_HTTP_ADDRESS = "ozone.s3g.http-address" = "0.0.0.0:9878" : "S3 gateway address.";
+    OZONE_S3G_HTTPS_ADDRESS = "ozone.s3g.https-address" = "" : "S3 gateway HTTPS address (Ozone's port is 9879); empty: no HTTPS. Needs ozone.s3g.https.cert.file and ozone.s3g.https.key.file. With ozone.s3g.http-address set too, the gateway serves both.";
+    OZONE_S3G_HTTPS_CERT_FILE = "ozone.s3g.https.cert.file" = "" : "PEM file of the S3 gateway's HTTPS certificate chain (the server's certificate first).";
+    OZONE_S3G_HTTPS_KEY_FILE = "ozone.s3g.https.key.file" = "" : "PEM file of the private key of the S3 gateway's HTTPS certificate (PKCS#8, PKCS#1 or SEC1).";
     OZONE_S3G_WEBADMIN_HTTP_ADDRESS = "ozone.s3g.webadmin.http-address" = "0.0.0.0:19878" : "S3 gateway web admin address (/prom, status page).";
     OZONE_S3G_VOLUME_NAME = "ozone.s3g.volume.name" = "s3v" : "Volume that holds the S3 buckets.";
     OZONE_SECURITY_ENABLED = "ozone.security.enabled" = "false" : "Security: the S3 gateway verifies AWS SigV4 signatures against per-user secrets kept by OM, and bucket owners and ACLs decide who may do what. Off: any access key is accepted and names the user.";
-    OZONE_OM_ADMIN_SECRET_FILE = "ozone.om.admin.secret.file" = "" : "File holding the admin credential that `ozone s3 getsecret|revokesecret` must present (OM reads it; the CLI reads it too, or $OZONE_ADMIN_SECRET). Empty: <OM db dir>/admin.secret, created (mode 0600) by OM at start when security is on.";
+    OZONE_OM_ADMIN_SECRET_FILE = "ozone.om.admin.secret.file" = "" : "File holding the admin credential that `ozone s3 getsecret|revokesecret` must present (the CLI reads it, or $OZONE_ADMIN_SECRET; OM reads it at start and keeps only an HMAC of it under the OM secret key). Empty: <OM db dir>/admin.secret, created (mode 0600) by OM at start when security is on.";
+    OZONE_OM_SECRET_KEY_FILE = "ozone.om.secret.key.file" = "" : "File holding the OM secret key (64 hex digits, AES-256) that seals S3 secrets in om.db, the raft log and snapshots, and keys the admin credential's verifier; only OMs read it, and every OM of an HA service must be given the same file. Empty: <OM db dir>/om.key, created (mode 0600) by OM at start when security is on.";
     OZONE_S3G_DOMAIN_NAME = "ozone.s3g.domain.name" = "" : "Comma-separated domains for virtual-host-style bucket addressing.";
     OZONE_S3G_LIST_MAX_KEYS_LIMIT = "ozone.s3g.list.max.keys.limit" = "1000" : "Largest page ListObjects returns.";
     OZONE_S3G_CLIENT_BUFFER_SIZE = "ozone.s3g.client.buffer.size" = "1MB" : "Bytes of a request body the S3 gateway gathers before sending them to the datanodes as one piece (bounds memory per upload).";
