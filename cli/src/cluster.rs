@@ -47,6 +47,14 @@ pub enum ClusterCmd {
         /// Seconds to wait for the cluster to accept writes.
         #[arg(long, default_value_t = 120)]
         timeout: u64,
+        /// Also serve S3 over HTTPS (`ozone.s3g.https-address`), with a certificate for
+        /// localhost and 127.0.0.1 signed by a CA made for this cluster (`DIR/tls/ca.pem`:
+        /// give it to clients, e.g. `aws --ca-bundle`). Made once; later starts reuse it.
+        #[arg(long)]
+        https: bool,
+        /// S3 HTTPS port with `--https` (0 picks a free one).
+        #[arg(long, default_value_t = 9879)]
+        https_port: u16,
     },
 }
 
@@ -69,6 +77,8 @@ pub async fn run(cmd: ClusterCmd, set: &[String]) -> Result<(), BoxError> {
             scms,
             s3g_port,
             timeout,
+            https,
+            https_port,
         } => {
             let shape = Shape {
                 datanodes,
@@ -76,7 +86,8 @@ pub async fn run(cmd: ClusterCmd, set: &[String]) -> Result<(), BoxError> {
                 scms,
                 s3g_port,
             };
-            up(data_dir, shape, set, Duration::from_secs(timeout)).await
+            let https = https.then_some(https_port);
+            up(data_dir, shape, set, https, Duration::from_secs(timeout)).await
         }
     }
 }
@@ -297,10 +308,109 @@ fn group_size(cluster: &Conf, ids: impl ConfKey, nodes: KeyBuf) -> usize {
     }
 }
 
+/// Keys of the cluster's configuration that are added to an existing directory (turned on by
+/// a later `cluster up`), and so also to the per-process files made before.
+const ADDED_KEYS: [ozone_common::config::Key; 4] = [
+    keys::OZONE_OM_SECRET_KEY_FILE,
+    keys::OZONE_S3G_HTTPS_ADDRESS,
+    keys::OZONE_S3G_HTTPS_CERT_FILE,
+    keys::OZONE_S3G_HTTPS_KEY_FILE,
+];
+
+/// Files of the gateway's HTTPS certificate in `DIR/tls`: the CA clients trust, the
+/// certificate chain and its private key.
+const TLS_DIR: &str = "tls";
+const TLS_CA: &str = "ca.pem";
+const TLS_CERT: &str = "s3g.pem";
+const TLS_KEY: &str = "s3g-key.pem";
+
+/// Makes a CA and a certificate for localhost/127.0.0.1 signed by it in `dir` (the key 0600).
+fn make_s3g_certificate(dir: &Path) -> Result<(), BoxError> {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+        KeyPair, KeyUsagePurpose,
+    };
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::create_dir_all(dir)?;
+    let ca_key = KeyPair::generate()?;
+    let mut ca = CertificateParams::new(Vec::<String>::new())?;
+    ca.distinguished_name
+        .push(DnType::CommonName, "Ozone-RS cluster up S3 gateway CA");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca_cert = ca.self_signed(&ca_key)?;
+    let issuer = Issuer::new(ca, &ca_key);
+    let key = KeyPair::generate()?;
+    let mut leaf = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])?;
+    leaf.distinguished_name
+        .push(DnType::CommonName, "localhost");
+    leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    leaf.use_authority_key_identifier_extension = true;
+    let cert = leaf.signed_by(&key, &issuer)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(dir.join(TLS_KEY))?;
+    f.write_all(key.serialize_pem().as_bytes())?;
+    f.sync_all()?;
+    std::fs::write(
+        dir.join(TLS_CERT),
+        format!("{}{}", cert.pem(), ca_cert.pem()),
+    )?;
+    std::fs::write(dir.join(TLS_CA), ca_cert.pem())?;
+    Ok(())
+}
+
+/// With security on: one OM secret key file for every OM (`DIR/conf/om.key`). With `https`
+/// (a port; 0 picks one): the gateway's certificate and HTTPS address. Each only when the
+/// cluster's configuration does not name one yet; answers whether it changed.
+fn add_cluster_files(
+    c: &mut Conf,
+    dir: &Path,
+    conf_dir: &Path,
+    https: Option<u16>,
+) -> Result<bool, BoxError> {
+    let d = |p: &Path| p.display().to_string();
+    let mut changed = false;
+    let security = c
+        .get(keys::OZONE_SECURITY_ENABLED)
+        .eq_ignore_ascii_case("true");
+    if security && !c.is_set(keys::OZONE_OM_SECRET_KEY_FILE) {
+        let file = conf_dir.join(ozone_om::secret_key::SECRET_KEY_FILE);
+        if !file.exists() {
+            ozone_om::secret_key::SecretKey::generate().write_new(&file)?;
+        }
+        c.set(keys::OZONE_OM_SECRET_KEY_FILE, d(&file));
+        changed = true;
+    }
+    if let Some(port) = https
+        && !c.is_set(keys::OZONE_S3G_HTTPS_ADDRESS)
+    {
+        let tls = dir.join(TLS_DIR);
+        if !tls.join(TLS_KEY).exists() {
+            make_s3g_certificate(&tls)?;
+        }
+        let port = if port == 0 { free_port()? } else { port };
+        c.set(keys::OZONE_S3G_HTTPS_ADDRESS, format!("0.0.0.0:{port}"))
+            .set(keys::OZONE_S3G_HTTPS_CERT_FILE, d(&tls.join(TLS_CERT)))
+            .set(keys::OZONE_S3G_HTTPS_KEY_FILE, d(&tls.join(TLS_KEY)));
+        changed = true;
+    }
+    Ok(changed)
+}
+
 async fn up(
     data_dir: PathBuf,
     shape: Shape,
     set: &[String],
+    https: Option<u16>,
     timeout: Duration,
 ) -> Result<(), BoxError> {
     let extra = overrides(env_overrides(), set)?;
@@ -309,7 +419,7 @@ async fn up(
     let conf_dir = dir.join("conf");
     let d = |p: &Path| p.display().to_string();
 
-    let cluster = match read_conf(&conf_dir)? {
+    let mut cluster = match read_conf(&conf_dir)? {
         Some(c) => {
             if !extra.explicit().is_empty() {
                 tracing::warn!(
@@ -338,6 +448,10 @@ async fn up(
             c
         }
     };
+    if add_cluster_files(&mut cluster, &dir, &conf_dir, https)? {
+        write_conf(&conf_dir, &cluster)?;
+    }
+    let cluster = cluster;
 
     // Per-process configuration: the cluster's plus its own dirs and ports (kept once made).
     let mut procs = Vec::new();
@@ -348,7 +462,19 @@ async fn up(
         let pdir = dir.join(&name);
         let pconf = pdir.join("conf");
         let own = match read_conf(&pconf)? {
-            Some(existing) => existing,
+            Some(mut existing) => {
+                let mut changed = false;
+                for k in ADDED_KEYS {
+                    if cluster.is_set(k) && !existing.is_set(k) {
+                        existing.set(k, cluster.get(k));
+                        changed = true;
+                    }
+                }
+                if changed {
+                    write_conf(&pconf, &existing)?;
+                }
+                existing
+            }
             None => {
                 let mut c = cluster.clone();
                 c.extend(extra(&pdir)?);
@@ -468,6 +594,14 @@ async fn up(
         return Err(e);
     }
     println!("S3 endpoint: {endpoint}");
+    if let Some(https) = cluster.get_opt(keys::OZONE_S3G_HTTPS_ADDRESS) {
+        let port = https.rsplit_once(':').map(|(_, p)| p).unwrap_or_default();
+        println!(
+            "S3 HTTPS endpoint: https://127.0.0.1:{port} (CA file: {}; aws --ca-bundle {} ...)",
+            dir.join(TLS_DIR).join(TLS_CA).display(),
+            dir.join(TLS_DIR).join(TLS_CA).display()
+        );
+    }
     println!("Configuration: OZONE_CONF_DIR={}", conf_dir.display());
     if let Some(f) = cluster.get_opt(keys::OZONE_OM_ADMIN_SECRET_FILE) {
         println!("Security on; admin credential: {f} (ozone s3 getsecret -u USER)");
