@@ -73,6 +73,9 @@ pub struct ClusterOpts {
     /// Open-file limit (soft and hard, as `ulimit -n`) of `ozone cluster up` and so of every
     /// role it starts; `None` keeps the test's own.
     pub nofile: Option<u64>,
+    /// `cluster up --https`: the gateway serves HTTPS too ([`Cluster::https_endpoint`], with
+    /// the CA of [`Cluster::ca_file`]).
+    pub https: bool,
 }
 
 impl Default for ClusterOpts {
@@ -84,6 +87,7 @@ impl Default for ClusterOpts {
             set: Vec::new(),
             env: Vec::new(),
             nofile: None,
+            https: false,
         }
     }
 }
@@ -99,6 +103,8 @@ pub struct Cluster {
     /// and pid.
     restarted: Vec<(String, i32)>,
     pub endpoint: String,
+    /// `https://127.0.0.1:<port>` with [`ClusterOpts::https`], else empty.
+    pub https_endpoint: String,
 }
 
 impl Cluster {
@@ -116,6 +122,7 @@ impl Cluster {
             shared: None,
             restarted: Vec::new(),
             endpoint: String::new(),
+            https_endpoint: String::new(),
         };
         c.launch();
         c
@@ -127,6 +134,11 @@ impl Cluster {
 
     pub fn conf_dir(&self) -> PathBuf {
         self.path.join("conf")
+    }
+
+    /// The CA that signed the gateway's HTTPS certificate (`cluster up --https`).
+    pub fn ca_file(&self) -> PathBuf {
+        self.path.join("tls").join("ca.pem")
     }
 
     /// The arguments of `ozone cluster up` for a cluster in `path`.
@@ -141,6 +153,9 @@ impl Cluster {
         ] {
             args.push(flag.into());
             args.push(value.into());
+        }
+        if opts.https {
+            args.extend(["--https".into(), "--https-port".into(), "0".into()]);
         }
         // Short heartbeats so replica reports arrive quickly.
         let mut set = vec![(
@@ -209,6 +224,13 @@ impl Cluster {
                 Ok(line) => {
                     if let Some(ep) = line.strip_prefix("S3 endpoint: ") {
                         self.endpoint = ep.trim().to_string();
+                        if !self.opts.https {
+                            break;
+                        }
+                    }
+                    if let Some(ep) = line.strip_prefix("S3 HTTPS endpoint: ") {
+                        let ep = ep.split_whitespace().next().unwrap_or_default();
+                        self.https_endpoint = ep.to_string();
                         break;
                     }
                 }

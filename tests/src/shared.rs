@@ -110,6 +110,7 @@ impl Cluster {
             shared: Some(run),
             restarted: Vec::new(),
             endpoint,
+            https_endpoint: String::new(),
         }
     }
 }
