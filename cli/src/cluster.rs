@@ -859,4 +859,39 @@ mod tests {
         assert_eq!(c.scm_nodes().unwrap().len(), 3);
         assert!(!c.is_set(keys::OZONE_OM_SERVICE_IDS));
     }
+
+    #[test]
+    fn security_and_https_add_one_key_file_and_a_certificate_once() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let conf_dir = d.path().join("conf");
+        let mut c = new_cluster_conf(shape(3, 1), Conf::default()).unwrap();
+        // Neither asked for: nothing is added.
+        assert!(!add_cluster_files(&mut c, d.path(), &conf_dir, None).unwrap());
+        assert!(!c.is_set(keys::OZONE_OM_SECRET_KEY_FILE));
+
+        c.set(keys::OZONE_SECURITY_ENABLED, "true");
+        assert!(add_cluster_files(&mut c, d.path(), &conf_dir, Some(0)).unwrap());
+        let key = PathBuf::from(c.get(keys::OZONE_OM_SECRET_KEY_FILE));
+        assert_eq!(key, conf_dir.join("om.key"));
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&key), 0o600);
+        let tls = d.path().join(TLS_DIR);
+        assert_eq!(mode(&tls.join(TLS_KEY)), 0o600);
+        assert_eq!(
+            c.get(keys::OZONE_S3G_HTTPS_KEY_FILE),
+            tls.join(TLS_KEY).display().to_string()
+        );
+        let chain = std::fs::read_to_string(c.get(keys::OZONE_S3G_HTTPS_CERT_FILE)).unwrap();
+        let ca = std::fs::read_to_string(tls.join(TLS_CA)).unwrap();
+        assert_eq!(chain.matches("BEGIN CERTIFICATE").count(), 2);
+        assert!(chain.ends_with(&ca), "the chain ends with the CA");
+        assert!(c.get(keys::OZONE_S3G_HTTPS_ADDRESS).starts_with("0.0.0.0:"));
+
+        // A later start changes nothing and keeps the files.
+        let key_text = std::fs::read_to_string(&key).unwrap();
+        assert!(!add_cluster_files(&mut c, d.path(), &conf_dir, Some(0)).unwrap());
+        assert_eq!(std::fs::read_to_string(&key).unwrap(), key_text);
+        assert_eq!(std::fs::read_to_string(tls.join(TLS_CA)).unwrap(), ca);
+    }
 }
