@@ -47,6 +47,14 @@ pub enum ClusterCmd {
         /// Seconds to wait for the cluster to accept writes.
         #[arg(long, default_value_t = 120)]
         timeout: u64,
+        /// Also serve S3 over HTTPS (`ozone.s3g.https-address`), with a certificate for
+        /// localhost and 127.0.0.1 signed by a CA made for this cluster (`DIR/tls/ca.pem`:
+        /// give it to clients, e.g. `aws --ca-bundle`). Made once; later starts reuse it.
+        #[arg(long)]
+        https: bool,
+        /// S3 HTTPS port with `--https` (0 picks a free one).
+        #[arg(long, default_value_t = 9879)]
+        https_port: u16,
     },
 }
 
@@ -69,6 +77,8 @@ pub async fn run(cmd: ClusterCmd, set: &[String]) -> Result<(), BoxError> {
             scms,
             s3g_port,
             timeout,
+            https,
+            https_port,
         } => {
             let shape = Shape {
                 datanodes,
@@ -76,7 +86,8 @@ pub async fn run(cmd: ClusterCmd, set: &[String]) -> Result<(), BoxError> {
                 scms,
                 s3g_port,
             };
-            up(data_dir, shape, set, Duration::from_secs(timeout)).await
+            let https = https.then_some(https_port);
+            up(data_dir, shape, set, https, Duration::from_secs(timeout)).await
         }
     }
 }
@@ -297,10 +308,109 @@ fn group_size(cluster: &Conf, ids: impl ConfKey, nodes: KeyBuf) -> usize {
     }
 }
 
+/// Keys of the cluster's configuration that are added to an existing directory (turned on by
+/// a later `cluster up`), and so also to the per-process files made before.
+const ADDED_KEYS: [ozone_common::config::Key; 4] = [
+    keys::OZONE_OM_SECRET_KEY_FILE,
+    keys::OZONE_S3G_HTTPS_ADDRESS,
+    keys::OZONE_S3G_HTTPS_CERT_FILE,
+    keys::OZONE_S3G_HTTPS_KEY_FILE,
+];
+
+/// Files of the gateway's HTTPS certificate in `DIR/tls`: the CA clients trust, the
+/// certificate chain and its private key.
+const TLS_DIR: &str = "tls";
+const TLS_CA: &str = "ca.pem";
+const TLS_CERT: &str = "s3g.pem";
+const TLS_KEY: &str = "s3g-key.pem";
+
+/// Makes a CA and a certificate for localhost/127.0.0.1 signed by it in `dir` (the key 0600).
+fn make_s3g_certificate(dir: &Path) -> Result<(), BoxError> {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+        KeyPair, KeyUsagePurpose,
+    };
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::create_dir_all(dir)?;
+    let ca_key = KeyPair::generate()?;
+    let mut ca = CertificateParams::new(Vec::<String>::new())?;
+    ca.distinguished_name
+        .push(DnType::CommonName, "Ozone-RS cluster up S3 gateway CA");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca_cert = ca.self_signed(&ca_key)?;
+    let issuer = Issuer::new(ca, &ca_key);
+    let key = KeyPair::generate()?;
+    let mut leaf = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])?;
+    leaf.distinguished_name
+        .push(DnType::CommonName, "localhost");
+    leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    leaf.use_authority_key_identifier_extension = true;
+    let cert = leaf.signed_by(&key, &issuer)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(dir.join(TLS_KEY))?;
+    f.write_all(key.serialize_pem().as_bytes())?;
+    f.sync_all()?;
+    std::fs::write(
+        dir.join(TLS_CERT),
+        format!("{}{}", cert.pem(), ca_cert.pem()),
+    )?;
+    std::fs::write(dir.join(TLS_CA), ca_cert.pem())?;
+    Ok(())
+}
+
+/// With security on: one OM secret key file for every OM (`DIR/conf/om.key`). With `https`
+/// (a port; 0 picks one): the gateway's certificate and HTTPS address. Each only when the
+/// cluster's configuration does not name one yet; answers whether it changed.
+fn add_cluster_files(
+    c: &mut Conf,
+    dir: &Path,
+    conf_dir: &Path,
+    https: Option<u16>,
+) -> Result<bool, BoxError> {
+    let d = |p: &Path| p.display().to_string();
+    let mut changed = false;
+    let security = c
+        .get(keys::OZONE_SECURITY_ENABLED)
+        .eq_ignore_ascii_case("true");
+    if security && !c.is_set(keys::OZONE_OM_SECRET_KEY_FILE) {
+        let file = conf_dir.join(ozone_om::secret_key::SECRET_KEY_FILE);
+        if !file.exists() {
+            ozone_om::secret_key::SecretKey::generate().write_new(&file)?;
+        }
+        c.set(keys::OZONE_OM_SECRET_KEY_FILE, d(&file));
+        changed = true;
+    }
+    if let Some(port) = https
+        && !c.is_set(keys::OZONE_S3G_HTTPS_ADDRESS)
+    {
+        let tls = dir.join(TLS_DIR);
+        if !tls.join(TLS_KEY).exists() {
+            make_s3g_certificate(&tls)?;
+        }
+        let port = if port == 0 { free_port()? } else { port };
+        c.set(keys::OZONE_S3G_HTTPS_ADDRESS, format!("0.0.0.0:{port}"))
+            .set(keys::OZONE_S3G_HTTPS_CERT_FILE, d(&tls.join(TLS_CERT)))
+            .set(keys::OZONE_S3G_HTTPS_KEY_FILE, d(&tls.join(TLS_KEY)));
+        changed = true;
+    }
+    Ok(changed)
+}
+
 async fn up(
     data_dir: PathBuf,
     shape: Shape,
     set: &[String],
+    https: Option<u16>,
     timeout: Duration,
 ) -> Result<(), BoxError> {
     let extra = overrides(env_overrides(), set)?;
@@ -309,7 +419,7 @@ async fn up(
     let conf_dir = dir.join("conf");
     let d = |p: &Path| p.display().to_string();
 
-    let cluster = match read_conf(&conf_dir)? {
+    let mut cluster = match read_conf(&conf_dir)? {
         Some(c) => {
             if !extra.explicit().is_empty() {
                 tracing::warn!(
@@ -348,6 +458,10 @@ async fn up(
             c
         }
     };
+    if add_cluster_files(&mut cluster, &dir, &conf_dir, https)? {
+        write_conf(&conf_dir, &cluster)?;
+    }
+    let cluster = cluster;
 
     // Per-process configuration: the cluster's plus its own dirs and ports (kept once made).
     let mut procs = Vec::new();
@@ -358,7 +472,19 @@ async fn up(
         let pdir = dir.join(&name);
         let pconf = pdir.join("conf");
         let own = match read_conf(&pconf)? {
-            Some(existing) => existing,
+            Some(mut existing) => {
+                let mut changed = false;
+                for k in ADDED_KEYS {
+                    if cluster.is_set(k) && !existing.is_set(k) {
+                        existing.set(k, cluster.get(k));
+                        changed = true;
+                    }
+                }
+                if changed {
+                    write_conf(&pconf, &existing)?;
+                }
+                existing
+            }
             None => {
                 let mut c = cluster.clone();
                 c.extend(extra(&pdir)?);
@@ -497,6 +623,14 @@ async fn up(
         return Err(e);
     }
     println!("S3 endpoint: {endpoint}");
+    if let Some(https) = cluster.get_opt(keys::OZONE_S3G_HTTPS_ADDRESS) {
+        let port = https.rsplit_once(':').map(|(_, p)| p).unwrap_or_default();
+        println!(
+            "S3 HTTPS endpoint: https://127.0.0.1:{port} (CA file: {}; aws --ca-bundle {} ...)",
+            dir.join(TLS_DIR).join(TLS_CA).display(),
+            dir.join(TLS_DIR).join(TLS_CA).display()
+        );
+    }
     println!("Configuration: OZONE_CONF_DIR={}", conf_dir.display());
     if let Some(f) = cluster.get_opt(keys::OZONE_OM_ADMIN_SECRET_FILE) {
         println!("Security on; admin credential: {f} (ozone s3 getsecret -u USER)");
@@ -758,5 +892,40 @@ mod tests {
         let c = new_cluster_conf(shape(1, 3), Conf::default()).unwrap();
         assert_eq!(c.scm_nodes().unwrap().len(), 3);
         assert!(!c.is_set(keys::OZONE_OM_SERVICE_IDS));
+    }
+
+    #[test]
+    fn security_and_https_add_one_key_file_and_a_certificate_once() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let conf_dir = d.path().join("conf");
+        let mut c = new_cluster_conf(shape(3, 1), Conf::default()).unwrap();
+        // Neither asked for: nothing is added.
+        assert!(!add_cluster_files(&mut c, d.path(), &conf_dir, None).unwrap());
+        assert!(!c.is_set(keys::OZONE_OM_SECRET_KEY_FILE));
+
+        c.set(keys::OZONE_SECURITY_ENABLED, "true");
+        assert!(add_cluster_files(&mut c, d.path(), &conf_dir, Some(0)).unwrap());
+        let key = PathBuf::from(c.get(keys::OZONE_OM_SECRET_KEY_FILE));
+        assert_eq!(key, conf_dir.join("om.key"));
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&key), 0o600);
+        let tls = d.path().join(TLS_DIR);
+        assert_eq!(mode(&tls.join(TLS_KEY)), 0o600);
+        assert_eq!(
+            c.get(keys::OZONE_S3G_HTTPS_KEY_FILE),
+            tls.join(TLS_KEY).display().to_string()
+        );
+        let chain = std::fs::read_to_string(c.get(keys::OZONE_S3G_HTTPS_CERT_FILE)).unwrap();
+        let ca = std::fs::read_to_string(tls.join(TLS_CA)).unwrap();
+        assert_eq!(chain.matches("BEGIN CERTIFICATE").count(), 2);
+        assert!(chain.ends_with(&ca), "the chain ends with the CA");
+        assert!(c.get(keys::OZONE_S3G_HTTPS_ADDRESS).starts_with("0.0.0.0:"));
+
+        // A later start changes nothing and keeps the files.
+        let key_text = std::fs::read_to_string(&key).unwrap();
+        assert!(!add_cluster_files(&mut c, d.path(), &conf_dir, Some(0)).unwrap());
+        assert_eq!(std::fs::read_to_string(&key).unwrap(), key_text);
+        assert_eq!(std::fs::read_to_string(tls.join(TLS_CA)).unwrap(), ca);
     }
 }

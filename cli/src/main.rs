@@ -101,6 +101,14 @@ fn main() -> ExitCode {
         Cmd::Om | Cmd::Scm | Cmd::Datanode | Cmd::S3g | Cmd::Cluster { .. } => "info,openraft=warn",
         _ => "warn",
     };
+    if matches!(
+        cli.cmd,
+        Cmd::Om | Cmd::Scm | Cmd::Datanode | Cmd::S3g | Cmd::Cluster { .. }
+    ) {
+        // Every database, raft log, snapshot, key and log file a role creates is its own
+        // alone: files 0600, directories 0700 (`cluster up`'s children inherit it).
+        rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+    }
     ozone_common::telemetry::init(default_log);
     if matches!(
         cli.cmd,

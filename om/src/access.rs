@@ -33,7 +33,10 @@ pub fn om_port(om_nodes: Vec<String>) -> Policy {
             // the admin credential itself).
             (
                 "ozone.om.OmService",
-                "GetS3Secret" | "RevokeS3Secret" | "AdminListOpenKeys" | "AdminListMultipartUploads",
+                "GetS3Secret"
+                | "RevokeS3Secret"
+                | "AdminListOpenKeys"
+                | "AdminListMultipartUploads",
             ) => tls::require_role(method, caller, &[Admin, Om]),
             ("ozone.om.OmService", _) => tls::require_role(method, caller, &[S3g, Om, Admin]),
             _ => Err(Status::permission_denied(format!(
@@ -83,7 +86,10 @@ mod tests {
         );
         assert_eq!(call(&p, acl, None), Code::Unauthenticated);
         let secret = "/ozone.om.OmService/GetS3Secret";
-        assert_eq!(call(&p, secret, Some((NodeRole::S3g, "gw"))), Code::PermissionDenied);
+        assert_eq!(
+            call(&p, secret, Some((NodeRole::S3g, "gw"))),
+            Code::PermissionDenied
+        );
         assert_eq!(call(&p, secret, Some((NodeRole::Admin, "root"))), Code::Ok);
         let verify = "/ozone.om.OmService/VerifyS3Signature";
         assert_eq!(

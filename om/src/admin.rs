@@ -5,7 +5,7 @@
 //! time, uploads from a range of the uploads table. With security on they need the admin
 //! credential.
 
-use ozone_common::{now_ms, sigv4};
+use ozone_common::now_ms;
 use ozone_proto::om::{self, OmStatus};
 
 use crate::error::OmError;
@@ -18,9 +18,9 @@ const UPLOAD_SCAN_LIMIT: usize = 10_000;
 impl OzoneManager {
     /// With security on, `token` must be the admin credential.
     fn check_admin_listing(&self, token: &str) -> Result<(), OmError> {
-        match &self.config().admin_secret {
+        match &self.config().admin {
             None => Ok(()),
-            Some(admin) if sigv4::constant_time_eq(admin.as_bytes(), token.as_bytes()) => Ok(()),
+            Some(admin) if admin.verify(token) => Ok(()),
             Some(_) => Err(OmError::reject(
                 OmStatus::PermissionDenied,
                 "the admin credential is required",

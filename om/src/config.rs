@@ -8,6 +8,7 @@ use ozone_common::OzoneConfig;
 
 use crate::error::OmError;
 use crate::model::validate_resource_name;
+use crate::secret_key::{AdminVerifier, SECRET_KEY_FILE, SecretKey};
 use ozone_common::config::keys;
 
 /// How long OM waits for SCM to allocate blocks before answering SCM_UNAVAILABLE.
@@ -46,8 +47,13 @@ pub struct OmConfig {
     pub security: bool,
     /// `ozone.om.admin.secret.file`, else `<db_dir>/admin.secret`.
     pub admin_secret_file: PathBuf,
-    /// The admin credential, read (or created) at start when security is on.
-    pub admin_secret: Option<String>,
+    /// `ozone.om.secret.key.file`, else `<db_dir>/om.key`.
+    pub secret_key_file: PathBuf,
+    /// The OM secret key (sealing S3 secrets), read (or created) at start when security is on.
+    pub secret_key: Option<SecretKey>,
+    /// What OM keeps of the admin credential (read or created at start when security is on):
+    /// its HMAC under the secret key, never the credential.
+    pub admin: Option<AdminVerifier>,
 }
 
 impl OmConfig {
@@ -87,10 +93,16 @@ impl OmConfig {
             Some(f) => PathBuf::from(f),
             None => PathBuf::from(&db_dir).join(ADMIN_SECRET_FILE),
         };
+        let secret_key_file = match cfg.get_opt(keys::OZONE_OM_SECRET_KEY_FILE) {
+            Some(f) => PathBuf::from(f),
+            None => PathBuf::from(&db_dir).join(SECRET_KEY_FILE),
+        };
         Ok(OmConfig {
             security: cfg.get_bool(keys::OZONE_SECURITY_ENABLED)?,
             admin_secret_file,
-            admin_secret: None,
+            secret_key_file,
+            secret_key: None,
+            admin: None,
             db_dir: PathBuf::from(db_dir),
             address: cfg.get(keys::OZONE_OM_ADDRESS),
             http_address: cfg.get(keys::OZONE_OM_HTTP_ADDRESS),

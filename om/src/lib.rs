@@ -12,6 +12,8 @@
 //!   [`multipart`], [`tags`], [`security`] (S3 secrets, SigV4 verification, bucket ACLs),
 //!   [`deletion`] (hands the blocks of deleted keys to SCM's deleted-block log), [`expiry`]
 //!   (open keys never committed expire and free their blocks);
+//! - [`secret_key`]: the OM secret key that seals S3 secrets at rest and keys the admin
+//!   credential's verifier;
 //! - [`admin`]: administrator listings of open keys and incomplete multipart uploads;
 //! - [`retry`]: the replicated retry cache: a write retried under the same client request id
 //!   answers its first result;
@@ -42,6 +44,7 @@ pub mod multipart;
 pub mod raft;
 pub mod retry;
 pub mod scm;
+pub mod secret_key;
 pub mod security;
 pub mod server;
 pub mod service;

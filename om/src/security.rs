@@ -5,7 +5,10 @@
 //! The access key of a user is the user name (as in Ozone). Managing secrets needs the admin
 //! credential: a random token in `ozone.om.admin.secret.file` (default
 //! `<om db dir>/admin.secret`, created with mode 0600 at the first start with security on;
-//! every OM of an HA service must be given the same file).
+//! every OM of an HA service must be given the same file). OM keeps only its HMAC under the OM
+//! secret key. Secrets are sealed with that key by the leader before their command is proposed
+//! (see [`crate::secret_key`]); a clear secret written before sealing existed is sealed when
+//! the leader first reads it for its owner (`getsecret`) and is accepted as it is until then.
 
 use std::io::Write;
 use std::path::Path;
@@ -14,12 +17,15 @@ use ozone_common::{now_ms, sigv4};
 use ozone_proto::om::{self, OmStatus};
 
 use crate::apply::{Writer, reject};
-use crate::command::{CreateS3Secret, OmResponse, RevokeS3Secret, SecurityCommand, SetBucketAcl};
+use crate::command::{
+    CreateS3Secret, OmResponse, ReplaceS3Secret, RevokeS3Secret, SecurityCommand, SetBucketAcl,
+};
 pub use crate::config::ADMIN_SECRET_FILE;
 use crate::config::OmConfig;
 use crate::error::OmError;
 use crate::manager::OzoneManager;
 use crate::model::{ACL_PERMISSIONS, AclGrant, S3SecretRecord, validate_resource_name};
+use crate::secret_key::{SecretKey, is_sealed};
 use crate::store::{self, bucket_key, get};
 
 /// A fresh random secret: 64 hex digits (two v4 UUIDs: 244 random bits).
@@ -27,6 +33,20 @@ pub fn new_secret() -> String {
     let a = uuid::Uuid::new_v4();
     let b = uuid::Uuid::new_v4();
     format!("{}{}", hex::encode(a.as_bytes()), hex::encode(b.as_bytes()))
+}
+
+/// With security on: reads (or creates) the OM secret key and the admin credential, keeping of
+/// the credential only its verifier.
+pub fn load_security(settings: &mut OmConfig) -> Result<(), OmError> {
+    if !settings.security {
+        return Ok(());
+    }
+    let key = SecretKey::load_or_create(&settings.secret_key_file)?;
+    if let Some(token) = load_admin_secret(settings)? {
+        settings.admin = Some(key.admin_verifier(&token));
+    }
+    settings.secret_key = Some(key);
+    Ok(())
 }
 
 /// The admin credential when security is on: read from its file, or created there (0600).
@@ -78,7 +98,7 @@ fn denied(message: &str) -> OmError {
 
 impl OzoneManager {
     fn check_admin(&self, token: &str) -> Result<(), OmError> {
-        let Some(admin) = &self.config().admin_secret else {
+        let Some(admin) = &self.config().admin else {
             return Err(OmError::invalid(
                 "S3 secrets need ozone.security.enabled=true",
             ));
@@ -86,7 +106,7 @@ impl OzoneManager {
         if token.is_empty() {
             return Err(denied("the admin credential is required"));
         }
-        if !sigv4::constant_time_eq(admin.as_bytes(), token.as_bytes()) {
+        if !admin.verify(token) {
             tracing::warn!("S3 secret call with a wrong admin credential");
             return Err(denied("wrong admin credential"));
         }
@@ -97,11 +117,28 @@ impl OzoneManager {
     pub async fn get_s3_secret(&self, req: om::S3SecretRequest) -> Result<om::S3Secret, OmError> {
         self.check_admin(&req.admin_token)?;
         validate_user(&req.user)?;
+        let key = self
+            .config()
+            .secret_key
+            .clone()
+            .ok_or_else(|| OmError::Internal("security on without the OM secret key".into()))?;
         let user = req.user.clone();
-        if let Some(rec) = self.read(move |s| s.s3_secret(&user)).await? {
+        let stored = self.read(move |s| s.s3_secret_stored(&user)).await?;
+        if let Some(rec) = stored {
+            let secret = key.open(&rec.user, &rec.secret)?;
+            if !is_sealed(&rec.secret) {
+                // A clear secret from before sealing: seal it now (same secret, same time).
+                self.submit(ReplaceS3Secret {
+                    user: rec.user.clone(),
+                    secret: key.seal(&rec.user, &secret)?,
+                    creation_time_ms: rec.creation_time_ms,
+                })
+                .await?;
+                tracing::info!(user = %rec.user, "sealed a clear S3 secret");
+            }
             return Ok(om::S3Secret {
                 access_key: rec.user,
-                secret: rec.secret,
+                secret,
             });
         }
         if !req.create {
@@ -110,15 +147,16 @@ impl OzoneManager {
                 format!("user {} has no S3 secret", req.user),
             ));
         }
+        // Sealed before it is proposed: the raft log never holds it in clear.
         let cmd = CreateS3Secret {
+            secret: key.seal(&req.user, &new_secret())?,
             user: req.user,
-            secret: new_secret(),
             now_ms: now_ms(),
         };
         match self.submit(cmd).await? {
             OmResponse::S3Secret(rec) => Ok(om::S3Secret {
+                secret: key.open(&rec.user, &rec.secret)?,
                 access_key: rec.user,
-                secret: rec.secret,
             }),
             other => Err(OmError::Internal(format!(
                 "CreateS3Secret applied as {other:?}"
@@ -228,6 +266,21 @@ impl Writer<'_> {
         match cmd {
             SecurityCommand::CreateS3Secret(c) => {
                 self.create_s3_secret(&c.user, &c.secret, c.now_ms)
+            }
+            SecurityCommand::ReplaceS3Secret(c) => {
+                // Only over an existing record (a revoke in between wins).
+                if get::<S3SecretRecord>(&self.s3_secrets, "s3_secrets", c.user.as_bytes())?
+                    .is_none()
+                {
+                    return Ok(OmResponse::Done);
+                }
+                let rec = S3SecretRecord {
+                    user: c.user.clone(),
+                    secret: c.secret.clone(),
+                    creation_time_ms: c.creation_time_ms,
+                };
+                Self::put(&mut self.s3_secrets, c.user.as_bytes(), &rec)?;
+                Ok(OmResponse::Done)
             }
             SecurityCommand::RevokeS3Secret(c) => {
                 self.s3_secrets.remove(c.user.as_bytes())?;
@@ -361,5 +414,92 @@ mod tests {
         )
         .expect("old record");
         assert!(old.acl.is_empty());
+    }
+
+    #[test]
+    fn sealed_secrets_open_on_read_and_never_show_in_clear_in_the_db_or_snapshots() {
+        use crate::command::ReplaceS3Secret;
+        use crate::secret_key::{SecretKey, is_sealed};
+        let d = tempfile::tempdir().expect("tmp");
+        let sm = StateMachine::open(d.path()).expect("open");
+        let key = SecretKey::generate();
+        sm.set_secret_key(key.clone());
+        let apply = |c: OmCommand| sm.apply_next(&c).expect("apply").1;
+        let clear = "c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00";
+        let sealed = key.seal("alice", clear).expect("seal");
+        apply(OmCommand::from(CreateS3Secret {
+            user: "alice".into(),
+            secret: sealed.clone(),
+            now_ms: 1,
+        }));
+        // A clear one from before sealing, as an old log or database holds it.
+        let old = "0ld5ecret0ld5ecret0ld5ecret0ld5ecret0ld5ecret0ld5ecret0ld5ecret00";
+        apply(OmCommand::from(CreateS3Secret {
+            user: "carol".into(),
+            secret: old.into(),
+            now_ms: 2,
+        }));
+        let snap = sm.snapshot().expect("snap");
+        assert_eq!(
+            snap.s3_secret("alice").expect("read").expect("some").secret,
+            clear
+        );
+        assert_eq!(
+            snap.s3_secret_stored("alice")
+                .expect("read")
+                .expect("some")
+                .secret,
+            sealed
+        );
+        assert_eq!(
+            snap.s3_secret("carol").expect("read").expect("some").secret,
+            old
+        );
+        drop(snap);
+
+        // The leader seals carol's: same secret and creation time, sealed at rest.
+        apply(OmCommand::from(ReplaceS3Secret {
+            user: "carol".into(),
+            secret: key.seal("carol", old).expect("seal"),
+            creation_time_ms: 2,
+        }));
+        // Replacing a secret revoked meanwhile does not bring it back.
+        apply(OmCommand::from(ReplaceS3Secret {
+            user: "dave".into(),
+            secret: key.seal("dave", old).expect("seal"),
+            creation_time_ms: 2,
+        }));
+        let snap = sm.snapshot().expect("snap");
+        let carol = snap.s3_secret_stored("carol").expect("read").expect("some");
+        assert!(is_sealed(&carol.secret));
+        assert_eq!(carol.creation_time_ms, 2);
+        assert_eq!(
+            snap.s3_secret("carol").expect("read").expect("some").secret,
+            old
+        );
+        assert!(snap.s3_secret("dave").expect("read").is_none());
+        drop(snap);
+
+        // No snapshot holds either secret in clear, nor the database file the one sealed from
+        // the start (the pages that held carol's clear record may linger in om.db, freed,
+        // until redb reuses them: a secret from before sealing is best revoked and reissued).
+        let mut data = Vec::new();
+        sm.export_to(&mut data).expect("export");
+        let db = std::fs::read(sm.path()).expect("read om.db");
+        let holds = |bytes: &[u8], secret: &str| {
+            bytes.windows(secret.len()).any(|w| w == secret.as_bytes())
+        };
+        assert!(!holds(&data, clear), "the snapshot holds a secret in clear");
+        assert!(!holds(&data, old), "the snapshot holds a secret in clear");
+        assert!(!holds(&db, clear), "om.db holds a secret in clear");
+        // Another OM without the key reads only the sealed form; with the wrong key it fails.
+        let d2 = tempfile::tempdir().expect("tmp");
+        let other = StateMachine::open(d2.path()).expect("open");
+        other.set_secret_key(SecretKey::generate());
+        let (applied, _) = sm.export_to(&mut Vec::new()).expect("export");
+        other
+            .install_from(&applied, data.as_slice(), data.len() as u64)
+            .expect("install");
+        assert!(other.snapshot().expect("snap").s3_secret("alice").is_err());
     }
 }

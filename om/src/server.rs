@@ -48,12 +48,15 @@ pub struct OmServer {
 /// a 3-node service returns once it serves (its peers may not be up yet).
 pub async fn start(cfg: OzoneConfig) -> Result<OmServer, OmError> {
     let mut config = OmConfig::from_config(&cfg)?;
-    config.admin_secret = crate::security::load_admin_secret(&config)?;
+    crate::security::load_security(&mut config)?;
     let mut ha = ha_settings(&cfg)?;
     let dir = config.db_dir.clone();
     let sm = tokio::task::spawn_blocking(move || StateMachine::open(&dir))
         .await
         .map_err(|e| OmError::Internal(format!("opening the database: {e}")))??;
+    if let Some(key) = &config.secret_key {
+        sm.set_secret_key(key.clone());
+    }
     let sm = Arc::new(sm);
     tracing::info!(db = %sm.path().display(), applied_index = sm.applied_index()?, "OM database open");
 

@@ -27,6 +27,7 @@ use crate::error::OmError;
 use crate::model::DeletedBlocks;
 use crate::raft::{Entry, NodeId, OmNode};
 use crate::retry;
+use crate::secret_key::SecretKey;
 use crate::store::{
     self, APPLIED_INDEX, DELETED, DELETED_BLOCKS, META, RAFT_APPLIED, RAFT_META, RaftApplied,
     SNAPSHOT_TABLES, Snapshot,
@@ -58,6 +59,8 @@ pub struct StateMachine {
     path: PathBuf,
     /// Serializes applies (a refused command takes two transactions).
     apply_lock: Mutex<()>,
+    /// The OM secret key (security on): reads open sealed S3 secrets with it.
+    secret_key: std::sync::OnceLock<SecretKey>,
 }
 
 impl StateMachine {
@@ -71,6 +74,7 @@ impl StateMachine {
             db: Arc::new(db),
             path,
             apply_lock: Mutex::new(()),
+            secret_key: std::sync::OnceLock::new(),
         })
     }
 
@@ -83,9 +87,15 @@ impl StateMachine {
         &self.db
     }
 
+    /// Gives reads the OM secret key, to open sealed S3 secrets (once; later calls are
+    /// ignored).
+    pub fn set_secret_key(&self, key: SecretKey) {
+        let _ = self.secret_key.set(key);
+    }
+
     /// A consistent read view.
     pub fn snapshot(&self) -> Result<Snapshot, OmError> {
-        Snapshot::new(&self.db)
+        Snapshot::new(&self.db, self.secret_key.get().cloned())
     }
 
     pub fn applied_index(&self) -> Result<u64, OmError> {

@@ -34,6 +34,7 @@ use crate::model::{
     BucketRecord, DeletedBlocks, KeyRecord, OpenKeyRecord, PartRecord, S3SecretRecord,
     UploadRecord, VolumeRecord, page_size,
 };
+use crate::secret_key::SecretKey;
 
 pub(crate) type BytesTable = TableDefinition<'static, &'static [u8], &'static [u8]>;
 
@@ -319,12 +320,15 @@ pub struct Counts {
 /// A consistent read view of the database.
 pub struct Snapshot {
     txn: ReadTransaction,
+    /// Opens sealed S3 secrets (security on).
+    secret_key: Option<SecretKey>,
 }
 
 impl Snapshot {
-    pub(crate) fn new(db: &Database) -> Result<Self, OmError> {
+    pub(crate) fn new(db: &Database, secret_key: Option<SecretKey>) -> Result<Self, OmError> {
         Ok(Snapshot {
             txn: db.begin_read()?,
+            secret_key,
         })
     }
 
@@ -370,8 +374,21 @@ impl Snapshot {
         )
     }
 
-    /// `user`'s S3 secret, if any.
+    /// `user`'s S3 secret, if any, in clear: a sealed one is opened with the OM secret key
+    /// (see [`crate::secret_key`]).
     pub fn s3_secret(&self, user: &str) -> Result<Option<S3SecretRecord>, OmError> {
+        let rec = self.s3_secret_stored(user)?;
+        match (rec, &self.secret_key) {
+            (Some(mut rec), Some(key)) => {
+                rec.secret = key.open(&rec.user, &rec.secret)?;
+                Ok(Some(rec))
+            }
+            (rec, _) => Ok(rec),
+        }
+    }
+
+    /// `user`'s S3 secret record as stored (sealed, or clear from before sealing).
+    pub fn s3_secret_stored(&self, user: &str) -> Result<Option<S3SecretRecord>, OmError> {
         get(
             &self.txn.open_table(S3_SECRETS)?,
             "s3_secrets",

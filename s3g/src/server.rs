@@ -29,13 +29,18 @@ pub enum S3gError {
     },
     #[error("OM client: {0}")]
     Om(String),
+    #[error("HTTPS: {0}")]
+    Tls(String),
     #[error("server: {0}")]
     Server(#[from] std::io::Error),
 }
 
 /// A running gateway.
 pub struct S3gHandle {
+    /// The S3 address: plain HTTP's, else (HTTPS only) HTTPS's.
     pub s3_addr: std::net::SocketAddr,
+    /// The S3 HTTPS address (`ozone.s3g.https-address`), when set.
+    pub s3_https_addr: Option<std::net::SocketAddr>,
     pub admin_addr: std::net::SocketAddr,
     handle: ServerHandle,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
@@ -74,39 +79,55 @@ pub async fn start(cfg: &OzoneConfig) -> Result<S3gHandle, S3gError> {
         config,
         metrics: metrics.clone(),
     });
-    let addr = cfg.get(keys::OZONE_S3G_HTTP_ADDRESS);
+    let http_addr = cfg.get_opt(keys::OZONE_S3G_HTTP_ADDRESS);
+    let https_addr = cfg.get_opt(keys::OZONE_S3G_HTTPS_ADDRESS);
+    if http_addr.is_none() && https_addr.is_none() {
+        return Err(S3gError::Tls(
+            "neither ozone.s3g.http-address nor ozone.s3g.https-address is set".into(),
+        ));
+    }
+    let tls = https_addr.as_ref().map(|_| tls_config(cfg)).transpose()?;
     let workers = match cfg.get_u64(keys::OZONE_S3G_WORKERS)? {
         0 => std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2),
         n => n as usize,
     };
-    let server = HttpServer::new(move || {
+    let mut server = HttpServer::new(move || {
         App::new()
             .app_data(gw.clone())
             .default_service(web::to(dispatch))
     })
     .workers(workers)
-    .disable_signals()
-    .bind(&addr)
-    .map_err(|source| S3gError::Bind {
-        addr: addr.clone(),
-        source,
-    })?;
-    let s3_addr = server
-        .addrs()
-        .first()
-        .copied()
+    .disable_signals();
+    let bind_err = |addr: &str| {
+        let addr = addr.to_string();
+        move |source| S3gError::Bind { addr, source }
+    };
+    let mut s3_addr = None;
+    if let Some(addr) = &http_addr {
+        server = server.bind(addr).map_err(bind_err(addr))?;
+        s3_addr = server.addrs().last().copied();
+    }
+    let mut s3_https_addr = None;
+    if let (Some(addr), Some(tls)) = (&https_addr, tls) {
+        server = server.bind_rustls_0_23(addr, tls).map_err(bind_err(addr))?;
+        s3_https_addr = server.addrs().last().copied();
+    }
+    let s3_addr = s3_addr
+        .or(s3_https_addr)
         .ok_or_else(|| std::io::Error::other("no address bound"))?;
     let server = server.run();
     let handle = server.handle();
     let server = tokio::spawn(server);
     let admin = cfg.get(keys::OZONE_S3G_WEBADMIN_HTTP_ADDRESS);
     let status: ozone_common::http::StatusFn = Arc::new(move || {
-        vec![
-            ("s3 endpoint".to_string(), s3_addr.to_string()),
-            ("om".to_string(), om_address.clone()),
-        ]
+        let mut rows = vec![("s3 endpoint".to_string(), s3_addr.to_string())];
+        if let Some(a) = s3_https_addr {
+            rows.push(("s3 https endpoint".to_string(), a.to_string()));
+        }
+        rows.push(("om".to_string(), om_address.clone()));
+        rows
     });
     let admin_addr = ozone_common::http::serve(&admin, metrics, status)
         .await
@@ -114,9 +135,10 @@ pub async fn start(cfg: &OzoneConfig) -> Result<S3gHandle, S3gError> {
             addr: admin.clone(),
             source,
         })?;
-    tracing::info!(%s3_addr, %admin_addr, "S3 gateway started");
+    tracing::info!(%s3_addr, s3_https_addr = ?s3_https_addr, %admin_addr, "S3 gateway started");
     Ok(S3gHandle {
         s3_addr,
+        s3_https_addr,
         admin_addr,
         handle,
         server,
@@ -155,6 +177,33 @@ pub async fn run(
     tracing::info!("S3 gateway stopping");
     handle.stop().await;
     Ok(())
+}
+
+/// The HTTPS server settings: the certificate chain and key of `ozone.s3g.https.cert.file`
+/// and `ozone.s3g.https.key.file` (PEM), rustls with the ring provider, no client certificates.
+fn tls_config(cfg: &OzoneConfig) -> Result<rustls::ServerConfig, S3gError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let file = |key: ozone_common::config::Key| {
+        cfg.get_opt(key)
+            .ok_or_else(|| S3gError::Tls(format!("ozone.s3g.https-address needs {key}")))
+    };
+    let cert_file = file(keys::OZONE_S3G_HTTPS_CERT_FILE)?;
+    let key_file = file(keys::OZONE_S3G_HTTPS_KEY_FILE)?;
+    let certs = CertificateDer::pem_file_iter(&cert_file)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| S3gError::Tls(format!("reading {cert_file}: {e}")))?;
+    if certs.is_empty() {
+        return Err(S3gError::Tls(format!("{cert_file} holds no certificate")));
+    }
+    let key = PrivateKeyDer::from_pem_file(&key_file)
+        .map_err(|e| S3gError::Tls(format!("reading {key_file}: {e}")))?;
+    rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .and_then(|b| b.with_no_client_auth().with_single_cert(certs, key))
+    .map_err(|e| S3gError::Tls(format!("{cert_file} / {key_file}: {e}")))
 }
 
 fn request_id() -> String {

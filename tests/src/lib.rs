@@ -73,6 +73,9 @@ pub struct ClusterOpts {
     /// Open-file limit (soft and hard, as `ulimit -n`) of `ozone cluster up` and so of every
     /// role it starts; `None` keeps the test's own.
     pub nofile: Option<u64>,
+    /// `cluster up --https`: the gateway serves HTTPS too ([`Cluster::https_endpoint`], with
+    /// the CA of [`Cluster::ca_file`]).
+    pub https: bool,
 }
 
 impl Default for ClusterOpts {
@@ -84,6 +87,7 @@ impl Default for ClusterOpts {
             set: Vec::new(),
             env: Vec::new(),
             nofile: None,
+            https: false,
         }
     }
 }
@@ -101,6 +105,8 @@ pub struct Cluster {
     pub endpoint: String,
     /// The S3 credentials of [`Cluster::aws`], [`Cluster::pytest`] and [`Cluster::client`].
     credentials: std::sync::OnceLock<(String, String)>,
+    /// `https://127.0.0.1:<port>` with [`ClusterOpts::https`], else empty.
+    pub https_endpoint: String,
 }
 
 impl Cluster {
@@ -119,6 +125,7 @@ impl Cluster {
             restarted: Vec::new(),
             endpoint: String::new(),
             credentials: std::sync::OnceLock::new(),
+            https_endpoint: String::new(),
         };
         c.launch();
         c
@@ -130,6 +137,11 @@ impl Cluster {
 
     pub fn conf_dir(&self) -> PathBuf {
         self.path.join("conf")
+    }
+
+    /// The CA that signed the gateway's HTTPS certificate (`cluster up --https`).
+    pub fn ca_file(&self) -> PathBuf {
+        self.path.join("tls").join("ca.pem")
     }
 
     /// The arguments of `ozone cluster up` for a cluster in `path`.
@@ -144,6 +156,9 @@ impl Cluster {
         ] {
             args.push(flag.into());
             args.push(value.into());
+        }
+        if opts.https {
+            args.extend(["--https".into(), "--https-port".into(), "0".into()]);
         }
         // Short heartbeats so replica reports arrive quickly.
         let mut set = vec![(
@@ -212,6 +227,13 @@ impl Cluster {
                 Ok(line) => {
                     if let Some(ep) = line.strip_prefix("S3 endpoint: ") {
                         self.endpoint = ep.trim().to_string();
+                        if !self.opts.https {
+                            break;
+                        }
+                    }
+                    if let Some(ep) = line.strip_prefix("S3 HTTPS endpoint: ") {
+                        let ep = ep.split_whitespace().next().unwrap_or_default();
+                        self.https_endpoint = ep.to_string();
                         break;
                     }
                 }

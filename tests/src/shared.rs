@@ -117,6 +117,7 @@ impl Cluster {
             restarted: Vec::new(),
             endpoint,
             credentials: std::sync::OnceLock::new(),
+            https_endpoint: String::new(),
         }
     }
 }
