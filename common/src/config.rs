@@ -175,6 +175,7 @@ keys! {
     OZONE_S3G_VOLUME_NAME = "ozone.s3g.volume.name" = "s3v" : "Volume that holds the S3 buckets.";
     OZONE_SECURITY_ENABLED = "ozone.security.enabled" = "false" : "Security: the S3 gateway verifies AWS SigV4 signatures against per-user secrets kept by OM, and bucket owners and ACLs decide who may do what. Off: any access key is accepted and names the user.";
     OZONE_OM_ADMIN_SECRET_FILE = "ozone.om.admin.secret.file" = "" : "File holding the admin credential that `ozone s3 getsecret|revokesecret` must present (OM reads it; the CLI reads it too, or $OZONE_ADMIN_SECRET). Empty: <OM db dir>/admin.secret, created (mode 0600) by OM at start when security is on.";
+    OZONE_S3G_REGION = "ozone.s3g.region" = "us-east-1" : "The region the S3 gateway serves: with security on a SigV4 credential scope must name it (else 400 AuthorizationHeaderMalformed, as AWS answers a request signed for another region); HeadBucket answers it in x-amz-bucket-region.";
     OZONE_S3G_DOMAIN_NAME = "ozone.s3g.domain.name" = "" : "Comma-separated domains for virtual-host-style bucket addressing.";
     OZONE_S3G_LIST_MAX_KEYS_LIMIT = "ozone.s3g.list.max.keys.limit" = "1000" : "Largest page ListObjects returns.";
     OZONE_S3G_CLIENT_BUFFER_SIZE = "ozone.s3g.client.buffer.size" = "1MB" : "Bytes of a request body the S3 gateway gathers before sending them to the datanodes as one piece (bounds memory per upload).";

@@ -146,15 +146,29 @@ impl OzoneManager {
         &self,
         req: om::VerifyS3SignatureRequest,
     ) -> Result<om::VerifyS3SignatureResponse, OmError> {
+        check_scope(&req)?;
         let access_key = req.access_key.clone();
         let (volume, bucket) = (req.volume.clone(), req.bucket.clone());
         let (secret, bucket) = self
             .read(move |s| {
                 let secret = s.s3_secret(&access_key)?;
+                // Only a missing bucket (or volume) is "no bucket": any other failure to read
+                // it fails the check, so the gateway never decides access without the record.
                 let bucket = if bucket.is_empty() || secret.is_none() {
                     None
                 } else {
-                    s.require_bucket(&volume, &bucket).ok()
+                    match s.require_bucket(&volume, &bucket) {
+                        Ok(b) => Some(b),
+                        Err(e)
+                            if matches!(
+                                e.status(),
+                                OmStatus::BucketNotFound | OmStatus::VolumeNotFound
+                            ) =>
+                        {
+                            None
+                        }
+                        Err(e) => return Err(e),
+                    }
                 };
                 Ok((secret, bucket))
             })
@@ -214,6 +228,28 @@ impl OzoneManager {
             ))),
         }
     }
+}
+
+/// The string to sign must be of an S3 signature made on the day of its scope: its scope line
+/// is `date/region/s3/aws4_request` of the request and its timestamp falls on `date`. The
+/// gateway checks the same against the request (with the region it serves); checked here too
+/// so a day-scoped signing key is never derived for a string signed on another day.
+fn check_scope(req: &om::VerifyS3SignatureRequest) -> Result<(), OmError> {
+    let mut lines = req.string_to_sign.split('\n');
+    let (algorithm, timestamp, scope) = (lines.next(), lines.next(), lines.next());
+    let expected = format!("{}/{}/{}/aws4_request", req.date, req.region, req.service);
+    if req.service != "s3"
+        || algorithm != Some("AWS4-HMAC-SHA256")
+        || scope != Some(expected.as_str())
+        || req.date.len() != 8
+        || !timestamp.is_some_and(|t| t.len() == 16 && t.starts_with(&req.date))
+    {
+        return Err(OmError::reject(
+            OmStatus::SignatureMismatch,
+            "The credential scope does not match the string to sign (date, region or service).",
+        ));
+    }
+    Ok(())
 }
 
 fn validate_user(user: &str) -> Result<(), OmError> {
