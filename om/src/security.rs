@@ -312,6 +312,9 @@ impl Writer<'_> {
 
 #[cfg(test)]
 mod tests {
+    use ozone_proto::om::VerifyS3SignatureRequest;
+
+    use super::check_scope;
     use crate::command::{CreateS3Secret, OmCommand, OmResponse, RevokeS3Secret, SetBucketAcl};
     use crate::model::{AclGrant, BucketRecord};
     use crate::state_machine::StateMachine;
@@ -397,5 +400,26 @@ mod tests {
         )
         .expect("old record");
         assert!(old.acl.is_empty());
+    }
+
+    #[test]
+    fn the_string_to_sign_must_be_of_the_scope() {
+        let req = |date: &str, service: &str, sts: &str| VerifyS3SignatureRequest {
+            access_key: "alice".into(),
+            date: date.into(),
+            region: "us-east-1".into(),
+            service: service.into(),
+            string_to_sign: sts.into(),
+            ..Default::default()
+        };
+        let good = "AWS4-HMAC-SHA256\n20260101T101010Z\n20260101/us-east-1/s3/aws4_request\nabcd";
+        assert!(check_scope(&req("20260101", "s3", good)).is_ok());
+        // A key of yesterday asked for a string signed today.
+        assert!(check_scope(&req("20251231", "s3", good)).is_err());
+        let yesterday_scope =
+            "AWS4-HMAC-SHA256\n20260101T101010Z\n20251231/us-east-1/s3/aws4_request\nabcd";
+        assert!(check_scope(&req("20251231", "s3", yesterday_scope)).is_err());
+        assert!(check_scope(&req("20260101", "iam", good)).is_err());
+        assert!(check_scope(&req("20260101", "s3", "garbage")).is_err());
     }
 }

@@ -221,7 +221,12 @@ pub fn check_signed_headers(req: &HttpRequest, signed: &[String]) -> S3Result<()
 async fn bucket_or_missing(gw: &Gateway, bucket: &str) -> S3Result<Option<BucketInfo>> {
     match gw.om.info_bucket(&gw.config.volume, bucket).await {
         Ok(b) => Ok(Some(b)),
-        Err(e) if matches!(e.status(), OmStatus::BucketNotFound | OmStatus::VolumeNotFound) => {
+        Err(e)
+            if matches!(
+                e.status(),
+                OmStatus::BucketNotFound | OmStatus::VolumeNotFound
+            ) =>
+        {
             Ok(None)
         }
         Err(e) => Err(S3Error::from_om(e, &format!("/{bucket}"))),
@@ -334,6 +339,67 @@ pub async fn authorize_copy_source(gw: &Gateway, id: &Identity, bucket: &str) ->
 mod tests {
     use super::*;
     use ozone_proto::om::BucketGrant;
+
+    fn sig(
+        amz_date: &str,
+        date: &str,
+        region: &str,
+        service: &str,
+        presigned: bool,
+    ) -> SigV4Request {
+        SigV4Request {
+            access_key: "alice".into(),
+            date: date.into(),
+            region: region.into(),
+            service: service.into(),
+            signed_headers: vec!["host".into()],
+            signature: "00".into(),
+            amz_date: amz_date.into(),
+            presigned,
+        }
+    }
+
+    #[test]
+    fn scope_must_be_of_the_request_day_region_and_s3() {
+        let now = "20260101T000500Z";
+        check_scope(&sig(now, "20260101", "us-east-1", "s3", false), "us-east-1").unwrap();
+        for (date, region, service) in [
+            ("20251231", "us-east-1", "s3"),
+            ("20260102", "us-east-1", "s3"),
+            ("20260101", "eu-west-1", "s3"),
+            ("20260101", "us-east-1", "iam"),
+        ] {
+            let e = check_scope(&sig(now, date, region, service, false), "us-east-1").unwrap_err();
+            assert_eq!(
+                e.code,
+                S3ErrorCode::AuthorizationHeaderMalformed,
+                "{date} {region} {service}"
+            );
+            let e = check_scope(&sig(now, date, region, service, true), "us-east-1").unwrap_err();
+            assert_eq!(e.code, S3ErrorCode::AuthorizationQueryParametersError);
+        }
+        // The configured region, not us-east-1, is the one expected.
+        check_scope(&sig(now, "20260101", "eu-west-1", "s3", false), "eu-west-1").unwrap();
+        check_scope(&sig(now, "20260101", "us-east-1", "s3", false), "eu-west-1").unwrap_err();
+    }
+
+    #[test]
+    fn host_and_every_x_amz_header_must_be_signed() {
+        let req = actix_web::test::TestRequest::default()
+            .insert_header(("host", "s3.local"))
+            .insert_header(("x-amz-date", "20260101T000000Z"))
+            .insert_header(("x-amz-copy-source", "/b/k"))
+            .insert_header(("content-type", "text/plain"))
+            .to_http_request();
+        let signed = |h: &[&str]| h.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        check_signed_headers(&req, &signed(&["host", "x-amz-copy-source", "x-amz-date"])).unwrap();
+        let e = check_signed_headers(&req, &signed(&["host", "x-amz-date"])).unwrap_err();
+        assert_eq!(e.code, S3ErrorCode::AccessDenied);
+        assert!(e.message.ends_with("x-amz-copy-source"), "{}", e.message);
+        let e =
+            check_signed_headers(&req, &signed(&["x-amz-copy-source", "x-amz-date"])).unwrap_err();
+        assert!(e.message.ends_with("host"), "{}", e.message);
+    }
 
     #[test]
     fn owner_and_grants() {

@@ -111,7 +111,6 @@ case_secure!(
     }
 );
 
-
 /// `yyyyMMdd` of the day `shift_secs` from now.
 fn day(shift_secs: i64) -> String {
     let fmt = time::macros::format_description!("[year][month][day]");

@@ -61,7 +61,10 @@ fn sign_parts(
     amz_date: &str,
     opts: &Opts,
 ) -> Signed {
-    let date = opts.scope_date.clone().unwrap_or_else(|| amz_date[..8].to_string());
+    let date = opts
+        .scope_date
+        .clone()
+        .unwrap_or_else(|| amz_date[..8].to_string());
     let region = opts.region.as_deref().unwrap_or(REGION);
     let service = opts.service.as_deref().unwrap_or("s3");
     let mut query = query.to_vec();
@@ -181,19 +184,27 @@ pub fn presign(
     let (path, query) = path_and_query
         .split_once('?')
         .unwrap_or((path_and_query, ""));
-    let date = opts.scope_date.clone().unwrap_or_else(|| amz_date[..8].to_string());
+    let date = opts
+        .scope_date
+        .clone()
+        .unwrap_or_else(|| amz_date[..8].to_string());
     let region = opts.region.as_deref().unwrap_or(REGION);
     let service = opts.service.as_deref().unwrap_or("s3");
     let mut headers = vec![("host".to_string(), host.to_string())];
     headers.extend(signed.iter().cloned());
-    let mut names: Vec<String> = headers.iter().map(|(k, _)| k.to_ascii_lowercase()).collect();
+    let mut names: Vec<String> = headers
+        .iter()
+        .map(|(k, _)| k.to_ascii_lowercase())
+        .collect();
     names.sort();
     let mut params = split_query(query);
     params.extend([
         ("X-Amz-Algorithm".into(), "AWS4-HMAC-SHA256".into()),
         (
             "X-Amz-Credential".into(),
-            encode(&format!("{access_key}/{date}/{region}/{service}/aws4_request")),
+            encode(&format!(
+                "{access_key}/{date}/{region}/{service}/aws4_request"
+            )),
         ),
         ("X-Amz-Date".into(), amz_date.clone()),
         ("X-Amz-Expires".into(), expires.to_string()),
@@ -207,11 +218,7 @@ pub fn presign(
         secret, method, path, &params, &headers, payload, &amz_date, opts,
     );
     let query: Vec<String> = params.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    format!(
-        "{path}?{}&X-Amz-Signature={}",
-        query.join("&"),
-        s.signature
-    )
+    format!("{path}?{}&X-Amz-Signature={}", query.join("&"), s.signature)
 }
 
 /// Hex SHA-256 of `data`, as `x-amz-content-sha256` carries a signed payload's digest.

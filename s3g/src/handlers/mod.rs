@@ -179,7 +179,10 @@ pub async fn handle(
         return Err(S3Error::new(S3ErrorCode::KeyTooLongError).with_resource(ctx.resource()));
     }
     match endpoint {
-        Endpoint::Browser => Ok(crate::browser::page(ctx.gw.config.security, &ctx.gw.config.region)),
+        Endpoint::Browser => Ok(crate::browser::page(
+            ctx.gw.config.security,
+            &ctx.gw.config.region,
+        )),
         Endpoint::ListBuckets => bucket::list_buckets(&ctx).await,
         Endpoint::CreateBucket => bucket::create_bucket(&ctx, payload).await,
         Endpoint::HeadBucket => bucket::head_bucket(&ctx).await,
