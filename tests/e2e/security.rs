@@ -291,11 +291,12 @@ fn security_om_stopped_during_authorization_gives_503() {
     let r = anonymous_get();
     assert_eq!((r.status, r.text().as_str()), (200, "erin's data"));
 
+    let om_dir = c.om_leader(std::time::Duration::from_secs(30));
     let om = c
         .role_pids()
         .into_iter()
-        .find(|(name, _)| name == "om")
-        .expect("the OM's pid")
+        .find(|(name, _)| *name == om_dir)
+        .unwrap_or_else(|| panic!("no pid of {om_dir} in {:?}", c.role_pids()))
         .1;
     let stopped = Stopped::stop(om);
     let out = get();
