@@ -243,7 +243,10 @@ fn security_om_stopped_during_authorization_gives_503() {
         datanodes: 1,
         set: vec![
             (keys::OZONE_SECURITY_ENABLED.name().into(), "true".into()),
-            (keys::OZONE_SERVER_DEFAULT_REPLICATION.name().into(), "1".into()),
+            (
+                keys::OZONE_SERVER_DEFAULT_REPLICATION.name().into(),
+                "1".into(),
+            ),
         ],
         ..Default::default()
     });
@@ -265,15 +268,31 @@ fn security_om_stopped_during_authorization_gives_503() {
     let back = c.dir().join("doc.back");
     ok(aws(&["s3api", "create-bucket", "--bucket", "erin-bucket"]));
     ok(aws(&[
-        "s3api", "put-object", "--bucket", "erin-bucket", "--key", "doc.txt", "--body",
+        "s3api",
+        "put-object",
+        "--bucket",
+        "erin-bucket",
+        "--key",
+        "doc.txt",
+        "--body",
         src.to_str().unwrap(),
     ]));
     ok(aws(&[
-        "s3api", "put-bucket-acl", "--bucket", "erin-bucket", "--acl", "public-read",
+        "s3api",
+        "put-bucket-acl",
+        "--bucket",
+        "erin-bucket",
+        "--acl",
+        "public-read",
     ]));
     let get = || {
         aws(&[
-            "s3api", "get-object", "--bucket", "erin-bucket", "--key", "doc.txt",
+            "s3api",
+            "get-object",
+            "--bucket",
+            "erin-bucket",
+            "--key",
+            "doc.txt",
             back.to_str().unwrap(),
         ])
     };
@@ -301,11 +320,18 @@ fn security_om_stopped_during_authorization_gives_503() {
     let stopped = Stopped::stop(om);
     let out = get();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "a signed GET was served with OM stopped");
+    assert!(
+        !out.status.success(),
+        "a signed GET was served with OM stopped"
+    );
     assert!(err.contains("ServiceUnavailable"), "{err}");
     let r = anonymous_get();
     assert_eq!(r.status, 503, "anonymous GET with OM stopped: {}", r.text());
-    assert!(r.text().contains("<Code>ServiceUnavailable</Code>"), "{}", r.text());
+    assert!(
+        r.text().contains("<Code>ServiceUnavailable</Code>"),
+        "{}",
+        r.text()
+    );
     drop(stopped);
 
     ok(get());
