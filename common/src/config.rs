@@ -186,6 +186,7 @@ keys! {
     HDDS_X509_RENEW_GRACE_DURATION = "hdds.x509.renew.grace.duration" = "28d" : "Security on: a node renews its certificate this long before it expires (checked at start and then periodically).";
     HDDS_X509_MAX_DURATION = "hdds.x509.max.duration" = "1825d" : "Security on: how long the root CA certificate SCM creates is valid.";
     OZONE_SECURITY_CA_FILE = "ozone.security.ca.file" = "" : "Security on: the CA certificate (PEM) that command-line tools trust when they call OM and SCM. Empty: <ozone.metadata.dirs>/ca.pem, written by the primordial SCM.";
+    OZONE_S3G_REGION = "ozone.s3g.region" = "us-east-1" : "The region the S3 gateway serves: with security on a SigV4 credential scope must name it (else 400 AuthorizationHeaderMalformed, as AWS answers a request signed for another region); HeadBucket answers it in x-amz-bucket-region.";
     OZONE_S3G_DOMAIN_NAME = "ozone.s3g.domain.name" = "" : "Comma-separated domains for virtual-host-style bucket addressing.";
     OZONE_S3G_LIST_MAX_KEYS_LIMIT = "ozone.s3g.list.max.keys.limit" = "1000" : "Largest page ListObjects returns.";
     OZONE_S3G_CLIENT_BUFFER_SIZE = "ozone.s3g.client.buffer.size" = "1MB" : "Bytes of a request body the S3 gateway gathers before sending them to the datanodes as one piece (bounds memory per upload).";

@@ -184,15 +184,29 @@ impl OzoneManager {
         &self,
         req: om::VerifyS3SignatureRequest,
     ) -> Result<om::VerifyS3SignatureResponse, OmError> {
+        check_scope(&req)?;
         let access_key = req.access_key.clone();
         let (volume, bucket) = (req.volume.clone(), req.bucket.clone());
         let (secret, bucket) = self
             .read(move |s| {
                 let secret = s.s3_secret(&access_key)?;
+                // Only a missing bucket (or volume) is "no bucket": any other failure to read
+                // it fails the check, so the gateway never decides access without the record.
                 let bucket = if bucket.is_empty() || secret.is_none() {
                     None
                 } else {
-                    s.require_bucket(&volume, &bucket).ok()
+                    match s.require_bucket(&volume, &bucket) {
+                        Ok(b) => Some(b),
+                        Err(e)
+                            if matches!(
+                                e.status(),
+                                OmStatus::BucketNotFound | OmStatus::VolumeNotFound
+                            ) =>
+                        {
+                            None
+                        }
+                        Err(e) => return Err(e),
+                    }
                 };
                 Ok((secret, bucket))
             })
@@ -252,6 +266,28 @@ impl OzoneManager {
             ))),
         }
     }
+}
+
+/// The string to sign must be of an S3 signature made on the day of its scope: its scope line
+/// is `date/region/s3/aws4_request` of the request and its timestamp falls on `date`. The
+/// gateway checks the same against the request (with the region it serves); checked here too
+/// so a day-scoped signing key is never derived for a string signed on another day.
+fn check_scope(req: &om::VerifyS3SignatureRequest) -> Result<(), OmError> {
+    let mut lines = req.string_to_sign.split('\n');
+    let (algorithm, timestamp, scope) = (lines.next(), lines.next(), lines.next());
+    let expected = format!("{}/{}/{}/aws4_request", req.date, req.region, req.service);
+    if req.service != "s3"
+        || algorithm != Some("AWS4-HMAC-SHA256")
+        || scope != Some(expected.as_str())
+        || req.date.len() != 8
+        || !timestamp.is_some_and(|t| t.len() == 16 && t.starts_with(&req.date))
+    {
+        return Err(OmError::reject(
+            OmStatus::SignatureMismatch,
+            "The credential scope does not match the string to sign (date, region or service).",
+        ));
+    }
+    Ok(())
 }
 
 fn validate_user(user: &str) -> Result<(), OmError> {
@@ -329,6 +365,9 @@ impl Writer<'_> {
 
 #[cfg(test)]
 mod tests {
+    use ozone_proto::om::VerifyS3SignatureRequest;
+
+    use super::check_scope;
     use crate::command::{CreateS3Secret, OmCommand, OmResponse, RevokeS3Secret, SetBucketAcl};
     use crate::model::{AclGrant, BucketRecord};
     use crate::state_machine::StateMachine;
@@ -501,5 +540,26 @@ mod tests {
             .install_from(&applied, data.as_slice(), data.len() as u64)
             .expect("install");
         assert!(other.snapshot().expect("snap").s3_secret("alice").is_err());
+    }
+
+    #[test]
+    fn the_string_to_sign_must_be_of_the_scope() {
+        let req = |date: &str, service: &str, sts: &str| VerifyS3SignatureRequest {
+            access_key: "alice".into(),
+            date: date.into(),
+            region: "us-east-1".into(),
+            service: service.into(),
+            string_to_sign: sts.into(),
+            ..Default::default()
+        };
+        let good = "AWS4-HMAC-SHA256\n20260101T101010Z\n20260101/us-east-1/s3/aws4_request\nabcd";
+        assert!(check_scope(&req("20260101", "s3", good)).is_ok());
+        // A key of yesterday asked for a string signed today.
+        assert!(check_scope(&req("20251231", "s3", good)).is_err());
+        let yesterday_scope =
+            "AWS4-HMAC-SHA256\n20260101T101010Z\n20251231/us-east-1/s3/aws4_request\nabcd";
+        assert!(check_scope(&req("20251231", "s3", yesterday_scope)).is_err());
+        assert!(check_scope(&req("20260101", "iam", good)).is_err());
+        assert!(check_scope(&req("20260101", "s3", "garbage")).is_err());
     }
 }

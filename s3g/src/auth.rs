@@ -60,6 +60,13 @@ pub fn access_key(req: &HttpRequest, query: &Query) -> S3Result<String> {
     Ok("anonymous".to_string())
 }
 
+/// Whether the request carries credentials of any form (header, presigned V4 or V2 query).
+pub fn has_credentials(req: &HttpRequest, query: &Query) -> bool {
+    req.headers().contains_key("authorization")
+        || query.has("X-Amz-Credential")
+        || query.has("AWSAccessKeyId")
+}
+
 fn first_segment(credential: &str) -> S3Result<String> {
     non_empty(credential.split('/').next().unwrap_or(""))
 }

@@ -14,14 +14,21 @@ use actix_web::HttpResponse;
 
 const PAGE: &str = include_str!("browser.html");
 
+/// The region the page's script signs for, as the page is stored.
+const PAGE_REGION: &str = "const REGION = \"us-east-1\";";
+
 /// The browser page; `security`: the gateway checks signatures (the page then asks for
-/// credentials instead of pre-filling any).
-pub fn page(security: bool) -> HttpResponse {
-    let body = if security {
+/// credentials instead of pre-filling any); `region`: the region its script signs for.
+pub fn page(security: bool, region: &str) -> HttpResponse {
+    let mut body = if security {
         PAGE.replacen("<body>", "<body data-security=\"on\">", 1)
     } else {
         PAGE.to_string()
     };
+    if region != "us-east-1" {
+        // A region name is letters, digits and dashes (checked with the configuration).
+        body = body.replacen(PAGE_REGION, &format!("const REGION = \"{region}\";"), 1);
+    }
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
         .insert_header(("cache-control", "no-store"))
@@ -36,5 +43,6 @@ mod tests {
     #[test]
     fn the_page_has_one_body_tag_to_mark() {
         assert_eq!(PAGE.matches("<body>").count(), 1);
+        assert_eq!(PAGE.matches(super::PAGE_REGION).count(), 1);
     }
 }

@@ -15,6 +15,8 @@ pub struct S3gConfig {
     pub domains: Vec<String>,
     /// `ozone.security.enabled`: SigV4 checked against OM's secrets, owners and ACLs enforced.
     pub security: bool,
+    /// `ozone.s3g.region`: the region SigV4 credential scopes must name (security on).
+    pub region: String,
 }
 
 impl S3gConfig {
@@ -23,8 +25,20 @@ impl S3gConfig {
         write.piece_size = cfg
             .get_bytes(keys::OZONE_S3G_CLIENT_BUFFER_SIZE)?
             .clamp(64 * 1024, write.chunk_size as u64) as usize;
+        let region = cfg.get(keys::OZONE_S3G_REGION).trim().to_string();
+        if region.is_empty()
+            || !region
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            return Err(ConfigError::invalid(
+                keys::OZONE_S3G_REGION,
+                "a region name is lower-case letters, digits and dashes",
+            ));
+        }
         Ok(S3gConfig {
             security: cfg.get_bool(keys::OZONE_SECURITY_ENABLED)?,
+            region,
             volume: cfg.get(keys::OZONE_S3G_VOLUME_NAME),
             write,
             max_keys: cfg

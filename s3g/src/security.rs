@@ -13,7 +13,7 @@
 //! what grants to everyone (`public-read`) allow.
 
 use actix_web::HttpRequest;
-use ozone_proto::om::{BucketInfo, VerifyS3SignatureRequest};
+use ozone_proto::om::{BucketInfo, OmStatus, VerifyS3SignatureRequest};
 
 use crate::error::{S3Error, S3ErrorCode, S3Result};
 use crate::gateway::Gateway;
@@ -37,6 +37,10 @@ pub struct Identity {
     pub chunk_signer: Option<ChunkSigner>,
     /// The request's bucket, as OM answered with the signature check.
     pub bucket: Option<BucketInfo>,
+    /// The SHA-256 of the payload the signature covers, when it covers a digest (header
+    /// `x-amz-content-sha256`, or a presigned URL's `X-Amz-Content-Sha256`): the body must
+    /// hash to it.
+    pub payload_sha256: Option<[u8; 32]>,
 }
 
 /// Whether `id` may do `perm` in `bucket`.
@@ -63,6 +67,11 @@ fn now() -> i64 {
 }
 
 /// Authenticates a request (security on); `bucket` is the request's bucket, if any.
+///
+/// As AWS checks SigV4: the credential scope must be of the request's own day (the date of
+/// `x-amz-date` / `X-Amz-Date`), of this gateway's region and of the service `s3`; the request
+/// date must be within 15 minutes of ours (a presigned URL's from when it was signed until it
+/// expires); `host` and every `x-amz-*` header the request carries must be signed.
 pub async fn authenticate(
     gw: &Gateway,
     req: &HttpRequest,
@@ -76,19 +85,16 @@ pub async fn authenticate(
                 "Only AWS Signature Version 4 (AWS4-HMAC-SHA256) is accepted",
             ));
         }
-        let amz_date = header(req, "x-amz-date").ok_or_else(|| {
+        let bad_date = || {
             S3Error::msg(
                 S3ErrorCode::AccessDenied,
                 "AWS authentication requires a valid x-amz-date header",
             )
-        })?;
+        };
+        let amz_date = header(req, "x-amz-date").ok_or_else(bad_date)?;
         let sig = sigv4::parse_authorization(auth, amz_date)?;
-        let signed_at = sigv4::parse_amz_date(amz_date).ok_or_else(|| {
-            S3Error::msg(
-                S3ErrorCode::AccessDenied,
-                "AWS authentication requires a valid x-amz-date header",
-            )
-        })?;
+        let signed_at = sigv4::parse_amz_date(amz_date).ok_or_else(bad_date)?;
+        check_scope(&sig, &gw.config.region)?;
         if (now() - signed_at).abs() > sigv4::MAX_SKEW_SECS {
             return Err(S3Error::new(S3ErrorCode::RequestTimeTooSkewed));
         }
@@ -102,6 +108,7 @@ pub async fn authenticate(
     } else if query.has("X-Amz-Credential") {
         crate::auth::check_presigned_expiry(query)?;
         let sig = sigv4::parse_presigned(query)?;
+        check_scope(&sig, &gw.config.region)?;
         if let Some(t) = sigv4::parse_amz_date(&sig.amz_date)
             && t - now() > sigv4::MAX_SKEW_SECS
         {
@@ -119,17 +126,111 @@ pub async fn authenticate(
         ));
     } else {
         let bucket = match bucket {
-            Some(b) => gw.om.info_bucket(&gw.config.volume, b).await.ok(),
+            Some(b) => bucket_or_missing(gw, b).await?,
             None => None,
         };
         return Ok(Identity {
             user: ANONYMOUS.to_string(),
             authenticated: false,
             chunk_signer: None,
+            payload_sha256: None,
             bucket,
         });
     };
+    check_signed_headers(req, &sig.signed_headers)?;
     verify(gw, req, query, bucket, sig, &payload_hash).await
+}
+
+/// The credential scope `date/region/service/aws4_request` must name the day of the request's
+/// date, the region this gateway serves and `s3` (AWS: AuthorizationHeaderMalformed, or
+/// AuthorizationQueryParametersError for a presigned URL). A signing key of another day does
+/// not sign today's requests.
+pub fn check_scope(sig: &SigV4Request, region: &str) -> S3Result<()> {
+    let (code, what) = if sig.presigned {
+        (
+            S3ErrorCode::AuthorizationQueryParametersError,
+            "Error parsing the X-Amz-Credential parameter",
+        )
+    } else {
+        (
+            S3ErrorCode::AuthorizationHeaderMalformed,
+            "The authorization header is malformed",
+        )
+    };
+    if sig.amz_date.get(..8) != Some(sig.date.as_str()) {
+        return Err(S3Error::msg(
+            code,
+            format!("{what}; Invalid credential date. Date is not the same as X-Amz-Date."),
+        ));
+    }
+    if sig.region != region {
+        return Err(S3Error::msg(
+            code,
+            format!(
+                "{what}; the region '{}' is wrong; expecting '{region}'",
+                sig.region
+            ),
+        ));
+    }
+    if sig.service != "s3" {
+        return Err(S3Error::msg(
+            code,
+            format!(
+                "{what}; incorrect service \"{}\". This endpoint belongs to \"s3\".",
+                sig.service
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// `host` and every `x-amz-*` header a request carries must be among its signed headers, or
+/// an intermediary could add one the signer never meant (an `x-amz-copy-source` turning a
+/// presigned PUT into a copy of anything the signer may read). AWS: 403 AccessDenied.
+pub fn check_signed_headers(req: &HttpRequest, signed: &[String]) -> S3Result<()> {
+    let mut unsigned: Vec<&str> = Vec::new();
+    if !signed.iter().any(|h| h == "host") {
+        unsigned.push("host");
+    }
+    for name in req.headers().keys() {
+        let name = name.as_str();
+        if name.starts_with("x-amz-")
+            && !signed.iter().any(|h| h == name)
+            && !unsigned.contains(&name)
+        {
+            unsigned.push(name);
+        }
+    }
+    if unsigned.is_empty() {
+        return Ok(());
+    }
+    unsigned.sort_unstable();
+    tracing::debug!(headers = ?unsigned, "unsigned headers in a signed request");
+    Err(S3Error::msg(
+        S3ErrorCode::AccessDenied,
+        format!(
+            "There were headers present in the request which were not signed: {}",
+            unsigned.join(", ")
+        ),
+    ))
+}
+
+/// The bucket's record; `None` only when OM says it does not exist. Any other failure (OM
+/// not answering, not leader, an internal error) is the request's error: access is never
+/// decided without the record.
+async fn bucket_or_missing(gw: &Gateway, bucket: &str) -> S3Result<Option<BucketInfo>> {
+    match gw.om.info_bucket(&gw.config.volume, bucket).await {
+        Ok(b) => Ok(Some(b)),
+        Err(e)
+            if matches!(
+                e.status(),
+                OmStatus::BucketNotFound | OmStatus::VolumeNotFound
+            ) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(S3Error::from_om(e, &format!("/{bucket}"))),
+    }
 }
 
 async fn verify(
@@ -183,16 +284,21 @@ async fn verify(
         scope,
         previous: sig.signature.clone(),
     });
+    let payload_sha256 = hex::decode(payload_hash)
+        .ok()
+        .and_then(|b| <[u8; 32]>::try_from(b).ok());
     Ok(Identity {
         user: resp.user,
         authenticated: true,
         chunk_signer,
+        payload_sha256,
         bucket: resp.bucket,
     })
 }
 
-/// Checks that `id` may run `endpoint` on `bucket` (security on). A missing bucket passes:
-/// the operation itself answers NoSuchBucket.
+/// Checks that `id` may run `endpoint` on `bucket` (security on). A bucket OM says is missing
+/// passes for an authenticated caller (the operation itself answers NoSuchBucket); any other
+/// OM failure fails the request (ServiceUnavailable when OM does not answer): never access.
 pub async fn authorize(
     gw: &Gateway,
     id: &Identity,
@@ -207,7 +313,7 @@ pub async fn authorize(
     };
     let info = match &id.bucket {
         Some(b) if b.name == bucket => Some(b.clone()),
-        _ => gw.om.info_bucket(&gw.config.volume, bucket).await.ok(),
+        _ => bucket_or_missing(gw, bucket).await?,
     };
     match info {
         Some(b) if !allowed(&b, id, perm) => {
@@ -233,6 +339,67 @@ pub async fn authorize_copy_source(gw: &Gateway, id: &Identity, bucket: &str) ->
 mod tests {
     use super::*;
     use ozone_proto::om::BucketGrant;
+
+    fn sig(
+        amz_date: &str,
+        date: &str,
+        region: &str,
+        service: &str,
+        presigned: bool,
+    ) -> SigV4Request {
+        SigV4Request {
+            access_key: "alice".into(),
+            date: date.into(),
+            region: region.into(),
+            service: service.into(),
+            signed_headers: vec!["host".into()],
+            signature: "00".into(),
+            amz_date: amz_date.into(),
+            presigned,
+        }
+    }
+
+    #[test]
+    fn scope_must_be_of_the_request_day_region_and_s3() {
+        let now = "20260101T000500Z";
+        check_scope(&sig(now, "20260101", "us-east-1", "s3", false), "us-east-1").unwrap();
+        for (date, region, service) in [
+            ("20251231", "us-east-1", "s3"),
+            ("20260102", "us-east-1", "s3"),
+            ("20260101", "eu-west-1", "s3"),
+            ("20260101", "us-east-1", "iam"),
+        ] {
+            let e = check_scope(&sig(now, date, region, service, false), "us-east-1").unwrap_err();
+            assert_eq!(
+                e.code,
+                S3ErrorCode::AuthorizationHeaderMalformed,
+                "{date} {region} {service}"
+            );
+            let e = check_scope(&sig(now, date, region, service, true), "us-east-1").unwrap_err();
+            assert_eq!(e.code, S3ErrorCode::AuthorizationQueryParametersError);
+        }
+        // The configured region, not us-east-1, is the one expected.
+        check_scope(&sig(now, "20260101", "eu-west-1", "s3", false), "eu-west-1").unwrap();
+        check_scope(&sig(now, "20260101", "us-east-1", "s3", false), "eu-west-1").unwrap_err();
+    }
+
+    #[test]
+    fn host_and_every_x_amz_header_must_be_signed() {
+        let req = actix_web::test::TestRequest::default()
+            .insert_header(("host", "s3.local"))
+            .insert_header(("x-amz-date", "20260101T000000Z"))
+            .insert_header(("x-amz-copy-source", "/b/k"))
+            .insert_header(("content-type", "text/plain"))
+            .to_http_request();
+        let signed = |h: &[&str]| h.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        check_signed_headers(&req, &signed(&["host", "x-amz-copy-source", "x-amz-date"])).unwrap();
+        let e = check_signed_headers(&req, &signed(&["host", "x-amz-date"])).unwrap_err();
+        assert_eq!(e.code, S3ErrorCode::AccessDenied);
+        assert!(e.message.ends_with("x-amz-copy-source"), "{}", e.message);
+        let e =
+            check_signed_headers(&req, &signed(&["x-amz-copy-source", "x-amz-date"])).unwrap_err();
+        assert!(e.message.ends_with("host"), "{}", e.message);
+    }
 
     #[test]
     fn owner_and_grants() {

@@ -273,16 +273,18 @@ async fn route(
     if endpoint == Endpoint::Browser {
         // The page is static and public; every S3 call its script makes is signed and
         // authenticated like any other request.
-        return Ok(browser::page(gw.config.security));
+        return Ok(browser::page(gw.config.security, &gw.config.region));
     }
     let identity = if gw.config.security {
         let id = security::authenticate(gw, req, &query, target.bucket.as_deref()).await?;
         security::authorize(gw, &id, &endpoint, target.bucket.as_deref().unwrap_or("")).await?;
         id
     } else {
+        let user = auth::access_key(req, &query)?;
         security::Identity {
-            user: auth::access_key(req, &query)?,
-            authenticated: true,
+            // Security off: any credentials authenticate; a request without is anonymous.
+            authenticated: auth::has_credentials(req, &query),
+            user,
             ..Default::default()
         }
     };

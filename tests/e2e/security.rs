@@ -210,3 +210,132 @@ fn security_turned_on_by_the_environment_of_cluster_up() {
     let out = c.aws_as(&ak, "not-the-secret", &["s3", "ls", "s3://dave-bucket/"]);
     assert!(!out.status.success(), "a wrong secret was accepted");
 }
+
+/// SIGCONTs a SIGSTOPped process when dropped, so a failing test leaves nothing stopped.
+struct Stopped(i32);
+
+impl Stopped {
+    fn stop(pid: i32) -> Stopped {
+        signal(pid, rustix::process::Signal::STOP);
+        Stopped(pid)
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        signal(self.0, rustix::process::Signal::CONT);
+    }
+}
+
+fn signal(pid: i32, sig: rustix::process::Signal) {
+    if let Some(pid) = rustix::process::Pid::from_raw(pid) {
+        let _ = rustix::process::kill_process(pid, sig);
+    }
+}
+
+/// Authorization fails closed: with the OM SIGSTOPped (it accepts connections but answers
+/// nothing), a signed request and an anonymous one on a public bucket are answered 503
+/// ServiceUnavailable once the gateway's OM call times out, never served or let through;
+/// after SIGCONT both are served again.
+#[test]
+fn security_om_stopped_during_authorization_gives_503() {
+    let c = Cluster::start(ClusterOpts {
+        datanodes: 1,
+        set: vec![
+            (keys::OZONE_SECURITY_ENABLED.name().into(), "true".into()),
+            (
+                keys::OZONE_SERVER_DEFAULT_REPLICATION.name().into(),
+                "1".into(),
+            ),
+        ],
+        ..Default::default()
+    });
+    let (ak, sk) = c.getsecret("erin");
+    // One attempt (the CLI would retry a 503) and a read timeout past the gateway's OM
+    // request timeout (30 s).
+    let aws = |args: &[&str]| {
+        let mut cmd = c.client("aws");
+        cmd.env("AWS_ACCESS_KEY_ID", &ak)
+            .env("AWS_SECRET_ACCESS_KEY", &sk)
+            .env("AWS_MAX_ATTEMPTS", "1")
+            .env("AWS_RETRY_MODE", "standard")
+            .args(["--cli-read-timeout", "120", "--endpoint-url", &c.endpoint])
+            .args(args);
+        cmd.output().unwrap()
+    };
+    let src = c.dir().join("doc.txt");
+    std::fs::write(&src, "erin's data").unwrap();
+    let back = c.dir().join("doc.back");
+    ok(aws(&["s3api", "create-bucket", "--bucket", "erin-bucket"]));
+    ok(aws(&[
+        "s3api",
+        "put-object",
+        "--bucket",
+        "erin-bucket",
+        "--key",
+        "doc.txt",
+        "--body",
+        src.to_str().unwrap(),
+    ]));
+    ok(aws(&[
+        "s3api",
+        "put-bucket-acl",
+        "--bucket",
+        "erin-bucket",
+        "--acl",
+        "public-read",
+    ]));
+    let get = || {
+        aws(&[
+            "s3api",
+            "get-object",
+            "--bucket",
+            "erin-bucket",
+            "--key",
+            "doc.txt",
+            back.to_str().unwrap(),
+        ])
+    };
+    let anonymous_get = || {
+        ozone_common::probe::request(
+            &c.s3_addr(),
+            "GET",
+            "/erin-bucket/doc.txt",
+            b"",
+            std::time::Duration::from_secs(120),
+        )
+        .unwrap()
+    };
+    ok(get());
+    let r = anonymous_get();
+    assert_eq!((r.status, r.text().as_str()), (200, "erin's data"));
+
+    let om_dir = c.om_leader(std::time::Duration::from_secs(30));
+    let om = c
+        .role_pids()
+        .into_iter()
+        .find(|(name, _)| *name == om_dir)
+        .unwrap_or_else(|| panic!("no pid of {om_dir} in {:?}", c.role_pids()))
+        .1;
+    let stopped = Stopped::stop(om);
+    let out = get();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "a signed GET was served with OM stopped"
+    );
+    assert!(err.contains("ServiceUnavailable"), "{err}");
+    let r = anonymous_get();
+    assert_eq!(r.status, 503, "anonymous GET with OM stopped: {}", r.text());
+    assert!(
+        r.text().contains("<Code>ServiceUnavailable</Code>"),
+        "{}",
+        r.text()
+    );
+    drop(stopped);
+
+    ok(get());
+    assert_eq!(std::fs::read_to_string(&back).unwrap(), "erin's data");
+    let r = anonymous_get();
+    assert_eq!((r.status, r.text().as_str()), (200, "erin's data"));
+}

@@ -46,32 +46,50 @@ impl S3 {
         }
     }
 
-    /// A request to `path_and_query` (already percent-encoded), e.g. `/b/k?tagging`.
+    /// A request to `path_and_query` (already percent-encoded), e.g. `/b/k?tagging`. With
+    /// security on it is signed when sent, with every header added by [`Req::header`].
     pub fn req(&self, method: Method, path_and_query: &str) -> Req {
-        let builder = self.http.request(
-            method.clone(),
-            format!("http://{}{path_and_query}", self.host),
-        );
-        let Some(secret) = &self.secret else {
-            // Security off: the signature is not checked, the access key names the user.
-            let auth = format!(
-                "AWS4-HMAC-SHA256 Credential={}/20250101/us-east-1/s3/aws4_request, \
-                 SignedHeaders=host, Signature=0",
-                self.user
-            );
-            return Req::new(builder.header("authorization", auth), &method);
-        };
-        let headers = crate::sigv4::sign(
+        let mut r = self.anonymous(method, path_and_query);
+        match &self.secret {
+            Some(secret) => r.signer = Some((self.user.clone(), secret.clone())),
+            None => {
+                // Security off: the signature is not checked, the access key names the user.
+                let auth = format!(
+                    "AWS4-HMAC-SHA256 Credential={}/20250101/us-east-1/s3/aws4_request, \
+                     SignedHeaders=host, Signature=0",
+                    self.user
+                );
+                r.unsigned.push(("authorization".into(), auth));
+            }
+        }
+        r
+    }
+
+    /// `path_and_query` presigned by this client's user (security on) for `method`, valid
+    /// `expires` seconds, signing `host` and the `signed` headers.
+    pub fn presign(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        signed: &[(&str, &str)],
+        expires: u64,
+        opts: &crate::sigv4::Opts,
+    ) -> String {
+        let secret = self.secret.as_deref().expect("presigning needs a secret");
+        let signed: Vec<(String, String)> = signed
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        crate::sigv4::presign(
             &self.user,
             secret,
             method.as_str(),
             &self.host,
             path_and_query,
-        );
-        let builder = headers
-            .into_iter()
-            .fold(builder, |b, (k, v)| b.header(k, v));
-        Req::new(builder, &method)
+            &signed,
+            expires,
+            opts,
+        )
     }
 
     pub fn get(&self, p: &str) -> Req {
@@ -90,10 +108,20 @@ impl S3 {
         self.req(Method::DELETE, p)
     }
 
-    /// A request without any credentials.
+    /// A request without any credentials (also: a presigned `path_and_query`).
     pub fn anonymous(&self, method: Method, path_and_query: &str) -> Req {
-        let url = format!("http://{}{path_and_query}", self.host);
-        Req::new(self.http.request(method.clone(), url), &method)
+        Req {
+            http: self.http.clone(),
+            host: self.host.clone(),
+            method: method.clone(),
+            path_and_query: path_and_query.to_string(),
+            signer: None,
+            headers: Vec::new(),
+            unsigned: Vec::new(),
+            body: None,
+            opts: crate::sigv4::Opts::default(),
+            head: method == Method::HEAD,
+        }
     }
 
     /// Creates bucket `name` (fresh per case) and returns it.
@@ -115,36 +143,71 @@ impl S3 {
     }
 }
 
-/// A request being built.
+/// A request being built; signed (security on) when sent.
 pub struct Req {
-    builder: reqwest::RequestBuilder,
+    http: reqwest::Client,
+    host: String,
+    method: Method,
+    path_and_query: String,
+    /// Security on: the access key and secret that sign it.
+    signer: Option<(String, String)>,
+    /// Headers that are signed (when the request is).
+    headers: Vec<(String, String)>,
+    /// Headers sent without being signed.
+    unsigned: Vec<(String, String)>,
+    body: Option<reqwest::Body>,
+    opts: crate::sigv4::Opts,
     head: bool,
 }
 
 impl Req {
-    fn new(builder: reqwest::RequestBuilder, method: &Method) -> Req {
-        Req {
-            builder,
-            head: method == Method::HEAD,
-        }
+    /// A header, signed with the request (security on).
+    pub fn header(mut self, k: &str, v: &str) -> Req {
+        self.headers.push((k.to_string(), v.to_string()));
+        self
     }
 
-    pub fn header(self, k: &str, v: &str) -> Req {
-        Req {
-            builder: self.builder.header(k, v),
-            ..self
-        }
+    /// A header sent but left out of the signature.
+    pub fn unsigned_header(mut self, k: &str, v: &str) -> Req {
+        self.unsigned.push((k.to_string(), v.to_string()));
+        self
     }
 
-    pub fn body(self, b: impl Into<reqwest::Body>) -> Req {
-        Req {
-            builder: self.builder.body(b),
-            ..self
-        }
+    /// Signs the way `opts` says (another date, region, payload digest...).
+    pub fn opts(mut self, opts: crate::sigv4::Opts) -> Req {
+        self.opts = opts;
+        self
+    }
+
+    pub fn body(mut self, b: impl Into<reqwest::Body>) -> Req {
+        self.body = Some(b.into());
+        self
     }
 
     pub async fn send(self) -> Resp {
-        let r = self.builder.send().await.expect("the gateway answers");
+        let mut builder = self.http.request(
+            self.method.clone(),
+            format!("http://{}{}", self.host, self.path_and_query),
+        );
+        let signature = match &self.signer {
+            Some((user, secret)) => crate::sigv4::sign(
+                user,
+                secret,
+                self.method.as_str(),
+                &self.host,
+                &self.path_and_query,
+                &self.headers,
+                &self.opts,
+            ),
+            None => Vec::new(),
+        };
+        for (k, v) in self.headers.iter().chain(&self.unsigned).chain(&signature) {
+            builder = builder.header(k, v);
+        }
+        if let Some(b) = self.body {
+            builder = builder.body(b);
+        }
+        let r = builder.send().await.expect("the gateway answers");
         let status = r.status().as_u16();
         let headers = r.headers().clone();
         let bytes = r.bytes().await.expect("the body can be read").to_vec();

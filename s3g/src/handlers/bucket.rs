@@ -177,7 +177,7 @@ pub async fn head_bucket(ctx: &Ctx<'_>) -> S3Result<HttpResponse> {
         .await
         .map_err(|e| S3Error::from_om(e, &ctx.resource()))?;
     Ok(HttpResponse::Ok()
-        .insert_header(("x-amz-bucket-region", "us-east-1"))
+        .insert_header(("x-amz-bucket-region", ctx.gw.config.region.as_str()))
         .finish())
 }
 

@@ -95,7 +95,25 @@ impl Ctx<'_> {
         let mut spec = BodySpec::from_headers(self.req.headers())
             .map_err(|e| e.with_resource(self.resource()))?;
         spec.chunk_signer = self.identity.chunk_signer.clone();
+        self.signed_payload(&mut spec)?;
         Ok(spec)
+    }
+
+    /// The body must hash to the digest the signature covers, when it covers one (it is the
+    /// header's with header authentication, a presigned URL's `X-Amz-Content-Sha256`).
+    fn signed_payload(&self, spec: &mut BodySpec) -> S3Result<()> {
+        match (spec.content_sha256, self.identity.payload_sha256) {
+            (Some(header), Some(signed)) if header != signed => Err(S3Error::msg(
+                S3ErrorCode::XAmzContentSHA256Mismatch,
+                "x-amz-content-sha256 differs from the payload hash the request was signed with",
+            )
+            .with_resource(self.resource())),
+            (None, Some(signed)) => {
+                spec.content_sha256 = Some(signed);
+                Ok(())
+            }
+            _ => Ok(()),
+        }
     }
 
     /// The request's key as OM has it (NoSuchKey and the like as S3 errors).
@@ -113,11 +131,12 @@ impl Ctx<'_> {
     }
 
     /// Reads a small request body (XML) whole. It must match its Content-MD5 (BadDigest) and,
-    /// when `x-amz-content-sha256` carries a digest (a signed payload), that digest.
+    /// when `x-amz-content-sha256` (or the signature) carries a digest, that digest.
     pub async fn read_small(&self, payload: web::Payload, limit: usize) -> S3Result<bytes::Bytes> {
         let body = crate::body::read_small(payload, limit).await?;
-        let spec = BodySpec::from_headers(self.req.headers())
+        let mut spec = BodySpec::from_headers(self.req.headers())
             .map_err(|e| e.with_resource(self.resource()))?;
+        self.signed_payload(&mut spec)?;
         if let Some(expected) = spec.content_md5 {
             let got: [u8; 16] =
                 md5::Digest::finalize(<md5::Md5 as md5::Digest>::new_with_prefix(&body)).into();
@@ -125,9 +144,8 @@ impl Ctx<'_> {
                 return Err(S3Error::new(S3ErrorCode::BadDigest).with_resource(self.resource()));
             }
         }
-        if let Some(expected) = self.header("x-amz-content-sha256")
-            && expected.len() == 64
-            && !crate::sigv4::hex_sha256(&body).eq_ignore_ascii_case(expected)
+        if let Some(expected) = spec.content_sha256
+            && <[u8; 32]>::from(<sha2::Sha256 as sha2::Digest>::digest(&body)) != expected
         {
             return Err(
                 S3Error::new(S3ErrorCode::XAmzContentSHA256Mismatch).with_resource(self.resource())
@@ -161,7 +179,10 @@ pub async fn handle(
         return Err(S3Error::new(S3ErrorCode::KeyTooLongError).with_resource(ctx.resource()));
     }
     match endpoint {
-        Endpoint::Browser => Ok(crate::browser::page(ctx.gw.config.security)),
+        Endpoint::Browser => Ok(crate::browser::page(
+            ctx.gw.config.security,
+            &ctx.gw.config.region,
+        )),
         Endpoint::ListBuckets => bucket::list_buckets(&ctx).await,
         Endpoint::CreateBucket => bucket::create_bucket(&ctx, payload).await,
         Endpoint::HeadBucket => bucket::head_bucket(&ctx).await,

@@ -141,6 +141,30 @@ pub fn parse_range(header: Option<&str>, size: u64) -> S3Result<Option<(u64, u64
     Ok(Some((start, end)))
 }
 
+/// The `response-*` query parameters of GetObject / HeadObject and the headers they set.
+const RESPONSE_OVERRIDES: [(&str, &str); 6] = [
+    ("response-content-type", "content-type"),
+    ("response-content-language", "content-language"),
+    ("response-expires", "expires"),
+    ("response-cache-control", "cache-control"),
+    ("response-content-disposition", "content-disposition"),
+    ("response-content-encoding", "content-encoding"),
+];
+
+/// `response-*` overrides are for signed requests only (AWS: 400 InvalidRequest for an
+/// anonymous one), so a public object cannot be served under a type or disposition its owner
+/// never chose.
+fn check_response_overrides(ctx: &Ctx<'_>) -> S3Result<()> {
+    if ctx.identity.authenticated || !RESPONSE_OVERRIDES.iter().any(|(p, _)| ctx.query.has(p)) {
+        return Ok(());
+    }
+    Err(S3Error::msg(
+        S3ErrorCode::InvalidRequest,
+        "Request specific response headers cannot be used for anonymous GET requests.",
+    )
+    .with_resource(ctx.resource()))
+}
+
 fn object_headers(ctx: &Ctx<'_>, resp: &mut HttpResponseBuilder, info: &KeyInfo) {
     resp.insert_header(("etag", quoted(&info.etag)));
     resp.insert_header(("last-modified", http_date(info.modification_time_ms)));
@@ -160,14 +184,7 @@ fn object_headers(ctx: &Ctx<'_>, resp: &mut HttpResponseBuilder, info: &KeyInfo)
     if !info.tags.is_empty() {
         resp.insert_header(("x-amz-tagging-count", info.tags.len().to_string()));
     }
-    for (param, header) in [
-        ("response-content-type", "content-type"),
-        ("response-content-language", "content-language"),
-        ("response-expires", "expires"),
-        ("response-cache-control", "cache-control"),
-        ("response-content-disposition", "content-disposition"),
-        ("response-content-encoding", "content-encoding"),
-    ] {
+    for (param, header) in RESPONSE_OVERRIDES {
         if let Some(v) = ctx.query.get(param) {
             resp.insert_header((header, v));
         }
@@ -175,6 +192,7 @@ fn object_headers(ctx: &Ctx<'_>, resp: &mut HttpResponseBuilder, info: &KeyInfo)
 }
 
 pub async fn get_object(ctx: &Ctx<'_>, head: bool) -> S3Result<HttpResponse> {
+    check_response_overrides(ctx)?;
     let info = ctx.lookup_key().await?;
     match Preconditions::from_headers(ctx.req.headers())
         .evaluate(&info.etag, info.modification_time_ms)
