@@ -174,6 +174,12 @@ keys! {
     OZONE_S3G_WEBADMIN_HTTP_ADDRESS = "ozone.s3g.webadmin.http-address" = "0.0.0.0:19878" : "S3 gateway web admin address (/prom, status page).";
     OZONE_S3G_VOLUME_NAME = "ozone.s3g.volume.name" = "s3v" : "Volume that holds the S3 buckets.";
     OZONE_SECURITY_ENABLED = "ozone.security.enabled" = "false" : "Security: the S3 gateway verifies AWS SigV4 signatures against per-user secrets kept by OM, and bucket owners and ACLs decide who may do what. Off: any access key is accepted and names the user.";
+    HDDS_BLOCK_TOKEN_ENABLED = "hdds.block.token.enabled" = "true" : "With ozone.security.enabled: OM signs a block token into every block location it hands out and datanodes serve and accept chunks and blocks only with a valid one. No effect with security off.";
+    HDDS_CONTAINER_TOKEN_ENABLED = "hdds.container.token.enabled" = "true" : "With ozone.security.enabled: SCM signs a container token into every replicate command and a datanode copies a container out only to a caller presenting a valid one. No effect with security off.";
+    HDDS_BLOCK_TOKEN_EXPIRY_TIME = "hdds.block.token.expiry.time" = "1d" : "How long a block (or container) token is valid after it is signed.";
+    HDDS_SECRET_KEY_ROTATE_DURATION = "hdds.secret.key.rotate.duration" = "1d" : "The SCM leader makes a new current secret key (for signing tokens) this often.";
+    HDDS_SECRET_KEY_EXPIRY_DURATION = "hdds.secret.key.expiry.duration" = "7d" : "A secret key verifies tokens for this long after it was made, then it is dropped. Must exceed the rotation duration plus the token expiry time.";
+    HDDS_SECRET_KEY_ROTATE_CHECK_DURATION = "hdds.secret.key.rotate.check.duration" = "10m" : "How often the SCM leader checks whether the current secret key is due for rotation.";
     OZONE_OM_ADMIN_SECRET_FILE = "ozone.om.admin.secret.file" = "" : "File holding the admin credential that `ozone s3 getsecret|revokesecret` must present (OM reads it; the CLI reads it too, or $OZONE_ADMIN_SECRET). Empty: <OM db dir>/admin.secret, created (mode 0600) by OM at start when security is on.";
     OZONE_S3G_DOMAIN_NAME = "ozone.s3g.domain.name" = "" : "Comma-separated domains for virtual-host-style bucket addressing.";
     OZONE_S3G_LIST_MAX_KEYS_LIMIT = "ozone.s3g.list.max.keys.limit" = "1000" : "Largest page ListObjects returns.";

@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod probe;
 pub mod sigv4;
 pub mod telemetry;
+pub mod token;
 
 pub use config::{ConfigError, OzoneConfig};
 pub use metrics::Metrics;
