@@ -66,10 +66,26 @@ impl pb::scm_datanode_service_server::ScmDatanodeService for Services {
                     .with_increment(r.incremental_container_report, r.removed_containers);
                 update.deleted_block_txs = r.deleted_block_txs;
                 let outcome = self.ask(manager::Heartbeat(update)).await?;
+                let tokens = outcome.container_tokens;
+                let commands = outcome
+                    .commands
+                    .into_iter()
+                    .map(|c| {
+                        let mut c = pb::ScmCommand::from(c);
+                        if let Some(pb::scm_command::Command::ReplicateContainer(r)) =
+                            c.command.as_mut()
+                            && let Some(t) = tokens.get(&r.container_id)
+                        {
+                            r.token = t.clone();
+                        }
+                        c
+                    })
+                    .collect();
                 Ok(Response::new(pb::HeartbeatResponse {
-                    commands: outcome.commands.into_iter().map(Into::into).collect(),
+                    commands,
                     reregister: outcome.reregister,
                     term: outcome.term,
+                    secret_keys: outcome.secret_keys.iter().map(secret_key).collect(),
                 }))
             })
             .await
@@ -246,6 +262,24 @@ impl pb::scm_client_service_server::ScmClientService for Services {
             .await
     }
 
+    async fn get_secret_keys(
+        &self,
+        request: Request<pb::GetSecretKeysRequest>,
+    ) -> Result<Response<pb::GetSecretKeysResponse>, Status> {
+        self.metrics
+            .time("GetSecretKeys", async {
+                // role check: issue 14 item 2 -- only OMs and datanodes may fetch keys; the
+                // caller's certificate role is checked here once mutual TLS is in.
+                let _ = &request;
+                let (keys, current_key_id) = self.ask(manager::GetSecretKeys).await?;
+                Ok(Response::new(pb::GetSecretKeysResponse {
+                    keys: keys.iter().map(secret_key).collect(),
+                    current_key_id,
+                }))
+            })
+            .await
+    }
+
     async fn safe_mode_status(
         &self,
         _: Request<pb::SafeModeStatusRequest>,
@@ -260,6 +294,15 @@ impl pb::scm_client_service_server::ScmClientService for Services {
                 }))
             })
             .await
+    }
+}
+
+fn secret_key(k: &ozone_common::token::SecretKey) -> hdds::SecretKey {
+    hdds::SecretKey {
+        id: k.id.clone(),
+        created_ms: k.created_ms,
+        expires_ms: k.expires_ms,
+        key: k.key.clone(),
     }
 }
 

@@ -401,6 +401,11 @@ pub struct ReportReplicaMiss {
     pub bcsid: u64,
 }
 
+/// Security on: the unexpired secret keys and the id of the one to sign with.
+#[derive(Message)]
+#[rtype(result = "Result<(Vec<ozone_common::token::SecretKey>, String), ScmError>")]
+pub struct GetSecretKeys;
+
 /// From the ReplicationManager: a snapshot to decide from.
 #[derive(Message)]
 #[rtype(result = "Result<ClusterView, ScmError>")]
@@ -513,6 +518,13 @@ impl Handler<ReportReplicaMiss> for ScmManager {
     type Result = Reply<()>;
     fn handle(&mut self, msg: ReportReplicaMiss, _: &mut Context<Self>) -> Self::Result {
         self.serve(move |s, _| s.report_replica_miss(msg.container_id, &msg.datanode, msg.bcsid))
+    }
+}
+
+impl Handler<GetSecretKeys> for ScmManager {
+    type Result = Reply<(Vec<ozone_common::token::SecretKey>, String)>;
+    fn handle(&mut self, _: GetSecretKeys, _: &mut Context<Self>) -> Self::Result {
+        self.serve(|s, _| s.secret_keys(ozone_common::now_ms()))
     }
 }
 
