@@ -48,6 +48,8 @@ pub struct OmConfig {
     pub admin_secret_file: PathBuf,
     /// The admin credential, read (or created) at start when security is on.
     pub admin_secret: Option<String>,
+    /// Block tokens (`hdds.block.token.*`, with security on).
+    pub tokens: ozone_common::token::TokenSettings,
 }
 
 impl OmConfig {
@@ -88,6 +90,7 @@ impl OmConfig {
             None => PathBuf::from(&db_dir).join(ADMIN_SECRET_FILE),
         };
         Ok(OmConfig {
+            tokens: ozone_common::token::TokenSettings::from_config(cfg)?,
             security: cfg.get_bool(keys::OZONE_SECURITY_ENABLED)?,
             admin_secret_file,
             admin_secret: None,
