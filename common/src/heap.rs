@@ -46,7 +46,8 @@ mod tests {
     fn trim_gives_back_the_pages_of_freed_holes_in_the_heap() {
         // 64 MiB in 16 KiB blocks (below the mmap threshold: they live in the heap), then
         // every other block freed: 32 MiB of holes that free() alone keeps resident.
-        let mut blocks: Vec<Option<Vec<u8>>> = (0..4096).map(|_| Some(vec![1u8; 16 * 1024])).collect();
+        let mut blocks: Vec<Option<Vec<u8>>> =
+            (0..4096).map(|_| Some(vec![1u8; 16 * 1024])).collect();
         for b in blocks.iter_mut().step_by(2) {
             *b = None;
         }

@@ -322,7 +322,12 @@ impl KeyRing {
     }
 
     /// Decodes, finds the key (known, not expired), checks the MAC and the token's expiry.
-    fn open(&self, token: &[u8], what: &'static str, now_ms: u64) -> Result<Identifier, TokenError> {
+    fn open(
+        &self,
+        token: &[u8],
+        what: &'static str,
+        now_ms: u64,
+    ) -> Result<Identifier, TokenError> {
         if token.is_empty() {
             return Err(TokenError::Missing(what));
         }
@@ -360,7 +365,9 @@ impl KeyRing {
         now_ms: u64,
     ) -> Result<BlockTokenId, TokenError> {
         let Identifier::Block(id) = self.open(token, "block", now_ms)? else {
-            return Err(TokenError::Malformed("a container token, not a block token".into()));
+            return Err(TokenError::Malformed(
+                "a container token, not a block token".into(),
+            ));
         };
         if (id.container_id, id.local_id) != (container_id, local_id) {
             return Err(TokenError::WrongTarget {
@@ -385,7 +392,9 @@ impl KeyRing {
         now_ms: u64,
     ) -> Result<ContainerTokenId, TokenError> {
         let Identifier::Container(id) = self.open(token, "container", now_ms)? else {
-            return Err(TokenError::Malformed("a block token, not a container token".into()));
+            return Err(TokenError::Malformed(
+                "a block token, not a container token".into(),
+            ));
         };
         if id.container_id != container_id {
             return Err(TokenError::WrongTarget {
@@ -595,9 +604,18 @@ mod tests {
         let mut b = key("b", 2);
         b.created_ms = 5_000;
         let keys = vec![a, b];
-        assert_eq!(current_key(&keys, 5_500, 1_000).map(|k| k.id.as_str()), Some("a"));
-        assert_eq!(current_key(&keys, 6_000, 1_000).map(|k| k.id.as_str()), Some("b"));
-        assert_eq!(current_key(&keys[..1], 1_100, 1_000).map(|k| k.id.as_str()), Some("a"));
+        assert_eq!(
+            current_key(&keys, 5_500, 1_000).map(|k| k.id.as_str()),
+            Some("a")
+        );
+        assert_eq!(
+            current_key(&keys, 6_000, 1_000).map(|k| k.id.as_str()),
+            Some("b")
+        );
+        assert_eq!(
+            current_key(&keys[..1], 1_100, 1_000).map(|k| k.id.as_str()),
+            Some("a")
+        );
         assert!(current_key(&keys, 100_000, 0).is_none(), "all expired");
     }
 

@@ -269,6 +269,7 @@ async fn beat(node: &Arc<Datanode>, client: &mut ScmClient, link: &mut Link) -> 
         },
     );
     if node.observe_scm_term(reply.term) {
+        node.set_secret_keys(reply.secret_keys);
         for command in reply.commands {
             submit(node, command);
         }
@@ -347,7 +348,7 @@ fn submit(node: &Arc<Datanode>, command: ScmCommand) {
                 sources = sources.len(),
                 "SCM asks for a copy of a container"
             );
-            node.request_replication(r.container_id, sources);
+            node.request_replication(r.container_id, sources, r.token);
         }
         Some(Command::DeleteBlocks(d)) => {
             for tx in d.transactions {

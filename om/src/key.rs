@@ -116,7 +116,8 @@ impl OzoneManager {
                 locations,
                 block_size,
             } => {
-                let mut locations: Vec<om::KeyLocation> = locations.iter().map(Into::into).collect();
+                let mut locations: Vec<om::KeyLocation> =
+                    locations.iter().map(Into::into).collect();
                 self.sign_blocks(&mut locations, &token_owner, Modes::READ_WRITE)
                     .await?;
                 Ok(om::OpenKeyResponse {
@@ -214,17 +215,18 @@ impl OzoneManager {
     }
 
     pub async fn lookup_key(&self, req: om::KeyRef) -> Result<om::KeyInfo, OmError> {
-        let mut info = self.read(move |s| {
-            let (volume, bucket) = bucket::resolve_names(s, &req.volume, &req.bucket)?;
-            match s.key(&volume, &bucket, &req.key)? {
-                Some(k) => Ok(k.to_proto(true)),
-                None => Err(OmError::reject(
-                    OmStatus::KeyNotFound,
-                    format!("key /{}/{}/{} not found", req.volume, req.bucket, req.key),
-                )),
-            }
-        })
-        .await?;
+        let mut info = self
+            .read(move |s| {
+                let (volume, bucket) = bucket::resolve_names(s, &req.volume, &req.bucket)?;
+                match s.key(&volume, &bucket, &req.key)? {
+                    Some(k) => Ok(k.to_proto(true)),
+                    None => Err(OmError::reject(
+                        OmStatus::KeyNotFound,
+                        format!("key /{}/{}/{} not found", req.volume, req.bucket, req.key),
+                    )),
+                }
+            })
+            .await?;
         let owner = info.owner.clone();
         self.sign_blocks(&mut info.locations, &owner, Modes::READ)
             .await?;

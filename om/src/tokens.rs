@@ -44,12 +44,11 @@ impl BlockSigner {
             return Ok(k.clone());
         }
         let (keys, current) = self.scm.secret_keys().await?;
-        let key = keys
-            .into_iter()
-            .find(|k| k.id == current)
-            .ok_or_else(|| {
-                OmError::BadScmResponse(format!("SCM's current secret key {current} is not among its keys"))
-            })?;
+        let key = keys.into_iter().find(|k| k.id == current).ok_or_else(|| {
+            OmError::BadScmResponse(format!(
+                "SCM's current secret key {current} is not among its keys"
+            ))
+        })?;
         *cached = Some((key.clone(), Instant::now()));
         Ok(key)
     }

@@ -205,10 +205,7 @@ impl Store {
                 .map_err(ScmError::db)?
                 .map(|v| v.value().to_string())
                 .unwrap_or_default();
-            for row in t
-                .range(META_SECRET_KEY_PREFIX..)
-                .map_err(ScmError::db)?
-            {
+            for row in t.range(META_SECRET_KEY_PREFIX..).map_err(ScmError::db)? {
                 let (k, v) = row.map_err(ScmError::db)?;
                 if !k.value().starts_with(META_SECRET_KEY_PREFIX) {
                     break;
@@ -445,9 +442,13 @@ fn write_batch(tx: &redb::WriteTransaction, batch: &Batch) -> Result<(), ScmErro
     if !batch.secret_keys.is_empty() || !batch.removed_secret_keys.is_empty() {
         let mut meta = tx.open_table(META).map_err(ScmError::db)?;
         for k in &batch.secret_keys {
-            let json = String::from_utf8(encode(k)).map_err(|e| ScmError::Corrupt(e.to_string()))?;
-            meta.insert(format!("{META_SECRET_KEY_PREFIX}{}", k.id).as_str(), json.as_str())
-                .map_err(ScmError::db)?;
+            let json =
+                String::from_utf8(encode(k)).map_err(|e| ScmError::Corrupt(e.to_string()))?;
+            meta.insert(
+                format!("{META_SECRET_KEY_PREFIX}{}", k.id).as_str(),
+                json.as_str(),
+            )
+            .map_err(ScmError::db)?;
         }
         for id in &batch.removed_secret_keys {
             meta.remove(format!("{META_SECRET_KEY_PREFIX}{id}").as_str())
@@ -637,7 +638,10 @@ mod tests {
         assert_eq!(other.applied().expect("applied"), wanted);
         let copied = other.load().expect("load");
         assert_eq!(copied.cluster_id, "CID-1");
-        assert_eq!(copied.secret_keys, batch.secret_keys, "snapshots carry the keys");
+        assert_eq!(
+            copied.secret_keys, batch.secret_keys,
+            "snapshots carry the keys"
+        );
         assert_eq!(copied.datanodes, loaded.datanodes);
         assert_eq!(copied.pipelines, loaded.pipelines, "the stale row is gone");
         assert_eq!(copied.containers, loaded.containers);

@@ -112,6 +112,7 @@ impl ScmDatanodeService for ScriptedScm {
         }
         s.heartbeats.push(request.into_inner());
         Ok(Response::new(HeartbeatResponse {
+            secret_keys: Default::default(),
             commands: s.commands.clone(),
             reregister: false,
             term,

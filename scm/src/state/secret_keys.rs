@@ -250,7 +250,10 @@ mod tests {
             .verify_container(&tokens[&5], 5, now)
             .expect("valid container token");
         assert_eq!(id.owner, "dn-1");
-        assert!(ring.verify_block(&tokens[&5], 5, 1, Modes::READ, now).is_err());
+        assert!(
+            ring.verify_block(&tokens[&5], 5, 1, Modes::READ, now)
+                .is_err()
+        );
     }
 
     #[test]
