@@ -297,14 +297,16 @@ async fn register(
         node_report: Some(node_report(node).await),
         containers: container_report(node),
     };
-    let reply = match client.register(request).await {
+    let mut reply = match client.register(request).await {
         Ok(r) => r.into_inner(),
         Err(status) => {
             node.containers.restore_changes(link.index, batch);
             return Err(status);
         }
     };
-    node.observe_scm_term(reply.term);
+    if node.observe_scm_term(reply.term) {
+        node.set_secret_keys(std::mem::take(&mut reply.secret_keys));
+    }
     // Every SCM of a service shares the cluster id; another one means a misconfigured service.
     let others: Vec<String> = node
         .scm_links()

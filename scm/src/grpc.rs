@@ -49,8 +49,12 @@ impl pb::scm_datanode_service_server::ScmDatanodeService for Services {
             .time("Register", async {
                 let r = request.into_inner();
                 let update = NodeUpdate::from_parts(r.datanode, r.node_report, r.containers)?;
-                let (cluster_id, term) = self.ask(manager::Register(update)).await?;
-                Ok(Response::new(pb::RegisterResponse { cluster_id, term }))
+                let (cluster_id, term, keys) = self.ask(manager::Register(update)).await?;
+                Ok(Response::new(pb::RegisterResponse {
+                    cluster_id,
+                    term,
+                    secret_keys: keys.iter().map(secret_key).collect(),
+                }))
             })
             .await
     }

@@ -338,7 +338,7 @@ impl Handler<WriteFailed> for ScmManager {
 
 /// A datanode registers; answers the cluster id and the leader's term.
 #[derive(Message)]
-#[rtype(result = "Result<(String, u64), ScmError>")]
+#[rtype(result = "Result<(String, u64, Vec<ozone_common::token::SecretKey>), ScmError>")]
 pub struct Register(pub NodeUpdate);
 
 #[derive(Message)]
@@ -422,10 +422,18 @@ pub struct ApplyReplication(pub Vec<RmAction>);
 pub struct Shutdown;
 
 impl Handler<Register> for ScmManager {
-    type Result = Reply<(String, u64)>;
+    type Result = Reply<(String, u64, Vec<ozone_common::token::SecretKey>)>;
     fn handle(&mut self, msg: Register, _: &mut Context<Self>) -> Self::Result {
         let term = self.term();
-        self.serve(move |s, now| Ok((s.register(msg.0, now)?, term)))
+        self.serve(move |s, now| {
+            let cluster_id = s.register(msg.0, now)?;
+            let keys = if s.config().tokens.any() {
+                s.live_secret_keys(ozone_common::now_ms())
+            } else {
+                Vec::new()
+            };
+            Ok((cluster_id, term, keys))
+        })
     }
 }
 
