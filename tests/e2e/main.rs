@@ -15,6 +15,7 @@
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
 mod aws_cli;
+mod block_tokens;
 mod boto3;
 mod browser;
 mod clients;
