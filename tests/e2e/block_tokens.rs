@@ -170,7 +170,7 @@ fn block_and_container_tokens_are_required_with_security_on() {
     ));
     assert!(same_file(&src, &back), "GET returned other bytes");
 
-    let om_addr = c.conf_value("om", keys::OZONE_OM_ADDRESS.name());
+    let om_addr = c.conf_value("om-1", keys::OZONE_OM_ADDRESS.name());
     let scm_addr = c.conf_value("scm", keys::OZONE_SCM_CLIENT_ADDRESS.name());
     let rt = tokio::runtime::Runtime::new().unwrap();
     let container_id = rt.block_on(async {
@@ -402,7 +402,7 @@ fn block_and_container_tokens_are_required_with_security_on() {
     ok(c.ozone(&["admin", "container", "close", &container_id.to_string()]));
     rt.block_on(async {
         let om =
-            om_client::OmClient::connect(vec![c.conf_value("om", keys::OZONE_OM_ADDRESS.name())])
+            om_client::OmClient::connect(vec![c.conf_value("om-1", keys::OZONE_OM_ADDRESS.name())])
                 .unwrap();
         let loc = om.lookup_key("s3v", "tok", "obj").await.unwrap().locations[0].clone();
         let key = current_key(&scm_addr).await;
@@ -444,7 +444,7 @@ fn block_and_container_tokens_are_required_with_security_on() {
     // Re-replication after a datanode loss: SCM's replicate commands carry container tokens.
     let victim_uuid = rt.block_on(async {
         let om =
-            om_client::OmClient::connect(vec![c.conf_value("om", keys::OZONE_OM_ADDRESS.name())])
+            om_client::OmClient::connect(vec![c.conf_value("om-1", keys::OZONE_OM_ADDRESS.name())])
                 .unwrap();
         let loc = om.lookup_key("s3v", "tok", "obj").await.unwrap().locations[0].clone();
         loc.pipeline.unwrap().nodes[0].uuid.clone()
