@@ -89,6 +89,7 @@ impl ScmDatanodeService for ScriptedScm {
         s.registered = true;
         s.registrations.push(request.into_inner());
         Ok(Response::new(RegisterResponse {
+            secret_keys: Default::default(),
             cluster_id: "ha-cluster".into(),
             term,
         }))
