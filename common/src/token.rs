@@ -591,10 +591,11 @@ mod tests {
             ring2.verify_block(&bytes, 7, 42, Modes::READ, 2_000),
             Err(TokenError::BadSignature)
         );
-        assert!(matches!(
-            ring.verify_block(&t[..t.len() - 1], 7, 42, Modes::READ, 2_000),
-            Err(_)
-        ));
+        assert!(
+            ring.verify_block(&t[..t.len() - 1], 7, 42, Modes::READ, 2_000)
+                .is_err(),
+            "a cut token"
+        );
     }
 
     #[test]
