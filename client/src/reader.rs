@@ -42,21 +42,14 @@ pub fn read_key(
             digest: loc.block_checksum.clone(),
         });
         if let Some(block_id) = loc.block_id {
-            segments.push((nodes, block_id, from, to - from, record));
+            let token = Bytes::from(loc.token.clone());
+            segments.push((nodes, (block_id, token), from, to - from, record));
         }
     }
     let dn = dn.clone();
     let blocks = futures::stream::iter(segments)
-        .map(move |(nodes, block_id, offset, len, record)| {
-            read_segment(
-                dn.clone(),
-                scm.clone(),
-                nodes,
-                block_id,
-                offset,
-                len,
-                record,
-            )
+        .map(move |(nodes, block, offset, len, record)| {
+            read_segment(dn.clone(), scm.clone(), nodes, block, offset, len, record)
         })
         .flatten();
     never_short(blocks, end.saturating_sub(start))
@@ -101,6 +94,8 @@ struct Segment {
     scm: Option<ScmClient>,
     nodes: Vec<DatanodeDetails>,
     block_id: BlockId,
+    /// The block token OM gave with the location (security on).
+    token: Bytes,
     pos: u64,
     end: u64,
     inner: Option<BlockStream>,
@@ -116,12 +111,13 @@ fn read_segment(
     dn: DatanodeClients,
     scm: Option<ScmClient>,
     nodes: Vec<DatanodeDetails>,
-    block_id: BlockId,
+    (block_id, token): (BlockId, Bytes),
     offset: u64,
     len: u64,
     record: Option<BlockRecord>,
 ) -> impl Stream<Item = Result<Bytes, std::io::Error>> + 'static {
     let st = Segment {
+        token,
         dn,
         scm,
         nodes,
@@ -145,6 +141,7 @@ fn read_segment(
                     st.pos,
                     st.end - st.pos,
                     st.record.clone(),
+                    st.token.clone(),
                 )));
             }
             let next = match st.inner.as_mut() {

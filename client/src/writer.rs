@@ -386,7 +386,8 @@ impl KeyWriter {
             chunk_size: self.settings.chunk_size,
             ..WriterOptions::default()
         };
-        let mut writer = BlockWriter::open(&self.dn, block_id, nodes, options)?;
+        let mut writer = BlockWriter::open(&self.dn, block_id, nodes, options)?
+            .with_token(location.token.clone());
         if !self.failed_nodes.is_empty() {
             let failed: Vec<String> = self.failed_nodes.iter().cloned().collect();
             writer.skip_datanodes(&failed, "left out: it failed or hung earlier in this key");

@@ -187,6 +187,12 @@ keys! {
     HDDS_X509_MAX_DURATION = "hdds.x509.max.duration" = "1825d" : "Security on: how long the root CA certificate SCM creates is valid.";
     OZONE_SECURITY_CA_FILE = "ozone.security.ca.file" = "" : "Security on: the CA certificate (PEM) that command-line tools trust when they call OM and SCM. Empty: <ozone.metadata.dirs>/ca.pem, written by the primordial SCM.";
     OZONE_S3G_REGION = "ozone.s3g.region" = "us-east-1" : "The region the S3 gateway serves: with security on a SigV4 credential scope must name it (else 400 AuthorizationHeaderMalformed, as AWS answers a request signed for another region); HeadBucket answers it in x-amz-bucket-region.";
+    HDDS_BLOCK_TOKEN_ENABLED = "hdds.block.token.enabled" = "true" : "With ozone.security.enabled: OM signs a block token into every block location it hands out and datanodes serve and accept chunks and blocks only with a valid one. No effect with security off.";
+    HDDS_CONTAINER_TOKEN_ENABLED = "hdds.container.token.enabled" = "true" : "With ozone.security.enabled: SCM signs a container token into every replicate command and a datanode copies a container out only to a caller presenting a valid one. No effect with security off.";
+    HDDS_BLOCK_TOKEN_EXPIRY_TIME = "hdds.block.token.expiry.time" = "1d" : "How long a block (or container) token is valid after it is signed.";
+    HDDS_SECRET_KEY_ROTATE_DURATION = "hdds.secret.key.rotate.duration" = "1d" : "The SCM leader makes a new current secret key (for signing tokens) this often.";
+    HDDS_SECRET_KEY_EXPIRY_DURATION = "hdds.secret.key.expiry.duration" = "7d" : "A secret key verifies tokens for this long after it was made, then it is dropped. Must exceed the rotation duration plus the token expiry time.";
+    HDDS_SECRET_KEY_ROTATE_CHECK_DURATION = "hdds.secret.key.rotate.check.duration" = "10m" : "How often the SCM leader checks whether the current secret key is due for rotation.";
     OZONE_S3G_DOMAIN_NAME = "ozone.s3g.domain.name" = "" : "Comma-separated domains for virtual-host-style bucket addressing.";
     OZONE_S3G_LIST_MAX_KEYS_LIMIT = "ozone.s3g.list.max.keys.limit" = "1000" : "Largest page ListObjects returns.";
     OZONE_S3G_CLIENT_BUFFER_SIZE = "ozone.s3g.client.buffer.size" = "1MB" : "Bytes of a request body the S3 gateway gathers before sending them to the datanodes as one piece (bounds memory per upload).";

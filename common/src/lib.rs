@@ -12,6 +12,7 @@ pub mod probe;
 pub mod sigv4;
 pub mod telemetry;
 pub mod tls;
+pub mod token;
 
 pub use config::{ConfigError, OzoneConfig};
 pub use metrics::Metrics;

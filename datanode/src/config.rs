@@ -40,6 +40,8 @@ pub struct DatanodeConfig {
     pub scrub_interval: Duration,
     /// `hdds.container.scrub.volume.bytes.per.second`.
     pub scrub_bytes_per_second: u64,
+    /// Block and container tokens (security on): which calls need one.
+    pub tokens: ozone_common::token::TokenSettings,
 }
 
 impl DatanodeConfig {
@@ -71,6 +73,7 @@ impl DatanodeConfig {
             .into());
         }
         Ok(DatanodeConfig {
+            tokens: ozone_common::token::TokenSettings::from_config(cfg)?,
             replication_streams: usize::try_from(streams).unwrap_or(usize::MAX),
             scrub_enabled: cfg.get_bool(keys::HDDS_CONTAINER_SCRUB_ENABLED)?,
             scrub_interval: cfg.get_duration(keys::HDDS_CONTAINER_SCRUB_DATA_SCAN_INTERVAL)?,

@@ -79,6 +79,12 @@ pub enum DatanodeError {
     Task(String),
     #[error("the datanode is shutting down")]
     ShuttingDown,
+    /// A block or container token is missing or does not allow the call (security on).
+    #[error("{op} refused: {source}")]
+    Token {
+        op: &'static str,
+        source: ozone_common::token::TokenError,
+    },
 }
 
 impl DatanodeError {
@@ -116,6 +122,11 @@ impl DatanodeError {
                 Code::DataLoss
             }
             DatanodeError::Stream(status) => status.code(),
+            DatanodeError::Token {
+                source: ozone_common::token::TokenError::Missing(_),
+                ..
+            } => Code::Unauthenticated,
+            DatanodeError::Token { .. } => Code::PermissionDenied,
             DatanodeError::ShuttingDown | DatanodeError::DirLocked { .. } => Code::Unavailable,
             DatanodeError::Config(_)
             | DatanodeError::Io { .. }

@@ -270,6 +270,7 @@ async fn beat(node: &Arc<Datanode>, client: &mut ScmClient, link: &mut Link) -> 
         },
     );
     if node.observe_scm_term(reply.term) {
+        node.set_secret_keys(reply.secret_keys);
         for command in reply.commands {
             submit(node, command);
         }
@@ -297,14 +298,16 @@ async fn register(
         node_report: Some(node_report(node).await),
         containers: container_report(node),
     };
-    let reply = match client.register(request).await {
+    let mut reply = match client.register(request).await {
         Ok(r) => r.into_inner(),
         Err(status) => {
             node.containers.restore_changes(link.index, batch);
             return Err(status);
         }
     };
-    node.observe_scm_term(reply.term);
+    if node.observe_scm_term(reply.term) {
+        node.set_secret_keys(std::mem::take(&mut reply.secret_keys));
+    }
     // Every SCM of a service shares the cluster id; another one means a misconfigured service.
     let others: Vec<String> = node
         .scm_links()
@@ -348,7 +351,7 @@ fn submit(node: &Arc<Datanode>, command: ScmCommand) {
                 sources = sources.len(),
                 "SCM asks for a copy of a container"
             );
-            node.request_replication(r.container_id, sources);
+            node.request_replication(r.container_id, sources, r.token);
         }
         Some(Command::DeleteBlocks(d)) => {
             for tx in d.transactions {

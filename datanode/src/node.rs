@@ -7,11 +7,13 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use ozone_common::Metrics;
-use ozone_proto::hdds::DatanodeDetails;
+use ozone_common::token::{KeyRing, Modes, SecretKey};
+use ozone_proto::hdds::{BlockId, DatanodeDetails};
 
 use crate::commands::CommandQueues;
 use crate::config::DatanodeConfig;
 use crate::container::{ContainerSet, ContainerState};
+use crate::error::DatanodeError;
 use crate::identity::DirLock;
 
 /// One ReplicateContainer command, queued for the replication supervisor.
@@ -19,6 +21,8 @@ use crate::identity::DirLock;
 pub(crate) struct ReplicateTask {
     pub container_id: u64,
     pub sources: Vec<DatanodeDetails>,
+    /// The container token SCM signed into the command (security on), for the source.
+    pub token: Vec<u8>,
 }
 
 /// The queues to the background tasks.
@@ -85,6 +89,8 @@ pub(crate) struct Datanode {
     /// Deleted-block transactions done and not yet acknowledged, per SCM link (each SCM gets
     /// every acknowledgement; only the leader acts on them).
     delete_acks: Mutex<Vec<Vec<u64>>>,
+    /// SCM's secret keys (security on), replaced by every heartbeat answer of the leader.
+    secret_keys: std::sync::RwLock<KeyRing>,
 }
 
 impl Datanode {
@@ -117,7 +123,62 @@ impl Datanode {
             scrub_tx,
             commands,
             delete_acks: Mutex::new(vec![Vec::new(); links]),
+            secret_keys: std::sync::RwLock::new(KeyRing::default()),
         }
+    }
+
+    /// Replaces the secret keys tokens are verified with (an answer without keys, as from an
+    /// SCM with security off, leaves them).
+    pub(crate) fn set_secret_keys(&self, keys: Vec<ozone_proto::hdds::SecretKey>) {
+        if keys.is_empty() {
+            return;
+        }
+        let ring = KeyRing::new(keys.into_iter().map(|k| SecretKey {
+            id: k.id,
+            created_ms: k.created_ms,
+            expires_ms: k.expires_ms,
+            key: k.key,
+        }));
+        *self.secret_keys.write().unwrap_or_else(|p| p.into_inner()) = ring;
+    }
+
+    /// With block tokens on: `token` must let its holder use `block` with `modes`.
+    pub(crate) fn check_block_token(
+        &self,
+        op: &'static str,
+        token: &[u8],
+        block: &BlockId,
+        modes: Modes,
+    ) -> Result<(), DatanodeError> {
+        if !self.config.tokens.block_tokens {
+            return Ok(());
+        }
+        let ring = self.secret_keys.read().unwrap_or_else(|p| p.into_inner());
+        ring.verify_block(
+            token,
+            block.container_id,
+            block.local_id,
+            modes,
+            ozone_common::now_ms(),
+        )
+        .map(drop)
+        .map_err(|source| DatanodeError::Token { op, source })
+    }
+
+    /// With container tokens on: `token` must allow copying container `id`.
+    pub(crate) fn check_container_token(
+        &self,
+        op: &'static str,
+        token: &[u8],
+        id: u64,
+    ) -> Result<(), DatanodeError> {
+        if !self.config.tokens.container_tokens {
+            return Ok(());
+        }
+        let ring = self.secret_keys.read().unwrap_or_else(|p| p.into_inner());
+        ring.verify_container(token, id, ozone_common::now_ms())
+            .map(drop)
+            .map_err(|source| DatanodeError::Token { op, source })
     }
 
     /// Releases the lock on the data directory (the last step of stopping).
@@ -126,12 +187,18 @@ impl Datanode {
     }
 
     /// Queues a container copy for the replication supervisor.
-    pub(crate) fn request_replication(&self, container_id: u64, sources: Vec<DatanodeDetails>) {
+    pub(crate) fn request_replication(
+        &self,
+        container_id: u64,
+        sources: Vec<DatanodeDetails>,
+        token: Vec<u8>,
+    ) {
         if self
             .replication_tx
             .send(ReplicateTask {
                 container_id,
                 sources,
+                token,
             })
             .is_err()
         {

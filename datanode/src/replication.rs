@@ -76,7 +76,7 @@ async fn replicate(node: &Arc<Datanode>, task: &ReplicateTask) {
             continue;
         }
         let started = Instant::now();
-        match copy_from(node, id, source).await {
+        match copy_from(node, id, source, &task.token).await {
             Ok(c) => {
                 node.metrics
                     .observe("ReplicateContainer", true, started.elapsed());
@@ -118,13 +118,17 @@ async fn copy_from(
     node: &Arc<Datanode>,
     id: u64,
     source: &DatanodeDetails,
+    token: &[u8],
 ) -> Result<Arc<Container>, DatanodeError> {
     let timeout = node.clients.rpc_timeout();
     let mut client = node
         .clients
         .client(source)
         .map_err(|e| copy_err(id, e.to_string()))?;
-    let call = client.copy_container(CopyContainerRequest { container_id: id });
+    let call = client.copy_container(CopyContainerRequest {
+        container_id: id,
+        token: bytes::Bytes::copy_from_slice(token),
+    });
     let mut stream = tokio::time::timeout(timeout, call)
         .await
         .map_err(|_| copy_err(id, format!("no answer within {timeout:?}")))?

@@ -77,7 +77,8 @@ pub(crate) fn is_corruption(e: &DatanodeError) -> bool {
         | DatanodeError::BlockIncomplete { .. }
         | DatanodeError::Stream(_)
         | DatanodeError::Task(_)
-        | DatanodeError::ShuttingDown => false,
+        | DatanodeError::ShuttingDown
+        | DatanodeError::Token { .. } => false,
     }
 }
 

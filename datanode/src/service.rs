@@ -23,6 +23,8 @@ use tokio::task::spawn_blocking;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use ozone_common::token::Modes;
+
 use crate::block;
 use crate::container::{Container, ContainerState};
 use crate::error::DatanodeError;
@@ -95,6 +97,13 @@ impl DatanodeGrpc {
                     (container.clone(), file.clone())
                 }
                 None => {
+                    // The stream's first message carries the block token.
+                    self.node.check_block_token(
+                        "WriteChunk",
+                        &msg.token,
+                        &block_id,
+                        Modes::WRITE,
+                    )?;
                     let container = self
                         .node
                         .containers
@@ -149,6 +158,8 @@ impl DatanodeGrpc {
             .block
             .ok_or_else(|| DatanodeError::InvalidArgument("PutBlock without block".into()))?;
         let block_id = block::validate(&block)?;
+        self.node
+            .check_block_token("PutBlock", &request.token, &block_id, Modes::WRITE)?;
         let container = self
             .node
             .containers
@@ -167,6 +178,8 @@ impl DatanodeGrpc {
         let block_id = request
             .block_id
             .ok_or_else(|| DatanodeError::InvalidArgument("GetBlock without block_id".into()))?;
+        self.node
+            .check_block_token("GetBlock", &request.token, &block_id, Modes::READ)?;
         let container = self.node.containers.get(block_id.container_id)?;
         let block = spawn_blocking(move || container.get_block(block_id.local_id))
             .await??
@@ -182,6 +195,8 @@ impl DatanodeGrpc {
         let block_id = request
             .block_id
             .ok_or_else(|| DatanodeError::InvalidArgument("ReadChunk without block_id".into()))?;
+        self.node
+            .check_block_token("ReadChunk", &request.token, &block_id, Modes::READ)?;
         let container = self.node.containers.get(block_id.container_id)?;
         let (offset, length) = (request.offset, request.length);
         // An UNHEALTHY replica is still read (a reader's last resort): every piece is verified
@@ -294,8 +309,11 @@ impl DatanodeService for DatanodeGrpc {
         request: Request<CopyContainerRequest>,
     ) -> Result<Response<Self::CopyContainerStream>, Status> {
         let mut timer = self.node.metrics.timer("CopyContainer");
-        let id = request.into_inner().container_id;
+        let request = request.into_inner();
+        let id = request.container_id;
         let prepared = async {
+            self.node
+                .check_container_token("CopyContainer", &request.token, id)?;
             let container = self.node.containers.get(id)?;
             if container.state() != ContainerState::Closed {
                 return Err(DatanodeError::Copy {

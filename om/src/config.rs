@@ -54,6 +54,8 @@ pub struct OmConfig {
     /// What OM keeps of the admin credential (read or created at start when security is on):
     /// its HMAC under the secret key, never the credential.
     pub admin: Option<AdminVerifier>,
+    /// Block tokens (`hdds.block.token.*`, with security on).
+    pub tokens: ozone_common::token::TokenSettings,
 }
 
 impl OmConfig {
@@ -98,6 +100,7 @@ impl OmConfig {
             None => PathBuf::from(&db_dir).join(SECRET_KEY_FILE),
         };
         Ok(OmConfig {
+            tokens: ozone_common::token::TokenSettings::from_config(cfg)?,
             security: cfg.get_bool(keys::OZONE_SECURITY_ENABLED)?,
             admin_secret_file,
             secret_key_file,

@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use ozone_common::now_ms;
+use ozone_common::token::Modes;
 use ozone_proto::om::{self, OmStatus};
 use redb::ReadableTable;
 
@@ -96,6 +97,7 @@ impl OzoneManager {
                 )
                 .await?
         };
+        let token_owner = owner.clone();
         let cmd = OpenKey {
             volume,
             bucket: bucket_name,
@@ -113,11 +115,17 @@ impl OzoneManager {
                 client_id,
                 locations,
                 block_size,
-            } => Ok(om::OpenKeyResponse {
-                client_id,
-                locations: locations.iter().map(Into::into).collect(),
-                block_size,
-            }),
+            } => {
+                let mut locations: Vec<om::KeyLocation> =
+                    locations.iter().map(Into::into).collect();
+                self.sign_blocks(&mut locations, &token_owner, Modes::READ_WRITE)
+                    .await?;
+                Ok(om::OpenKeyResponse {
+                    client_id,
+                    locations,
+                    block_size,
+                })
+            }
             other => Err(unexpected("OpenKey", other)),
         }
     }
@@ -164,9 +172,15 @@ impl OzoneManager {
             location,
         };
         match self.submit(cmd).await? {
-            OmResponse::Block(l) => Ok(om::AllocateKeyBlockResponse {
-                location: Some((&l).into()),
-            }),
+            OmResponse::Block(l) => {
+                let mut location = [om::KeyLocation::from(&l)];
+                self.sign_blocks(&mut location, &open.owner, Modes::READ_WRITE)
+                    .await?;
+                let [location] = location;
+                Ok(om::AllocateKeyBlockResponse {
+                    location: Some(location),
+                })
+            }
             other => Err(unexpected("AllocateBlock", other)),
         }
     }
@@ -201,17 +215,22 @@ impl OzoneManager {
     }
 
     pub async fn lookup_key(&self, req: om::KeyRef) -> Result<om::KeyInfo, OmError> {
-        self.read(move |s| {
-            let (volume, bucket) = bucket::resolve_names(s, &req.volume, &req.bucket)?;
-            match s.key(&volume, &bucket, &req.key)? {
-                Some(k) => Ok(k.to_proto(true)),
-                None => Err(OmError::reject(
-                    OmStatus::KeyNotFound,
-                    format!("key /{}/{}/{} not found", req.volume, req.bucket, req.key),
-                )),
-            }
-        })
-        .await
+        let mut info = self
+            .read(move |s| {
+                let (volume, bucket) = bucket::resolve_names(s, &req.volume, &req.bucket)?;
+                match s.key(&volume, &bucket, &req.key)? {
+                    Some(k) => Ok(k.to_proto(true)),
+                    None => Err(OmError::reject(
+                        OmStatus::KeyNotFound,
+                        format!("key /{}/{}/{} not found", req.volume, req.bucket, req.key),
+                    )),
+                }
+            })
+            .await?;
+        let owner = info.owner.clone();
+        self.sign_blocks(&mut info.locations, &owner, Modes::READ)
+            .await?;
+        Ok(info)
     }
 
     pub async fn list_keys(

@@ -51,6 +51,7 @@ pub mod service;
 pub mod state_machine;
 pub mod store;
 pub mod tags;
+pub mod tokens;
 pub mod volume;
 
 pub use command::{OmCommand, OmResponse};

@@ -35,6 +35,8 @@ pub struct OzoneManager {
     proposer: Proposer,
     pub(crate) scm: ScmBlocks,
     pub(crate) config: OmConfig,
+    /// Signs block tokens into the locations OM hands out (security on).
+    pub(crate) signer: Option<crate::tokens::BlockSigner>,
 }
 
 /// Runs blocking database work off the async threads.
@@ -68,12 +70,17 @@ impl OzoneManager {
         config: OmConfig,
     ) -> Self {
         let proposer = Proposer::start(node.raft().clone(), node.settings().request_timeout);
+        let signer = config
+            .tokens
+            .block_tokens
+            .then(|| crate::tokens::BlockSigner::new(scm.clone(), config.tokens.token_lifetime));
         OzoneManager {
             sm,
             node,
             proposer,
             scm,
             config,
+            signer,
         }
     }
 

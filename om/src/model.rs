@@ -381,6 +381,8 @@ impl From<&Location> for om::KeyLocation {
             pipeline: Some((&l.pipeline).into()),
             part_number: l.part_number,
             block_checksum: l.checksum.clone(),
+            // Signed per response (security on): see `crate::tokens`.
+            token: Vec::new(),
         }
     }
 }

@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use scm_client::{FAILOVER_PAUSE, FAILOVER_WINDOW, FailoverOptions, ScmClient, ScmClientError};
 
+use ozone_common::token::SecretKey;
+
 use crate::error::OmError;
 use crate::model::Location;
 
@@ -91,5 +93,25 @@ impl ScmBlocks {
             )));
         }
         blocks.into_iter().map(Location::try_from).collect()
+    }
+
+    /// Security on: SCM's unexpired secret keys and the one to sign with now.
+    pub async fn secret_keys(&self) -> Result<(Vec<SecretKey>, String), OmError> {
+        let r = self
+            .client
+            .get_secret_keys()
+            .await
+            .map_err(|e| self.unavailable("its secret keys", e))?;
+        let keys = r
+            .keys
+            .into_iter()
+            .map(|k| SecretKey {
+                id: k.id,
+                created_ms: k.created_ms,
+                expires_ms: k.expires_ms,
+                key: k.key,
+            })
+            .collect();
+        Ok((keys, r.current_key_id))
     }
 }

@@ -40,6 +40,8 @@ pub struct ScmConfig {
     pub stale_interval: Duration,
     /// `ozone.scm.dead.node.interval`.
     pub dead_interval: Duration,
+    /// Security: secret keys, container tokens ([`ozone_common::token::TokenSettings`]).
+    pub tokens: ozone_common::token::TokenSettings,
     /// `hdds.scm.replication.thread.interval`: how often the ReplicationManager runs.
     pub replication_interval: Duration,
     /// `hdds.scm.replication.event.timeout`: how long a replication or replica deletion the
@@ -137,7 +139,19 @@ impl ScmConfig {
         let per_heartbeat = cfg
             .get_u64(keys::HDDS_SCM_BLOCK_DELETION_PER_INTERVAL_MAX)?
             .max(1);
+        let tokens = ozone_common::token::TokenSettings::from_config(cfg)?;
+        if tokens.any()
+            && (tokens.rotate.is_zero()
+                || tokens.key_lifetime <= tokens.rotate
+                || tokens.token_lifetime.is_zero())
+        {
+            return Err(ScmError::InvalidConfig(format!(
+                "need 0 < hdds.secret.key.rotate.duration ({:?}) < hdds.secret.key.expiry.duration ({:?}) and a positive hdds.block.token.expiry.time",
+                tokens.rotate, tokens.key_lifetime
+            )));
+        }
         Ok(ScmConfig {
+            tokens,
             replication_interval,
             replication_timeout,
             deletion_blocks_per_heartbeat: usize::try_from(per_heartbeat).unwrap_or(usize::MAX),

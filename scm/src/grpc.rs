@@ -75,8 +75,12 @@ impl pb::scm_datanode_service_server::ScmDatanodeService for Services {
                 as_itself(&request, request.get_ref().datanode.as_ref())?;
                 let r = request.into_inner();
                 let update = NodeUpdate::from_parts(r.datanode, r.node_report, r.containers)?;
-                let (cluster_id, term) = self.ask(manager::Register(update)).await?;
-                Ok(Response::new(pb::RegisterResponse { cluster_id, term }))
+                let (cluster_id, term, keys) = self.ask(manager::Register(update)).await?;
+                Ok(Response::new(pb::RegisterResponse {
+                    cluster_id,
+                    term,
+                    secret_keys: keys.iter().map(secret_key).collect(),
+                }))
             })
             .await
     }
@@ -93,10 +97,26 @@ impl pb::scm_datanode_service_server::ScmDatanodeService for Services {
                     .with_increment(r.incremental_container_report, r.removed_containers);
                 update.deleted_block_txs = r.deleted_block_txs;
                 let outcome = self.ask(manager::Heartbeat(update)).await?;
+                let tokens = outcome.container_tokens;
+                let commands = outcome
+                    .commands
+                    .into_iter()
+                    .map(|c| {
+                        let mut c = pb::ScmCommand::from(c);
+                        if let Some(pb::scm_command::Command::ReplicateContainer(r)) =
+                            c.command.as_mut()
+                            && let Some(t) = tokens.get(&r.container_id)
+                        {
+                            r.token = t.clone();
+                        }
+                        c
+                    })
+                    .collect();
                 Ok(Response::new(pb::HeartbeatResponse {
-                    commands: outcome.commands.into_iter().map(Into::into).collect(),
+                    commands,
                     reregister: outcome.reregister,
                     term: outcome.term,
+                    secret_keys: outcome.secret_keys.iter().map(secret_key).collect(),
                 }))
             })
             .await
@@ -273,6 +293,24 @@ impl pb::scm_client_service_server::ScmClientService for Services {
             .await
     }
 
+    async fn get_secret_keys(
+        &self,
+        request: Request<pb::GetSecretKeysRequest>,
+    ) -> Result<Response<pb::GetSecretKeysResponse>, Status> {
+        self.metrics
+            .time("GetSecretKeys", async {
+                // Only OMs and datanodes fetch keys: the port's policy (access.rs) refuses
+                // every other caller before this runs.
+                let _ = &request;
+                let (keys, current_key_id) = self.ask(manager::GetSecretKeys).await?;
+                Ok(Response::new(pb::GetSecretKeysResponse {
+                    keys: keys.iter().map(secret_key).collect(),
+                    current_key_id,
+                }))
+            })
+            .await
+    }
+
     async fn safe_mode_status(
         &self,
         _: Request<pb::SafeModeStatusRequest>,
@@ -287,6 +325,15 @@ impl pb::scm_client_service_server::ScmClientService for Services {
                 }))
             })
             .await
+    }
+}
+
+fn secret_key(k: &ozone_common::token::SecretKey) -> hdds::SecretKey {
+    hdds::SecretKey {
+        id: k.id.clone(),
+        created_ms: k.created_ms,
+        expires_ms: k.expires_ms,
+        key: k.key.clone(),
     }
 }
 

@@ -338,7 +338,7 @@ impl Handler<WriteFailed> for ScmManager {
 
 /// A datanode registers; answers the cluster id and the leader's term.
 #[derive(Message)]
-#[rtype(result = "Result<(String, u64), ScmError>")]
+#[rtype(result = "Result<(String, u64, Vec<ozone_common::token::SecretKey>), ScmError>")]
 pub struct Register(pub NodeUpdate);
 
 #[derive(Message)]
@@ -401,6 +401,11 @@ pub struct ReportReplicaMiss {
     pub bcsid: u64,
 }
 
+/// Security on: the unexpired secret keys and the id of the one to sign with.
+#[derive(Message)]
+#[rtype(result = "Result<(Vec<ozone_common::token::SecretKey>, String), ScmError>")]
+pub struct GetSecretKeys;
+
 /// From the ReplicationManager: a snapshot to decide from.
 #[derive(Message)]
 #[rtype(result = "Result<ClusterView, ScmError>")]
@@ -417,10 +422,18 @@ pub struct ApplyReplication(pub Vec<RmAction>);
 pub struct Shutdown;
 
 impl Handler<Register> for ScmManager {
-    type Result = Reply<(String, u64)>;
+    type Result = Reply<(String, u64, Vec<ozone_common::token::SecretKey>)>;
     fn handle(&mut self, msg: Register, _: &mut Context<Self>) -> Self::Result {
         let term = self.term();
-        self.serve(move |s, now| Ok((s.register(msg.0, now)?, term)))
+        self.serve(move |s, now| {
+            let cluster_id = s.register(msg.0, now)?;
+            let keys = if s.config().tokens.any() {
+                s.live_secret_keys(ozone_common::now_ms())
+            } else {
+                Vec::new()
+            };
+            Ok((cluster_id, term, keys))
+        })
     }
 }
 
@@ -513,6 +526,13 @@ impl Handler<ReportReplicaMiss> for ScmManager {
     type Result = Reply<()>;
     fn handle(&mut self, msg: ReportReplicaMiss, _: &mut Context<Self>) -> Self::Result {
         self.serve(move |s, _| s.report_replica_miss(msg.container_id, &msg.datanode, msg.bcsid))
+    }
+}
+
+impl Handler<GetSecretKeys> for ScmManager {
+    type Result = Reply<(Vec<ozone_common::token::SecretKey>, String)>;
+    fn handle(&mut self, _: GetSecretKeys, _: &mut Context<Self>) -> Self::Result {
+        self.serve(|s, _| s.secret_keys(ozone_common::now_ms()))
     }
 }
 

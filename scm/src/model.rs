@@ -363,6 +363,8 @@ impl From<Command> for pb::ScmCommand {
             } => C::ReplicateContainer(pb::ReplicateContainerCommand {
                 container_id,
                 sources: sources.iter().map(Into::into).collect(),
+                // Signed per heartbeat response (security on): see `grpc`.
+                token: Vec::new(),
             }),
             Command::DeleteBlocks(txs) => C::DeleteBlocks(pb::DeleteBlocksCommand {
                 transactions: txs

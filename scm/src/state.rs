@@ -45,6 +45,7 @@ mod nodes;
 mod pipelines;
 mod queries;
 mod replication;
+mod secret_keys;
 
 /// Block local ids reserved per durable commit. A restart skips the unused rest of a batch.
 pub const LOCAL_ID_BATCH: u64 = 10_000;
@@ -56,6 +57,10 @@ pub struct HeartbeatOutcome {
     pub commands: Vec<Command>,
     /// The leader's raft term (set by the state actor).
     pub term: u64,
+    /// Security on: the secret keys that still verify tokens.
+    pub secret_keys: Vec<ozone_common::token::SecretKey>,
+    /// Security on: a container token for each ReplicateContainer command, by container.
+    pub container_tokens: BTreeMap<u64, Vec<u8>>,
 }
 
 /// Counts shown as gauges and on the status page.
@@ -141,6 +146,9 @@ struct Dirty {
     /// Done transactions to rewrite with their mark: (container, transaction).
     done_delete_txs: BTreeSet<(u64, u64)>,
     removed_delete_txs: BTreeSet<u64>,
+    /// Secret keys made, and expired ones to drop.
+    secret_keys: BTreeSet<String>,
+    removed_secret_keys: BTreeSet<String>,
     /// A new service's cluster id, chosen by its first leader.
     cluster_id: Option<String>,
     /// Something other than an allocated-bytes counter changed: commit before answering.
@@ -193,6 +201,10 @@ pub struct ScmState {
     delete_done: HashMap<u64, Vec<DoneTx>>,
     /// The same, oldest first, with when they were done: (when, container, transaction).
     delete_done_order: std::collections::VecDeque<(Instant, u64, u64)>,
+    /// Secret keys for block and container tokens (security on), by id.
+    secret_keys: BTreeMap<String, ozone_common::token::SecretKey>,
+    /// When the keys were last checked for rotation.
+    secret_keys_checked: Option<Instant>,
 }
 
 impl ScmState {
@@ -226,8 +238,10 @@ impl ScmState {
         if new_id.is_some() {
             state.dirty.cluster_id = new_id;
             state.dirty.structural = true;
-            state.persist()?;
         }
+        // A new leader makes the first secret key, or a due one, before it serves.
+        state.rotate_secret_keys(now, ozone_common::now_ms());
+        state.persist()?;
         Ok(state)
     }
 
@@ -363,6 +377,12 @@ impl ScmState {
             holderless,
             delete_done,
             delete_done_order,
+            secret_keys: loaded
+                .secret_keys
+                .into_iter()
+                .map(|k| (k.id.clone(), k))
+                .collect(),
+            secret_keys_checked: None,
         })
     }
 
@@ -453,6 +473,7 @@ impl ScmState {
         self.expire_done_deletes(now);
         self.form_pipelines(now)?;
         self.safe_mode(now);
+        self.rotate_secret_keys(now, ozone_common::now_ms());
         self.persist()
     }
 
@@ -528,6 +549,12 @@ impl ScmState {
                 .map(|(k, v)| (k.to_string(), *v))
                 .collect(),
             cluster_id: d.cluster_id.clone(),
+            secret_keys: d
+                .secret_keys
+                .iter()
+                .filter_map(|id| self.secret_keys.get(id).cloned())
+                .collect(),
+            removed_secret_keys: d.removed_secret_keys.iter().cloned().collect(),
         };
         match &mut self.sink {
             Sink::Direct => self.store.write(&batch)?,

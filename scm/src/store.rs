@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ScmError;
 use crate::model::{ContainerRecord, DeleteTx, DoneMark, NodeRecord, PipelineRecord};
+use ozone_common::token::SecretKey;
 use ozone_raft::state_machine::Applied;
 
 const DATANODES: TableDefinition<&str, &[u8]> = TableDefinition::new("datanodes");
@@ -48,6 +49,9 @@ pub const SEQ_LOCAL_ID_LIMIT: &str = "local_id_reserved_until";
 /// Sequence: the next deleted-block transaction id.
 pub const SEQ_DELETE_TX: &str = "next_delete_tx";
 const META_CLUSTER_ID: &str = "cluster_id";
+/// Prefix of the META rows holding SCM's secret keys (`secret_key/<id>` -> JSON
+/// [`SecretKey`]), so snapshots carry them with the rest of META.
+const META_SECRET_KEY_PREFIX: &str = "secret_key/";
 /// The last applied raft log id and membership ([`Applied`], JSON).
 const META_RAFT_APPLIED: &str = "raft_applied";
 
@@ -64,6 +68,8 @@ pub struct Loaded {
     /// Transactions every holder carried out, kept for holders that show up later.
     pub delete_done: Vec<(DeleteTx, DoneMark)>,
     pub next_delete_tx: u64,
+    /// The secret keys for block and container tokens.
+    pub secret_keys: Vec<SecretKey>,
 }
 
 /// Changes to write in one transaction: the payload of SCM's replicated command.
@@ -82,6 +88,12 @@ pub struct Batch {
     /// Transactions now done (rewritten with their mark).
     pub done_delete_txs: Vec<(DeleteTx, DoneMark)>,
     pub removed_delete_txs: Vec<u64>,
+    /// Secret keys made (security on).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secret_keys: Vec<SecretKey>,
+    /// Ids of expired secret keys to drop.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removed_secret_keys: Vec<String>,
 }
 
 impl Batch {
@@ -95,6 +107,8 @@ impl Batch {
             && self.removed_pipelines.is_empty()
             && self.containers.is_empty()
             && self.sequences.is_empty()
+            && self.secret_keys.is_empty()
+            && self.removed_secret_keys.is_empty()
     }
 }
 
@@ -191,6 +205,15 @@ impl Store {
                 .map_err(ScmError::db)?
                 .map(|v| v.value().to_string())
                 .unwrap_or_default();
+            for row in t.range(META_SECRET_KEY_PREFIX..).map_err(ScmError::db)? {
+                let (k, v) = row.map_err(ScmError::db)?;
+                if !k.value().starts_with(META_SECRET_KEY_PREFIX) {
+                    break;
+                }
+                loaded
+                    .secret_keys
+                    .push(decode(k.value(), v.value().as_bytes())?);
+            }
         }
         // A container id at or above the sequence would be handed out twice.
         if let Some(max) = loaded.containers.iter().map(|c| c.id).max()
@@ -416,6 +439,22 @@ fn write_batch(tx: &redb::WriteTransaction, batch: &Batch) -> Result<(), ScmErro
                 .map_err(ScmError::db)?;
         }
     }
+    if !batch.secret_keys.is_empty() || !batch.removed_secret_keys.is_empty() {
+        let mut meta = tx.open_table(META).map_err(ScmError::db)?;
+        for k in &batch.secret_keys {
+            let json =
+                String::from_utf8(encode(k)).map_err(|e| ScmError::Corrupt(e.to_string()))?;
+            meta.insert(
+                format!("{META_SECRET_KEY_PREFIX}{}", k.id).as_str(),
+                json.as_str(),
+            )
+            .map_err(ScmError::db)?;
+        }
+        for id in &batch.removed_secret_keys {
+            meta.remove(format!("{META_SECRET_KEY_PREFIX}{id}").as_str())
+                .map_err(ScmError::db)?;
+        }
+    }
     let mut t = tx.open_table(DATANODES).map_err(ScmError::db)?;
     for n in &batch.datanodes {
         t.insert(n.details.uuid.as_str(), encode(n).as_slice())
@@ -538,6 +577,13 @@ mod tests {
                 },
             )],
             removed_delete_txs: vec![],
+            secret_keys: vec![ozone_common::token::SecretKey {
+                id: "k1".into(),
+                created_ms: 1,
+                expires_ms: 2,
+                key: vec![7; 32],
+            }],
+            removed_secret_keys: vec![],
         };
         store.write(&batch).expect("write");
         // A second cluster id does not replace the first; a sequence never moves back.
@@ -552,6 +598,7 @@ mod tests {
         let store = Store::open(dir.path()).expect("reopen");
         let loaded = store.load().expect("load");
         assert_eq!(loaded.cluster_id, "CID-1");
+        assert_eq!(loaded.secret_keys, batch.secret_keys);
         assert_eq!(loaded.datanodes.len(), 1);
         assert_eq!(loaded.pipelines[0].nodes, vec!["dn1".to_string()]);
         assert_eq!(loaded.containers[0].allocated_bytes, 7);
@@ -591,6 +638,10 @@ mod tests {
         assert_eq!(other.applied().expect("applied"), wanted);
         let copied = other.load().expect("load");
         assert_eq!(copied.cluster_id, "CID-1");
+        assert_eq!(
+            copied.secret_keys, batch.secret_keys,
+            "snapshots carry the keys"
+        );
         assert_eq!(copied.datanodes, loaded.datanodes);
         assert_eq!(copied.pipelines, loaded.pipelines, "the stale row is gone");
         assert_eq!(copied.containers, loaded.containers);

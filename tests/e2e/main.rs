@@ -17,6 +17,7 @@
 
 mod at_rest;
 mod aws_cli;
+mod block_tokens;
 mod boto3;
 mod browser;
 mod clients;

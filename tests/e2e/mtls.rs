@@ -3,12 +3,12 @@
 //! (plaintext, or TLS without a certificate) and nodes of the wrong role or identity are
 //! refused, and refused calls change nothing.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ozone_common::config::keys;
-use ozone_common::tls::{self, NodeCert, NodeRole, TlsContext};
+use ozone_common::tls::{self, NodeRole, TlsContext};
 use ozone_proto::raft::raft_service_client::RaftServiceClient;
 use ozone_proto::raft::{NodeStatusRequest, RaftMessage, SnapshotChunk};
 use ozone_proto::scm::scm_client_service_client::ScmClientServiceClient;
@@ -48,17 +48,6 @@ fn tls_to(ctx: &Arc<TlsContext>, address: &str, role: NodeRole) -> Channel {
     tls::channel_with(ctx, endpoint(address), role)
 }
 
-/// The node certificate kept under `role_dir` (its `certs/` directory).
-fn node_cert(role_dir: &Path) -> NodeCert {
-    let dir: PathBuf = files_under(role_dir, |p| p.ends_with("certs/cert.pem"))
-        .first()
-        .unwrap_or_else(|| panic!("no certificate under {}", role_dir.display()))
-        .parent()
-        .unwrap()
-        .to_path_buf();
-    NodeCert::load(&dir).unwrap().unwrap()
-}
-
 fn code<T>(r: Result<tonic::Response<T>, tonic::Status>) -> Code {
     match r {
         Ok(_) => Code::Ok,
@@ -80,8 +69,9 @@ fn mtls_internal_ports_refuse_strangers_and_nodes_of_the_wrong_role() {
     let dn = format!("127.0.0.1:{dn_port}");
     let ca = std::fs::read_to_string(c.conf_dir().join("ca.pem")).unwrap();
     let stranger = TlsContext::client_only(&ca).unwrap();
-    let dn1 = TlsContext::node(&node_cert(&c.dir().join("datanode-1"))).unwrap();
-    let dn2_uuid = node_cert(&c.dir().join("datanode-2"))
+    let dn1 = TlsContext::node(&c.node_cert("datanode-1")).unwrap();
+    let dn2_uuid = c
+        .node_cert("datanode-2")
         .info()
         .unwrap()
         .identity
@@ -239,14 +229,13 @@ fn mtls_certificates_renew_before_expiry_and_the_cluster_keeps_working() {
     );
     let (ak, sk) = c.getsecret("carol");
     ok(c.aws_as(&ak, &sk, &["s3", "mb", "s3://renew"]));
-    let dn = c.dir().join("datanode-1");
-    let first = node_cert(&dn).info().unwrap();
-    let om_first = node_cert(&c.dir().join("om-1")).info().unwrap();
+    let first = c.node_cert("datanode-1").info().unwrap();
+    let om_first = c.node_cert("om-1").info().unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut serials = vec![first.serial.clone()];
     while serials.len() < 3 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_secs(1));
-        let now = node_cert(&dn).info().unwrap().serial;
+        let now = c.node_cert("datanode-1").info().unwrap().serial;
         if serials.last() != Some(&now) {
             serials.push(now);
         }
@@ -256,10 +245,7 @@ fn mtls_certificates_renew_before_expiry_and_the_cluster_keeps_working() {
         "the datanode renewed {} times in 60 s",
         serials.len() - 1
     );
-    assert_ne!(
-        node_cert(&c.dir().join("om-1")).info().unwrap().serial,
-        om_first.serial
-    );
+    assert_ne!(c.node_cert("om-1").info().unwrap().serial, om_first.serial);
     // Past the first certificates' expiry, the cluster still reads and writes.
     let wait = first
         .not_after

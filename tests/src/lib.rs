@@ -604,6 +604,20 @@ impl Cluster {
         (field("awsAccessKey="), field("awsSecret="))
     }
 
+    /// The key and certificate (security on) a role keeps under its directory (`certs/`), e.g.
+    /// `datanode-1`, `om-1`, `scm`.
+    pub fn node_cert(&self, role: &str) -> ozone_common::tls::NodeCert {
+        let dir = self.path.join(role);
+        let cert = files_under(&dir, |p| p.ends_with("certs/cert.pem"));
+        let cert_dir = cert
+            .first()
+            .and_then(|p| p.parent())
+            .unwrap_or_else(|| panic!("no certificate under {}", dir.display()));
+        ozone_common::tls::NodeCert::load(cert_dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", cert_dir.display()))
+            .unwrap_or_else(|| panic!("incomplete certificate files in {}", cert_dir.display()))
+    }
+
     /// Whether this cluster runs with `ozone.security.enabled=true`.
     pub fn secure(&self) -> bool {
         let key = keys::OZONE_SECURITY_ENABLED.name();

@@ -22,5 +22,5 @@ pub use pool::{
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, DEFAULT_RPC_TIMEOUT, DEFAULT_WRITE_LAG_TIMEOUT,
     DatanodeClients, SUSPECT_FOR, Timeouts,
 };
-pub use reader::{BlockRecord, get_block, read_block, read_block_checked};
+pub use reader::{BlockRecord, get_block, get_block_with_token, read_block, read_block_checked};
 pub use writer::{BlockWriter, FinishedBlock, WriterOptions, write_quorum};

@@ -33,7 +33,7 @@ pub fn read_block(
     offset: u64,
     len: u64,
 ) -> impl Stream<Item = Result<Bytes, DatanodeClientError>> + Send + use<> {
-    read_block_checked(clients, nodes, block_id, offset, len, None)
+    read_block_checked(clients, nodes, block_id, offset, len, None, Bytes::new())
 }
 
 /// What OM recorded of a committed block: a replica serves it only if its chunk checksums over
@@ -45,7 +45,8 @@ pub struct BlockRecord {
 }
 
 /// [`read_block`], checking every replica against `record` first when there is one (see the
-/// module documentation).
+/// module documentation), showing the datanodes `token` (the block token OM gave with the
+/// block's location; empty with security off).
 pub fn read_block_checked(
     clients: &DatanodeClients,
     nodes: &[DatanodeDetails],
@@ -53,9 +54,11 @@ pub fn read_block_checked(
     offset: u64,
     len: u64,
     record: Option<BlockRecord>,
+    token: Bytes,
 ) -> impl Stream<Item = Result<Bytes, DatanodeClientError>> + Send + use<> {
     let end = offset.checked_add(len);
     let state = ReadState {
+        token,
         clients: clients.clone(),
         record,
         order: clients.read_order(nodes),
@@ -75,6 +78,8 @@ pub fn read_block_checked(
 }
 
 struct ReadState {
+    /// The block token (security on).
+    token: Bytes,
     clients: DatanodeClients,
     /// OM's record of the block, if it has one.
     record: Option<BlockRecord>,
@@ -192,6 +197,7 @@ impl ReadState {
         let mut client = self.clients.client(node).map_err(|e| e.to_string())?;
         let request = GetBlockRequest {
             block_id: Some(self.block_id),
+            token: self.token.clone(),
         };
         let block = match tokio::time::timeout(timeout, client.get_block(request)).await {
             Err(_) => {
@@ -233,6 +239,7 @@ impl ReadState {
             block_id: Some(self.block_id),
             offset: self.pos,
             length: self.end - self.pos,
+            token: self.token.clone(),
         };
         match tokio::time::timeout(timeout, client.read_chunk(request)).await {
             Err(_) => {
@@ -334,6 +341,16 @@ pub async fn get_block(
     nodes: &[DatanodeDetails],
     block_id: BlockId,
 ) -> Result<BlockData, DatanodeClientError> {
+    get_block_with_token(clients, nodes, block_id, Bytes::new()).await
+}
+
+/// [`get_block`], showing the datanodes `token` (the block token; security on).
+pub async fn get_block_with_token(
+    clients: &DatanodeClients,
+    nodes: &[DatanodeDetails],
+    block_id: BlockId,
+    token: Bytes,
+) -> Result<BlockData, DatanodeClientError> {
     if nodes.is_empty() {
         return Err(DatanodeClientError::NoReplicas { block_id });
     }
@@ -345,6 +362,7 @@ pub async fn get_block(
             let mut client = clients.client(&node).map_err(|e| e.to_string())?;
             let request = GetBlockRequest {
                 block_id: Some(block_id),
+                token: token.clone(),
             };
             tokio::time::timeout(timeout, client.get_block(request))
                 .await

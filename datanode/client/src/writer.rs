@@ -278,6 +278,9 @@ pub struct BlockWriter {
     failed: bool,
     /// Replicas that missed a commit that counted.
     misses: Misses,
+    /// The block token OM gave for the block (security on; empty otherwise), sent with every
+    /// WriteChunk and PutBlock.
+    token: Bytes,
 }
 
 impl BlockWriter {
@@ -321,9 +324,16 @@ impl BlockWriter {
             pending: BytesMut::new(),
             failed: false,
             misses: Misses::default(),
+            token: Bytes::new(),
         };
         writer.check_quorum()?;
         Ok(writer)
+    }
+
+    /// Sets the block token the datanodes are shown (before the first write).
+    pub fn with_token(mut self, token: impl Into<Bytes>) -> Self {
+        self.token = token.into();
+        self
     }
 
     pub fn block_id(&self) -> BlockId {
@@ -502,12 +512,14 @@ impl BlockWriter {
         let clients = self.clients.clone();
         let quorum = write_quorum(self.replicas.len());
         let lag = self.clients.timeouts().write_lag;
+        let token = self.token.clone();
         let task = tokio::spawn(async move {
             let puts = targets
                 .iter()
                 .map(|(i, node)| {
                     let request = PutBlockRequest {
                         block: Some(block.clone()),
+                        token: token.clone(),
                     };
                     let clients = clients.clone();
                     (*i, async move {
@@ -634,6 +646,7 @@ impl BlockWriter {
                 block_id: Some(self.block_id),
                 chunk: Some(chunk.clone()),
                 data: piece,
+                token: self.token.clone(),
             };
             self.fan_out(request).await?;
             self.len += chunk.len;

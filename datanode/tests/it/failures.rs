@@ -36,6 +36,7 @@ async fn a_corrupt_replica_answers_data_loss_and_readers_fail_over() {
     let mut raw = clients.client(&nodes[0]).unwrap();
     let mut stream = raw
         .read_chunk(ReadChunkRequest {
+            token: Default::default(),
             block_id: Some(id),
             offset: 0,
             length: len as u64,
@@ -139,7 +140,10 @@ async fn a_write_fails_with_two_of_three_down_naming_them() {
     // The surviving replica did not commit anything.
     let mut raw = clients.client(&nodes[0]).unwrap();
     let status = raw
-        .get_block(ozone_proto::datanode::GetBlockRequest { block_id: Some(id) })
+        .get_block(ozone_proto::datanode::GetBlockRequest {
+            token: Default::default(),
+            block_id: Some(id),
+        })
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::NotFound);

@@ -12,12 +12,15 @@ use crate::harness::*;
 /// The block as node `node` has it committed.
 async fn committed(clients: &DatanodeClients, node: &DatanodeDetails, id: BlockId) -> BlockData {
     let mut raw = clients.client(node).unwrap();
-    raw.get_block(GetBlockRequest { block_id: Some(id) })
-        .await
-        .unwrap()
-        .into_inner()
-        .block
-        .unwrap()
+    raw.get_block(GetBlockRequest {
+        token: Default::default(),
+        block_id: Some(id),
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .block
+    .unwrap()
 }
 
 async fn put(
@@ -27,6 +30,7 @@ async fn put(
 ) -> Result<u64, tonic::Status> {
     let mut raw = clients.client(node).unwrap();
     raw.put_block(PutBlockRequest {
+        token: Default::default(),
         block: Some(block.clone()),
     })
     .await
@@ -43,6 +47,7 @@ async fn write_at(
 ) -> Result<u64, tonic::Status> {
     let mut raw = clients.client(node).unwrap();
     let msg = WriteChunkRequest {
+        token: Default::default(),
         block_id: Some(id),
         chunk: Some(ChunkInfo {
             offset,

@@ -126,6 +126,7 @@ async fn copies_skip_corrupt_sources_scrubber_flags_them_and_deletions_are_acked
     scm.send(
         &cluster.details[2].uuid,
         Command::ReplicateContainer(ReplicateContainerCommand {
+            token: Default::default(),
             container_id: 40,
             sources: cluster.details[0..2].to_vec(),
         }),

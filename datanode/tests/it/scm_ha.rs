@@ -89,6 +89,7 @@ impl ScmDatanodeService for ScriptedScm {
         s.registered = true;
         s.registrations.push(request.into_inner());
         Ok(Response::new(RegisterResponse {
+            secret_keys: Default::default(),
             cluster_id: "ha-cluster".into(),
             term,
         }))
@@ -112,6 +113,7 @@ impl ScmDatanodeService for ScriptedScm {
         }
         s.heartbeats.push(request.into_inner());
         Ok(Response::new(HeartbeatResponse {
+            secret_keys: Default::default(),
             commands: s.commands.clone(),
             reregister: false,
             term,

@@ -72,6 +72,7 @@ async fn multi_chunk_block_round_trips_whole_and_in_ranges() {
     let mut raw = clients.client(&nodes[0]).unwrap();
     let status = raw
         .read_chunk(ReadChunkRequest {
+            token: Default::default(),
             block_id: Some(id),
             offset: len64,
             length: 1,
@@ -144,6 +145,7 @@ async fn a_wrong_checksum_is_rejected_before_writing() {
     let mut cs = checksum::compute(&payload, 16 * 1024);
     cs.checksums[1] ^= 1;
     let bad = WriteChunkRequest {
+        token: Default::default(),
         block_id: Some(id),
         chunk: Some(ChunkInfo {
             offset: 0,
@@ -164,6 +166,7 @@ async fn a_wrong_checksum_is_rejected_before_writing() {
 
     // A length that disagrees with the data is refused too.
     let lying = WriteChunkRequest {
+        token: Default::default(),
         block_id: Some(id),
         chunk: Some(ChunkInfo {
             offset: 0,
@@ -178,7 +181,10 @@ async fn a_wrong_checksum_is_rejected_before_writing() {
         .unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
     let status = raw
-        .get_block(ozone_proto::datanode::GetBlockRequest { block_id: Some(id) })
+        .get_block(ozone_proto::datanode::GetBlockRequest {
+            token: Default::default(),
+            block_id: Some(id),
+        })
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::NotFound);
@@ -196,6 +202,7 @@ async fn committed_blocks_and_closed_containers_refuse_writes() {
         .unwrap();
 
     let chunk = |payload: Bytes, offset: u64, id| WriteChunkRequest {
+        token: Default::default(),
         block_id: Some(id),
         chunk: Some(ChunkInfo {
             offset,
@@ -213,7 +220,10 @@ async fn committed_blocks_and_closed_containers_refuse_writes() {
         .unwrap_err();
     assert_eq!(status.code(), Code::AlreadyExists);
     // Re-sending the same PutBlock is harmless; a different one is refused.
-    let put = |block: BlockData| PutBlockRequest { block: Some(block) };
+    let put = |block: BlockData| PutBlockRequest {
+        token: Default::default(),
+        block: Some(block),
+    };
     raw.put_block(put(done.block.clone())).await.unwrap();
     let mut other = done.block.clone();
     other.chunks.truncate(0);

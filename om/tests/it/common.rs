@@ -147,6 +147,14 @@ impl ScmClientService for FakeScm {
             required_datanodes: 1,
         }))
     }
+    async fn get_secret_keys(
+        &self,
+        _: Request<ozone_proto::scm::GetSecretKeysRequest>,
+    ) -> Result<Response<ozone_proto::scm::GetSecretKeysResponse>, Status> {
+        Err(Status::failed_precondition(
+            "the fake SCM keeps no secret keys",
+        ))
+    }
 }
 
 pub struct ScmHandle {

@@ -310,6 +310,15 @@ impl ScmClient {
         Ok(())
     }
 
+    /// Security on: SCM's unexpired secret keys and the id of the one to sign with.
+    pub async fn get_secret_keys(&self) -> Result<pb::GetSecretKeysResponse> {
+        self.inner
+            .call(pb::GetSecretKeysRequest {}, |mut c, r| async move {
+                c.get_secret_keys(r).await
+            })
+            .await
+    }
+
     pub async fn safe_mode_status(&self) -> Result<pb::SafeModeStatusResponse> {
         self.inner
             .call(pb::SafeModeStatusRequest {}, |mut c, r| async move {

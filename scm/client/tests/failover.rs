@@ -116,6 +116,7 @@ gated! {
         recommission_datanode(pb::DatanodeAdminRequest) -> pb::DatanodeAdminResponse;
         close_container(pb::CloseContainerRequest) -> pb::CloseContainerResponse;
         report_replica_miss(pb::ReportReplicaMissRequest) -> pb::ReportReplicaMissResponse;
+        get_secret_keys(pb::GetSecretKeysRequest) -> pb::GetSecretKeysResponse;
 }
 
 fn down_address() -> String {

@@ -114,10 +114,14 @@ impl ScmState {
             .get_mut(&uuid)
             .map(|n| std::mem::take(&mut n.pending))
             .unwrap_or_default();
+        let (secret_keys, container_tokens) =
+            self.heartbeat_security(&uuid, &commands, ozone_common::now_ms());
         Ok(HeartbeatOutcome {
             reregister: false,
             commands,
             term: 0,
+            secret_keys,
+            container_tokens,
         })
     }
 
