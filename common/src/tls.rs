@@ -921,6 +921,21 @@ pub fn split_path(path: &str) -> (&str, &str) {
     path.rsplit_once('/').unwrap_or((path, ""))
 }
 
+/// The refusal of a method no caller may use (fail closed on what a policy does not name).
+pub fn not_served(path: &str) -> tonic::Status {
+    tonic::Status::permission_denied(format!("{path} is not served to anyone"))
+}
+
+/// What `policy` answers a call of `path` by `who` (a role and id, or no certificate): `Ok`
+/// or the refusal's code. For the policies' tests and diagnostics.
+pub fn decide(policy: &Policy, path: &str, who: Option<(NodeRole, &str)>) -> tonic::Code {
+    let id = who.map(|(r, i)| Identity::new(r, i));
+    match policy(path, id.as_ref(), &Default::default()) {
+        Ok(()) => tonic::Code::Ok,
+        Err(s) => s.code(),
+    }
+}
+
 /// The refusal of a call without a certificate.
 pub fn unauthenticated(method: &str) -> tonic::Status {
     tonic::Status::unauthenticated(format!(

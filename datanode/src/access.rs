@@ -5,7 +5,6 @@
 use std::sync::Arc;
 
 use ozone_common::tls::{self, NodeRole, Policy};
-use tonic::Status;
 
 pub fn datanode_port() -> Policy {
     use NodeRole::*;
@@ -18,42 +17,30 @@ pub fn datanode_port() -> Policy {
             ("ozone.datanode.DatanodeService", _) => {
                 tls::require_role(method, caller, &[S3g, Om, Datanode, Admin])
             }
-            _ => Err(Status::permission_denied(format!(
-                "{path} is not served to anyone"
-            ))),
+            _ => Err(tls::not_served(path)),
         }
     })
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use ozone_common::tls::Identity;
     use tonic::Code;
 
     #[test]
     fn containers_are_copied_only_to_datanodes() {
         let p = datanode_port();
-        let call =
-            |path: &str, who: Option<Identity>| match p(path, who.as_ref(), &Default::default()) {
-                Ok(()) => Code::Ok,
-                Err(s) => s.code(),
-            };
         let copy = "/ozone.datanode.DatanodeService/CopyContainer";
         assert_eq!(
-            call(copy, Some(Identity::new(NodeRole::Datanode, "u"))),
+            tls::decide(&p, copy, Some((NodeRole::Datanode, "u"))),
             Code::Ok
         );
         assert_eq!(
-            call(copy, Some(Identity::new(NodeRole::S3g, "gw"))),
+            tls::decide(&p, copy, Some((NodeRole::S3g, "gw"))),
             Code::PermissionDenied
         );
         let read = "/ozone.datanode.DatanodeService/ReadChunk";
-        assert_eq!(
-            call(read, Some(Identity::new(NodeRole::S3g, "gw"))),
-            Code::Ok
-        );
-        assert_eq!(call(read, None), Code::Unauthenticated);
+        assert_eq!(tls::decide(&p, read, Some((NodeRole::S3g, "gw"))), Code::Ok);
+        assert_eq!(tls::decide(&p, read, None), Code::Unauthenticated);
     }
 }

@@ -8,7 +8,6 @@
 use std::sync::Arc;
 
 use ozone_common::tls::{self, NodeRole, Policy};
-use tonic::Status;
 
 pub fn om_port(om_nodes: Vec<String>) -> Policy {
     use NodeRole::*;
@@ -39,9 +38,7 @@ pub fn om_port(om_nodes: Vec<String>) -> Policy {
                 | "AdminListMultipartUploads",
             ) => tls::require_role(method, caller, &[Admin, Om]),
             ("ozone.om.OmService", _) => tls::require_role(method, caller, &[S3g, Om, Admin]),
-            _ => Err(Status::permission_denied(format!(
-                "{path} is not served to anyone"
-            ))),
+            _ => Err(tls::not_served(path)),
         }
     })
 }
@@ -50,15 +47,10 @@ pub fn om_port(om_nodes: Vec<String>) -> Policy {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use ozone_common::tls::Identity;
     use tonic::Code;
 
     fn call(p: &Policy, path: &str, who: Option<(NodeRole, &str)>) -> Code {
-        let id = who.map(|(r, i)| Identity::new(r, i));
-        match p(path, id.as_ref(), &Default::default()) {
-            Ok(()) => Code::Ok,
-            Err(s) => s.code(),
-        }
+        tls::decide(p, path, who)
     }
 
     #[test]

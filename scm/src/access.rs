@@ -5,7 +5,6 @@
 use std::sync::Arc;
 
 use ozone_common::tls::{self, NodeRole, Policy};
-use tonic::Status;
 
 /// The client port (9860): OMs, gateways, datanodes, administrators and the other SCMs.
 pub fn client_port(scm_nodes: Vec<String>) -> Policy {
@@ -47,9 +46,7 @@ pub fn client_port(scm_nodes: Vec<String>) -> Policy {
                 "ozone.scm.ScmClientService",
                 "DecommissionDatanode" | "RecommissionDatanode" | "CloseContainer",
             ) => tls::require_role(method, caller, &[Admin]),
-            _ => Err(Status::permission_denied(format!(
-                "{path} is not served to anyone"
-            ))),
+            _ => Err(tls::not_served(path)),
         }
     })
 }
@@ -63,9 +60,7 @@ pub fn datanode_port() -> Policy {
             ("ozone.scm.ScmDatanodeService", "Register" | "Heartbeat") => {
                 tls::require_role(method, caller, &[NodeRole::Datanode])
             }
-            _ => Err(Status::permission_denied(format!(
-                "{path} is not served to anyone"
-            ))),
+            _ => Err(tls::not_served(path)),
         }
     })
 }
@@ -74,15 +69,10 @@ pub fn datanode_port() -> Policy {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use ozone_common::tls::Identity;
     use tonic::Code;
 
     fn call(p: &Policy, path: &str, who: Option<(NodeRole, &str)>) -> Code {
-        let id = who.map(|(r, i)| Identity::new(r, i));
-        match p(path, id.as_ref(), &Default::default()) {
-            Ok(()) => Code::Ok,
-            Err(s) => s.code(),
-        }
+        tls::decide(p, path, who)
     }
 
     #[test]

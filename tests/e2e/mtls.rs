@@ -48,6 +48,21 @@ fn tls_to(ctx: &Arc<TlsContext>, address: &str, role: NodeRole) -> Channel {
     tls::channel_with(ctx, endpoint(address), role)
 }
 
+/// Writes `len` random bytes to `s3://bucket/obj` as `ak` and reads them back identical.
+fn round_trip(c: &Cluster, ak: &str, sk: &str, bucket: &str, len: usize, seed: u64) {
+    let src = c.dir().join(format!("{bucket}.obj"));
+    ozone_tests::write_random_file(&src, len, seed);
+    let url = format!("s3://{bucket}/obj");
+    let quiet = "--only-show-errors";
+    ok(c.aws_as(ak, sk, &["s3", "cp", quiet, src.to_str().unwrap(), &url]));
+    let back = c.dir().join(format!("{bucket}.back"));
+    ok(c.aws_as(ak, sk, &["s3", "cp", quiet, &url, back.to_str().unwrap()]));
+    assert!(
+        ozone_tests::same_file(&src, &back),
+        "{url} read back other bytes"
+    );
+}
+
 fn code<T>(r: Result<tonic::Response<T>, tonic::Status>) -> Code {
     match r {
         Ok(_) => Code::Ok,
@@ -152,32 +167,7 @@ fn mtls_internal_ports_refuse_strangers_and_nodes_of_the_wrong_role() {
     // The cluster works for its own members: S3 through the gateway.
     let (ak, sk) = c.getsecret("alice");
     ok(c.aws_as(&ak, &sk, &["s3", "mb", "s3://mtls"]));
-    let src = c.dir().join("obj");
-    ozone_tests::write_random_file(&src, 3 << 20, 7);
-    ok(c.aws_as(
-        &ak,
-        &sk,
-        &[
-            "s3",
-            "cp",
-            "--only-show-errors",
-            src.to_str().unwrap(),
-            "s3://mtls/obj",
-        ],
-    ));
-    let back = c.dir().join("obj.back");
-    ok(c.aws_as(
-        &ak,
-        &sk,
-        &[
-            "s3",
-            "cp",
-            "--only-show-errors",
-            "s3://mtls/obj",
-            back.to_str().unwrap(),
-        ],
-    ));
-    assert!(ozone_tests::same_file(&src, &back));
+    round_trip(&c, &ak, &sk, "mtls", 3 << 20, 7);
 
     // Every role holds a certificate from the CA; keys and secrets are private.
     let certs = ok(c.ozone(&["admin", "cert", "list", "--json"]));
@@ -252,32 +242,7 @@ fn mtls_certificates_renew_before_expiry_and_the_cluster_keeps_working() {
         .duration_since(std::time::SystemTime::now())
         .unwrap_or_default();
     std::thread::sleep(wait + Duration::from_secs(2));
-    let src = c.dir().join("obj");
-    ozone_tests::write_random_file(&src, 1 << 20, 9);
-    ok(c.aws_as(
-        &ak,
-        &sk,
-        &[
-            "s3",
-            "cp",
-            "--only-show-errors",
-            src.to_str().unwrap(),
-            "s3://renew/obj",
-        ],
-    ));
-    let back = c.dir().join("obj.back");
-    ok(c.aws_as(
-        &ak,
-        &sk,
-        &[
-            "s3",
-            "cp",
-            "--only-show-errors",
-            "s3://renew/obj",
-            back.to_str().unwrap(),
-        ],
-    ));
-    assert!(ozone_tests::same_file(&src, &back));
+    round_trip(&c, &ak, &sk, "renew", 1 << 20, 9);
 }
 
 #[test]
@@ -299,32 +264,7 @@ fn mtls_three_scms_share_one_ca_and_three_oms_replicate_over_it() {
     c.om_leader(Duration::from_secs(30));
     let (ak, sk) = c.getsecret("dave");
     ok(c.aws_as(&ak, &sk, &["s3", "mb", "s3://ha-bucket"]));
-    let src = c.dir().join("obj");
-    ozone_tests::write_random_file(&src, 2 << 20, 3);
-    ok(c.aws_as(
-        &ak,
-        &sk,
-        &[
-            "s3",
-            "cp",
-            "--only-show-errors",
-            src.to_str().unwrap(),
-            "s3://ha-bucket/obj",
-        ],
-    ));
-    let back = c.dir().join("obj.back");
-    ok(c.aws_as(
-        &ak,
-        &sk,
-        &[
-            "s3",
-            "cp",
-            "--only-show-errors",
-            "s3://ha-bucket/obj",
-            back.to_str().unwrap(),
-        ],
-    ));
-    assert!(ozone_tests::same_file(&src, &back));
+    round_trip(&c, &ak, &sk, "ha-bucket", 2 << 20, 3);
     // Every OM applied the writes: raft among the OMs runs over mutual TLS.
     let roles = c.om_roles();
     let applied: Vec<u64> = roles
