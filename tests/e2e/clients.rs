@@ -86,6 +86,8 @@ fn rclone_s3cmd_and_s3fs() {
         );
     }
     ok(c.aws(&["s3", "mb", "s3://clients-bucket"]));
+    // Each client is configured with the test credentials (a real secret with security on).
+    let (key, secret) = c.credentials();
 
     // rclone: copy, ls, sync back, delete
     let rclone = |args: &[&str]| {
@@ -93,8 +95,8 @@ fn rclone_s3cmd_and_s3fs() {
         cmd.env("RCLONE_CONFIG_OZ_TYPE", "s3")
             .env("RCLONE_CONFIG_OZ_PROVIDER", "Other")
             .env("RCLONE_CONFIG_OZ_ENDPOINT", &c.endpoint)
-            .env("RCLONE_CONFIG_OZ_ACCESS_KEY_ID", "testuser")
-            .env("RCLONE_CONFIG_OZ_SECRET_ACCESS_KEY", "testsecret")
+            .env("RCLONE_CONFIG_OZ_ACCESS_KEY_ID", &key)
+            .env("RCLONE_CONFIG_OZ_SECRET_ACCESS_KEY", &secret)
             .env("RCLONE_CONFIG", work.path().join("rclone.conf"))
             .args(args);
         ok(cmd.output().unwrap())
@@ -118,7 +120,7 @@ fn rclone_s3cmd_and_s3fs() {
     std::fs::write(
         &cfg,
         format!(
-            "[default]\naccess_key = testuser\nsecret_key = testsecret\nhost_base = {host}\nhost_bucket = {host}\nuse_https = False\n"
+            "[default]\naccess_key = {key}\nsecret_key = {secret}\nhost_base = {host}\nhost_bucket = {host}\nuse_https = False\n"
         ),
     )
     .unwrap();
@@ -147,7 +149,7 @@ fn rclone_s3cmd_and_s3fs() {
     let mnt = work.path().join("mnt");
     std::fs::create_dir_all(&mnt).unwrap();
     let pw = work.path().join("s3fs.pw");
-    std::fs::write(&pw, "testuser:testsecret\n").unwrap();
+    std::fs::write(&pw, format!("{key}:{secret}\n")).unwrap();
     let mut perms = std::fs::metadata(&pw).unwrap().permissions();
     std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o600);
     std::fs::set_permissions(&pw, perms).unwrap();

@@ -130,7 +130,8 @@ fn ockg_writes_keys_with_data_through_the_ozone_client() {
 fn s3kg_writes_objects_through_s3_and_list_probe_times_pages() {
     let c = Cluster::shared();
     let endpoint = format!("http://{}", c.s3_addr());
-    let out = ok(c.ozone(&[
+    // With the test credentials: the S3 generators sign their requests with them.
+    let out = ok(c.ozone_s3(&[
         "freon",
         "s3kg",
         "-e",
@@ -154,7 +155,7 @@ fn s3kg_writes_objects_through_s3_and_list_probe_times_pages() {
     );
     assert!(listed.iter().all(|k| k.1 == 1024), "{listed:?}");
 
-    let out = ok(c.ozone(&[
+    let out = ok(c.ozone_s3(&[
         "freon",
         "list-probe",
         "-e",

@@ -56,7 +56,24 @@ fn json(out: Output) -> serde_json::Value {
 
 #[test]
 fn shell_volumes_buckets_keys_and_links_through_s3() {
-    let c = Cluster::start(ClusterOpts::default());
+    shell_flow(&Cluster::start(ClusterOpts::default()));
+}
+
+/// The same with `ozone.security.enabled=true`: `ozone sh` acts as the administrator (the
+/// credential `cluster up` leaves in the conf dir), the links it makes in `s3v` are owned by
+/// the administrator (`s3v`'s owner), and the S3 calls through them are made as their owner
+/// (with the secret `ozone s3 getsecret` gives). Alice owns the volume and the bucket the link
+/// points at, yet is refused through the link until its owner grants her READ and WRITE on it;
+/// Bob, without a grant, stays refused.
+#[test]
+fn shell_volumes_buckets_keys_and_links_through_s3_with_security_on() {
+    shell_flow(&Cluster::start(ClusterOpts {
+        set: vec![(keys::OZONE_SECURITY_ENABLED.name().into(), "true".into())],
+        ..Default::default()
+    }));
+}
+
+fn shell_flow(c: &Cluster) {
     let dir = c.dir().to_path_buf();
     let sh = |args: &[&str]| {
         let mut all = vec!["sh"];
@@ -92,7 +109,7 @@ fn shell_volumes_buckets_keys_and_links_through_s3() {
     let big = dir.join("big.bin");
     write_random_file(&big, 50 << 20, 7);
     let shown = ozone_on_tty(
-        &c,
+        c,
         &[
             "sh",
             "key",
@@ -157,7 +174,7 @@ fn shell_volumes_buckets_keys_and_links_through_s3() {
     let om = ok(c.ozone(&["getconf", "confKey", keys::OZONE_OM_ADDRESS.name()]));
     let got = dir.join("got.bin");
     let addr = format!("o3://{}/vol1/bucket1/data/big.bin", om.trim());
-    let shown = ozone_on_tty(&c, &["sh", "key", "get", &addr, got.to_str().unwrap()]);
+    let shown = ozone_on_tty(c, &["sh", "key", "get", &addr, got.to_str().unwrap()]);
     assert!(shown.contains("100%"), "{shown:?}");
     assert!(same_file(&big, &got), "key get returned other bytes");
     fails_with(
@@ -179,10 +196,68 @@ fn shell_volumes_buckets_keys_and_links_through_s3() {
     ]));
     let l = json(sh(&["bucket", "info", "/s3v/common-bucket"]));
     assert_eq!(l["link"], true);
+    // The S3 user of the calls through links: with security off any key; with it on, the
+    // owner of the links the shell makes (with the secret `ozone s3 getsecret` gives).
+    let owner = c
+        .secure()
+        .then(|| c.getsecret(l["owner"].as_str().expect("the link has an owner")));
+    let s3 = |args: &[&str]| match &owner {
+        Some((key, secret)) => c.aws_as(key, secret, args),
+        None => c.aws(args),
+    };
     assert_eq!(
         (l["sourceVolume"].as_str(), l["sourceBucket"].as_str()),
         (Some("vol1"), Some("bucket1"))
     );
+    if c.secure() {
+        // The link is the shell user's (the administrator's), not the source bucket's owner's:
+        // Alice, who owns /vol1/bucket1, is refused through it until the link's owner grants
+        // her READ and WRITE on it.
+        assert_ne!(l["owner"], "alice", "{l}");
+        let (ak, sk) = c.getsecret("alice");
+        let alice = |args: &[&str]| c.aws_as(&ak, &sk, args);
+        let out = alice(&["s3", "ls", "s3://common-bucket/"]);
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("AccessDenied"),
+            "{out:?}"
+        );
+        ok(s3(&[
+            "s3api",
+            "put-bucket-acl",
+            "--bucket",
+            "common-bucket",
+            "--grant-read",
+            "id=alice",
+            "--grant-write",
+            "id=alice",
+        ]));
+        let listing = ok(alice(&["s3", "ls", "s3://common-bucket/"]));
+        assert!(listing.contains("small.txt"), "{listing}");
+        let alice_up = dir.join("alice.txt");
+        std::fs::write(&alice_up, b"alice through the link\n").unwrap();
+        ok(alice(&[
+            "s3",
+            "cp",
+            alice_up.to_str().unwrap(),
+            "s3://common-bucket/alice.txt",
+        ]));
+        let back = dir.join("alice-back.txt");
+        ok(sh(&[
+            "key",
+            "get",
+            "/vol1/bucket1/alice.txt",
+            back.to_str().unwrap(),
+        ]));
+        assert!(same_file(&alice_up, &back));
+        ok(sh(&["key", "delete", "/vol1/bucket1/alice.txt"]));
+        // Bob, with no grant, is still refused.
+        let (bk, bs) = c.getsecret("bob");
+        let out = c.aws_as(&bk, &bs, &["s3", "ls", "s3://common-bucket/"]);
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("AccessDenied"),
+            "{out:?}"
+        );
+    }
     let path = ok(sh(&["bucket", "path", "common-bucket"]));
     assert!(
         path.contains("Volume name for S3Bucket is : vol1"),
@@ -193,13 +268,13 @@ fn shell_volumes_buckets_keys_and_links_through_s3() {
         "{path}"
     );
 
-    let listing = ok(c.aws(&["s3", "ls", "--recursive", "s3://common-bucket/"]));
+    let listing = ok(s3(&["s3", "ls", "--recursive", "s3://common-bucket/"]));
     assert!(
         listing.contains("data/big.bin") && listing.contains("small.txt"),
         "{listing}"
     );
     let via_s3 = dir.join("via-s3.bin");
-    ok(c.aws(&[
+    ok(s3(&[
         "s3",
         "cp",
         "s3://common-bucket/data/big.bin",
@@ -209,11 +284,11 @@ fn shell_volumes_buckets_keys_and_links_through_s3() {
         same_file(&big, &via_s3),
         "the aws CLI read other bytes through the link"
     );
-    let buckets = ok(c.aws(&["s3api", "list-buckets"]));
+    let buckets = ok(s3(&["s3api", "list-buckets"]));
     assert!(buckets.contains("common-bucket"), "{buckets}");
-    ok(c.aws(&["s3api", "head-bucket", "--bucket", "common-bucket"]));
+    ok(s3(&["s3api", "head-bucket", "--bucket", "common-bucket"]));
     // A multipart upload through the link (the aws CLI sends 50 MiB in 8 MiB parts).
-    ok(c.aws(&[
+    ok(s3(&[
         "s3",
         "cp",
         big.to_str().unwrap(),
@@ -236,7 +311,7 @@ fn shell_volumes_buckets_keys_and_links_through_s3() {
     // A write through the link lands in the source bucket.
     let up = dir.join("up.txt");
     std::fs::write(&up, b"written through the link\n").unwrap();
-    ok(c.aws(&[
+    ok(s3(&[
         "s3",
         "cp",
         up.to_str().unwrap(),
@@ -254,11 +329,9 @@ fn shell_volumes_buckets_keys_and_links_through_s3() {
     // A loop of links and a dangling link.
     ok(sh(&["bucket", "link", "/s3v/loop-b", "/s3v/loop-a"]));
     ok(sh(&["bucket", "link", "/s3v/loop-a", "/s3v/loop-b"]));
-    let err = String::from_utf8_lossy(
-        &c.aws(&["s3api", "list-objects-v2", "--bucket", "loop-a"])
-            .stderr,
-    )
-    .into_owned();
+    let err =
+        String::from_utf8_lossy(&s3(&["s3api", "list-objects-v2", "--bucket", "loop-a"]).stderr)
+            .into_owned();
     assert!(
         err.contains("InvalidRequest") && err.contains("loop"),
         "{err}"
@@ -273,17 +346,17 @@ fn shell_volumes_buckets_keys_and_links_through_s3() {
         "/vol1/no-such-bucket",
         "/s3v/dangling",
     ]));
-    let out = c.aws(&["s3api", "list-objects-v2", "--bucket", "dangling"]);
+    let out = s3(&["s3api", "list-objects-v2", "--bucket", "dangling"]);
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("NoSuchBucket"),
         "{out:?}"
     );
-    let out = c.aws(&["s3", "cp", up.to_str().unwrap(), "s3://dangling/x"]);
+    let out = s3(&["s3", "cp", up.to_str().unwrap(), "s3://dangling/x"]);
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("NoSuchBucket"),
         "{out:?}"
     );
-    let out = c.aws(&["s3api", "head-bucket", "--bucket", "dangling"]);
+    let out = s3(&["s3api", "head-bucket", "--bucket", "dangling"]);
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("404"),
         "{out:?}"
@@ -302,7 +375,7 @@ fn shell_volumes_buckets_keys_and_links_through_s3() {
 
     // Deleting the link leaves the source bucket and its keys.
     ok(sh(&["bucket", "delete", "/s3v/common-bucket"]));
-    let out = c.aws(&["s3", "ls", "s3://common-bucket/"]);
+    let out = s3(&["s3", "ls", "s3://common-bucket/"]);
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("NoSuchBucket"),
         "{out:?}"

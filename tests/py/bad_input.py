@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from common import endpoint, expect_error, raw
+from common import endpoint, expect_error, raw, sign, signed_chunks
 
 B = "bad-input"
 
@@ -77,13 +77,13 @@ def test_wrong_trailing_checksum_on_aws_chunked_body(c):
 
 def test_signed_streaming_framing(c):
     """STREAMING-AWS4-HMAC-SHA256-PAYLOAD, as SDKs send it."""
-    sig = "chunk-signature=" + "0" * 64
-    signed = f"5;{sig}\r\nhello\r\n6;{sig}\r\n world\r\n0;{sig}\r\n\r\n".encode()
-    st, _, body = raw("PUT", f"/{B}/signed", signed, {
+    h = sign("PUT", f"/{B}/signed", {
         "Content-Encoding": "aws-chunked",
         "x-amz-content-sha256": "STREAMING-AWS4-HMAC-SHA256-PAYLOAD",
         "x-amz-decoded-content-length": "11",
     })
+    signed = signed_chunks(h, [b"hello", b" world"])
+    st, _, body = raw("PUT", f"/{B}/signed", signed, h)
     assert st == 200, body
     assert c.get_object(Bucket=B, Key="signed")["Body"].read() == b"hello world"
 
@@ -102,11 +102,15 @@ def test_truncated_http_body():
     """Content-Length promises more than arrives, then the client stops."""
     u = urllib.parse.urlparse(endpoint())
     s = socket.create_connection((u.hostname, u.port), timeout=30)
-    req = (
-        f"PUT /{B}/trunc2 HTTP/1.1\r\nHost: {u.hostname}\r\nContent-Length: 5000\r\n"
-        "Content-Encoding: aws-chunked\r\nx-amz-content-sha256: STREAMING-UNSIGNED-PAYLOAD-TRAILER\r\n"
-        "x-amz-decoded-content-length: 4096\r\n\r\n"
-    ).encode() + b"1000\r\n" + b"y" * 2000
+    h = sign("PUT", f"/{B}/trunc2", {
+        "Content-Length": "5000",
+        "Content-Encoding": "aws-chunked",
+        "x-amz-content-sha256": "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
+        "x-amz-decoded-content-length": "4096",
+    })
+    head = "".join(f"{k}: {v}\r\n" for k, v in h.items())
+    req = f"PUT /{B}/trunc2 HTTP/1.1\r\nHost: {u.netloc}\r\n{head}\r\n".encode()
+    req += b"1000\r\n" + b"y" * 2000
     s.sendall(req)
     s.shutdown(socket.SHUT_WR)
     try:

@@ -10,7 +10,7 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from common import code, endpoint, raw
+from common import code, endpoint, raw, secure
 
 B = "api-bucket"
 SRC = bytes(range(256)) * (24 * 1024)  # 6 MiB
@@ -93,9 +93,22 @@ def test_copy_object_directives_and_source_preconditions(c, etag):
 
 
 def test_presigned_urls(c):
-    """GET, PUT, HEAD, DELETE, and an expired one; SigV4 and SigV2 query forms."""
+    """GET, PUT, HEAD, DELETE, and an expired one; SigV4 and SigV2 query forms. With security
+    on, a SigV2 URL is refused (OM's secrets verify SigV4 only), and the same operations go
+    through SigV4 URLs."""
     v4 = boto3.client("s3", endpoint_url=endpoint(), region_name="us-east-1",
                       config=Config(signature_version="s3v4", s3={"addressing_style": "path"}))
+    # boto3's default for presigned S3 URLs is SigV2 (AWSAccessKeyId, Signature, Expires).
+    v2 = c.generate_presigned_url("get_object", Params={"Bucket": B, "Key": "src"}, ExpiresIn=300)
+    assert "AWSAccessKeyId=" in v2 and "X-Amz-Credential" not in v2, v2
+    if secure():
+        try:
+            urllib.request.urlopen(v2)
+            raise AssertionError("SigV2 presigned URL worked with security on")
+        except urllib.error.HTTPError as e:
+            body = e.read().decode()
+            assert e.code == 400 and "<Code>InvalidRequest</Code>" in body, body
+        c = v4
     url = v4.generate_presigned_url("get_object", Params={"Bucket": B, "Key": "src"}, ExpiresIn=300)
     assert "X-Amz-Credential" in url and urllib.request.urlopen(url).read() == SRC
     expired = v4.generate_presigned_url("get_object", Params={"Bucket": B, "Key": "src"}, ExpiresIn=1)

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from botocore.exceptions import ClientError
 
-from common import endpoint, error_of, expect_error, raw
+from common import endpoint, error_of, expect_error, raw, sign
 
 B = "tags-bucket"
 
@@ -142,8 +142,8 @@ def test_conditional_write_races(c):
     def start_put(key, body):
         conn = http.client.HTTPConnection(u.hostname, u.port, timeout=60)
         conn.putrequest("PUT", f"/{B}/{key}")
-        conn.putheader("Authorization", "AWS4-HMAC-SHA256 Credential=testuser/20260101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=0")
-        conn.putheader("If-None-Match", "*")
+        for name, value in sign("PUT", f"/{B}/{key}", {"If-None-Match": "*"}, body=body).items():
+            conn.putheader(name, value)
         conn.putheader("Content-Length", str(len(body)))
         conn.endheaders()
         conn.send(body[:1000])

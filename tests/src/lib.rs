@@ -401,6 +401,16 @@ impl Cluster {
             .expect("run ozone")
     }
 
+    /// Runs `ozone <args>` against this cluster with the test S3 credentials in its
+    /// environment (`AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY`), as freon's S3 generators
+    /// read them.
+    pub fn ozone_s3(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new(ozone_bin());
+        cmd.args(args).env("OZONE_CONF_DIR", self.conf_dir());
+        self.client_env(&mut cmd);
+        cmd.output().expect("run ozone")
+    }
+
     /// `ozone admin <service> roles --json` (`service`: `om` or `scm`): one object per node
     /// (`id`, `address`, `role`, `term`, `applied_index`, `snapshot_index`, `purged_index`,
     /// ...).
@@ -542,8 +552,9 @@ impl Cluster {
     }
 
     /// Runs pytest in tests/py on `args` (modules, `module::case` ids, options such as `-k`)
-    /// against this cluster's gateway (`OZONE_S3_ENDPOINT`), with the test credentials and
-    /// `env` in its environment. Every case is its own result, each named in the summary
+    /// against this cluster's gateway (`OZONE_S3_ENDPOINT`), with the test credentials,
+    /// `OZONE_TEST_SECURE` (`1` when the cluster runs with security on, else `0`) and `env` in
+    /// its environment. Every case is its own result, each named in the summary
     /// (`-rA`). Fails, showing the output, unless every case that ran passed (none failed,
     /// errored or was skipped); returns the output.
     #[track_caller]
@@ -554,6 +565,7 @@ impl Cluster {
             .current_dir(workspace().join("tests/py"));
         self.client_env(&mut cmd);
         cmd.env("OZONE_S3_ENDPOINT", &self.endpoint)
+            .env("OZONE_TEST_SECURE", if self.secure() { "1" } else { "0" })
             .env("PYTHONDONTWRITEBYTECODE", "1");
         for (k, v) in env {
             cmd.env(k, v);
@@ -627,10 +639,11 @@ impl Cluster {
             .any(|(k, v)| k == key && v.eq_ignore_ascii_case("true"))
     }
 
-    /// The test credentials: any key with security off; on the shared cluster with security on
-    /// (`OZONE_TEST_SECURE=1`), the real secret of user `testuser`. Own clusters with security
-    /// on keep the unknown `testuser`/`testsecret`, which their tests expect to be refused.
-    fn credentials(&self) -> (String, String) {
+    /// The test credentials (access key, secret): any key with security off; on the shared
+    /// cluster with security on (`OZONE_TEST_SECURE=1`), the real secret of user `testuser`.
+    /// Own clusters with security on keep the unknown `testuser`/`testsecret`, which their
+    /// tests expect to be refused.
+    pub fn credentials(&self) -> (String, String) {
         self.credentials
             .get_or_init(|| {
                 if self.shared.is_some() && self.secure() {
