@@ -353,7 +353,8 @@ pub async fn prepare(
 }
 
 /// This SCM's certificate: the one in its certificate directory while valid beyond the grace
-/// period and naming what it should, else a new one issued by its own CA.
+/// period (names are not compared: see scm-client's `certs`), else a new one issued by its own
+/// CA.
 fn own_certificate(
     ca: &CertificateAuthority,
     settings: &SecuritySettings,
@@ -364,7 +365,6 @@ fn own_certificate(
         && cert.ca_pem.trim() == ca.cert_pem().trim()
         && let Ok(info) = cert.info()
         && info.identity.as_ref() == Some(&me)
-        && settings.names.iter().all(|n| info.names.contains(n))
         && SystemTime::now() + settings.renew_grace < info.not_after
     {
         return Ok(cert);

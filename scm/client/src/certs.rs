@@ -87,8 +87,9 @@ pub async fn prepare_node(settings: &NodeCertSettings) -> Result<Arc<TlsContext>
     Ok(ctx)
 }
 
-/// The certificate in the node's directory, if it names this node and what it should and is
-/// not yet in its renewal grace period.
+/// The certificate in the node's directory, if it names this node and is not yet in its
+/// renewal grace period. The host names it carries are not compared with today's: peers check
+/// roles, not names, and a container's host name changes whenever it is recreated.
 fn usable(settings: &NodeCertSettings) -> Result<Option<NodeCert>> {
     let Some(cert) = NodeCert::load(&settings.dir)
         .map_err(|e| security(format!("reading {}: {e}", settings.dir.display())))?
@@ -99,7 +100,6 @@ fn usable(settings: &NodeCertSettings) -> Result<Option<NodeCert>> {
         return Ok(None);
     };
     let good = info.identity.as_ref() == Some(&settings.identity)
-        && settings.names.iter().all(|n| info.names.contains(n))
         && SystemTime::now() + settings.renew_grace < info.not_after;
     Ok(good.then_some(cert))
 }
