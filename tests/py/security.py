@@ -49,9 +49,11 @@ def request(method, path, body=b"", headers=None, unsigned=False):
     return r.status, hdrs, data
 
 
-def signed(ak, sk, method, path, payload_hash, extra=None, amz_date=None, query=""):
+def signed(ak, sk, method, path, payload_hash, extra=None, amz_date=None, query="",
+           scope_day=None):
     """SigV4 headers for a request (written from the AWS documentation, independent of the
-    gateway's code). Returns (headers, signing key, signature, amz date, scope)."""
+    gateway's code); `scope_day` (YYYYMMDD) signs with another day's key and scope than the
+    request's date. Returns (headers, signing key, signature, amz date, scope)."""
     u = urllib.parse.urlparse(endpoint())
     t = amz_date or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     h = {"host": u.netloc, "x-amz-date": t, "x-amz-content-sha256": payload_hash}
@@ -60,9 +62,10 @@ def signed(ak, sk, method, path, payload_hash, extra=None, amz_date=None, query=
     canon = "".join(f"{k}:{' '.join(str(h[k]).split())}\n" for k in names)
     creq = "\n".join([method, urllib.parse.quote(path, safe="/-_.~"), query, canon,
                       ";".join(names), payload_hash])
-    scope = f"{t[:8]}/us-east-1/s3/aws4_request"
+    day = scope_day or t[:8]
+    scope = f"{day}/us-east-1/s3/aws4_request"
     sts = "\n".join(["AWS4-HMAC-SHA256", t, scope, hashlib.sha256(creq.encode()).hexdigest()])
-    key = signing_key(sk, t[:8])
+    key = signing_key(sk, day)
     sig = hmac.new(key, sts.encode(), hashlib.sha256).hexdigest()
     h["Authorization"] = (f"AWS4-HMAC-SHA256 Credential={ak}/{scope}, "
                           f"SignedHeaders={';'.join(names)}, Signature={sig}")
@@ -193,6 +196,34 @@ def test_presigned_urls_valid_and_tampered(alice, bob, keys):
         except urllib.error.HTTPError as e:
             assert e.code == 403, (e.code, bad)
             assert b"SignatureDoesNotMatch" in e.read()
+
+
+def test_presigned_put_with_an_unsigned_copy_source_is_refused(alice, bob, keys):
+    """A presigned PUT with an added, unsigned x-amz-copy-source must not turn into a copy of
+    whatever the signer may read: 403, nothing written; the same URL without it still works."""
+    url = alice.generate_presigned_url("put_object", Params={"Bucket": B, "Key": "via-url"},
+                                       ExpiresIn=300)
+    u = urllib.parse.urlparse(url)
+    path = f"{u.path}?{u.query}"
+    expect_error(request("PUT", path, headers={"x-amz-copy-source": f"/{B}/doc.txt"}), 403,
+                 "AccessDenied")
+    assert code(alice.head_object, Bucket=B, Key="via-url") == "404"
+    st, _, data = request("PUT", path, body=b"by the URL")
+    assert st == 200, (st, data)
+    assert alice.get_object(Bucket=B, Key="via-url")["Body"].read() == b"by the URL"
+
+
+def test_a_signature_of_yesterday_is_refused(alice, bob, keys):
+    """A request signed yesterday (date and scope of yesterday) answers 403
+    RequestTimeTooSkewed; yesterday's signing key on a request dated now answers as AWS does,
+    400 AuthorizationHeaderMalformed (the scope's date is not the request's). Neither reads."""
+    ak_a, sk_a, ak_b, sk_b = keys
+    now = time.time()
+    yesterday = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now - 86400))
+    h, *_ = signed(ak_a, sk_a, "GET", f"/{B}/doc.txt", EMPTY, amz_date=yesterday)
+    expect_error(request("GET", f"/{B}/doc.txt", headers=h), 403, "RequestTimeTooSkewed")
+    h, *_ = signed(ak_a, sk_a, "GET", f"/{B}/doc.txt", EMPTY, scope_day=yesterday[:8])
+    expect_error(request("GET", f"/{B}/doc.txt", headers=h), 400, "AuthorizationHeaderMalformed")
 
 
 def test_signed_streaming_upload(alice, bob, keys):
