@@ -37,7 +37,13 @@ pub struct CertificateAuthority {
     /// This SCM's node id, recorded with what it issues.
     node_id: String,
     validity: Duration,
+    /// When `ca/issued/` was last cleared of expired certificates (see [`Self::prune`]).
+    pruned: std::sync::Mutex<Option<std::time::Instant>>,
 }
+
+/// How often issuing a certificate also clears the expired ones from `ca/issued/`: tools get a
+/// one-hour certificate per run, so the directory holds about an hour of them plus the nodes'.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
 impl std::fmt::Debug for CertificateAuthority {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -77,6 +83,7 @@ impl CertificateAuthority {
             cert_pem,
             node_id: node_id.to_string(),
             validity,
+            pruned: std::sync::Mutex::new(None),
         }))
     }
 
@@ -137,6 +144,7 @@ impl CertificateAuthority {
             cert_pem: cert_pem.to_string(),
             node_id: node_id.to_string(),
             validity,
+            pruned: std::sync::Mutex::new(None),
         })
     }
 
@@ -210,7 +218,43 @@ impl CertificateAuthority {
         tls::write_private(&path, pem.as_bytes())
             .map_err(io_err(format!("writing {}", path.display())))?;
         tracing::info!(%identity, serial = %info.serial, names = ?info.names, "issued a certificate");
+        self.prune_hourly();
         Ok(pem)
+    }
+
+    /// Clears expired certificates from `ca/issued/`, at most once per [`PRUNE_EVERY`].
+    fn prune_hourly(&self) {
+        let mut last = self.pruned.lock().unwrap_or_else(|p| p.into_inner());
+        if last.is_some_and(|t| t.elapsed() < PRUNE_EVERY) {
+            return;
+        }
+        *last = Some(std::time::Instant::now());
+        drop(last);
+        match self.prune(SystemTime::now()) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                removed = n,
+                "cleared expired certificates from the CA's record"
+            ),
+            Err(e) => tracing::warn!(error = %e, "clearing expired certificates failed"),
+        }
+    }
+
+    /// Removes the recorded certificates that expired before `now`; returns how many.
+    pub fn prune(&self, now: SystemTime) -> Result<usize, ScmError> {
+        let mut removed = 0;
+        for cert in self.issued()? {
+            if UNIX_EPOCH + Duration::from_millis(cert.not_after_ms) < now {
+                let path = self
+                    .dir
+                    .join(ISSUED_DIR)
+                    .join(format!("{}.pem", cert.serial));
+                std::fs::remove_file(&path)
+                    .map_err(io_err(format!("removing {}", path.display())))?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
     }
 
     /// The certificates this SCM issued, oldest first.
@@ -662,6 +706,15 @@ mod tests {
             (issued[0].role.as_str(), issued[0].node_id.as_str()),
             ("om", "om1")
         );
+        // Expired records are cleared; valid ones stay.
+        assert_eq!(again.prune(SystemTime::now()).unwrap(), 0);
+        assert_eq!(
+            again
+                .prune(SystemTime::now() + Duration::from_secs(7200))
+                .unwrap(),
+            1
+        );
+        assert!(again.issued().unwrap().is_empty());
         // A request whose signature does not verify is refused.
         let bad = csr.replace("A", "B");
         assert!(ca.sign(&bad, &me, None).is_err());
