@@ -246,11 +246,23 @@ impl NodeCert {
     }
 }
 
-/// Replaces `path` with `bytes` durably (temporary file, fsync, rename), mode 0600.
+/// Replaces `path` with `bytes` durably (temporary file, fsync, rename), mode 0600. Processes
+/// writing the same file at once (the SCMs of `cluster up` publishing the CA into one conf
+/// dir) each use their own temporary file, and the last rename wins.
 pub fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
+    let mut nonce = [0u8; 8];
+    rand_bytes(&mut nonce).map_err(io::Error::other)?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(
+        ".{name}.{}.{}.tmp",
+        std::process::id(),
+        hex::encode(nonce)
+    ));
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -259,7 +271,9 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
         .open(&tmp)?;
     f.write_all(bytes)?;
     f.sync_all()?;
-    std::fs::rename(&tmp, path)
+    std::fs::rename(&tmp, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
 }
 
 /// A new ECDSA P-256 key and a certificate signing request for `identity`, naming `names`
@@ -1235,6 +1249,31 @@ mod tests {
         let w = renew_wait(now + Duration::from_secs(100), Duration::from_secs(40));
         assert!(w <= Duration::from_secs(60) && w > Duration::from_secs(55));
         assert_eq!(renew_wait(now + day * 100, day), day);
+    }
+
+    #[test]
+    fn writers_of_one_file_at_once_do_not_trip_over_each_other() {
+        let dir = std::env::temp_dir().join(format!("ozone-tls-write-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("ca.pem");
+        let writers: Vec<_> = (0..8)
+            .map(|i| {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..20 {
+                        write_private(&path, format!("writer {i}").as_bytes()).expect("write");
+                    }
+                })
+            })
+            .collect();
+        for w in writers {
+            w.join().expect("writer");
+        }
+        let text = std::fs::read_to_string(&path).expect("read");
+        assert!(text.starts_with("writer "), "{text}");
+        let left: Vec<_> = std::fs::read_dir(&dir).expect("list").collect();
+        assert_eq!(left.len(), 1, "temporary files left behind");
+        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[test]

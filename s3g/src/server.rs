@@ -156,11 +156,13 @@ pub async fn run(
             what: "this gateway's certificate".into(),
             message: e.to_string(),
         };
-        let names = ozone_common::tls::node_names();
-        let id = names.last().cloned().unwrap_or_else(|| "s3g".into());
         let dir =
             std::path::PathBuf::from(cfg.get(ozone_common::config::keys::OZONE_METADATA_DIRS))
                 .join("s3g");
+        // Its first certificate's id (the host name then), kept across restarts.
+        let id = scm_client::certs::kept_id(&cfg, &dir, ozone_common::tls::NodeRole::S3g)
+            .or_else(|| ozone_common::tls::node_names().pop())
+            .unwrap_or_else(|| "s3g".into());
         let certs = scm_client::certs::NodeCertSettings::from_config(
             &cfg,
             ozone_common::tls::Identity::new(ozone_common::tls::NodeRole::S3g, id),

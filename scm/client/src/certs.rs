@@ -87,6 +87,19 @@ pub async fn prepare_node(settings: &NodeCertSettings) -> Result<Arc<TlsContext>
     Ok(ctx)
 }
 
+/// The id this node's kept certificate names for `role`, if it has one: a gateway keeps the id
+/// of its first certificate across restarts (its host name may change with its container).
+pub fn kept_id(cfg: &OzoneConfig, meta_dir: &Path, role: tls::NodeRole) -> Option<String> {
+    let dir = meta_dir.join(cfg.get(keys::HDDS_X509_DIR_NAME));
+    NodeCert::load(&dir)
+        .ok()
+        .flatten()
+        .and_then(|c| c.info().ok())
+        .and_then(|i| i.identity)
+        .filter(|i| i.role == role)
+        .map(|i| i.id)
+}
+
 /// The certificate in the node's directory, if it names this node and is not yet in its
 /// renewal grace period. The host names it carries are not compared with today's: peers check
 /// roles, not names, and a container's host name changes whenever it is recreated.
