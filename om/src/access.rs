@@ -14,15 +14,7 @@ pub fn om_port(om_nodes: Vec<String>) -> Policy {
     Arc::new(move |path, caller, _headers| {
         let (service, method) = tls::split_path(path);
         match (service, method) {
-            ("ozone.raft.RaftService", "AppendEntries" | "Vote" | "InstallSnapshot") => {
-                tls::require_peer(method, caller, Om, &om_nodes)
-            }
-            ("ozone.raft.RaftService", "NodeStatus" | "TransferLeader" | "StartElection") => {
-                match caller {
-                    Some(c) if c.role == Admin => Ok(()),
-                    _ => tls::require_peer(method, caller, Om, &om_nodes),
-                }
-            }
+            ("ozone.raft.RaftService", _) => tls::raft_call(method, caller, Om, &om_nodes),
             // A user's signing key is derived here and never leaves OM, but the answer says
             // whether a signature is good: only for gateways.
             ("ozone.om.OmService", "VerifyS3Signature") => {

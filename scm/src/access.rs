@@ -17,15 +17,7 @@ pub fn client_port(scm_nodes: Vec<String>) -> Policy {
             ("ozone.scm.ScmSecurityService", "ListCertificates") => {
                 tls::require_role(method, caller, &[Admin, Scm])
             }
-            ("ozone.raft.RaftService", "AppendEntries" | "Vote" | "InstallSnapshot") => {
-                tls::require_peer(method, caller, Scm, &scm_nodes)
-            }
-            ("ozone.raft.RaftService", "NodeStatus" | "TransferLeader" | "StartElection") => {
-                match caller {
-                    Some(c) if c.role == Admin => Ok(()),
-                    _ => tls::require_peer(method, caller, Scm, &scm_nodes),
-                }
-            }
+            ("ozone.raft.RaftService", _) => tls::raft_call(method, caller, Scm, &scm_nodes),
             // Only OMs allocate and delete blocks.
             ("ozone.scm.ScmClientService", "AllocateBlock" | "DeleteBlocks") => {
                 tls::require_role(method, caller, &[Om])
